@@ -1,0 +1,185 @@
+//! Phase one: TOML text to typed settings. Each section, and each camera, is deserialised on its own so that
+//! one mistake does not hide the next: every problem comes back with its path (`cameras[1].url`).
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use crate::settings::{Camera, Config, Models, Mqtt, Site, Storage};
+use crate::validate::validate_into;
+use crate::{ConfigError, Issue};
+
+const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "cameras"];
+
+/// Reads, parses and validates a configuration file. Relative paths inside it are made relative to the
+/// file's directory.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut config = parse_str(&text).map_err(|issues| ConfigError::Invalid { path: path.to_path_buf(), issues })?;
+    resolve_relative_paths(&mut config, &base);
+    Ok(config)
+}
+
+/// Parses and validates configuration text. All problems are returned at once.
+pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => return Err(vec![syntax_issue(text, &e)]),
+    };
+
+    let mut issues = Vec::new();
+    for key in table.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            issues.push(Issue::new(key, format!("unknown section, expected one of {}", SECTIONS.join(", "))));
+        }
+    }
+
+    let site: Option<Site> = match table.get("site") {
+        Some(v) => section(v.clone(), "site", &mut issues),
+        None => {
+            issues.push(Issue::new("site", "missing section: the checkpoint's city, district, town, village and checkpoint are required"));
+            None
+        }
+    };
+    let mqtt: Option<Option<Mqtt>> = match table.get("mqtt") {
+        Some(v) => section(v.clone(), "mqtt", &mut issues).map(Some),
+        None => Some(None),
+    };
+    let models: Option<Models> = optional_section(&table, "models", &mut issues);
+    let storage: Option<Storage> = optional_section(&table, "storage", &mut issues);
+    let cameras: Option<Vec<Option<Camera>>> = match table.get("cameras") {
+        None => Some(Vec::new()),
+        Some(toml::Value::Array(items)) => Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| section(v.clone(), &format!("cameras[{i}]"), &mut issues))
+                .collect(),
+        ),
+        Some(other) => {
+            issues.push(Issue::new(
+                "cameras",
+                format!("expected an array of tables ([[cameras]]), found {}", other.type_str()),
+            ));
+            None
+        }
+    };
+
+    // Check what did parse, even when something else did not, so one run shows everything.
+    let camera_list: Vec<Camera> = cameras.iter().flatten().flatten().cloned().collect();
+    let partial = Config {
+        site: site.clone().unwrap_or_else(placeholder_site),
+        mqtt: mqtt.clone().flatten(),
+        models: models.clone().unwrap_or_default(),
+        storage: storage.clone().unwrap_or_default(),
+        cameras: camera_list,
+    };
+    let mut semantic = Vec::new();
+    validate_into(&partial, &mut semantic);
+    // Cameras that failed to parse are missing from `partial`; map the remaining indices back.
+    let index_map: Vec<usize> = cameras
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, c)| c.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    for mut issue in semantic {
+        if site.is_none() && issue.path.starts_with("site") {
+            continue;
+        }
+        if cameras.is_none() && issue.path == "cameras" {
+            continue;
+        }
+        issue.path = remap_camera_index(&issue.path, &index_map);
+        issue.message = remap_camera_index(&issue.message, &index_map);
+        issues.push(issue);
+    }
+
+    match (issues.is_empty(), site, mqtt, models, storage) {
+        (true, Some(site), Some(mqtt), Some(models), Some(storage)) => Ok(Config { site, mqtt, models, storage, cameras: partial.cameras }),
+        _ => Err(issues),
+    }
+}
+
+fn optional_section<T: DeserializeOwned + Default>(table: &toml::Table, name: &str, issues: &mut Vec<Issue>) -> Option<T> {
+    match table.get(name) {
+        Some(v) => section(v.clone(), name, issues),
+        None => Some(T::default()),
+    }
+}
+
+fn section<T: DeserializeOwned>(value: toml::Value, prefix: &str, issues: &mut Vec<Issue>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = if inner == "." || inner.is_empty() { prefix.to_string() } else { format!("{prefix}.{inner}") };
+            issues.push(Issue::new(path, e.into_inner().message().trim().to_string()));
+            None
+        }
+    }
+}
+
+fn placeholder_site() -> Site {
+    Site {
+        city: "x".into(),
+        district: "x".into(),
+        town: "x".into(),
+        village: "x".into(),
+        checkpoint: "x".into(),
+        name: None,
+    }
+}
+
+/// Rewrites `cameras[i]` (an index into the cameras that parsed) to the index in the file.
+fn remap_camera_index(text: &str, index_map: &[usize]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("cameras[") {
+        let (head, tail) = rest.split_at(pos + "cameras[".len());
+        out.push_str(head);
+        let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
+        match digits.parse::<usize>().ok().and_then(|i| index_map.get(i)) {
+            Some(orig) => out.push_str(&orig.to_string()),
+            None => out.push_str(&digits),
+        }
+        rest = &tail[digits.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn syntax_issue(text: &str, error: &toml::de::Error) -> Issue {
+    let location = error.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("line {line}, column {column}")
+    });
+    let message = error.message().trim();
+    match location {
+        Some(loc) => Issue::new(loc, format!("TOML syntax: {message}")),
+        None => Issue::new("(file)", format!("TOML syntax: {message}")),
+    }
+}
+
+fn resolve_relative_paths(config: &mut Config, base: &Path) {
+    let resolve = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    resolve(&mut config.models.dir);
+    resolve(&mut config.storage.state_dir);
+    if let Some(lib) = config.models.onnxruntime_library.as_mut() {
+        resolve(lib);
+    }
+    if let Some(mqtt) = config.mqtt.as_mut() {
+        if let Some(p) = mqtt.password_file.as_mut() {
+            resolve(p);
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The settings as written in `agent.toml`. These are plain data: the runtime state built from them lives in
+//! the agent. Every field has a doc comment, units are in the names and defaults are in the `default_*`
+//! functions and `Default` impls below, nowhere else.
+//!
+//! Reload: fields marked *(restart)* are read once at start; everything else is applied on `SIGHUP`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::{CameraUrl, Secret};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where this checkpoint sits in the town's grid; becomes the `{site}` part of every MQTT topic.
+    pub site: Site,
+    /// The town platform's MQTT broker. Without this section the agent runs standalone. *(restart)*
+    #[serde(default)]
+    pub mqtt: Option<Mqtt>,
+    /// Model files, ONNX Runtime and inference threads. *(restart)*
+    #[serde(default)]
+    pub models: Models,
+    /// Where the agent keeps its state (outbox, snapshots). *(restart)*
+    #[serde(default)]
+    pub storage: Storage,
+    /// The cameras this agent watches.
+    #[serde(default)]
+    pub cameras: Vec<Camera>,
+}
+
+/// The checkpoint's place in the grid hierarchy the platform is organised by. Each level is one MQTT topic
+/// level, so the topic path always has exactly five levels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// City (市), e.g. `xining`.
+    pub city: String,
+    /// District or county (区/县), e.g. `chengzhong`.
+    pub district: String,
+    /// Town or street office (镇/街道), e.g. `nanchuan`.
+    pub town: String,
+    /// Village or community (村/社区), e.g. `xiaozhuang`.
+    pub village: String,
+    /// The checkpoint itself (卡口), e.g. `east-gate`.
+    pub checkpoint: String,
+    /// Human-readable name for the duty desk, e.g. `小庄村东口`. Not used in topics.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Site {
+    /// The five levels in order, city first.
+    pub fn levels(&self) -> [(&'static str, &str); 5] {
+        [
+            ("city", &self.city),
+            ("district", &self.district),
+            ("town", &self.town),
+            ("village", &self.village),
+            ("checkpoint", &self.checkpoint),
+        ]
+    }
+
+    /// The fixed-depth topic path, e.g. `xining/chengzhong/nanchuan/xiaozhuang/east-gate`.
+    pub fn path(&self) -> String {
+        self.levels().map(|(_, v)| v).join("/")
+    }
+}
+
+/// Connection to the MQTT broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mqtt {
+    /// Broker host name or IP address.
+    pub host: String,
+    /// Broker TCP port.
+    #[serde(default = "default_mqtt_port")]
+    pub port: u16,
+    /// MQTT client id. Default: `edge-agent-` followed by the site path with `/` replaced by `.`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// First topic level(s) before the site path.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// MQTT keep-alive interval.
+    #[serde(default = "default_keep_alive_secs")]
+    pub keep_alive_secs: u64,
+    /// How often `{prefix}/{site}/stats` is published.
+    #[serde(default = "default_stats_interval_secs")]
+    pub stats_interval_secs: u64,
+    /// Minimum time between two `detections` messages of one camera; 0 turns the topic off.
+    #[serde(default = "default_detections_interval_ms")]
+    pub detections_interval_ms: u64,
+    /// User name for the broker, if it requires one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for the broker. Prefer `password_file` or `password_env` so the secret stays out of this file.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// File holding the broker password (first line), e.g. a systemd credential.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the broker password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// Where model files are and how they run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Models {
+    /// Directory with the model files; relative paths are relative to the config file.
+    #[serde(default = "default_models_dir")]
+    pub dir: PathBuf,
+    /// Path of `libonnxruntime.so`. Default: `$ORT_DYLIB_PATH`, then the packaged library.
+    #[serde(default)]
+    pub onnxruntime_library: Option<PathBuf>,
+    /// Where inference runs: `cpu` or `cuda` (falls back to `cpu` with a warning when CUDA is unavailable).
+    #[serde(default)]
+    pub execution_provider: ExecutionProvider,
+    /// Threads one inference may use. On a 2-core PC, 2.
+    #[serde(default = "default_intra_threads")]
+    pub intra_threads: usize,
+    /// The person/vehicle detector.
+    #[serde(default)]
+    pub detector: Detector,
+}
+
+/// ONNX Runtime execution provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionProvider {
+    /// The default CPU provider.
+    #[default]
+    Cpu,
+    /// NVIDIA CUDA (needs the `onnxruntime-gpu` build of the library).
+    Cuda,
+}
+
+/// The object detector (YOLOX, COCO classes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Detector {
+    /// Model file name, relative to `models.dir`, or an absolute path.
+    #[serde(default = "default_detector_file")]
+    pub file: PathBuf,
+    /// Minimum score (objectness × class probability) for a detection to count.
+    #[serde(default = "default_score_threshold")]
+    pub score_threshold: f32,
+    /// IoU above which two boxes of one class are the same object (per-class NMS).
+    #[serde(default = "default_nms_iou_threshold")]
+    pub nms_iou_threshold: f32,
+    /// COCO labels the agent keeps; everything else the model sees is ignored.
+    #[serde(default = "default_detector_labels")]
+    pub labels: Vec<String>,
+}
+
+/// Local state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Directory for the outbox, snapshots and other state; relative paths are relative to the config file.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+/// One camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    /// Short id used in topics and payloads: letters, digits, `-` and `_`.
+    pub id: String,
+    /// Human-readable name for the duty desk, e.g. `东口进村`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Source: `rtsp://[user:pw@]host[:port]/path`, `rtsps://...`, `http(s)://...` (MJPEG) or
+    /// `file:///absolute/path.mp4`. Credentials here are treated as secrets.
+    pub url: CameraUrl,
+    /// Whether the agent opens this camera.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Frames per second handed to the detector; the rest are dropped before colour conversion.
+    #[serde(default = "default_detect_fps")]
+    pub detect_fps: f64,
+    /// Frames wider than this are scaled down inside GStreamer (aspect ratio kept); 0 keeps the native size.
+    #[serde(default = "default_max_frame_width")]
+    pub max_frame_width: u32,
+}
+
+pub const SUPPORTED_URL_SCHEMES: &[&str] = &["rtsp", "rtsps", "http", "https", "file"];
+
+fn default_true() -> bool {
+    true
+}
+pub fn default_mqtt_port() -> u16 {
+    1883
+}
+pub fn default_topic_prefix() -> String {
+    "checkpoint".to_string()
+}
+pub fn default_keep_alive_secs() -> u64 {
+    30
+}
+pub fn default_stats_interval_secs() -> u64 {
+    30
+}
+pub fn default_detections_interval_ms() -> u64 {
+    1000
+}
+pub fn default_models_dir() -> PathBuf {
+    PathBuf::from("/var/lib/edge-agent/models")
+}
+pub fn default_intra_threads() -> usize {
+    2
+}
+pub fn default_detector_file() -> PathBuf {
+    PathBuf::from("yolox_nano_416.onnx")
+}
+pub fn default_score_threshold() -> f32 {
+    0.3
+}
+pub fn default_nms_iou_threshold() -> f32 {
+    0.45
+}
+/// The road users a checkpoint cares about.
+pub fn default_detector_labels() -> Vec<String> {
+    ["person", "bicycle", "car", "motorcycle", "bus", "truck"].map(String::from).to_vec()
+}
+pub fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/edge-agent")
+}
+pub fn default_detect_fps() -> f64 {
+    5.0
+}
+pub fn default_max_frame_width() -> u32 {
+    1920
+}
+
+impl Default for Models {
+    fn default() -> Self {
+        Self {
+            dir: default_models_dir(),
+            onnxruntime_library: None,
+            execution_provider: ExecutionProvider::default(),
+            intra_threads: default_intra_threads(),
+            detector: Detector::default(),
+        }
+    }
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Self {
+            file: default_detector_file(),
+            score_threshold: default_score_threshold(),
+            nms_iou_threshold: default_nms_iou_threshold(),
+            labels: default_detector_labels(),
+        }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self { state_dir: default_state_dir() }
+    }
+}
+
+impl Mqtt {
+    /// The client id to use, derived from the site when not configured.
+    pub fn client_id_for(&self, site: &Site) -> String {
+        self.client_id.clone().unwrap_or_else(|| format!("edge-agent-{}", site.path().replace('/', ".")))
+    }
+}
+
+impl Models {
+    /// The detector file as an absolute (or `dir`-relative) path.
+    pub fn detector_path(&self) -> PathBuf {
+        self.dir.join(&self.detector.file)
+    }
+}

@@ -1,0 +1,157 @@
+//! Loading and validating whole configuration files.
+
+use edge_config::{load_file, parse_str, ExecutionProvider, Issue};
+
+const GOOD: &str = r#"
+[site]
+city = "xining"
+district = "chengzhong"
+town = "nanchuan"
+village = "xiaozhuang"
+checkpoint = "east-gate"
+name = "小庄村东口"
+
+[mqtt]
+host = "127.0.0.1"
+port = 1884
+
+[models]
+dir = "models"
+execution_provider = "cpu"
+
+[[cameras]]
+id = "gate-in"
+url = "rtsp://admin:hunter2@10.0.0.5:554/Streaming/Channels/101"
+detect_fps = 5
+
+[[cameras]]
+id = "gate-out"
+url = "file:///srv/clips/out.mp4"
+"#;
+
+fn paths(issues: &[Issue]) -> Vec<&str> {
+    issues.iter().map(|i| i.path.as_str()).collect()
+}
+
+#[test]
+fn a_complete_config_parses_with_defaults_filled_in() {
+    let config = parse_str(GOOD).unwrap();
+    assert_eq!(config.site.path(), "xining/chengzhong/nanchuan/xiaozhuang/east-gate");
+    let mqtt = config.mqtt.as_ref().unwrap();
+    assert_eq!(mqtt.port, 1884);
+    assert_eq!(mqtt.topic_prefix, "checkpoint");
+    assert_eq!(mqtt.client_id_for(&config.site), "edge-agent-xining.chengzhong.nanchuan.xiaozhuang.east-gate");
+    assert_eq!(config.models.execution_provider, ExecutionProvider::Cpu);
+    assert_eq!(config.models.detector.labels.len(), 6);
+    assert_eq!(config.cameras.len(), 2);
+    assert_eq!(config.cameras[1].detect_fps, 5.0);
+    assert!(config.cameras[0].enabled);
+}
+
+#[test]
+fn unknown_keys_are_reported_with_their_path() {
+    let text = GOOD.replace("detect_fps = 5", "detect_fsp = 5");
+    let issues = parse_str(&text).unwrap_err();
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert!(issues[0].path.starts_with("cameras[0]"), "{issues:?}");
+    assert!(issues[0].message.contains("detect_fsp"), "{issues:?}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r##"
+[site]
+city = "xining"
+district = "cheng zhong"
+town = "nanchuan"
+village = "xiao/zhuang"
+checkpoint = "#"
+
+[mqtt]
+host = ""
+port = "eighteen"
+
+[models]
+intra_threads = 0
+[models.detector]
+labels = ["person", "unicorn"]
+
+[[cameras]]
+id = "a"
+url = "ftp://cam/stream"
+
+[[cameras]]
+id = "a"
+url = "rtsp://user:pw@/nohost"
+detect_fps = -1
+
+[[cameras]]
+id = "c"
+url = 42
+
+[bogus]
+x = 1
+"##;
+    let issues = parse_str(text).unwrap_err();
+    let p = paths(&issues);
+    for want in [
+        "bogus",
+        "site.district",
+        "site.village",
+        "site.checkpoint",
+        "mqtt.port",
+        "models.intra_threads",
+        "cameras[0].url",
+        "cameras[1].id",
+        "cameras[1].url",
+        "cameras[1].detect_fps",
+        "cameras[2].url",
+    ] {
+        assert!(p.contains(&want), "missing {want} in {p:?}");
+    }
+    let text = issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    assert!(!text.contains("pw@"), "credentials leaked: {text}");
+    assert!(text.contains("duplicate camera id \"a\" (also cameras[0])"), "{text}");
+}
+
+#[test]
+fn missing_site_is_an_error() {
+    let issues = parse_str("[[cameras]]\nid = \"a\"\nurl = \"file:///x.mp4\"\n").unwrap_err();
+    assert_eq!(paths(&issues), ["site"]);
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let issues = parse_str("[site]\ncity = = \"x\"\n").unwrap_err();
+    assert_eq!(issues.len(), 1);
+    assert!(issues[0].path.starts_with("line 2"), "{issues:?}");
+}
+
+#[test]
+fn credentials_never_appear_in_errors() {
+    let text = GOOD.replace("detect_fps = 5", "detect_fps = 500");
+    let issues = parse_str(&text).unwrap_err();
+    let all = format!("{issues:?}");
+    assert!(!all.contains("hunter2"), "{all}");
+    let config = parse_str(GOOD).unwrap();
+    assert!(!format!("{config:?}").contains("hunter2"));
+}
+
+#[test]
+fn camera_index_in_errors_counts_cameras_that_failed_to_parse() {
+    let text = GOOD.replace("id = \"gate-in\"", "id = \"gate-in\"\nenabled = \"yes\"").replace("file:///srv/clips/out.mp4", "gopher://x/y");
+    let issues = parse_str(&text).unwrap_err();
+    let p = paths(&issues);
+    assert!(p.contains(&"cameras[0].enabled"), "{p:?}");
+    assert!(p.contains(&"cameras[1].url"), "{p:?}");
+}
+
+#[test]
+fn relative_paths_are_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let config = load_file(&path).unwrap();
+    assert_eq!(config.models.dir, dir.path().join("models"));
+    assert_eq!(config.storage.state_dir, std::path::PathBuf::from("/var/lib/edge-agent"));
+}
