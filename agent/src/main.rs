@@ -1,1 +1,31 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use edge_agent::cli::{self, Cli, Command};
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    edge_agent::logging::init(args.verbose);
+    let result = match &args.command {
+        Command::Run { config } => edge_agent::daemon::run(config).map(|()| ExitCode::SUCCESS),
+        Command::CheckConfig { config } => Ok(cli::check_config::run(config)),
+        Command::Analyze(a) => cli::analyze::run(a),
+        Command::Models { action, dir, config } => models_dir(dir.as_deref(), config.as_deref())
+            .and_then(|dir| cli::models_cmd::run(action, &dir)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn models_dir(dir: Option<&std::path::Path>, config: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+    Ok(match (dir, config) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, Some(c)) => edge_config::load_file(c)?.models.dir,
+        (None, None) => cli::default_models().dir,
+    })
+}

@@ -183,6 +183,10 @@ pub struct Camera {
     /// Frames per second handed to the detector; the rest are dropped before colour conversion.
     #[serde(default = "default_detect_fps")]
     pub detect_fps: f64,
+    /// For `file://` sources: start again from the beginning when the file ends; otherwise the camera stops
+    /// with state `ended`.
+    #[serde(default)]
+    pub loop_file: bool,
     /// Frames wider than this are scaled down inside GStreamer (aspect ratio kept); 0 keeps the native size.
     #[serde(default = "default_max_frame_width")]
     pub max_frame_width: u32,

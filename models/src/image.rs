@@ -284,19 +284,22 @@ impl Letterbox {
     }
 }
 
-/// Letterboxes `src` into a planar (CHW) `f32` tensor of `in_w`x`in_h`, written to `out` (length
-/// `3 * in_w * in_h`). `scratch` is reused between calls to hold the resized pixels.
-pub fn letterbox_into(
-    src: &BgrView<'_>,
-    in_w: u32,
-    in_h: u32,
-    anchor: Anchor,
-    pad_value: u8,
-    norm: &Normalisation,
-    scratch: &mut Vec<u8>,
-    out: &mut [f32],
-) -> Letterbox {
-    let lb = Letterbox::fit(src.width, src.height, in_w, in_h, anchor);
+/// How an adapter letterboxes images into its input tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LetterboxSpec {
+    /// Model input width and height.
+    pub width: u32,
+    pub height: u32,
+    pub anchor: Anchor,
+    /// Value of the padding pixels (0–255, before normalisation).
+    pub pad: u8,
+    pub norm: Normalisation,
+}
+
+/// Letterboxes `src` into a planar (CHW) `f32` tensor as `spec` says, written to `out` (length
+/// `3 * width * height`). `scratch` is reused between calls to hold the resized pixels.
+pub fn letterbox_into(src: &BgrView<'_>, spec: &LetterboxSpec, scratch: &mut Vec<u8>, out: &mut [f32]) -> Letterbox {
+    let lb = Letterbox::fit(src.width, src.height, spec.width, spec.height, spec.anchor);
     let (rw, rh) = (lb.resized_w as usize, lb.resized_h as usize);
     scratch.resize(rw * rh * 3, 0);
     if rw == src.width as usize && rh == src.height as usize {
@@ -306,25 +309,27 @@ pub fn letterbox_into(
     } else {
         resize_bilinear_into(src, lb.resized_w, lb.resized_h, scratch);
     }
-    write_planar(scratch, rw, rh, in_w as usize, in_h as usize, lb.pad_x as usize, lb.pad_y as usize, pad_value, norm, out);
+    let placement = Placement { width: rw, height: rh, x: lb.pad_x as usize, y: lb.pad_y as usize };
+    write_planar(scratch, placement, spec, out);
     lb
 }
 
-/// Writes packed BGR pixels (`rw`x`rh`) into a planar tensor of `in_w`x`in_h` at offset (`ox`, `oy`), filling
-/// the rest with `pad_value`, converting to the model's channel order and normalisation.
-#[allow(clippy::too_many_arguments)]
-pub fn write_planar(
-    bgr: &[u8],
-    rw: usize,
-    rh: usize,
-    in_w: usize,
-    in_h: usize,
-    ox: usize,
-    oy: usize,
-    pad_value: u8,
-    norm: &Normalisation,
-    out: &mut [f32],
-) {
+/// Where packed pixels go inside a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub width: usize,
+    pub height: usize,
+    pub x: usize,
+    pub y: usize,
+}
+
+/// Writes packed BGR pixels at `at` inside a planar tensor of `spec.width`x`spec.height`, filling the rest
+/// with `spec.pad`, converting to the model's channel order and normalisation.
+pub fn write_planar(bgr: &[u8], at: Placement, spec: &LetterboxSpec, out: &mut [f32]) {
+    let (in_w, in_h) = (spec.width as usize, spec.height as usize);
+    let (rw, rh, ox, oy) = (at.width, at.height, at.x, at.y);
+    let norm = &spec.norm;
+    let pad_value = spec.pad;
     let plane = in_w * in_h;
     debug_assert!(out.len() >= plane * 3);
     let lut = norm.lut();
@@ -398,12 +403,13 @@ mod tests {
         let img = BgrImage::new(1, 1, vec![10, 20, 30]).unwrap();
         let mut out = vec![0f32; 3 * 2 * 2];
         let mut scratch = Vec::new();
-        letterbox_into(&img.view(), 2, 2, Anchor::TopLeft, 114, &Normalisation::raw(ChannelOrder::Rgb), &mut scratch, &mut out);
+        let spec = |norm| LetterboxSpec { width: 2, height: 2, anchor: Anchor::TopLeft, pad: 114, norm };
+        letterbox_into(&img.view(), &spec(Normalisation::raw(ChannelOrder::Rgb)), &mut scratch, &mut out);
         // Image 1x1 scales to 2x2 (fills the input), so every pixel is the source pixel in RGB planes.
         assert_eq!(&out[0..4], &[30.0; 4]);
         assert_eq!(&out[8..12], &[10.0; 4]);
         let img = BgrImage::new(2, 1, vec![10, 20, 30, 10, 20, 30]).unwrap();
-        letterbox_into(&img.view(), 2, 2, Anchor::TopLeft, 114, &Normalisation::unit(ChannelOrder::Bgr), &mut scratch, &mut out);
+        letterbox_into(&img.view(), &spec(Normalisation::unit(ChannelOrder::Bgr)), &mut scratch, &mut out);
         assert!((out[0] - 10.0 / 255.0).abs() < 1e-6);
         assert!((out[2] - 114.0 / 255.0).abs() < 1e-6, "bottom row is padding");
     }

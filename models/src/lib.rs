@@ -11,6 +11,7 @@ mod error;
 pub mod geometry;
 pub mod image;
 pub mod labels;
+pub mod manifest;
 pub mod runtime;
 pub mod yolox;
 

@@ -12,7 +12,7 @@ use ort::environment::Environment;
 use ort::value::TensorRef;
 
 use crate::geometry::{nms, BBox, Scored};
-use crate::image::{letterbox_into, Anchor, BgrView, ChannelOrder, Letterbox, Normalisation};
+use crate::image::{letterbox_into, Anchor, BgrView, ChannelOrder, Letterbox, LetterboxSpec, Normalisation};
 use crate::labels::COCO_LABELS;
 use crate::runtime::{load_session, Dim, LoadedSession, Provider, ResolvedTensors, SessionOptions, TensorContract, TensorSpec};
 use crate::ModelError;
@@ -25,8 +25,11 @@ pub const CONTRACT: TensorContract = TensorContract {
 };
 
 const STRIDES: [u32; 3] = [8, 16, 32];
-const PAD_VALUE: u8 = 114;
-const NORMALISATION: Normalisation = Normalisation::raw(ChannelOrder::Bgr);
+
+/// How YOLOX wants its input: BGR 0–255, top-left letterbox, pad 114 (size from the model).
+fn letterbox_spec(width: u32, height: u32) -> LetterboxSpec {
+    LetterboxSpec { width, height, anchor: Anchor::TopLeft, pad: 114, norm: Normalisation::raw(ChannelOrder::Bgr) }
+}
 
 /// Decode settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,7 +194,7 @@ impl Yolox {
 
     /// Letterboxes `image` into the input tensor.
     pub fn preprocess(&mut self, image: &BgrView<'_>) -> Letterbox {
-        letterbox_into(image, self.in_w, self.in_h, Anchor::TopLeft, PAD_VALUE, &NORMALISATION, &mut self.scratch, &mut self.input)
+        letterbox_into(image, &letterbox_spec(self.in_w, self.in_h), &mut self.scratch, &mut self.input)
     }
 
     /// The prepared input tensor (after [`Yolox::preprocess`]), for benchmarks that time the bare session.

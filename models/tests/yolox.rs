@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The YOLOX adapter against a reference decode (tools/yolox_reference.py: OpenCV letterbox, the same model
 //! through onnxruntime's Python API) on real COCO images.
 

@@ -1,10 +1,16 @@
 //! Support for tests and benchmarks. Everything here drives real components: the shared models and images in
 //! `../shared`, a real Mosquitto process, clips encoded by real GStreamer.
+//!
+//! Test support fails loudly: a missing broker binary or test image panics with a message saying what to
+//! install, which is what a test wants.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[cfg(feature = "broker")]
 pub mod broker;
 #[cfg(feature = "media")]
 pub mod clips;
+#[cfg(feature = "schemas")]
+pub mod schemas;
 
 use std::path::PathBuf;
 

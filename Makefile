@@ -1,0 +1,69 @@
+# Set-up and everyday commands. On a fresh Debian 12 machine with the Rust toolchain, Python and apt:
+#   make demo   installs what is missing, builds, and runs the agent on sample input
+#   make test   installs what is missing and runs every test
+#   make bench  prints the benchmark figures
+SHELL := /bin/bash
+.DEFAULT_GOAL := demo
+
+ORT_VERSION := 1.31.1
+DEPS        := .deps
+ORT_DIR     := $(DEPS)/onnxruntime
+ORT_LIB     := $(ORT_DIR)/libonnxruntime.so
+MODELS_DIR  := var/models
+SHARED      ?= ../shared
+BIN         := target/release/edge-agent
+
+# Debian packages the agent needs to build, run and be tested (GStreamer with the codecs and RTSP, and the
+# Mosquitto broker the tests start on loopback ports).
+APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp gstreamer1.0-tools \
+	libgstrtspserver-1.0-dev mosquitto mosquitto-clients python3-pip
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+export ORT_DYLIB_PATH := $(abspath $(ORT_LIB))
+export EDGE_AGENT_MODELS_DIR := $(abspath $(MODELS_DIR))
+
+.PHONY: deps system-deps onnxruntime build models demo test bench clean-deps
+
+deps: system-deps onnxruntime
+
+# Installs only the packages that are missing, so a provisioned machine does not touch apt at all.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+# ONNX Runtime's shared library from the PyPI wheel, into a project-local directory (never system-wide).
+onnxruntime: $(ORT_LIB)
+$(ORT_LIB):
+	@mkdir -p $(ORT_DIR)
+	python3 -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		--target $(ORT_DIR)/wheel onnxruntime==$(ORT_VERSION)
+	ln -sf wheel/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) $(ORT_LIB)
+	@test -f $(ORT_LIB) || { echo "libonnxruntime.so.$(ORT_VERSION) not found in the wheel"; exit 1; }
+
+build: deps
+	cargo build --release --locked -p edge-agent
+
+# Models come from a local directory ($(SHARED)/models here; a USB stick on a checkpoint PC) and are
+# verified against the manifest's SHA-256 before they are installed.
+models: build
+	$(BIN) models fetch --from $(SHARED)/models --dir $(MODELS_DIR)
+
+demo: models
+	scripts/demo.sh $(BIN) $(SHARED)
+
+test: deps
+	cargo test --workspace --locked --no-fail-fast
+
+bench: models
+	cargo bench --locked -p edge-agent --bench pipeline
+
+clean-deps:
+	rm -rf $(DEPS)

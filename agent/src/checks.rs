@@ -1,0 +1,51 @@
+//! Checks that need the file system: model files, the ONNX Runtime library, password files. They run in
+//! `check-config` (and so in the systemd unit's `ExecStartPre=`) and before the daemon starts, and report
+//! like the config validator: `path: message`.
+
+use edge_config::{Config, Issue};
+use models::COCO_LABELS;
+
+/// Everything about `config` that can be wrong on this machine.
+pub fn environment_issues(config: &Config) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let models = &config.models;
+    let detector = models.detector_path();
+    if !detector.is_file() {
+        issues.push(Issue::new("models.detector.file", format!("model file {} not found", detector.display())));
+    }
+    for (i, label) in models.detector.labels.iter().enumerate() {
+        if !COCO_LABELS.contains(&label.as_str()) {
+            issues.push(Issue::new(
+                format!("models.detector.labels[{i}]"),
+                format!("{label:?} is not a label the detector knows (COCO: person, bicycle, car, motorcycle, bus, truck, ...)"),
+            ));
+        }
+    }
+    if let Some(lib) = &models.onnxruntime_library {
+        if !lib.is_file() {
+            issues.push(Issue::new("models.onnxruntime_library", format!("{} not found", lib.display())));
+        }
+    }
+    if let Some(mqtt) = &config.mqtt {
+        if let Some(path) = &mqtt.password_file {
+            if let Err(e) = std::fs::File::open(path) {
+                issues.push(Issue::new("mqtt.password_file", format!("{}: {e}", path.display())));
+            }
+        }
+    }
+    for (i, camera) in config.cameras.iter().enumerate() {
+        if camera.url.scheme().as_deref() == Some("file") {
+            if let Some(path) = file_path(camera.url.expose()) {
+                if !path.is_file() {
+                    issues.push(Issue::new(format!("cameras[{i}].url"), format!("file {} does not exist", path.display())));
+                }
+            }
+        }
+    }
+    issues
+}
+
+/// The local path of a `file://` URL.
+pub fn file_path(url: &str) -> Option<std::path::PathBuf> {
+    url::Url::parse(url).ok()?.to_file_path().ok()
+}

@@ -1,0 +1,80 @@
+//! Command line: the contract used by operators, tests and benchmarks (see README).
+
+pub mod analyze;
+pub mod check_config;
+pub mod models_cmd;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use edge_config::Models;
+
+#[derive(Debug, Parser)]
+#[command(name = "edge-agent", version, about = "Video monitoring agent for village and town checkpoints")]
+pub struct Cli {
+    /// More log output (debug level). `RUST_LOG` overrides.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (the daemon).
+    Run {
+        /// Configuration file.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file; prints every problem as `path: message` and exits 1 if any.
+    CheckConfig {
+        /// Configuration file.
+        #[arg(value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Analyse images, directories or video files offline with the daemon's pipeline; no MQTT.
+    Analyze(analyze::AnalyzeArgs),
+    /// Installed models: list, verify digests, or install from a directory.
+    Models {
+        #[command(subcommand)]
+        action: models_cmd::ModelsAction,
+        /// Models directory (default: the config's `models.dir`, else the standard locations).
+        #[arg(long, global = true, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Configuration file to take `models.dir` from.
+        #[arg(long, global = true, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Environment variable naming the models directory when no config is given.
+pub const MODELS_DIR_ENV: &str = "EDGE_AGENT_MODELS_DIR";
+
+/// Model settings for commands that run without a config file: `$EDGE_AGENT_MODELS_DIR`, else the packaged
+/// location, else `./var/models` (where `make` provisions models in a checkout). The ONNX Runtime library is
+/// found the same way (`$ORT_DYLIB_PATH`, packaged, then `./.deps/onnxruntime`).
+pub fn default_models() -> Models {
+    let mut models = Models::default();
+    if let Some(dir) = std::env::var_os(MODELS_DIR_ENV).filter(|d| !d.is_empty()) {
+        models.dir = PathBuf::from(dir);
+    } else if !models.detector_path().is_file() {
+        let local = Path::new("var/models");
+        if local.join(&models.detector.file).is_file() {
+            models.dir = std::env::current_dir().map(|d| d.join(local)).unwrap_or_else(|_| local.to_path_buf());
+        }
+    }
+    models
+}
+
+/// Fills in the developer-checkout ONNX Runtime location when nothing else names one.
+pub fn with_local_runtime(mut models: Models) -> Models {
+    let packaged = Path::new("/usr/lib/edge-agent/libonnxruntime.so");
+    if models.onnxruntime_library.is_none() && std::env::var_os("ORT_DYLIB_PATH").is_none() && !packaged.exists() {
+        let local = Path::new(".deps/onnxruntime/libonnxruntime.so");
+        if local.is_file() {
+            models.onnxruntime_library = std::env::current_dir().ok().map(|d| d.join(local));
+        }
+    }
+    models
+}

@@ -1,0 +1,329 @@
+//! `edge-agent run`: wires the stages together and runs them until SIGTERM/SIGINT.
+//!
+//! ```text
+//! camera threads (GStreamer, one per camera) ─▶ detector threads (ONNX Runtime) ─▶ camera thread
+//!     └─▶ MQTT link (detections, QoS 0)             stats task ─▶ MQTT link        MQTT task owns the event loop
+//! ```
+//!
+//! Shutdown is a protocol: sources stop first (EOS, pipeline to Null), then the detector threads, then the
+//! MQTT task publishes the retained `stopped` status, waits for its acknowledgement and disconnects. Each
+//! step has a deadline and anything still running after it is logged.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use edge_config::{Camera, Config};
+use tokio_util::sync::CancellationToken;
+
+use crate::inference::{Analysed, Detector, DetectorHandle, DetectorInfo};
+use crate::mqtt::{self, MqttLink, StatusFn};
+use crate::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, DetectedObject, Grid};
+use crate::source::{self, Frame, Mode, SourceSettings, SupervisorSettings};
+use crate::stats::{CameraRecord, CameraState};
+
+/// Time each shutdown step may take before the daemon moves on and says what is still running.
+const STEP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Loads the config, checks the machine, and runs the agent until a termination signal.
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = edge_config::load_file(config_path)?;
+    let issues = crate::checks::environment_issues(&config);
+    if !issues.is_empty() {
+        let lines: Vec<String> = issues.iter().map(|i| format!("  {i}")).collect();
+        bail!("config file {} cannot be used on this machine:\n{}", config_path.display(), lines.join("\n"));
+    }
+    source::pipeline::init().map_err(anyhow::Error::msg)?;
+    let detector = Detector::start(&config.models, 1).context("cannot load the detector")?;
+    let info = detector.info().clone();
+    tracing::info!(
+        model = %info.model.display(),
+        provider = info.provider.name(),
+        input = format!("{}x{}", info.input_size.0, info.input_size.1),
+        runtime = %models::runtime::library_path().map(|p| p.display().to_string()).unwrap_or_default(),
+        "detector loaded"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("edge-agent-io")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config, detector))
+}
+
+async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
+    let started = chrono::Utc::now();
+    let started_instant = Instant::now();
+    let detector_info = detector.info().clone();
+    let records: Vec<Arc<CameraRecord>> = config
+        .cameras
+        .iter()
+        .map(|c| {
+            let state = if c.enabled { CameraState::Connecting } else { CameraState::Disabled };
+            Arc::new(CameraRecord::new(&c.id, c.detect_fps, state))
+        })
+        .collect();
+
+    let status_fn = status_builder(&config, AgentInfo::current(started), records.clone());
+    let mqtt_cancel = CancellationToken::new();
+    let mqtt = match &config.mqtt {
+        Some(settings) => Some(mqtt::start(settings, &config.site, status_fn, mqtt_cancel.clone(), Duration::from_secs(5))?),
+        None => {
+            tracing::warn!("no [mqtt] section in the config: running standalone, nothing is published");
+            None
+        }
+    };
+    let link = mqtt.as_ref().map(|(link, _)| link.clone());
+    let detections_interval = config
+        .mqtt
+        .as_ref()
+        .map(|m| Duration::from_millis(m.detections_interval_ms))
+        .filter(|d| !d.is_zero());
+
+    let sources_cancel = CancellationToken::new();
+    let mut cameras: Vec<(String, JoinHandle<()>)> = Vec::new();
+    for (camera, record) in config.cameras.iter().zip(&records) {
+        if !camera.enabled {
+            tracing::info!(camera = %camera.id, "camera disabled in config");
+            continue;
+        }
+        let Some(handle) = detector.handle() else { bail!("detector stopped before cameras started") };
+        let worker = CameraWorker {
+            site: config.site.path(),
+            record: record.clone(),
+            detector: handle,
+            link: link.clone(),
+            detections_interval,
+            last_sent: None,
+            last_had_objects: false,
+        };
+        let settings = supervisor_settings(camera);
+        let cancel = sources_cancel.clone();
+        let record = record.clone();
+        let notify = link.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("cam-{}", camera.id))
+            .spawn(move || {
+                let mut worker = worker;
+                let on_state = move || {
+                    if let Some(link) = &notify {
+                        link.status_changed();
+                    }
+                };
+                source::run_camera(settings, record, cancel, &on_state, |frame| worker.process(frame));
+            })
+            .with_context(|| format!("cannot start thread for camera {}", camera.id))?;
+        cameras.push((camera.id.clone(), thread));
+    }
+
+    let stats_task = match (&link, &config.mqtt) {
+        (Some(link), Some(settings)) => Some(tokio::spawn(publish_stats(
+            link.clone(),
+            config.site.path(),
+            records.clone(),
+            detector_info,
+            Duration::from_secs(settings.stats_interval_secs),
+            started_instant,
+        ))),
+        _ => None,
+    };
+
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutting down: stopping cameras");
+    sources_cancel.cancel();
+    let pending = join_threads(cameras, STEP_DEADLINE).await;
+    if !pending.is_empty() {
+        tracing::warn!(cameras = ?pending, "cameras still running after the shutdown deadline");
+    }
+    tracing::info!("stopping detector");
+    let detector_done = tokio::task::spawn_blocking(move || detector.shutdown());
+    if tokio::time::timeout(STEP_DEADLINE, detector_done).await.is_err() {
+        tracing::warn!("detector threads still running after the shutdown deadline");
+    }
+    if let Some(task) = stats_task {
+        task.abort();
+    }
+    if let Some((_, task)) = mqtt {
+        tracing::info!("stopping MQTT link");
+        mqtt_cancel.cancel();
+        if tokio::time::timeout(STEP_DEADLINE, task).await.is_err() {
+            tracing::warn!("MQTT task still running after the shutdown deadline");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn supervisor_settings(camera: &Camera) -> SupervisorSettings {
+    let mut settings = SupervisorSettings::new(SourceSettings {
+        camera_id: camera.id.clone(),
+        url: camera.url.clone(),
+        detect_fps: camera.detect_fps,
+        max_frame_width: camera.max_frame_width,
+        mode: Mode::Live,
+    });
+    settings.loop_file = camera.loop_file;
+    settings
+}
+
+/// What a camera thread does with each frame.
+struct CameraWorker {
+    site: String,
+    record: Arc<CameraRecord>,
+    detector: DetectorHandle,
+    link: Option<MqttLink>,
+    detections_interval: Option<Duration>,
+    last_sent: Option<Instant>,
+    last_had_objects: bool,
+}
+
+impl CameraWorker {
+    fn process(&mut self, frame: Frame) {
+        let analysed = match self.detector.detect(frame) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(camera = %self.record.id, error = %e, "frame not analysed");
+                return;
+            }
+        };
+        self.record.record_inference(analysed.inference, analysed.detections.len());
+        self.publish_detections(&analysed);
+    }
+
+    /// Rate-limited per-frame detections: sent when objects are present, and once more when they leave.
+    fn publish_detections(&mut self, analysed: &Analysed) {
+        let (Some(link), Some(interval)) = (&self.link, self.detections_interval) else { return };
+        let has_objects = !analysed.detections.is_empty();
+        if !has_objects && !self.last_had_objects {
+            return;
+        }
+        if self.last_sent.is_some_and(|t| t.elapsed() < interval) && has_objects {
+            return;
+        }
+        let message = payload::Detections {
+            schema: payload::DETECTIONS_SCHEMA,
+            site: self.site.clone(),
+            camera: self.record.id.clone(),
+            ts: payload::now(),
+            frame: payload::FrameInfo {
+                seq: analysed.frame.seq,
+                pts_ms: analysed.frame.pts.map(|p| p.as_millis() as u64),
+                width: analysed.frame.width(),
+                height: analysed.frame.height(),
+            },
+            inference_ms: payload::round2(analysed.inference.as_secs_f64() * 1000.0),
+            detections: analysed.detections.iter().map(DetectedObject::from).collect(),
+        };
+        let Ok(bytes) = serde_json::to_vec(&message) else { return };
+        if link.publish_lossy(link.topics().detections(&self.record.id), bytes) {
+            self.last_sent = Some(Instant::now());
+            self.last_had_objects = has_objects;
+        } else {
+            self.record.counters.messages_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The status payload builder handed to the MQTT task.
+fn status_builder(config: &Config, agent: AgentInfo, records: Vec<Arc<CameraRecord>>) -> StatusFn {
+    let site = config.site.path();
+    let grid = Grid::from(&config.site);
+    let name = config.site.name.clone();
+    Arc::new(move |state: AgentState| {
+        let cameras = match state {
+            AgentState::Offline => Vec::new(),
+            _ => records.iter().map(|r| CameraStatus::of(r)).collect(),
+        };
+        let status = payload::Status {
+            schema: payload::STATUS_SCHEMA,
+            state,
+            site: site.clone(),
+            grid: grid.clone(),
+            name: name.clone(),
+            agent: agent.clone(),
+            ts: payload::now(),
+            cameras,
+        };
+        serde_json::to_vec(&status).unwrap_or_default()
+    })
+}
+
+async fn publish_stats(
+    link: MqttLink,
+    site: String,
+    records: Vec<Arc<CameraRecord>>,
+    detector: DetectorInfo,
+    interval: Duration,
+    started: Instant,
+) {
+    let mut previous: Vec<_> = records.iter().map(|r| r.snapshot()).collect();
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let detector_stats = payload::DetectorStats {
+        model: detector.model.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        provider: detector.provider.name(),
+        input: [detector.input_size.0, detector.input_size.1],
+    };
+    loop {
+        ticker.tick().await;
+        let now: Vec<_> = records.iter().map(|r| r.snapshot()).collect();
+        let cameras = records
+            .iter()
+            .zip(previous.iter().zip(&now))
+            .map(|(r, (before, after))| CameraStats::between(r, before, after, r.take_inference_max()))
+            .collect();
+        let interval_s = now.first().zip(previous.first()).map_or(interval.as_secs_f64(), |(a, b)| a.at.duration_since(b.at).as_secs_f64());
+        let stats = payload::Stats {
+            schema: payload::STATS_SCHEMA,
+            site: site.clone(),
+            ts: payload::now(),
+            interval_s: payload::round2(interval_s),
+            uptime_s: payload::round2(started.elapsed().as_secs_f64()),
+            detector: detector_stats.clone(),
+            cameras,
+        };
+        previous = now;
+        if let Ok(bytes) = serde_json::to_vec(&stats) {
+            if !link.publish_lossy(link.topics().stats(), bytes) {
+                tracing::debug!("stats not published: broker not connected");
+            }
+        }
+    }
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Joins threads, giving up after `deadline`; returns the names of those still running.
+async fn join_threads(threads: Vec<(String, JoinHandle<()>)>, deadline: Duration) -> Vec<String> {
+    let until = Instant::now() + deadline;
+    let mut pending = Vec::new();
+    for (name, thread) in threads {
+        while !thread.is_finished() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if thread.is_finished() {
+            if thread.join().is_err() {
+                tracing::error!(camera = %name, "camera thread panicked");
+            }
+        } else {
+            pending.push(name);
+        }
+    }
+    pending
+}

@@ -1,0 +1,170 @@
+//! Inference on dedicated threads. `Session::run` blocks and takes `&mut self`, so each loaded model lives on
+//! its own OS thread (never a tokio worker) and is fed through a bounded channel shared by all cameras.
+//! A camera thread hands over its newest frame and waits for the answer; while it waits, its appsink keeps
+//! only the newest frame, so a slow detector drops frames instead of building lag.
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use edge_config::{ExecutionProvider, Models};
+use models::{coco_class_id, Detection, ModelError, Provider, SessionOptions, Yolox, YoloxSettings};
+
+use crate::source::Frame;
+
+/// Why a frame could not be analysed.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error("detector threads have stopped")]
+    Stopped,
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("frame {seq}: {reason}")]
+    Frame { seq: u64, reason: String },
+}
+
+/// The result of analysing one frame; the frame comes back with it.
+pub struct Analysed {
+    pub frame: Frame,
+    pub detections: Vec<Detection>,
+    /// Time in the model adapter (letterbox + `Session::run` + decode).
+    pub inference: Duration,
+    /// Time from hand-over to result, including waiting for a free detector.
+    pub latency: Duration,
+}
+
+struct Job {
+    frame: Frame,
+    submitted: Instant,
+    reply: Sender<Result<Analysed, InferenceError>>,
+}
+
+/// What was loaded.
+#[derive(Debug, Clone)]
+pub struct DetectorInfo {
+    pub model: PathBuf,
+    pub provider: Provider,
+    pub input_size: (u32, u32),
+    pub sessions: usize,
+}
+
+/// A pool of detector threads, each with its own session. Cheap to clone handles via [`Detector::handle`].
+pub struct Detector {
+    jobs: Option<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    info: DetectorInfo,
+}
+
+/// A cloneable way for camera threads to submit frames.
+#[derive(Clone)]
+pub struct DetectorHandle {
+    jobs: Sender<Job>,
+}
+
+/// Translates the config's detector settings to the adapter's.
+pub fn yolox_settings(models: &Models) -> Result<YoloxSettings, ModelError> {
+    let mut classes = Vec::new();
+    for label in &models.detector.labels {
+        let id = coco_class_id(label).ok_or_else(|| ModelError::Contract {
+            path: models.detector_path(),
+            model: "YOLOX",
+            mismatch: format!("label {label:?} is not one of the model's COCO labels"),
+        })?;
+        classes.push(id);
+    }
+    Ok(YoloxSettings {
+        score_threshold: models.detector.score_threshold,
+        nms_iou_threshold: models.detector.nms_iou_threshold,
+        classes,
+    })
+}
+
+/// Session options from the config.
+pub fn session_options(models: &Models) -> SessionOptions {
+    SessionOptions {
+        provider: match models.execution_provider {
+            ExecutionProvider::Cpu => Provider::Cpu,
+            ExecutionProvider::Cuda => Provider::Cuda,
+        },
+        intra_threads: models.intra_threads,
+        require_provider: false,
+    }
+}
+
+/// Loads the detector described by `models` (ONNX Runtime first).
+pub fn load_yolox(models: &Models) -> Result<Yolox, ModelError> {
+    let env = models::environment(models.onnxruntime_library.as_deref())?;
+    Yolox::load(env, &models.detector_path(), &session_options(models), yolox_settings(models)?)
+}
+
+impl Detector {
+    /// Loads `sessions` copies of the detector, each on its own thread.
+    pub fn start(models: &Models, sessions: usize) -> Result<Self, ModelError> {
+        let sessions = sessions.max(1);
+        let (tx, rx) = bounded::<Job>(sessions * 2);
+        let mut workers = Vec::new();
+        let mut info = None;
+        for i in 0..sessions {
+            let yolox = load_yolox(models)?;
+            info.get_or_insert_with(|| DetectorInfo {
+                model: yolox.path().to_path_buf(),
+                provider: yolox.provider(),
+                input_size: yolox.input_size(),
+                sessions,
+            });
+            let rx = rx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("detector-{i}"))
+                .spawn(move || worker(yolox, rx))
+                .map_err(|e| ModelError::Inference { path: models.detector_path(), reason: format!("cannot start detector thread: {e}") })?;
+            workers.push(handle);
+        }
+        let info = info.ok_or_else(|| ModelError::NotFound { path: models.detector_path() })?;
+        Ok(Self { jobs: Some(tx), workers, info })
+    }
+
+    pub fn info(&self) -> &DetectorInfo {
+        &self.info
+    }
+
+    pub fn handle(&self) -> Option<DetectorHandle> {
+        self.jobs.as_ref().map(|jobs| DetectorHandle { jobs: jobs.clone() })
+    }
+
+    /// Stops accepting work and waits for the threads to finish their current frame.
+    pub fn shutdown(mut self) {
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl DetectorHandle {
+    /// Analyses `frame`, blocking until a detector is free and done.
+    pub fn detect(&self, frame: Frame) -> Result<Analysed, InferenceError> {
+        let (reply, answer) = bounded(1);
+        self.jobs.send(Job { frame, submitted: Instant::now(), reply }).map_err(|_| InferenceError::Stopped)?;
+        answer.recv().map_err(|_| InferenceError::Stopped)?
+    }
+}
+
+fn worker(mut yolox: Yolox, jobs: Receiver<Job>) {
+    for job in jobs {
+        let started = Instant::now();
+        let result = match job.frame.view() {
+            Ok(view) => yolox.detect(&view).map_err(InferenceError::from),
+            Err(e) => Err(InferenceError::Frame { seq: job.frame.seq, reason: e.to_string() }),
+        };
+        let inference = started.elapsed();
+        let answer = result.map(|detections| Analysed {
+            frame: job.frame,
+            detections,
+            inference,
+            latency: job.submitted.elapsed(),
+        });
+        // The camera may have gone away while we worked; nothing to do then.
+        let _ = job.reply.send(answer);
+    }
+}

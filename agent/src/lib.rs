@@ -1,0 +1,12 @@
+//! The checkpoint edge agent: cameras → GStreamer → detector → MQTT. See `daemon` for how the stages are
+//! wired and `README.md` for the operator's view.
+
+pub mod checks;
+pub mod cli;
+pub mod daemon;
+pub mod inference;
+pub mod logging;
+pub mod mqtt;
+pub mod payload;
+pub mod source;
+pub mod stats;

@@ -1,0 +1,55 @@
+//! Topic names of contract v1. `{prefix}/{site}` where `{site}` is the fixed-depth grid path
+//! `city/district/town/village/checkpoint`, so every level of the platform can subscribe with wildcards.
+
+use edge_config::Site;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    base: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str, site: &Site) -> Self {
+        Self { base: format!("{prefix}/{}", site.path()) }
+    }
+
+    /// `{prefix}/{site}`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Retained agent status, with last will `offline`.
+    pub fn status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+
+    /// Periodic per-camera counters.
+    pub fn stats(&self) -> String {
+        format!("{}/stats", self.base)
+    }
+
+    /// Per-frame detections of one camera (QoS 0, rate-limited).
+    pub fn detections(&self, camera: &str) -> String {
+        format!("{}/{camera}/detections", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_follow_the_grid_path() {
+        let site = Site {
+            city: "xining".into(),
+            district: "chengzhong".into(),
+            town: "nanchuan".into(),
+            village: "xiaozhuang".into(),
+            checkpoint: "east-gate".into(),
+            name: None,
+        };
+        let t = Topics::new("checkpoint", &site);
+        assert_eq!(t.status(), "checkpoint/xining/chengzhong/nanchuan/xiaozhuang/east-gate/status");
+        assert_eq!(t.detections("in-1"), "checkpoint/xining/chengzhong/nanchuan/xiaozhuang/east-gate/in-1/detections");
+    }
+}

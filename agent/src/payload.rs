@@ -1,0 +1,222 @@
+//! MQTT payloads (contract v1). Each has a JSON Schema in `schemas/` named after its `schema` field, and
+//! tests validate real payloads against it. Timestamps are RFC 3339 UTC with milliseconds.
+
+use edge_config::Site;
+use serde::Serialize;
+
+use crate::stats::{CameraRecord, CameraState, CounterSnapshot};
+
+pub const STATUS_SCHEMA: &str = "edge-agent/status/v1";
+pub const STATS_SCHEMA: &str = "edge-agent/stats/v1";
+pub const DETECTIONS_SCHEMA: &str = "edge-agent/detections/v1";
+
+/// RFC 3339, UTC, milliseconds: `2026-11-28T19:33:55.123Z`.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn now() -> String {
+    timestamp(chrono::Utc::now())
+}
+
+/// The five grid levels, as fields.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Grid {
+    pub city: String,
+    pub district: String,
+    pub town: String,
+    pub village: String,
+    pub checkpoint: String,
+}
+
+impl From<&Site> for Grid {
+    fn from(site: &Site) -> Self {
+        Self {
+            city: site.city.clone(),
+            district: site.district.clone(),
+            town: site.town.clone(),
+            village: site.village.clone(),
+            checkpoint: site.checkpoint.clone(),
+        }
+    }
+}
+
+/// Agent identity carried by the status payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentInfo {
+    pub version: &'static str,
+    pub hostname: String,
+    pub started_at: String,
+}
+
+impl AgentInfo {
+    pub fn current(started_at: chrono::DateTime<chrono::Utc>) -> Self {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
+        Self { version: env!("CARGO_PKG_VERSION"), hostname, started_at: timestamp(started_at) }
+    }
+}
+
+/// Agent state in `{prefix}/{site}/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentState {
+    Online,
+    /// Set by the broker as the last will when the agent vanishes without a clean stop.
+    Offline,
+    /// Published by a clean shutdown.
+    Stopped,
+}
+
+/// Retained `{prefix}/{site}/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub schema: &'static str,
+    pub state: AgentState,
+    pub site: String,
+    pub grid: Grid,
+    pub name: Option<String>,
+    pub agent: AgentInfo,
+    /// When this payload was made (for `offline`: when the agent connected and registered its last will).
+    pub ts: String,
+    pub cameras: Vec<CameraStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraStatus {
+    pub id: String,
+    pub state: CameraState,
+    pub since: String,
+    pub last_error: Option<String>,
+    /// `[width, height]` of the frames being analysed, once known.
+    pub frame_size: Option<[u32; 2]>,
+}
+
+impl CameraStatus {
+    pub fn of(record: &CameraRecord) -> Self {
+        let h = record.health();
+        Self {
+            id: record.id.clone(),
+            state: h.state,
+            since: timestamp(h.since),
+            last_error: h.last_error,
+            frame_size: h.frame_size.map(|(w, h)| [w, h]),
+        }
+    }
+}
+
+/// Periodic `{prefix}/{site}/stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub schema: &'static str,
+    pub site: String,
+    pub ts: String,
+    /// Seconds covered by the rates below.
+    pub interval_s: f64,
+    pub uptime_s: f64,
+    pub detector: DetectorStats,
+    pub cameras: Vec<CameraStats>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectorStats {
+    pub model: String,
+    pub provider: &'static str,
+    pub input: [u32; 2],
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraStats {
+    pub id: String,
+    pub state: CameraState,
+    /// Frames decoded since the agent started.
+    pub frames_in: u64,
+    /// Frames the detector analysed.
+    pub frames_analysed: u64,
+    /// Frames that were ready for the detector but replaced by a newer one before it was free.
+    pub frames_dropped: u64,
+    /// Frames skipped on purpose to hold the configured detect rate.
+    pub frames_skipped: u64,
+    pub fps_in: f64,
+    pub fps_analysed: f64,
+    pub detections: u64,
+    /// Inference time over the interval, `null` when nothing ran.
+    pub inference_ms: Option<InferenceMs>,
+    pub restarts: u64,
+    pub messages_dropped: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InferenceMs {
+    pub mean: f64,
+    pub max: f64,
+}
+
+impl CameraStats {
+    /// Stats from two snapshots of a camera's counters.
+    pub fn between(record: &CameraRecord, before: &CounterSnapshot, now: &CounterSnapshot, max: std::time::Duration) -> Self {
+        let secs = now.at.duration_since(before.at).as_secs_f64().max(1e-3);
+        let runs = now.inference_runs - before.inference_runs;
+        let inference_ms = (runs > 0).then(|| InferenceMs {
+            mean: round2((now.inference_us_total - before.inference_us_total) as f64 / runs as f64 / 1000.0),
+            max: round2(max.as_secs_f64() * 1000.0),
+        });
+        Self {
+            id: record.id.clone(),
+            state: record.health().state,
+            frames_in: now.frames_in,
+            frames_analysed: now.frames_analysed,
+            frames_dropped: now.frames_dropped(),
+            frames_skipped: now.frames_skipped(),
+            fps_in: round2((now.frames_in - before.frames_in) as f64 / secs),
+            fps_analysed: round2((now.frames_analysed - before.frames_analysed) as f64 / secs),
+            detections: now.detections,
+            inference_ms,
+            restarts: now.restarts,
+            messages_dropped: now.messages_dropped,
+        }
+    }
+}
+
+/// `{prefix}/{site}/{camera}/detections`: what the detector saw in one frame (QoS 0, rate-limited).
+#[derive(Debug, Clone, Serialize)]
+pub struct Detections {
+    pub schema: &'static str,
+    pub site: String,
+    pub camera: String,
+    pub ts: String,
+    pub frame: FrameInfo,
+    pub inference_ms: f64,
+    pub detections: Vec<DetectedObject>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameInfo {
+    pub seq: u64,
+    /// Stream time of the frame, milliseconds, when the source provides it.
+    pub pts_ms: Option<u64>,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectedObject {
+    pub label: &'static str,
+    pub score: f32,
+    /// `[x1, y1, x2, y2]` in frame pixels.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+}
+
+impl DetectedObject {
+    pub fn from(d: &models::Detection) -> Self {
+        Self { label: d.label, score: round3(d.score), bbox: d.bbox.to_array() }
+    }
+}
+
+pub fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+pub fn round3(v: f32) -> f32 {
+    (v * 1000.0).round() / 1000.0
+}

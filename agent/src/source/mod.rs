@@ -1,0 +1,211 @@
+//! Camera sources: a GStreamer pipeline per camera ([`pipeline`]) and the supervisor that keeps it running
+//! ([`run_camera`]): reconnects with capped exponential back-off and jitter, restarts stalled streams, and
+//! reports the camera's state. One camera's failure never touches another: each runs on its own thread.
+
+pub mod pipeline;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+pub use pipeline::{FailureKind, Frame, Mode, Next, Pipeline, SourceError, SourceSettings};
+
+use crate::stats::{CameraRecord, CameraState};
+
+/// Reconnect timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    /// Fraction of random spread around each delay (0.2 = ±20%).
+    pub jitter: f64,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self { initial, max, jitter: 0.2, current: initial }
+    }
+
+    /// The next delay (with jitter); doubles the base up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let spread = rand::rng().random_range(-self.jitter..=self.jitter);
+        base.mul_f64((1.0 + spread).max(0.0))
+    }
+
+    /// Jumps straight to at least `floor` (used for authentication failures, which retrying fast won't fix).
+    pub fn at_least(&mut self, floor: Duration) {
+        self.current = self.current.max(floor.min(self.max));
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}
+
+/// How a supervised camera behaves.
+#[derive(Debug, Clone)]
+pub struct SupervisorSettings {
+    pub source: SourceSettings,
+    /// Play a file source again from the start when it ends.
+    pub loop_file: bool,
+    /// Restart the pipeline when no frame arrives for this long once it was online.
+    pub stall_timeout: Duration,
+    /// Give up on a connection attempt when the first frame takes longer than this.
+    pub connect_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl SupervisorSettings {
+    pub fn new(source: SourceSettings) -> Self {
+        // A stall is several missed frames at the detect rate, and never less than 10 s.
+        let frame_gap = Duration::from_secs_f64(1.0 / source.detect_fps.max(0.01));
+        Self {
+            stall_timeout: (frame_gap * 5).max(Duration::from_secs(10)),
+            connect_timeout: Duration::from_secs(20).max(frame_gap * 3),
+            loop_file: false,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+            source,
+        }
+    }
+}
+
+/// Runs a camera until `cancel` fires (or a non-looping file ends), calling `on_frame` for every frame and
+/// `on_state` whenever the camera's state changes. Blocks: run it on a dedicated thread.
+pub fn run_camera(
+    settings: SupervisorSettings,
+    record: Arc<CameraRecord>,
+    cancel: CancellationToken,
+    on_state: &(dyn Fn() + Send + Sync),
+    mut on_frame: impl FnMut(Frame),
+) {
+    let camera = settings.source.camera_id.clone();
+    let url = settings.source.url.redacted().to_string();
+    let is_file = settings.source.url.scheme().as_deref() == Some("file");
+    let mut backoff = Backoff::new(settings.backoff_initial, settings.backoff_max);
+    let set_state = |state: CameraState, error: Option<String>| {
+        if record.set_state(state, error) {
+            on_state();
+        }
+    };
+
+    while !cancel.is_cancelled() {
+        set_state(CameraState::Connecting, None);
+        record.counters.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(camera = %camera, url = %url, "opening camera");
+        let failure = match Pipeline::open(settings.source.clone(), record.clone()) {
+            Err(e) => Some(e),
+            Ok(mut pipeline) => {
+                let opened = Instant::now();
+                let mut last_frame: Option<Instant> = None;
+                loop {
+                    if cancel.is_cancelled() {
+                        pipeline.close();
+                        set_state(CameraState::Stopped, None);
+                        return;
+                    }
+                    match pipeline.next(Duration::from_millis(200)) {
+                        Ok(Next::Frame(frame)) => {
+                            if last_frame.is_none() {
+                                tracing::info!(camera = %camera, width = frame.width(), height = frame.height(), "camera online");
+                                record.set_frame_size(frame.width(), frame.height());
+                                backoff.reset();
+                            }
+                            set_state(CameraState::Online, None);
+                            last_frame = Some(Instant::now());
+                            on_frame(frame);
+                        }
+                        Ok(Next::Timeout) => {
+                            let stalled = match last_frame {
+                                Some(t) => t.elapsed() > settings.stall_timeout,
+                                None => opened.elapsed() > settings.connect_timeout,
+                            };
+                            if stalled {
+                                let what = if last_frame.is_some() { "no frame" } else { "no first frame" };
+                                let limit = if last_frame.is_some() { settings.stall_timeout } else { settings.connect_timeout };
+                                tracing::warn!(camera = %camera, timeout_s = limit.as_secs_f64(), "{what} in time, restarting pipeline");
+                                set_state(CameraState::Stalled, Some(format!("{what} for {:.0} s", limit.as_secs_f64())));
+                                break None;
+                            }
+                        }
+                        Ok(Next::Eos) if is_file && settings.loop_file => {
+                            if !pipeline.rewind() {
+                                break Some(SourceError { camera: camera.clone(), kind: FailureKind::Other, message: "cannot rewind file".into() });
+                            }
+                        }
+                        Ok(Next::Eos) if is_file => {
+                            tracing::info!(camera = %camera, "file source ended");
+                            set_state(CameraState::Ended, None);
+                            return;
+                        }
+                        Ok(Next::Eos) => {
+                            break Some(SourceError { camera: camera.clone(), kind: FailureKind::Unreachable, message: "stream ended (camera closed the connection)".into() });
+                        }
+                        Err(e) => break Some(e),
+                    }
+                }
+            }
+        };
+        if let Some(e) = failure {
+            let state = match e.kind {
+                FailureKind::Unauthorized => {
+                    backoff.at_least(Duration::from_secs(15));
+                    CameraState::Unauthorized
+                }
+                FailureKind::Unreachable => CameraState::Unreachable,
+                FailureKind::BadInput | FailureKind::MissingPlugin => {
+                    backoff.at_least(settings.backoff_max);
+                    CameraState::Failed
+                }
+                FailureKind::Other => CameraState::Failed,
+            };
+            tracing::warn!(camera = %camera, state = state.as_str(), error = %e.message, "camera failed");
+            set_state(state, Some(e.message));
+        }
+        let delay = backoff.next_delay();
+        tracing::info!(camera = %camera, retry_in_s = format!("{:.1}", delay.as_secs_f64()), "reconnecting later");
+        sleep_unless_cancelled(delay, &cancel);
+    }
+    set_state(CameraState::Stopped, None);
+}
+
+/// Sleeps up to `duration`, waking early when `cancel` fires.
+pub fn sleep_unless_cancelled(duration: Duration, cancel: &CancellationToken) {
+    let end = Instant::now() + duration;
+    while !cancel.is_cancelled() {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(100)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+        let delays: Vec<f64> = (0..6).map(|_| b.next_delay().as_secs_f64()).collect();
+        for (d, base) in delays.iter().zip([1.0, 2.0, 4.0, 8.0, 8.0, 8.0]) {
+            assert!(*d >= base * 0.8 - 1e-9 && *d <= base * 1.2 + 1e-9, "{delays:?}");
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_secs_f64(1.2));
+    }
+
+    #[test]
+    fn auth_failures_jump_the_backoff() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        b.at_least(Duration::from_secs(15));
+        assert!(b.next_delay() >= Duration::from_secs(12));
+    }
+}

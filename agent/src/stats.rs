@@ -1,0 +1,180 @@
+//! Per-camera counters and health, shared between the camera threads that write them and the tasks that
+//! report them. Counters only ever grow; reports are differences between two snapshots.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// What a camera is doing right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraState {
+    /// Opening the source (first time or after a failure).
+    Connecting,
+    /// Frames are arriving.
+    Online,
+    /// The source is open but no frame came for too long; it is being restarted.
+    Stalled,
+    /// The camera rejected the credentials.
+    Unauthorized,
+    /// The camera (host, port or file) could not be reached.
+    Unreachable,
+    /// The source failed in a way retrying will not fix soon (corrupt file, unsupported stream); retried
+    /// with the longest back-off.
+    Failed,
+    /// A file source played to its end.
+    Ended,
+    /// The camera is switched off in the config.
+    Disabled,
+    /// The agent stopped the camera (shutdown).
+    Stopped,
+}
+
+impl CameraState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CameraState::Connecting => "connecting",
+            CameraState::Online => "online",
+            CameraState::Stalled => "stalled",
+            CameraState::Unauthorized => "unauthorized",
+            CameraState::Unreachable => "unreachable",
+            CameraState::Failed => "failed",
+            CameraState::Ended => "ended",
+            CameraState::Disabled => "disabled",
+            CameraState::Stopped => "stopped",
+        }
+    }
+}
+
+/// The health of one camera: state, why, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub state: CameraState,
+    /// The last error, already scrubbed of credentials.
+    pub last_error: Option<String>,
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// Frame size of the running pipeline, once known.
+    pub frame_size: Option<(u32, u32)>,
+}
+
+/// Counters of one camera. All monotonic.
+#[derive(Debug, Default)]
+pub struct CameraCounters {
+    /// Frames out of the decoder.
+    pub frames_in: AtomicU64,
+    /// Frames that passed the detect-rate limiter.
+    pub frames_sampled: AtomicU64,
+    /// Frames the detector analysed.
+    pub frames_analysed: AtomicU64,
+    /// Objects detected (after label filtering).
+    pub detections: AtomicU64,
+    /// Sum and count of inference times, microseconds.
+    pub inference_us_total: AtomicU64,
+    pub inference_runs: AtomicU64,
+    /// Largest inference time since the last report, microseconds (reset by the reporter).
+    pub inference_us_max: AtomicU64,
+    /// Pipeline (re)starts.
+    pub restarts: AtomicU64,
+    /// Detection messages not sent because the MQTT queue was full.
+    pub messages_dropped: AtomicU64,
+}
+
+/// A camera's shared record: counters plus health.
+#[derive(Debug)]
+pub struct CameraRecord {
+    pub id: String,
+    pub detect_fps: f64,
+    pub counters: CameraCounters,
+    health: Mutex<Health>,
+}
+
+impl CameraRecord {
+    pub fn new(id: impl Into<String>, detect_fps: f64, state: CameraState) -> Self {
+        Self {
+            id: id.into(),
+            detect_fps,
+            counters: CameraCounters::default(),
+            health: Mutex::new(Health { state, last_error: None, since: chrono::Utc::now(), frame_size: None }),
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets the state; returns whether it changed (so the caller can republish the status).
+    pub fn set_state(&self, state: CameraState, error: Option<String>) -> bool {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = h.state != state || (error.is_some() && h.last_error != error);
+        if h.state != state {
+            h.since = chrono::Utc::now();
+        }
+        h.state = state;
+        if error.is_some() {
+            h.last_error = error;
+        }
+        changed
+    }
+
+    pub fn set_frame_size(&self, width: u32, height: u32) {
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).frame_size = Some((width, height));
+    }
+
+    pub fn record_inference(&self, took: Duration, detections: usize) {
+        let us = took.as_micros().min(u64::MAX as u128) as u64;
+        let c = &self.counters;
+        c.frames_analysed.fetch_add(1, Ordering::Relaxed);
+        c.detections.fetch_add(detections as u64, Ordering::Relaxed);
+        c.inference_us_total.fetch_add(us, Ordering::Relaxed);
+        c.inference_runs.fetch_add(1, Ordering::Relaxed);
+        c.inference_us_max.fetch_max(us, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let c = &self.counters;
+        CounterSnapshot {
+            at: Instant::now(),
+            frames_in: c.frames_in.load(Ordering::Relaxed),
+            frames_sampled: c.frames_sampled.load(Ordering::Relaxed),
+            frames_analysed: c.frames_analysed.load(Ordering::Relaxed),
+            detections: c.detections.load(Ordering::Relaxed),
+            inference_us_total: c.inference_us_total.load(Ordering::Relaxed),
+            inference_runs: c.inference_runs.load(Ordering::Relaxed),
+            restarts: c.restarts.load(Ordering::Relaxed),
+            messages_dropped: c.messages_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes the maximum inference time since the last call and resets it.
+    pub fn take_inference_max(&self) -> Duration {
+        Duration::from_micros(self.counters.inference_us_max.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// Counter values at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct CounterSnapshot {
+    pub at: Instant,
+    pub frames_in: u64,
+    pub frames_sampled: u64,
+    pub frames_analysed: u64,
+    pub detections: u64,
+    pub inference_us_total: u64,
+    pub inference_runs: u64,
+    pub restarts: u64,
+    pub messages_dropped: u64,
+}
+
+impl CounterSnapshot {
+    /// Frames that reached the detector's queue but were replaced by a newer one before it was free.
+    pub fn frames_dropped(&self) -> u64 {
+        self.frames_sampled.saturating_sub(self.frames_analysed)
+    }
+
+    /// Frames the detect-rate limiter skipped on purpose.
+    pub fn frames_skipped(&self) -> u64 {
+        self.frames_in.saturating_sub(self.frames_sampled)
+    }
+}

@@ -1,0 +1,192 @@
+//! The models the agent knows, with their SHA-256 digests, and installing them from a local directory (a USB
+//! stick on an air-gapped checkpoint PC) with verification. A file whose digest does not match is never
+//! installed and never accepted by `verify`.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// One model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelEntry {
+    /// Short name used on the command line.
+    pub name: &'static str,
+    /// File name in the models directory.
+    pub file: &'static str,
+    pub sha256: &'static str,
+    pub size: u64,
+    /// What the agent uses it for.
+    pub role: &'static str,
+    pub license: &'static str,
+    /// Where it comes from upstream (for provenance; the digest is of the copy named here).
+    pub upstream: &'static str,
+    /// A PyPI wheel that ships the file: (`package==version`, member path inside the wheel).
+    pub wheel: Option<(&'static str, &'static str)>,
+}
+
+/// Every model the agent can use. Digests are those of the copies in the project's shared model set
+/// (`MODELS.md` there), which are the files tests and benchmarks run on.
+pub const MANIFEST: &[ModelEntry] = &[
+    ModelEntry {
+        name: "yolox-nano",
+        file: "yolox_nano_416.onnx",
+        sha256: "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14",
+        size: 3_660_092,
+        role: "person and vehicle detector (COCO-80, 416x416)",
+        license: "Apache-2.0",
+        upstream: "https://github.com/Kazuhito00/YOLOX-ONNX-TFLite-Sample/raw/main/model/yolox_nano.onnx",
+        wheel: None,
+    },
+    ModelEntry {
+        name: "plate-det-320",
+        file: "plate_det_y5fu_320.onnx",
+        sha256: "2a985dc63a5cc947ec36d18503d6fc0fd54525b9dba17f2fe29a71e86b44456d",
+        size: 2_343_161,
+        role: "licence-plate detector with corners, 320x320",
+        license: "Apache-2.0",
+        upstream: "https://github.com/szad670401/HyperLPR/raw/58ad4ef/resource/models/onnx/y5fu_320x_sim.onnx",
+        wheel: None,
+    },
+    ModelEntry {
+        name: "plate-det-640",
+        file: "plate_det_y5fu_640.onnx",
+        sha256: "0306de937471b87f56eb3f5620815e7e7058f8ab7428e0734fc64627cc4d716c",
+        size: 3_930_791,
+        role: "licence-plate detector with corners, 640x640 (small or far plates)",
+        license: "Apache-2.0",
+        upstream: "https://github.com/szad670401/HyperLPR/raw/58ad4ef/resource/models/onnx/y5fu_640x_sim.onnx",
+        wheel: None,
+    },
+    ModelEntry {
+        name: "plate-color",
+        file: "plate_color_cls_96.onnx",
+        sha256: "fe123688d3bf08b9ef029fcd57f3ac4644ac2e5ef8b9e7a676aacd5fad152142",
+        size: 1_604_473,
+        role: "plate colour classifier, 96x96",
+        license: "Apache-2.0",
+        upstream: "https://github.com/szad670401/HyperLPR/raw/58ad4ef/resource/models/onnx/litemodel_cls_96x_r1.onnx",
+        wheel: None,
+    },
+    ModelEntry {
+        name: "plate-reader",
+        file: "ppocr_v4_rec.onnx",
+        sha256: "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
+        size: 10_857_958,
+        role: "PP-OCRv4 text recogniser (CTC) reading plate text",
+        license: "Apache-2.0",
+        upstream: "https://pypi.org/project/rapidocr-onnxruntime/1.4.4/",
+        wheel: Some(("rapidocr_onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx")),
+    },
+];
+
+/// Finds an entry by name or file name.
+pub fn entry(name_or_file: &str) -> Option<&'static ModelEntry> {
+    MANIFEST.iter().find(|e| e.name == name_or_file || e.file == name_or_file)
+}
+
+/// Why a model file is not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{path}: missing")]
+    Missing { path: PathBuf },
+    #[error("{path}: cannot read: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: SHA-256 mismatch (expected {expected}, found {actual}); the file is corrupt or not the {name} model")]
+    Digest { path: PathBuf, name: &'static str, expected: &'static str, actual: String },
+}
+
+/// The SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String, std::io::Error> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Checks the copy of `entry` in `dir`.
+pub fn verify(dir: &Path, entry: &'static ModelEntry) -> Result<PathBuf, ManifestError> {
+    let path = dir.join(entry.file);
+    if !path.exists() {
+        return Err(ManifestError::Missing { path });
+    }
+    let actual = sha256_file(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+    if actual != entry.sha256 {
+        return Err(ManifestError::Digest { path, name: entry.name, expected: entry.sha256, actual });
+    }
+    Ok(path)
+}
+
+/// What [`install_from_dir`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Installed {
+    /// The file was copied and verified.
+    Copied(PathBuf),
+    /// A verified copy was already there.
+    AlreadyPresent(PathBuf),
+}
+
+/// Copies `entry` from `source_dir` into `dest_dir`, verifying the digest before the file becomes visible
+/// (written to a temporary name, fsynced, then renamed). An already-correct copy is left alone.
+pub fn install_from_dir(source_dir: &Path, dest_dir: &Path, entry: &'static ModelEntry) -> Result<Installed, ManifestError> {
+    if let Ok(path) = verify(dest_dir, entry) {
+        return Ok(Installed::AlreadyPresent(path));
+    }
+    let source = verify(source_dir, entry)?;
+    let dest = dest_dir.join(entry.file);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ManifestError::Io { path, source }
+    };
+    std::fs::create_dir_all(dest_dir).map_err(io(dest_dir))?;
+    let tmp = dest_dir.join(format!(".{}.partial", entry.file));
+    let bytes = std::fs::read(&source).map_err(io(&source))?;
+    {
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    let actual = sha256_file(&tmp).map_err(io(&tmp))?;
+    if actual != entry.sha256 {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ManifestError::Digest { path: tmp, name: entry.name, expected: entry.sha256, actual });
+    }
+    std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+    Ok(Installed::Copied(dest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_files_are_unique() {
+        for (i, a) in MANIFEST.iter().enumerate() {
+            for b in &MANIFEST[i + 1..] {
+                assert_ne!(a.name, b.name);
+                assert_ne!(a.file, b.file);
+            }
+            assert_eq!(a.sha256.len(), 64);
+        }
+    }
+
+    #[test]
+    fn install_refuses_a_corrupt_source() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let e = entry("yolox-nano").unwrap();
+        std::fs::write(src.path().join(e.file), b"not a model").unwrap();
+        let err = install_from_dir(src.path(), dst.path(), e).unwrap_err();
+        assert!(matches!(err, ManifestError::Digest { .. }), "{err}");
+        assert!(err.to_string().contains("yolox_nano_416.onnx"), "{err}");
+        assert!(!dst.path().join(e.file).exists());
+    }
+}
