@@ -14,11 +14,11 @@ SHARED      ?= ../shared
 BIN         := target/release/edge-agent
 
 # Debian packages the agent needs to build, run and be tested (GStreamer with the codecs and RTSP, and the
-# Mosquitto broker the tests start on loopback ports).
+# Mosquitto broker the tests start on loopback ports, and a CJK font the tests render signs with).
 APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp gstreamer1.0-tools \
-	libgstrtspserver-1.0-dev mosquitto mosquitto-clients python3-pip
+	libgstrtspserver-1.0-dev mosquitto mosquitto-clients python3-pip fonts-wqy-microhei
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -63,7 +63,7 @@ test: deps
 	cargo test --workspace --locked --no-fail-fast
 
 bench: models
-	cargo bench --locked -p edge-agent --bench pipeline
+	cargo bench --locked -p edge-agent
 
 clean-deps:
 	rm -rf $(DEPS)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use edge_agent::inference::{yolox_settings, Detector};
 use edge_agent::source::{self, Frame, Mode, Next, Pipeline, SourceSettings};
 use edge_agent::stats::{CameraRecord, CameraState};
-use edge_config::{CameraUrl, Models};
+use edge_config::{CameraUrl, Models, PlateMode};
 use models::{BgrImage, SessionOptions, Yolox};
 use ort::value::TensorRef;
 
@@ -27,13 +27,15 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
-fn models() -> Models {
-    Models {
+fn models(plates: bool) -> Models {
+    let mut m = Models {
         dir: testkit::shared_dir().join("models"),
         onnxruntime_library: Some(testkit::ort_library()),
         intra_threads: 2,
         ..Models::default()
-    }
+    };
+    m.plates.enabled = plates;
+    m
 }
 
 fn frame_720p() -> BgrImage {
@@ -42,12 +44,12 @@ fn frame_720p() -> BgrImage {
 }
 
 fn bench_detector() {
-    let models = models();
+    let models = models(false);
     let image = frame_720p();
 
     // Bare: the same model and tensor, nothing but Session::run.
-    let env = models::environment(models.onnxruntime_library.as_deref()).unwrap();
-    let options = SessionOptions { intra_threads: 2, ..SessionOptions::default() };
+    let env = models::environment(models.onnxruntime_library.as_deref(), models.intra_threads).unwrap();
+    let options = SessionOptions::default();
     let mut bare = Yolox::load(env, &models.detector_path(), &options, yolox_settings(&models).unwrap()).unwrap();
     bare.preprocess(&image.view());
     let (data, shape) = bare.input_tensor();
@@ -74,7 +76,7 @@ fn bench_detector() {
     for i in 0..WARMUP + RUNS {
         let frame = Frame::from_image(image.clone());
         let t = Instant::now();
-        let analysed = handle.detect(frame).unwrap();
+        let analysed = handle.detect(frame, PlateMode::Off).unwrap();
         if i >= WARMUP {
             agent_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             adapter_ms.push(analysed.inference.as_secs_f64() * 1000.0);
@@ -91,11 +93,11 @@ fn bench_detector() {
     println!("  overhead ratio agent / bare                 {:7.3}", a / b);
 }
 
-fn bench_analyze(detect_fps: f64) {
+fn bench_analyze(detect_fps: f64, plates: PlateMode) {
     let seconds = 10.0;
     let clip = testkit::clips::cached("street_pan_720p_10s.mp4", |p| testkit::clips::street_pan_720p(p, seconds));
     source::pipeline::init().unwrap();
-    let detector = Detector::start(&models(), 1).unwrap();
+    let detector = Detector::start(&models(plates != PlateMode::Off), 1).unwrap();
     let handle = detector.handle().unwrap();
     let mut best: Option<(Duration, u64)> = None;
     for _ in 0..3 {
@@ -113,7 +115,7 @@ fn bench_analyze(detect_fps: f64) {
         loop {
             match pipeline.next(Duration::from_secs(5)).unwrap() {
                 Next::Frame(f) => {
-                    std::hint::black_box(handle.detect(f).unwrap());
+                    std::hint::black_box(handle.detect(f, plates).unwrap());
                     frames += 1;
                 }
                 Next::Eos => break,
@@ -129,7 +131,7 @@ fn bench_analyze(detect_fps: f64) {
     drop(handle);
     detector.shutdown();
     let (took, frames) = best.unwrap();
-    println!("analyze, 1280x720 H.264 clip, {seconds:.0} s at 25 fps, detect rate {detect_fps} fps (best of 3)");
+    println!("analyze, 1280x720 H.264 clip, {seconds:.0} s at 25 fps, detect rate {detect_fps} fps, plates {plates:?} (best of 3)");
     println!("  frames analysed                             {frames:7}");
     println!("  analysed frames per second                  {:7.1}", frames as f64 / took.as_secs_f64());
     println!("  video seconds per wall-clock second         {:7.1}x real time", seconds / took.as_secs_f64());
@@ -139,5 +141,6 @@ fn main() {
     // `cargo bench` passes --bench; a filter argument is accepted and ignored.
     println!("edge-agent pipeline benchmark ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
     bench_detector();
-    bench_analyze(5.0);
+    bench_analyze(5.0, PlateMode::Off);
+    bench_analyze(5.0, PlateMode::Vehicles);
 }

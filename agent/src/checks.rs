@@ -21,6 +21,13 @@ pub fn environment_issues(config: &Config) -> Vec<Issue> {
             ));
         }
     }
+    if plates_in_use(config) {
+        for (key, path) in models.plate_paths() {
+            if !path.is_file() {
+                issues.push(Issue::new(key, format!("model file {} not found (set models.plates.enabled = false to run without plates)", path.display())));
+            }
+        }
+    }
     if let Some(lib) = &models.onnxruntime_library {
         if !lib.is_file() {
             issues.push(Issue::new("models.onnxruntime_library", format!("{} not found", lib.display())));
@@ -48,4 +55,9 @@ pub fn environment_issues(config: &Config) -> Vec<Issue> {
 /// The local path of a `file://` URL.
 pub fn file_path(url: &str) -> Option<std::path::PathBuf> {
     url::Url::parse(url).ok()?.to_file_path().ok()
+}
+
+/// Whether any enabled camera reads plates.
+pub fn plates_in_use(config: &Config) -> bool {
+    config.models.plates.enabled && config.cameras.iter().any(|c| c.enabled && c.plates != edge_config::PlateMode::Off)
 }

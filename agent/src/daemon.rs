@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::inference::{Analysed, Detector, DetectorHandle, DetectorInfo};
 use crate::mqtt::{self, MqttLink, StatusFn};
-use crate::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, DetectedObject, Grid};
+use crate::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, DetectedObject, DetectedPlate, Grid};
 use crate::source::{self, Frame, Mode, SourceSettings, SupervisorSettings};
 use crate::stats::{CameraRecord, CameraState};
 
@@ -36,10 +36,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         bail!("config file {} cannot be used on this machine:\n{}", config_path.display(), lines.join("\n"));
     }
     source::pipeline::init().map_err(anyhow::Error::msg)?;
-    let detector = Detector::start(&config.models, 1).context("cannot load the detector")?;
+    let mut models = config.models.clone();
+    models.plates.enabled = crate::checks::plates_in_use(&config);
+    let detector = Detector::start(&models, 1).context("cannot load the detector")?;
     let info = detector.info().clone();
     tracing::info!(
         model = %info.model.display(),
+        plates = info.plates,
         provider = info.provider.name(),
         input = format!("{}x{}", info.input_size.0, info.input_size.1),
         runtime = %models::runtime::library_path().map(|p| p.display().to_string()).unwrap_or_default(),
@@ -99,6 +102,7 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
             detections_interval,
             last_sent: None,
             last_had_objects: false,
+            plates: camera.plates,
         };
         let settings = supervisor_settings(camera);
         let cancel = sources_cancel.clone();
@@ -178,11 +182,12 @@ struct CameraWorker {
     detections_interval: Option<Duration>,
     last_sent: Option<Instant>,
     last_had_objects: bool,
+    plates: edge_config::PlateMode,
 }
 
 impl CameraWorker {
     fn process(&mut self, frame: Frame) {
-        let analysed = match self.detector.detect(frame) {
+        let analysed = match self.detector.detect(frame, self.plates) {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(camera = %self.record.id, error = %e, "frame not analysed");
@@ -190,13 +195,16 @@ impl CameraWorker {
             }
         };
         self.record.record_inference(analysed.inference, analysed.detections.len());
+        if self.plates != edge_config::PlateMode::Off {
+            self.record.record_plates(analysed.plate_time, analysed.plates.len());
+        }
         self.publish_detections(&analysed);
     }
 
     /// Rate-limited per-frame detections: sent when objects are present, and once more when they leave.
     fn publish_detections(&mut self, analysed: &Analysed) {
         let (Some(link), Some(interval)) = (&self.link, self.detections_interval) else { return };
-        let has_objects = !analysed.detections.is_empty();
+        let has_objects = !analysed.detections.is_empty() || !analysed.plates.is_empty();
         if !has_objects && !self.last_had_objects {
             return;
         }
@@ -216,6 +224,7 @@ impl CameraWorker {
             },
             inference_ms: payload::round2(analysed.inference.as_secs_f64() * 1000.0),
             detections: analysed.detections.iter().map(DetectedObject::from).collect(),
+            plates: analysed.plates.iter().map(DetectedPlate::from).collect(),
         };
         let Ok(bytes) = serde_json::to_vec(&message) else { return };
         if link.publish_lossy(link.topics().detections(&self.record.id), bytes) {

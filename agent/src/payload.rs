@@ -141,6 +141,10 @@ pub struct CameraStats {
     pub detections: u64,
     /// Inference time over the interval, `null` when nothing ran.
     pub inference_ms: Option<InferenceMs>,
+    /// Plates read since start.
+    pub plates: u64,
+    /// Mean time of the plate chain per frame it ran on over the interval, `null` when it did not run.
+    pub plate_ms: Option<f64>,
     pub restarts: u64,
     pub messages_dropped: u64,
 }
@@ -156,6 +160,7 @@ impl CameraStats {
     pub fn between(record: &CameraRecord, before: &CounterSnapshot, now: &CounterSnapshot, max: std::time::Duration) -> Self {
         let secs = now.at.duration_since(before.at).as_secs_f64().max(1e-3);
         let runs = now.inference_runs - before.inference_runs;
+        let plate_runs = now.plate_runs - before.plate_runs;
         let inference_ms = (runs > 0).then(|| InferenceMs {
             mean: round2((now.inference_us_total - before.inference_us_total) as f64 / runs as f64 / 1000.0),
             max: round2(max.as_secs_f64() * 1000.0),
@@ -171,6 +176,8 @@ impl CameraStats {
             fps_analysed: round2((now.frames_analysed - before.frames_analysed) as f64 / secs),
             detections: now.detections,
             inference_ms,
+            plates: now.plates,
+            plate_ms: (plate_runs > 0).then(|| round2((now.plate_us_total - before.plate_us_total) as f64 / plate_runs as f64 / 1000.0)),
             restarts: now.restarts,
             messages_dropped: now.messages_dropped,
         }
@@ -187,6 +194,39 @@ pub struct Detections {
     pub frame: FrameInfo,
     pub inference_ms: f64,
     pub detections: Vec<DetectedObject>,
+    /// Plates read in the frame.
+    pub plates: Vec<DetectedPlate>,
+}
+
+/// A plate read in one frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectedPlate {
+    /// The plate number, e.g. `苏ED51712`.
+    pub text: String,
+    pub confidence: f32,
+    pub min_char_confidence: f32,
+    pub colour: &'static str,
+    /// 1 or 2 (double-row yellow plates).
+    pub rows: u8,
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// Top-left, top-right, bottom-right, bottom-left, in frame pixels.
+    pub corners: [[f32; 2]; 4],
+}
+
+impl DetectedPlate {
+    pub fn from(p: &models::plates::PlateRead) -> Self {
+        let r = |v: f32| (v * 10.0).round() / 10.0;
+        Self {
+            text: p.text.clone(),
+            confidence: round3(p.confidence),
+            min_char_confidence: round3(p.min_char_confidence),
+            colour: p.colour.as_str(),
+            rows: p.rows.count(),
+            bbox: p.bbox.to_array(),
+            corners: p.corners.map(|(x, y)| [r(x), r(y)]),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

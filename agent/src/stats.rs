@@ -75,6 +75,11 @@ pub struct CameraCounters {
     pub inference_runs: AtomicU64,
     /// Largest inference time since the last report, microseconds (reset by the reporter).
     pub inference_us_max: AtomicU64,
+    /// Plates read.
+    pub plates: AtomicU64,
+    /// Time in the plate chain, microseconds, and how many frames it ran on.
+    pub plate_us_total: AtomicU64,
+    pub plate_runs: AtomicU64,
     /// Pipeline (re)starts.
     pub restarts: AtomicU64,
     /// Detection messages not sent because the MQTT queue was full.
@@ -132,6 +137,13 @@ impl CameraRecord {
         c.inference_us_max.fetch_max(us, Ordering::Relaxed);
     }
 
+    pub fn record_plates(&self, took: Duration, plates: usize) {
+        let c = &self.counters;
+        c.plates.fetch_add(plates as u64, Ordering::Relaxed);
+        c.plate_us_total.fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        c.plate_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> CounterSnapshot {
         let c = &self.counters;
         CounterSnapshot {
@@ -142,6 +154,9 @@ impl CameraRecord {
             detections: c.detections.load(Ordering::Relaxed),
             inference_us_total: c.inference_us_total.load(Ordering::Relaxed),
             inference_runs: c.inference_runs.load(Ordering::Relaxed),
+            plates: c.plates.load(Ordering::Relaxed),
+            plate_us_total: c.plate_us_total.load(Ordering::Relaxed),
+            plate_runs: c.plate_runs.load(Ordering::Relaxed),
             restarts: c.restarts.load(Ordering::Relaxed),
             messages_dropped: c.messages_dropped.load(Ordering::Relaxed),
         }
@@ -163,6 +178,9 @@ pub struct CounterSnapshot {
     pub detections: u64,
     pub inference_us_total: u64,
     pub inference_runs: u64,
+    pub plates: u64,
+    pub plate_us_total: u64,
+    pub plate_runs: u64,
     pub restarts: u64,
     pub messages_dropped: u64,
 }

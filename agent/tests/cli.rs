@@ -183,3 +183,57 @@ fn run_rejects_a_model_with_the_wrong_tensor_contract() {
     let err = stderr(&out);
     assert!(err.contains("plate_det_y5fu_320.onnx") && err.contains("YOLOX tensor contract"), "{err}");
 }
+
+#[test]
+fn analyze_reads_the_plates_in_the_scenes() {
+    let scenes = testkit::data("scenes");
+    let files = ["hy_test_img.jpg", "hy_a.jpg"].map(|f| scenes.join(f).display().to_string());
+    let out = run(&["analyze", "--json", &files[0], &files[1]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plates: Vec<Value> = lines(&stdout(&out)).into_iter().filter(|l| l["kind"] == "plate").collect();
+    let got: Vec<(String, String, String)> = plates
+        .iter()
+        .map(|p| (p["file"].as_str().unwrap().rsplit('/').next().unwrap().to_string(), p["plate"].as_str().unwrap().to_string(), p["colour"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("hy_test_img.jpg".to_string(), "苏ED51712".to_string(), "green".to_string()),
+            ("hy_a.jpg".to_string(), "粤ZP560港".to_string(), "black".to_string())
+        ]
+    );
+    let p = &plates[0];
+    for key in ["confidence", "min_char_confidence", "rows", "corners", "box"] {
+        assert!(p.get(key).is_some(), "missing {key} in {p}");
+    }
+    assert_eq!(p["corners"].as_array().unwrap().len(), 4);
+    assert_eq!(p["rows"], 1);
+    assert!(p["vehicle_box"].is_array(), "the plate is on the detected car: {p}");
+}
+
+#[test]
+fn analyze_plate_crops_prints_file_plate_and_confidence() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["皖A0C911.jpg", "京PL3N67.jpg", "浙D9594H.jpg"] {
+        std::fs::copy(testkit::data(&format!("plates-dev/{f}")), dir.path().join(f)).unwrap();
+    }
+    // A sign is not a plate: the line says so with a null plate.
+    let sign = testkit::text::render("欢迎光临", 40.0, [255, 255, 255], [20, 60, 180], 6);
+    sign.save(dir.path().join("sign.png")).unwrap();
+    let out = run(&["analyze", "--plate-crops", "--json", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = lines(&stdout(&out));
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        let keys: Vec<&String> = row.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["confidence", "file", "plate"], "{row}");
+        let file = row["file"].as_str().unwrap();
+        if file.ends_with("sign.png") {
+            assert!(row["plate"].is_null() && row["confidence"].is_null(), "{row}");
+        } else {
+            let truth = std::path::Path::new(file).file_stem().unwrap().to_str().unwrap();
+            assert_eq!(row["plate"], truth);
+            assert!(row["confidence"].as_f64().unwrap() > 0.5);
+        }
+    }
+}

@@ -129,3 +129,24 @@ fn bad_cameras_are_reported_and_do_not_stop_a_good_one() {
         assert!(!String::from_utf8_lossy(&m.payload).contains("s3cretpw"), "camera password published on {}", m.topic);
     }
 }
+
+#[test]
+fn daemon_publishes_the_plates_it_reads() {
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port(), "checkpoint/#");
+    let dir = tempfile::tempdir().unwrap();
+    let clip = testkit::clips::street_still_1080p();
+    let cfg = config(dir.path(), Some(broker.port()), &[Cam { id: "lane-1", url: file_url(&clip), extra: "loop_file = true" }], "");
+    let mut agent = Agent::start(&cfg);
+    let message = sub.wait_for(WAIT, "detections with a plate", |m| {
+        m.topic == format!("{BASE}/lane-1/detections") && !m.json()["plates"].as_array().unwrap().is_empty()
+    });
+    assert_valid("detections.v1.json", &message.json());
+    let plate = &message.json()["plates"][0];
+    assert_eq!(plate["text"], "苏ED51712");
+    assert_eq!(plate["colour"], "green");
+    let stats = sub.wait_for(WAIT, "stats counting plates", |m| m.topic == format!("{BASE}/stats") && m.json()["cameras"][0]["plates"].as_u64().unwrap_or(0) > 0);
+    assert_valid("stats.v1.json", &stats.json());
+    agent.signal("TERM");
+    assert_eq!(agent.wait(Duration::from_secs(20)), Some(0));
+}

@@ -96,6 +96,19 @@ fn validate_models(models: &Models, issues: &mut Vec<Issue>) {
     if !(det.nms_iou_threshold > 0.0 && det.nms_iou_threshold < 1.0) {
         issues.push(Issue::new("models.detector.nms_iou_threshold", format!("{} must be between 0 and 1", det.nms_iou_threshold)));
     }
+    let plates = &models.plates;
+    if !(plates.score_threshold > 0.0 && plates.score_threshold < 1.0) {
+        issues.push(Issue::new("models.plates.score_threshold", format!("{} must be between 0 and 1", plates.score_threshold)));
+    }
+    if !(plates.min_char_confidence >= 0.0 && plates.min_char_confidence < 1.0) {
+        issues.push(Issue::new("models.plates.min_char_confidence", format!("{} must be at least 0 and below 1", plates.min_char_confidence)));
+    }
+    if !(1..=32).contains(&plates.max_vehicles_per_frame) {
+        issues.push(Issue::new("models.plates.max_vehicles_per_frame", format!("{} is out of range 1..=32", plates.max_vehicles_per_frame)));
+    }
+    if !(1..=64).contains(&plates.reader_batch) {
+        issues.push(Issue::new("models.plates.reader_batch", format!("{} is out of range 1..=64", plates.reader_batch)));
+    }
     if det.labels.is_empty() {
         issues.push(Issue::new("models.detector.labels", "must list at least one label"));
     }

@@ -138,49 +138,114 @@ impl BgrImage {
 }
 
 /// Bilinear resize with pixel centres at half-pixel offsets (as OpenCV's `INTER_LINEAR`), using 11-bit
-/// fixed-point weights. Writes a packed BGR image of `dw`x`dh` into `dst`, which must be at least
-/// `dw * dh * 3` bytes long.
-pub fn resize_bilinear_into(src: &BgrView<'_>, dw: u32, dh: u32, dst: &mut [u8]) {
-    const BITS: u32 = 11;
-    const ONE: i32 = 1 << BITS;
-    let (sw, sh) = (src.width as usize, src.height as usize);
-    let (dw, dh) = (dw as usize, dh as usize);
-    debug_assert!(dst.len() >= dw * dh * 3);
+/// fixed-point weights, one output row at a time: first the two source rows are blended vertically over
+/// their whole width (contiguous, so it vectorises), then the blend is sampled horizontally.
+pub struct BilinearRows {
+    /// Per output column: the left source byte offset (the right neighbour is always 3 bytes on) and the
+    /// right neighbour's weight.
+    cols: Vec<(usize, i32)>,
+    fy: f64,
+    sh: usize,
+    /// Vertical blend of the current pair of source rows, `sw * 3` values scaled by `BILINEAR_ONE`.
+    blend: Vec<i32>,
+    /// When shrinking by 2x or more, the source byte ranges the columns actually sample (others are skipped).
+    sparse: Option<Vec<(usize, usize)>>,
+}
 
-    // Per output column: the left source column (in bytes) and the weight of the right neighbour.
-    let fx = sw as f64 / dw as f64;
-    let cols: Vec<(usize, usize, i32)> = (0..dw)
-        .map(|x| {
-            let s = ((x as f64 + 0.5) * fx - 0.5).max(0.0);
-            let x0 = (s.floor() as usize).min(sw - 1);
-            let x1 = (x0 + 1).min(sw - 1);
-            let w = ((s - x0 as f64) * ONE as f64).round() as i32;
-            (x0 * 3, x1 * 3, w.clamp(0, ONE))
-        })
-        .collect();
-    let fy = sh as f64 / dh as f64;
-    let mut top = vec![0i32; dw * 3];
-    let mut bottom = vec![0i32; dw * 3];
-    for y in 0..dh {
-        let s = ((y as f64 + 0.5) * fy - 0.5).max(0.0);
-        let y0 = (s.floor() as usize).min(sh - 1);
-        let y1 = (y0 + 1).min(sh - 1);
-        let wy = (((s - y0 as f64) * ONE as f64).round() as i32).clamp(0, ONE);
-        horizontal(src.row(y0 as u32), &cols, &mut top);
-        horizontal(src.row(y1 as u32), &cols, &mut bottom);
-        let out = &mut dst[y * dw * 3..(y + 1) * dw * 3];
-        for ((o, t), b) in out.iter_mut().zip(&top).zip(&bottom) {
-            let v = (t * (ONE - wy) + b * wy + (1 << (2 * BITS - 1))) >> (2 * BITS);
-            *o = v.clamp(0, 255) as u8;
+const BILINEAR_BITS: u32 = 11;
+const BILINEAR_ONE: i32 = 1 << BILINEAR_BITS;
+
+impl BilinearRows {
+    pub fn new(sw: u32, sh: u32, dw: u32, dh: u32) -> Self {
+        let (sw, dw) = (sw as usize, dw as usize);
+        let fx = sw as f64 / dw as f64;
+        let cols: Vec<(usize, i32)> = (0..dw)
+            .map(|x| {
+                let s = ((x as f64 + 0.5) * fx - 0.5).max(0.0);
+                let x0 = (s.floor() as usize).min(sw - 1);
+                let w = ((s - x0 as f64) * BILINEAR_ONE as f64).round() as i32;
+                // At the right edge the neighbour is the padding copy of the last pixel.
+                (x0 * 3, w.clamp(0, BILINEAR_ONE))
+            })
+            .collect();
+        let sparse = (dw * 2 <= sw).then(|| {
+            let mut ranges: Vec<(usize, usize)> = Vec::new();
+            for &(a, _) in &cols {
+                let (start, end) = (a, (a + 6).min(sw * 3));
+                match ranges.last_mut() {
+                    Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                    _ => ranges.push((start, end)),
+                }
+            }
+            ranges
+        });
+        // Three extra values repeat the last pixel, so every column can read its right neighbour.
+        Self { cols, fy: sh as f64 / dh as f64, sh: sh as usize, blend: vec![0; sw * 3 + 3], sparse }
+    }
+
+    /// Blends the two source rows of output row `y` into `self.blend`.
+    fn blend_row(&mut self, src: &BgrView<'_>, y: usize) {
+        let s = ((y as f64 + 0.5) * self.fy - 0.5).max(0.0);
+        let y0 = (s.floor() as usize).min(self.sh - 1);
+        let y1 = (y0 + 1).min(self.sh - 1);
+        let wy = (((s - y0 as f64) * BILINEAR_ONE as f64).round() as i32).clamp(0, BILINEAR_ONE);
+        let (top, bottom) = (src.row(y0 as u32), src.row(y1 as u32));
+        let blend = |dst: &mut [i32], t: &[u8], b: &[u8]| {
+            for ((v, &t), &b) in dst.iter_mut().zip(t).zip(b) {
+                *v = t as i32 * (BILINEAR_ONE - wy) + b as i32 * wy;
+            }
+        };
+        let n = top.len();
+        match &self.sparse {
+            Some(ranges) => {
+                for &(start, end) in ranges {
+                    blend(&mut self.blend[start..end], &top[start..end], &bottom[start..end]);
+                }
+            }
+            None => blend(&mut self.blend[..n], top, bottom),
+        }
+        blend(&mut self.blend[n..n + 3], &top[n - 3..], &bottom[n - 3..]);
+    }
+
+    /// Output value (0–255) of channel `c` between the pixel at `px[0..3]` and its neighbour at `px[3..6]`.
+    #[inline(always)]
+    fn sample(px: &[i32], c: usize, w: i32) -> usize {
+        let round = 1 << (2 * BILINEAR_BITS - 1);
+        ((px[c] * (BILINEAR_ONE - w) + px[3 + c] * w + round) >> (2 * BILINEAR_BITS)).clamp(0, 255) as usize
+    }
+
+    /// Writes output row `y` (`dw * 3` packed BGR bytes) into `out`.
+    pub fn row(&mut self, src: &BgrView<'_>, y: usize, out: &mut [u8]) {
+        self.blend_row(src, y);
+        for (o, &(a, w)) in out.chunks_exact_mut(3).zip(&self.cols) {
+            let px = &self.blend[a..a + 6];
+            for (c, v) in o.iter_mut().enumerate() {
+                *v = Self::sample(px, c, w) as u8;
+            }
         }
     }
 
-    fn horizontal(row: &[u8], cols: &[(usize, usize, i32)], out: &mut [i32]) {
-        for (o, &(a, b, w)) in out.chunks_exact_mut(3).zip(cols) {
-            for c in 0..3 {
-                o[c] = row[a + c] as i32 * (ONE - w) + row[b + c] as i32 * w;
-            }
+    /// Writes output row `y` straight into three planes through per-plane lookup tables: plane `p` takes
+    /// source channel `channels[p]`.
+    fn row_planar(&mut self, src: &BgrView<'_>, y: usize, planes: [&mut [f32]; 3], luts: &[[f32; 256]; 3], channels: [usize; 3]) {
+        self.blend_row(src, y);
+        let [d0, d1, d2] = planes;
+        for (((&(a, w), o0), o1), o2) in self.cols.iter().zip(d0.iter_mut()).zip(d1.iter_mut()).zip(d2.iter_mut()) {
+            let px = &self.blend[a..a + 6];
+            *o0 = luts[0][Self::sample(px, channels[0], w)];
+            *o1 = luts[1][Self::sample(px, channels[1], w)];
+            *o2 = luts[2][Self::sample(px, channels[2], w)];
         }
+    }
+}
+
+/// Bilinear resize (see [`BilinearRows`]) of `src` to a packed `dw`x`dh` BGR image in `dst`, which must be
+/// at least `dw * dh * 3` bytes long.
+pub fn resize_bilinear_into(src: &BgrView<'_>, dw: u32, dh: u32, dst: &mut [u8]) {
+    let mut rows = BilinearRows::new(src.width, src.height, dw, dh);
+    let stride = dw as usize * 3;
+    for (y, out) in dst.chunks_exact_mut(stride).take(dh as usize).enumerate() {
+        rows.row(src, y, out);
     }
 }
 
@@ -231,6 +296,14 @@ impl Normalisation {
     /// Values scaled to -1–1 (PaddleOCR).
     pub const fn symmetric(order: ChannelOrder) -> Self {
         Self { order, scale: 1.0 / 255.0, mean: [0.5; 3], std: [0.5; 3] }
+    }
+
+    /// The source (BGR) channel of each output plane.
+    fn channels(&self) -> [usize; 3] {
+        match self.order {
+            ChannelOrder::Bgr => [0, 1, 2],
+            ChannelOrder::Rgb => [2, 1, 0],
+        }
     }
 
     #[inline]
@@ -296,21 +369,72 @@ pub struct LetterboxSpec {
     pub norm: Normalisation,
 }
 
-/// Letterboxes `src` into a planar (CHW) `f32` tensor as `spec` says, written to `out` (length
-/// `3 * width * height`). `scratch` is reused between calls to hold the resized pixels.
-pub fn letterbox_into(src: &BgrView<'_>, spec: &LetterboxSpec, scratch: &mut Vec<u8>, out: &mut [f32]) -> Letterbox {
-    let lb = Letterbox::fit(src.width, src.height, spec.width, spec.height, spec.anchor);
-    let (rw, rh) = (lb.resized_w as usize, lb.resized_h as usize);
-    scratch.resize(rw * rh * 3, 0);
-    if rw == src.width as usize && rh == src.height as usize {
-        for y in 0..rh {
-            scratch[y * rw * 3..(y + 1) * rw * 3].copy_from_slice(src.row(y as u32));
-        }
-    } else {
-        resize_bilinear_into(src, lb.resized_w, lb.resized_h, scratch);
+/// An adapter's input tensor and the state that makes refilling it cheap: the padding is written only
+/// when the image placement changes, and the resize tables are kept while the frame size stays the same.
+pub struct LetterboxBuffer {
+    spec: LetterboxSpec,
+    tensor: Vec<f32>,
+    /// Placement the padding was last written for.
+    padded_for: Option<Placement>,
+    /// Resizer for the last (source size → resized size).
+    rows: Option<((u32, u32, u32, u32), BilinearRows)>,
+    row: Vec<u8>,
+}
+
+impl LetterboxBuffer {
+    pub fn new(spec: LetterboxSpec) -> Self {
+        let len = 3 * spec.width as usize * spec.height as usize;
+        Self { spec, tensor: vec![0.0; len], padded_for: None, rows: None, row: Vec::new() }
     }
-    let placement = Placement { width: rw, height: rh, x: lb.pad_x as usize, y: lb.pad_y as usize };
-    write_planar(scratch, placement, spec, out);
+
+    pub fn spec(&self) -> &LetterboxSpec {
+        &self.spec
+    }
+
+    /// The planar `[3, height, width]` tensor of the last [`LetterboxBuffer::fill`].
+    pub fn tensor(&self) -> &[f32] {
+        &self.tensor
+    }
+
+    /// Letterboxes `src` into the tensor: resize, channel order, normalisation and padding in one pass.
+    pub fn fill(&mut self, src: &BgrView<'_>) -> Letterbox {
+        let spec = self.spec;
+        let lb = Letterbox::fit(src.width, src.height, spec.width, spec.height, spec.anchor);
+        let at = Placement { width: lb.resized_w as usize, height: lb.resized_h as usize, x: lb.pad_x as usize, y: lb.pad_y as usize };
+        if self.padded_for != Some(at) {
+            write_padding(at, &spec, &mut self.tensor);
+            self.padded_for = Some(at);
+        }
+        let key = (src.width, src.height, lb.resized_w, lb.resized_h);
+        let identity = key.0 == key.2 && key.1 == key.3;
+        if !identity && self.rows.as_ref().is_none_or(|(k, _)| *k != key) {
+            self.rows = Some((key, BilinearRows::new(src.width, src.height, lb.resized_w, lb.resized_h)));
+        }
+        match self.rows.as_mut().filter(|_| !identity) {
+            Some((_, rows)) => {
+                let (in_w, plane) = (spec.width as usize, spec.width as usize * spec.height as usize);
+                let luts = spec.norm.lut();
+                let channels = spec.norm.channels();
+                let (p0, rest) = self.tensor.split_at_mut(plane);
+                let (p1, p2) = rest.split_at_mut(plane);
+                for y in 0..at.height {
+                    let base = (at.y + y) * in_w + at.x;
+                    let span = base..base + at.width;
+                    rows.row_planar(src, y, [&mut p0[span.clone()], &mut p1[span.clone()], &mut p2[span]], &luts, channels);
+                }
+            }
+            None => write_image_rows(at, &spec, &mut self.tensor, &mut self.row, |y, row| row.copy_from_slice(src.row(y as u32))),
+        }
+        lb
+    }
+}
+
+/// Letterboxes `src` into a planar (CHW) `f32` tensor as `spec` says, written to `out` (length
+/// `3 * width * height`). For repeated use prefer [`LetterboxBuffer`].
+pub fn letterbox_into(src: &BgrView<'_>, spec: &LetterboxSpec, out: &mut [f32]) -> Letterbox {
+    let mut buffer = LetterboxBuffer::new(*spec);
+    let lb = buffer.fill(src);
+    out[..buffer.tensor.len()].copy_from_slice(&buffer.tensor);
     lb
 }
 
@@ -326,28 +450,46 @@ pub struct Placement {
 /// Writes packed BGR pixels at `at` inside a planar tensor of `spec.width`x`spec.height`, filling the rest
 /// with `spec.pad`, converting to the model's channel order and normalisation.
 pub fn write_planar(bgr: &[u8], at: Placement, spec: &LetterboxSpec, out: &mut [f32]) {
+    write_padding(at, spec, out);
+    let stride = at.width * 3;
+    write_image_rows(at, spec, out, &mut Vec::new(), |y, row| row.copy_from_slice(&bgr[y * stride..(y + 1) * stride]));
+}
+
+/// Fills everything outside `at` with the padding value.
+fn write_padding(at: Placement, spec: &LetterboxSpec, out: &mut [f32]) {
     let (in_w, in_h) = (spec.width as usize, spec.height as usize);
-    let (rw, rh, ox, oy) = (at.width, at.height, at.x, at.y);
-    let norm = &spec.norm;
-    let pad_value = spec.pad;
     let plane = in_w * in_h;
-    debug_assert!(out.len() >= plane * 3);
-    let lut = norm.lut();
-    // Source channel for each output plane.
-    let src_channel = match norm.order {
-        ChannelOrder::Bgr => [0usize, 1, 2],
-        ChannelOrder::Rgb => [2usize, 1, 0],
-    };
-    for (c, &sc) in src_channel.iter().enumerate() {
-        let pad = lut[c][pad_value as usize];
+    let lut = spec.norm.lut();
+    for (c, table) in lut.iter().enumerate() {
+        let pad = table[spec.pad as usize];
         let dst = &mut out[c * plane..(c + 1) * plane];
-        dst.fill(pad);
-        for y in 0..rh {
-            let row = &bgr[y * rw * 3..(y + 1) * rw * 3];
-            let drow = &mut dst[(oy + y) * in_w + ox..(oy + y) * in_w + ox + rw];
-            for (d, px) in drow.iter_mut().zip(row.chunks_exact(3)) {
-                *d = lut[c][px[sc] as usize];
-            }
+        dst[..at.y * in_w].fill(pad);
+        dst[(at.y + at.height) * in_w..].fill(pad);
+        for y in at.y..at.y + at.height {
+            dst[y * in_w..y * in_w + at.x].fill(pad);
+            dst[y * in_w + at.x + at.width..(y + 1) * in_w].fill(pad);
+        }
+    }
+}
+
+/// Writes the image rows inside `at`; `fill_row(y, buffer)` puts image row `y` into `buffer` as packed BGR.
+fn write_image_rows(at: Placement, spec: &LetterboxSpec, out: &mut [f32], buffer: &mut Vec<u8>, mut fill_row: impl FnMut(usize, &mut [u8])) {
+    let (in_w, in_h) = (spec.width as usize, spec.height as usize);
+    let plane = in_w * in_h;
+    let lut = spec.norm.lut();
+    let src_channel = spec.norm.channels();
+    let (p0, rest) = out.split_at_mut(plane);
+    let (p1, p2) = rest.split_at_mut(plane);
+    buffer.resize(at.width * 3, 0);
+    for y in 0..at.height {
+        fill_row(y, buffer);
+        let pixels = &buffer[..];
+        let base = (at.y + y) * in_w + at.x;
+        let (d0, d1, d2) = (&mut p0[base..base + at.width], &mut p1[base..base + at.width], &mut p2[base..base + at.width]);
+        for (((px, a), b), c) in pixels.chunks_exact(3).zip(d0.iter_mut()).zip(d1.iter_mut()).zip(d2.iter_mut()) {
+            *a = lut[0][px[src_channel[0]] as usize];
+            *b = lut[1][px[src_channel[1]] as usize];
+            *c = lut[2][px[src_channel[2]] as usize];
         }
     }
 }
@@ -402,14 +544,13 @@ mod tests {
     fn planar_tensor_has_pad_and_channel_order() {
         let img = BgrImage::new(1, 1, vec![10, 20, 30]).unwrap();
         let mut out = vec![0f32; 3 * 2 * 2];
-        let mut scratch = Vec::new();
         let spec = |norm| LetterboxSpec { width: 2, height: 2, anchor: Anchor::TopLeft, pad: 114, norm };
-        letterbox_into(&img.view(), &spec(Normalisation::raw(ChannelOrder::Rgb)), &mut scratch, &mut out);
+        letterbox_into(&img.view(), &spec(Normalisation::raw(ChannelOrder::Rgb)), &mut out);
         // Image 1x1 scales to 2x2 (fills the input), so every pixel is the source pixel in RGB planes.
         assert_eq!(&out[0..4], &[30.0; 4]);
         assert_eq!(&out[8..12], &[10.0; 4]);
         let img = BgrImage::new(2, 1, vec![10, 20, 30, 10, 20, 30]).unwrap();
-        letterbox_into(&img.view(), &spec(Normalisation::unit(ChannelOrder::Bgr)), &mut scratch, &mut out);
+        letterbox_into(&img.view(), &spec(Normalisation::unit(ChannelOrder::Bgr)), &mut out);
         assert!((out[0] - 10.0 / 255.0).abs() < 1e-6);
         assert!((out[2] - 114.0 / 255.0).abs() < 1e-6, "bottom row is padding");
     }

@@ -12,6 +12,7 @@ pub mod geometry;
 pub mod image;
 pub mod labels;
 pub mod manifest;
+pub mod plates;
 pub mod runtime;
 pub mod yolox;
 

@@ -12,7 +12,7 @@ use ort::environment::Environment;
 use ort::value::TensorRef;
 
 use crate::geometry::{nms, BBox, Scored};
-use crate::image::{letterbox_into, Anchor, BgrView, ChannelOrder, Letterbox, LetterboxSpec, Normalisation};
+use crate::image::{Anchor, BgrView, ChannelOrder, Letterbox, LetterboxBuffer, LetterboxSpec, Normalisation};
 use crate::labels::COCO_LABELS;
 use crate::runtime::{load_session, Dim, LoadedSession, Provider, ResolvedTensors, SessionOptions, TensorContract, TensorSpec};
 use crate::ModelError;
@@ -139,8 +139,7 @@ pub struct Yolox {
     grid: Grid,
     num_classes: usize,
     settings: YoloxSettings,
-    scratch: Vec<u8>,
-    input: Vec<f32>,
+    input: LetterboxBuffer,
 }
 
 impl Yolox {
@@ -170,8 +169,7 @@ impl Yolox {
             grid,
             num_classes,
             settings,
-            scratch: Vec::new(),
-            input: vec![0.0; (3 * in_w * in_h) as usize],
+            input: LetterboxBuffer::new(letterbox_spec(in_w as u32, in_h as u32)),
         })
     }
 
@@ -194,12 +192,12 @@ impl Yolox {
 
     /// Letterboxes `image` into the input tensor.
     pub fn preprocess(&mut self, image: &BgrView<'_>) -> Letterbox {
-        letterbox_into(image, &letterbox_spec(self.in_w, self.in_h), &mut self.scratch, &mut self.input)
+        self.input.fill(image)
     }
 
     /// The prepared input tensor (after [`Yolox::preprocess`]), for benchmarks that time the bare session.
     pub fn input_tensor(&self) -> (&[f32], [usize; 4]) {
-        (&self.input, [1, 3, self.in_h as usize, self.in_w as usize])
+        (self.input.tensor(), [1, 3, self.in_h as usize, self.in_w as usize])
     }
 
     /// The underlying session, for benchmarks that time a bare `Session::run`.
@@ -212,7 +210,7 @@ impl Yolox {
         let path = &self.loaded.path;
         let fail = |e: ort::Error| ModelError::Inference { path: path.clone(), reason: e.to_string() };
         let shape = [1usize, 3, self.in_h as usize, self.in_w as usize];
-        let input = TensorRef::from_array_view((shape, self.input.as_slice())).map_err(fail)?;
+        let input = TensorRef::from_array_view((shape, self.input.tensor())).map_err(fail)?;
         let outputs = self.loaded.session.run(ort::inputs![self.tensors.input.as_str() => input]).map_err(fail)?;
         let (_, raw) = outputs[self.tensors.output.as_str()].try_extract_tensor::<f32>().map_err(fail)?;
         Ok(decode(raw, &self.grid, self.num_classes, letterbox, &self.settings))

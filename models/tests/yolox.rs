@@ -8,7 +8,7 @@ use models::{runtime::environment, BBox, BgrImage, ModelError, SessionOptions, Y
 use serde_json::Value;
 
 fn detector(settings: YoloxSettings) -> Yolox {
-    let env = environment(Some(&testkit::ort_library())).expect("ONNX Runtime loads");
+    let env = environment(Some(&testkit::ort_library()), 2).expect("ONNX Runtime loads");
     Yolox::load(env, &testkit::model("yolox_nano_416.onnx"), &SessionOptions::default(), settings).expect("model loads")
 }
 
@@ -65,7 +65,7 @@ fn detections_match_the_reference_decode() {
 
 #[test]
 fn a_missing_model_file_is_named() {
-    let env = environment(Some(&testkit::ort_library())).unwrap();
+    let env = environment(Some(&testkit::ort_library()), 2).unwrap();
     let err = Yolox::load(env, Path::new("/nonexistent/yolox.onnx"), &SessionOptions::default(), YoloxSettings::default()).err().unwrap();
     assert!(matches!(err, ModelError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/yolox.onnx"), "{err}");
@@ -73,7 +73,7 @@ fn a_missing_model_file_is_named() {
 
 #[test]
 fn a_model_with_another_contract_is_rejected_with_the_mismatch() {
-    let env = environment(Some(&testkit::ort_library())).unwrap();
+    let env = environment(Some(&testkit::ort_library()), 2).unwrap();
     let path = testkit::model("plate_det_y5fu_320.onnx");
     let err = Yolox::load(env, &path, &SessionOptions::default(), YoloxSettings::default()).err().unwrap();
     let msg = err.to_string();
@@ -83,7 +83,7 @@ fn a_model_with_another_contract_is_rejected_with_the_mismatch() {
 
 #[test]
 fn a_corrupt_model_file_is_rejected_with_its_path() {
-    let env = environment(Some(&testkit::ort_library())).unwrap();
+    let env = environment(Some(&testkit::ort_library()), 2).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("truncated.onnx");
     let bytes = std::fs::read(testkit::model("yolox_nano_416.onnx")).unwrap();

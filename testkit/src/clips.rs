@@ -234,3 +234,12 @@ pub fn cached(name: &str, make: impl FnOnce(&Path) -> anyhow::Result<()>) -> std
 pub fn street_pan() -> std::path::PathBuf {
     cached("street_pan_720p_4s.mp4", |p| street_pan_720p(p, 4.0))
 }
+
+/// The street scene with the green plate, still, at its native 1920x1080 for 3 s (H.264), cached.
+pub fn street_still_1080p() -> std::path::PathBuf {
+    cached("street_still_1080p_3s.mp4", |p| {
+        let img = load_rgb(&crate::data("scenes/hy_test_img.jpg"));
+        let spec = ClipSpec { width: 1920, height: 1080, fps: 25, seconds: 3.0, background: img, sprites: Vec::new(), codec: Codec::H264 };
+        render(&spec, p)
+    })
+}

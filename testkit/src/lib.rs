@@ -11,6 +11,8 @@ pub mod broker;
 pub mod clips;
 #[cfg(feature = "schemas")]
 pub mod schemas;
+#[cfg(feature = "text")]
+pub mod text;
 
 use std::path::PathBuf;
 

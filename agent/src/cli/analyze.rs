@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use edge_config::{CameraUrl, Models};
+use edge_config::{CameraUrl, Models, PlateMode};
 use models::BgrImage;
 use serde::Serialize;
 
@@ -36,6 +36,22 @@ pub struct AnalyzeArgs {
     /// Scale video frames wider than this down before analysis (0: native size).
     #[arg(long, default_value_t = edge_config::default_max_frame_width(), value_name = "PX")]
     pub max_frame_width: u32,
+    /// Where to look for licence plates: `vehicles`, `frame` (whole image, plus vehicles) or `off`.
+    /// Default: `frame` for images, `vehicles` for videos.
+    #[arg(long, value_parser = parse_plate_mode, value_name = "MODE")]
+    pub plates: Option<PlateMode>,
+    /// Treat every image as an already rectified single-row plate and print `{"file","plate","confidence"}`.
+    #[arg(long)]
+    pub plate_crops: bool,
+}
+
+fn parse_plate_mode(s: &str) -> Result<PlateMode, String> {
+    match s {
+        "vehicles" => Ok(PlateMode::Vehicles),
+        "frame" => Ok(PlateMode::Frame),
+        "off" => Ok(PlateMode::Off),
+        other => Err(format!("{other:?}: expected vehicles, frame or off")),
+    }
 }
 
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
@@ -44,6 +60,8 @@ const VIDEO_EXTENSIONS: &[&str] = &["mp4", "mkv", "mov", "avi", "ts", "m2ts", "h
 /// One object found in an image or a video frame.
 #[derive(Debug, Serialize)]
 pub struct ObjectLine<'a> {
+    /// `object`.
+    pub kind: &'static str,
     pub file: &'a str,
     /// Frame number within the analysed frames (videos only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,6 +76,43 @@ pub struct ObjectLine<'a> {
     pub score: f32,
     #[serde(rename = "box")]
     pub bbox: [f32; 4],
+}
+
+/// One plate read in an image or a video frame.
+#[derive(Debug, Serialize)]
+pub struct PlateLine<'a> {
+    /// `plate`.
+    pub kind: &'static str,
+    pub file: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pts_ms: Option<u64>,
+    pub width: u32,
+    pub height: u32,
+    /// The plate number.
+    pub plate: &'a str,
+    pub confidence: f32,
+    pub min_char_confidence: f32,
+    pub char_confidences: Vec<f32>,
+    pub colour: &'static str,
+    pub rows: u8,
+    pub layout: &'static str,
+    /// Corners in image pixels: top-left, top-right, bottom-right, bottom-left.
+    pub corners: [[f32; 2]; 4],
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// Box of the vehicle the plate was found on, if any.
+    pub vehicle_box: Option<[f32; 4]>,
+}
+
+/// `--plate-crops` output.
+#[derive(Debug, Serialize)]
+pub struct CropLine<'a> {
+    pub file: &'a str,
+    /// The plate number, or `null` when the image did not read as a plate.
+    pub plate: Option<&'a str>,
+    pub confidence: Option<f32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +184,13 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     for f in &failures {
         eprintln!("error: {f}");
     }
+    if args.plate_crops {
+        return read_plate_crops(&models, &inputs, failures, args.json);
+    }
+    let mut models = models;
+    if args.plates == Some(PlateMode::Off) {
+        models.plates.enabled = false;
+    }
     if inputs.iter().any(|(_, k)| *k == Kind::Video) {
         source::pipeline::init().map_err(anyhow::Error::msg)?;
     }
@@ -136,17 +198,19 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let handle = detector.handle().context("detector stopped")?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut objects = 0usize;
+    let (mut objects, mut plates) = (0usize, 0usize);
     for (path, kind) in &inputs {
         let shown = path.display().to_string();
         let result = match kind {
-            Kind::Image => analyse_image(path, &handle).map(|a| {
+            Kind::Image => analyse_image(path, &handle, args.plates.unwrap_or(PlateMode::Frame)).map(|a| {
                 objects += a.detections.len();
-                print_objects(&mut out, &shown, None, &a, args.json)
+                plates += a.plates.len();
+                print_analysed(&mut out, &shown, None, &a, args.json)
             }),
             Kind::Video => analyse_video(path, args, &handle, |a| {
                 objects += a.detections.len();
-                print_objects(&mut out, &shown, Some(a.frame.seq), a, args.json)
+                plates += a.plates.len();
+                print_analysed(&mut out, &shown, Some(a.frame.seq), a, args.json)
             }),
         };
         if let Err(e) = result {
@@ -156,13 +220,57 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     }
     drop(handle);
     detector.shutdown();
-    eprintln!("analysed {} input(s), {} object(s), {} failure(s)", inputs.len(), objects, failures.len());
+    eprintln!("analysed {} input(s), {} object(s), {} plate(s), {} failure(s)", inputs.len(), objects, plates, failures.len());
     Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn analyse_image(path: &Path, detector: &DetectorHandle) -> anyhow::Result<Analysed> {
+fn analyse_image(path: &Path, detector: &DetectorHandle, plates: PlateMode) -> anyhow::Result<Analysed> {
     let image = BgrImage::open(path)?;
-    Ok(detector.detect(Frame::from_image(image))?)
+    Ok(detector.detect(Frame::from_image(image), plates)?)
+}
+
+/// `--plate-crops`: every image is a rectified plate; read them in batches.
+fn read_plate_crops(models: &Models, inputs: &[(PathBuf, Kind)], mut failures: Vec<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut recognizer = crate::inference::load_plates(models).context("cannot load the plate models")?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let (mut read, mut total) = (0usize, 0usize);
+    let images: Vec<(String, BgrImage)> = inputs
+        .iter()
+        .filter_map(|(path, _)| match BgrImage::open(path) {
+            Ok(img) => Some((path.display().to_string(), img)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failures.push(path.display().to_string());
+                None
+            }
+        })
+        .collect();
+    for chunk in images.chunks(16) {
+        let views: Vec<_> = chunk.iter().map(|(_, img)| img.view()).collect();
+        for ((file, _), (_, result)) in chunk.iter().zip(recognizer.read_crops(&views)?) {
+            total += 1;
+            let (plate, confidence) = match &result {
+                Ok(t) => {
+                    read += 1;
+                    (Some(t.text.as_str()), Some(round3(t.confidence)))
+                }
+                Err(_) => (None, None),
+            };
+            let line = CropLine { file, plate, confidence };
+            let _ = if json {
+                serde_json::to_string(&line).map(|s| writeln!(out, "{s}"))
+            } else {
+                let text = match (&result, plate) {
+                    (Err(why), _) => format!("no plate ({why:?})"),
+                    (Ok(_), p) => format!("{} {:.3}", p.unwrap_or_default(), confidence.unwrap_or(0.0)),
+                };
+                Ok(writeln!(out, "{file}: {text}"))
+            };
+        }
+    }
+    eprintln!("read {read} plate(s) from {total} crop(s), {} failure(s)", failures.len());
+    Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn analyse_video(path: &Path, args: &AnalyzeArgs, detector: &DetectorHandle, mut each: impl FnMut(&Analysed)) -> anyhow::Result<()> {
@@ -182,7 +290,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, detector: &DetectorHandle, mut
         match pipeline.next(Duration::from_millis(500)).map_err(|e| anyhow::anyhow!(e.message))? {
             Next::Frame(frame) => {
                 idle = Duration::ZERO;
-                each(&detector.detect(frame)?);
+                each(&detector.detect(frame, args.plates.unwrap_or(PlateMode::Vehicles))?);
             }
             Next::Eos => return Ok(()),
             Next::Timeout => {
@@ -195,11 +303,13 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, detector: &DetectorHandle, mut
     }
 }
 
-fn print_objects(out: &mut impl Write, file: &str, frame: Option<u64>, analysed: &Analysed, json: bool) {
+fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, analysed: &Analysed, json: bool) {
     let (width, height) = (analysed.frame.width(), analysed.frame.height());
     let pts_ms = frame.and(analysed.frame.pts.map(|p| p.as_millis() as u64));
+    let at = frame.map(|f| format!(" frame {f}")).unwrap_or_default();
     for d in &analysed.detections {
         let line = ObjectLine {
+            kind: "object",
             file,
             frame,
             pts_ms,
@@ -213,8 +323,34 @@ fn print_objects(out: &mut impl Write, file: &str, frame: Option<u64>, analysed:
         let _ = if json {
             serde_json::to_string(&line).map(|s| writeln!(out, "{s}"))
         } else {
-            let at = frame.map(|f| format!(" frame {f}")).unwrap_or_default();
-            Ok(writeln!(out, "{file}{at}: {} {:.2} [{:.1}, {:.1}, {:.1}, {:.1}]", d.label, d.score, line.bbox[0], line.bbox[1], line.bbox[2], line.bbox[3]))
+            let b = line.bbox;
+            Ok(writeln!(out, "{file}{at}: {} {:.2} [{:.1}, {:.1}, {:.1}, {:.1}]", d.label, d.score, b[0], b[1], b[2], b[3]))
+        };
+    }
+    for p in &analysed.plates {
+        let round = |v: f32| (v * 10.0).round() / 10.0;
+        let line = PlateLine {
+            kind: "plate",
+            file,
+            frame,
+            pts_ms,
+            width,
+            height,
+            plate: &p.text,
+            confidence: round3(p.confidence),
+            min_char_confidence: round3(p.min_char_confidence),
+            char_confidences: p.char_confidences.iter().map(|c| round3(*c)).collect(),
+            colour: p.colour.as_str(),
+            rows: p.rows.count(),
+            layout: p.layout,
+            corners: p.corners.map(|(x, y)| [round(x), round(y)]),
+            bbox: p.bbox.to_array(),
+            vehicle_box: p.region.and_then(|i| analysed.detections.get(i)).map(|d| d.bbox.to_array()),
+        };
+        let _ = if json {
+            serde_json::to_string(&line).map(|s| writeln!(out, "{s}"))
+        } else {
+            Ok(writeln!(out, "{file}{at}: plate {} ({}, {} row(s)) {:.2}, weakest character {:.2}", p.text, line.colour, line.rows, p.confidence, p.min_char_confidence))
         };
     }
 }

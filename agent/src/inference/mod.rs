@@ -8,7 +8,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use edge_config::{ExecutionProvider, Models};
+use edge_config::{ExecutionProvider, Models, PlateMode};
+use models::plates::{PlateModelPaths, PlateRead, PlateRecognizer, RecognizerSettings};
 use models::{coco_class_id, Detection, ModelError, Provider, SessionOptions, Yolox, YoloxSettings};
 
 use crate::source::Frame;
@@ -28,17 +29,26 @@ pub enum InferenceError {
 pub struct Analysed {
     pub frame: Frame,
     pub detections: Vec<Detection>,
-    /// Time in the model adapter (letterbox + `Session::run` + decode).
+    /// Plates read in the frame (empty when plates are off for the camera); `region` is the index of the
+    /// vehicle in `detections`.
+    pub plates: Vec<PlateRead>,
+    /// Time in the detector adapter (letterbox + `Session::run` + decode).
     pub inference: Duration,
+    /// Time in the plate chain (detect, rectify, read), zero when it did not run.
+    pub plate_time: Duration,
     /// Time from hand-over to result, including waiting for a free detector.
     pub latency: Duration,
 }
 
 struct Job {
     frame: Frame,
+    plates: PlateMode,
     submitted: Instant,
     reply: Sender<Result<Analysed, InferenceError>>,
 }
+
+/// COCO labels whose boxes are searched for plates.
+const PLATE_CARRIERS: [&str; 4] = ["car", "bus", "truck", "motorcycle"];
 
 /// What was loaded.
 #[derive(Debug, Clone)]
@@ -47,6 +57,8 @@ pub struct DetectorInfo {
     pub provider: Provider,
     pub input_size: (u32, u32),
     pub sessions: usize,
+    /// Whether the plate chain is loaded.
+    pub plates: bool,
 }
 
 /// A pool of detector threads, each with its own session. Cheap to clone handles via [`Detector::handle`].
@@ -87,15 +99,38 @@ pub fn session_options(models: &Models) -> SessionOptions {
             ExecutionProvider::Cpu => Provider::Cpu,
             ExecutionProvider::Cuda => Provider::Cuda,
         },
-        intra_threads: models.intra_threads,
         require_provider: false,
     }
 }
 
 /// Loads the detector described by `models` (ONNX Runtime first).
 pub fn load_yolox(models: &Models) -> Result<Yolox, ModelError> {
-    let env = models::environment(models.onnxruntime_library.as_deref())?;
+    let env = models::environment(models.onnxruntime_library.as_deref(), models.intra_threads)?;
     Yolox::load(env, &models.detector_path(), &session_options(models), yolox_settings(models)?)
+}
+
+/// Plate chain settings from the config.
+pub fn plate_settings(models: &Models) -> (PlateModelPaths, RecognizerSettings) {
+    let p = &models.plates;
+    let paths = PlateModelPaths {
+        region_detector: models.dir.join(&p.region_detector),
+        frame_detector: Some(models.dir.join(&p.frame_detector)),
+        reader: models.dir.join(&p.reader),
+        colour: Some(models.dir.join(&p.colour_classifier)),
+    };
+    let mut settings = RecognizerSettings::default();
+    settings.detector.score_threshold = p.score_threshold;
+    settings.reader.min_char_confidence = p.min_char_confidence;
+    settings.max_regions = p.max_vehicles_per_frame;
+    settings.reader.max_batch = p.reader_batch;
+    (paths, settings)
+}
+
+/// Loads the plate chain described by `models`.
+pub fn load_plates(models: &Models) -> Result<PlateRecognizer, ModelError> {
+    let env = models::environment(models.onnxruntime_library.as_deref(), models.intra_threads)?;
+    let (paths, settings) = plate_settings(models);
+    PlateRecognizer::load(env, &paths, &session_options(models), settings)
 }
 
 impl Detector {
@@ -107,16 +142,18 @@ impl Detector {
         let mut info = None;
         for i in 0..sessions {
             let yolox = load_yolox(models)?;
+            let plates = if models.plates.enabled { Some(load_plates(models)?) } else { None };
             info.get_or_insert_with(|| DetectorInfo {
                 model: yolox.path().to_path_buf(),
                 provider: yolox.provider(),
                 input_size: yolox.input_size(),
                 sessions,
+                plates: plates.is_some(),
             });
             let rx = rx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("detector-{i}"))
-                .spawn(move || worker(yolox, rx))
+                .spawn(move || worker(yolox, plates, rx))
                 .map_err(|e| ModelError::Inference { path: models.detector_path(), reason: format!("cannot start detector thread: {e}") })?;
             workers.push(handle);
         }
@@ -142,29 +179,52 @@ impl Detector {
 }
 
 impl DetectorHandle {
-    /// Analyses `frame`, blocking until a detector is free and done.
-    pub fn detect(&self, frame: Frame) -> Result<Analysed, InferenceError> {
+    /// Analyses `frame` (objects, and plates where `plates` says), blocking until a detector thread is free
+    /// and done.
+    pub fn detect(&self, frame: Frame, plates: PlateMode) -> Result<Analysed, InferenceError> {
         let (reply, answer) = bounded(1);
-        self.jobs.send(Job { frame, submitted: Instant::now(), reply }).map_err(|_| InferenceError::Stopped)?;
+        self.jobs.send(Job { frame, plates, submitted: Instant::now(), reply }).map_err(|_| InferenceError::Stopped)?;
         answer.recv().map_err(|_| InferenceError::Stopped)?
     }
 }
 
-fn worker(mut yolox: Yolox, jobs: Receiver<Job>) {
+fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, jobs: Receiver<Job>) {
     for job in jobs {
         let started = Instant::now();
-        let result = match job.frame.view() {
-            Ok(view) => yolox.detect(&view).map_err(InferenceError::from),
-            Err(e) => Err(InferenceError::Frame { seq: job.frame.seq, reason: e.to_string() }),
+        let view = match job.frame.view() {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = job.reply.send(Err(InferenceError::Frame { seq: job.frame.seq, reason: e.to_string() }));
+                continue;
+            }
+        };
+        let detections = match yolox.detect(&view) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = job.reply.send(Err(e.into()));
+                continue;
+            }
         };
         let inference = started.elapsed();
-        let answer = result.map(|detections| Analysed {
-            frame: job.frame,
-            detections,
-            inference,
-            latency: job.submitted.elapsed(),
-        });
+        let plate_started = Instant::now();
+        let mut reads = Vec::new();
+        if let (Some(recognizer), true) = (plates.as_mut(), job.plates != PlateMode::Off) {
+            let carriers: Vec<usize> = (0..detections.len()).filter(|&i| PLATE_CARRIERS.contains(&detections[i].label)).collect();
+            let regions: Vec<_> = carriers.iter().map(|&i| detections[i].bbox).collect();
+            match recognizer.recognize(&view, &regions, job.plates == PlateMode::Frame) {
+                Ok(r) => {
+                    reads = r.plates;
+                    // Report the vehicle as an index into `detections`.
+                    for p in &mut reads {
+                        p.region = p.region.and_then(|i| carriers.get(i).copied());
+                    }
+                }
+                Err(e) => tracing::warn!(frame = job.frame.seq, error = %e, "plate recognition failed; objects still reported"),
+            }
+        }
+        let plate_time = if job.plates == PlateMode::Off { Duration::ZERO } else { plate_started.elapsed() };
+        let answer = Analysed { frame: job.frame, detections, plates: reads, inference, plate_time, latency: job.submitted.elapsed() };
         // The camera may have gone away while we worked; nothing to do then.
-        let _ = job.reply.send(answer);
+        let _ = job.reply.send(Ok(answer));
     }
 }

@@ -1,0 +1,186 @@
+//! What a Chinese licence plate can say (GA 36-2018), as data the decoder can search.
+//!
+//! Every plate starts with a province (or region) character and the issuing authority's letter. Then:
+//!
+//! | template | characters after province + letter | colours |
+//! |---|---|---|
+//! | standard | 5 letters/digits | blue (small cars), yellow (large vehicles, motorcycles), black, white |
+//! | with suffix | 4 letters/digits + 学/挂/警/港/澳/领 | yellow (学 learner, 挂 trailer), white (警 police), black (港/澳 cross-border, 领 consulate) |
+//! | new energy, small | D or F + 1 letter/digit + 4 digits | green |
+//! | new energy, large | 5 digits + D or F | green (gradient yellow-green) |
+//!
+//! The plate's colour, when known, is a prior over templates rather than a hard rule: a template that does
+//! not fit the colour costs [`COLOUR_MISMATCH_PENALTY`] nats, so a clear read can still override a colour
+//! misjudged under bad light.
+
+use serde::Serialize;
+
+/// The 31 province-level characters on civilian plates.
+pub const PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼";
+/// Letters used on plates: A–Z without I and O.
+pub const LETTERS: &str = "ABCDEFGHJKLMNPQRSTUVWXYZ";
+pub const DIGITS: &str = "0123456789";
+/// Characters that end special plates.
+pub const SUFFIXES: &str = "学挂警港澳领";
+/// Embassy plates start with 使.
+pub const EMBASSY: char = '使';
+
+/// Log-probability cost of reading a template that does not match the plate's colour.
+pub const COLOUR_MISMATCH_PENALTY: f32 = 4.0;
+
+/// Plate background colour (and with it, the plate type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlateColour {
+    /// Small passenger vehicles.
+    Blue,
+    /// Large vehicles, motorcycles, learner cars, trailers.
+    Yellow,
+    /// New-energy vehicles.
+    Green,
+    /// Police and some government vehicles.
+    White,
+    /// Cross-border (Hong Kong/Macau), embassy and consulate vehicles.
+    Black,
+}
+
+impl PlateColour {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PlateColour::Blue => "blue",
+            PlateColour::Yellow => "yellow",
+            PlateColour::Green => "green",
+            PlateColour::White => "white",
+            PlateColour::Black => "black",
+        }
+    }
+}
+
+/// Which characters may stand at one position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Province,
+    Letter,
+    /// Letter or digit.
+    Alnum,
+    Digit,
+    /// D or F (new-energy marker).
+    NewEnergy,
+    /// One fixed character (a suffix, or 使).
+    Fixed(char),
+}
+
+impl Slot {
+    /// The characters this slot allows.
+    pub fn chars(&self) -> Vec<char> {
+        match self {
+            Slot::Province => PROVINCES.chars().collect(),
+            Slot::Letter => LETTERS.chars().collect(),
+            Slot::Alnum => LETTERS.chars().chain(DIGITS.chars()).collect(),
+            Slot::Digit => DIGITS.chars().collect(),
+            Slot::NewEnergy => vec!['D', 'F'],
+            Slot::Fixed(c) => vec![*c],
+        }
+    }
+
+    fn allows(&self, c: char) -> bool {
+        self.chars().contains(&c)
+    }
+}
+
+/// One plate layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub name: &'static str,
+    pub slots: Vec<Slot>,
+    /// Colours this layout is issued in.
+    pub colours: &'static [PlateColour],
+}
+
+/// Every layout the reader will accept.
+pub fn templates() -> Vec<Template> {
+    use PlateColour::*;
+    use Slot::*;
+    let mut out = vec![Template {
+        name: "standard",
+        slots: vec![Province, Letter, Alnum, Alnum, Alnum, Alnum, Alnum],
+        colours: &[Blue, Yellow, Black, White],
+    }];
+    for suffix in SUFFIXES.chars() {
+        let colours: &'static [PlateColour] = match suffix {
+            '学' | '挂' => &[Yellow],
+            '警' => &[White],
+            _ => &[Black],
+        };
+        out.push(Template {
+            name: "suffixed",
+            slots: vec![Province, Letter, Alnum, Alnum, Alnum, Alnum, Fixed(suffix)],
+            colours,
+        });
+    }
+    out.push(Template {
+        name: "new-energy-small",
+        slots: vec![Province, Letter, NewEnergy, Alnum, Digit, Digit, Digit, Digit],
+        colours: &[Green],
+    });
+    out.push(Template {
+        name: "new-energy-large",
+        slots: vec![Province, Letter, Digit, Digit, Digit, Digit, Digit, NewEnergy],
+        colours: &[Green],
+    });
+    out.push(Template {
+        name: "embassy",
+        slots: vec![Fixed(EMBASSY), Digit, Digit, Digit, Digit, Digit, Digit],
+        colours: &[Black],
+    });
+    out
+}
+
+/// Every character a plate can contain.
+pub fn alphabet() -> String {
+    let mut s = String::new();
+    s.push_str(PROVINCES);
+    s.push_str(LETTERS);
+    s.push_str(DIGITS);
+    s.push_str(SUFFIXES);
+    s.push(EMBASSY);
+    s
+}
+
+/// The template `text` matches, if any.
+pub fn matching_template(text: &str) -> Option<Template> {
+    let chars: Vec<char> = text.chars().collect();
+    templates()
+        .into_iter()
+        .find(|t| t.slots.len() == chars.len() && t.slots.iter().zip(&chars).all(|(s, c)| s.allows(*c)))
+}
+
+/// Whether `text` is a well-formed plate number.
+pub fn is_valid_plate(text: &str) -> bool {
+    matching_template(text).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_plate_numbers_are_valid() {
+        for p in ["皖A0C911", "苏ED51712", "粤ZP560港", "京A1234警", "沪AB123学", "鲁B12345F", "使014578", "藏DT5022"] {
+            assert!(is_valid_plate(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn partial_and_foreign_text_is_not() {
+        for p in ["皖A0C91", "A0C911", "皖A0C9111", "皖I0C911", "皖AO0911", "欢迎光临", "皖A12港34", "AB12345", ""] {
+            assert!(!is_valid_plate(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn province_set_has_31_characters() {
+        assert_eq!(PROVINCES.chars().count(), 31);
+        assert_eq!(LETTERS.len(), 24);
+    }
+}

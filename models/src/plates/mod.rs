@@ -1,0 +1,277 @@
+//! Chinese licence plates: find them (`detector`), straighten them (`rectify`), tell their colour
+//! (`colour`), read them (`reader` with `ctc` and `grammar`), and reject what cannot be a plate.
+//!
+//! [`PlateRecognizer`] runs the whole chain on vehicle regions of a full-resolution frame (or on the whole
+//! frame for a camera aimed at a lane) and reads every plate of the frame in one batched reader run.
+
+pub mod colour;
+pub mod ctc;
+pub mod detector;
+pub mod grammar;
+pub mod reader;
+pub mod rectify;
+
+use std::path::PathBuf;
+
+use ort::environment::Environment;
+use serde::Serialize;
+
+pub use colour::ColourClassifier;
+pub use detector::{PlateDetection, PlateDetector, PlateDetectorSettings, PlateRows};
+pub use grammar::{is_valid_plate, PlateColour};
+pub use reader::{PlateReader, PlateText, ReaderSettings, Rejection};
+use rectify::Point;
+
+use crate::geometry::{nms, BBox};
+use crate::image::{BgrImage, BgrView};
+use crate::runtime::SessionOptions;
+use crate::ModelError;
+
+/// Model files of the plate chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlateModelPaths {
+    /// Detector used on vehicle regions (320 is enough for a vehicle crop).
+    pub region_detector: PathBuf,
+    /// Detector used on whole frames (640 finds small, far plates); `None` to use the region detector.
+    pub frame_detector: Option<PathBuf>,
+    pub reader: PathBuf,
+    /// Colour classifier; without it dark-text plates are called yellow.
+    pub colour: Option<PathBuf>,
+}
+
+/// How the chain behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecognizerSettings {
+    pub detector: PlateDetectorSettings,
+    pub reader: ReaderSettings,
+    /// Largest number of vehicle regions searched per frame (the biggest first).
+    pub max_regions: usize,
+    /// Vehicle regions narrower than this (pixels) are too small to carry a readable plate.
+    pub min_region_width: f32,
+}
+
+impl Default for RecognizerSettings {
+    fn default() -> Self {
+        Self { detector: PlateDetectorSettings::default(), reader: ReaderSettings::default(), max_regions: 4, min_region_width: 64.0 }
+    }
+}
+
+/// A plate read in a frame.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlateRead {
+    pub text: String,
+    pub confidence: f32,
+    pub char_confidences: Vec<f32>,
+    pub min_char_confidence: f32,
+    pub layout: &'static str,
+    pub colour: PlateColour,
+    pub rows: PlateRows,
+    /// Corners in frame pixels: top-left, top-right, bottom-right, bottom-left.
+    pub corners: [Point; 4],
+    pub bbox: BBox,
+    pub detector_score: f32,
+    /// Index of the vehicle region the plate was found in, if any.
+    pub region: Option<usize>,
+}
+
+/// A detected plate that did not read as a plate, with why (for diagnostics and tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedPlate {
+    pub detection: PlateDetection,
+    pub rejection: Rejection,
+}
+
+/// Everything found in one frame.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recognition {
+    pub plates: Vec<PlateRead>,
+    pub rejected: Vec<RejectedPlate>,
+}
+
+/// A rectified plate ready for the reader.
+pub struct Rectified {
+    pub image: BgrImage,
+    pub colour: PlateColour,
+}
+
+/// Rectified single-row plates are warped to this size (aspect of a plate plus a small margin).
+pub const SINGLE_ROW_SIZE: (u32, u32) = (168, 48);
+/// Double-row plates are warped to this size before their rows are laid side by side.
+pub const DOUBLE_ROW_SIZE: (u32, u32) = (192, 96);
+/// Margin added around the detector's corners: a fraction of the width on each side, and of the height.
+const MARGIN: (f32, f32) = (0.04, 0.10);
+
+/// Warps a plate upright at `size`, sampling at up to 4x and averaging down so large plates do not alias.
+fn warp(frame: &BgrView<'_>, corners: &[Point; 4], size: (u32, u32)) -> Option<BgrImage> {
+    let quad = rectify::expand_quad(corners, MARGIN.0, MARGIN.1);
+    let height = ((quad[3].1 - quad[0].1).abs() + (quad[2].1 - quad[1].1).abs()) / 2.0;
+    let k = ((height / size.1 as f32).round() as u32).clamp(1, 4);
+    let big = rectify::warp_quad(frame, &quad, size.0 * k, size.1 * k)?;
+    Some(if k == 1 { big } else { box_downscale(&big, k) })
+}
+
+/// Averages `k`x`k` blocks.
+fn box_downscale(img: &BgrImage, k: u32) -> BgrImage {
+    let (w, h) = (img.width() / k, img.height() / k);
+    let src = img.view();
+    let mut data = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let mut acc = [0u32; 3];
+            for dy in 0..k {
+                let row = src.row(y * k + dy);
+                for dx in 0..k {
+                    let i = ((x * k + dx) * 3) as usize;
+                    for c in 0..3 {
+                        acc[c] += row[i + c] as u32;
+                    }
+                }
+            }
+            let n = k * k;
+            data.extend(acc.iter().map(|a| ((a + n / 2) / n) as u8));
+        }
+    }
+    BgrImage::new(w, h, data).unwrap_or_else(|_| img.clone())
+}
+
+/// The whole plate chain.
+pub struct PlateRecognizer {
+    region_detector: PlateDetector,
+    frame_detector: Option<PlateDetector>,
+    reader: PlateReader,
+    colour: Option<ColourClassifier>,
+    settings: RecognizerSettings,
+}
+
+impl PlateRecognizer {
+    pub fn load(env: &Environment, paths: &PlateModelPaths, options: &SessionOptions, settings: RecognizerSettings) -> Result<Self, ModelError> {
+        let region_detector = PlateDetector::load(env, &paths.region_detector, options, settings.detector.clone())?;
+        let frame_detector = match &paths.frame_detector {
+            Some(p) if *p != paths.region_detector => Some(PlateDetector::load(env, p, options, settings.detector.clone())?),
+            _ => None,
+        };
+        let reader = PlateReader::load(env, &paths.reader, options, settings.reader.clone())?;
+        let colour = paths.colour.as_ref().map(|p| ColourClassifier::load(env, p, options)).transpose()?;
+        Ok(Self { region_detector, frame_detector, reader, colour, settings })
+    }
+
+    pub fn reader_mut(&mut self) -> &mut PlateReader {
+        &mut self.reader
+    }
+
+    /// Rectifies a detected plate and tells its colour. `None` for corners that do not form a plate.
+    pub fn rectify(&mut self, frame: &BgrView<'_>, detection: &PlateDetection) -> Result<Option<Rectified>, ModelError> {
+        let size = match detection.rows {
+            PlateRows::Single => SINGLE_ROW_SIZE,
+            PlateRows::Double => DOUBLE_ROW_SIZE,
+        };
+        let Some(upright) = warp(frame, &detection.corners, size) else { return Ok(None) };
+        let colour = self.colour_of(&upright.view())?;
+        let image = match detection.rows {
+            PlateRows::Single => upright,
+            PlateRows::Double => match rectify::double_row_to_line(&upright.view(), SINGLE_ROW_SIZE.1) {
+                Some(line) => line,
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(Rectified { image, colour }))
+    }
+
+    /// The colour of an upright plate image.
+    pub fn colour_of(&mut self, plate: &BgrView<'_>) -> Result<PlateColour, ModelError> {
+        let facts = colour::pixel_facts(plate);
+        // The classifier only matters for dark-text plates (green vs yellow).
+        let probs = match (&mut self.colour, facts.light_text()) {
+            (Some(c), false) => Some(c.classify(plate)?),
+            _ => None,
+        };
+        Ok(colour::decide(&facts, probs))
+    }
+
+    /// Finds and reads the plates of a frame: inside `regions` (vehicle boxes, frame pixels) and, when
+    /// `whole_frame`, anywhere in the frame. All plates are read in one batched reader run.
+    pub fn recognize(&mut self, frame: &BgrView<'_>, regions: &[BBox], whole_frame: bool) -> Result<Recognition, ModelError> {
+        let mut found: Vec<(PlateDetection, Option<usize>)> = Vec::new();
+        let mut order: Vec<usize> = (0..regions.len()).filter(|&i| regions[i].width() >= self.settings.min_region_width).collect();
+        order.sort_by(|&a, &b| regions[b].area().total_cmp(&regions[a].area()));
+        for &i in order.iter().take(self.settings.max_regions) {
+            let region = regions[i].expand(0.05).clamp(frame.width() as f32, frame.height() as f32);
+            let Some(crop) = frame.crop(region) else { continue };
+            let (ox, oy) = (region.x1.floor(), region.y1.floor());
+            for mut d in self.region_detector.detect(&crop)? {
+                d.bbox = BBox::new(d.bbox.x1 + ox, d.bbox.y1 + oy, d.bbox.x2 + ox, d.bbox.y2 + oy);
+                for c in d.corners.iter_mut() {
+                    *c = (c.0 + ox, c.1 + oy);
+                }
+                found.push((d, Some(i)));
+            }
+        }
+        if whole_frame {
+            let detector = self.frame_detector.as_mut().unwrap_or(&mut self.region_detector);
+            for d in detector.detect(frame)? {
+                let region = regions.iter().position(|r| {
+                    let (cx, cy) = d.bbox.center();
+                    cx >= r.x1 && cx <= r.x2 && cy >= r.y1 && cy <= r.y2
+                });
+                found.push((d, region));
+            }
+        }
+        // One plate seen from two overlapping regions (or a region and the whole frame) is read once.
+        let found = nms(found.into_iter().map(|(d, r)| Found(d, r)).collect(), self.settings.detector.nms_iou_threshold);
+
+        let mut rectified = Vec::new();
+        let mut recognition = Recognition::default();
+        for Found(d, region) in found {
+            match self.rectify(frame, &d)? {
+                Some(r) => rectified.push((d, region, r)),
+                None => recognition.rejected.push(RejectedPlate { detection: d, rejection: Rejection::NoLayout }),
+            }
+        }
+        let batch: Vec<(BgrView<'_>, Option<PlateColour>)> = rectified.iter().map(|(_, _, r)| (r.image.view(), Some(r.colour))).collect();
+        let reads = self.reader.read_batch(&batch)?;
+        for ((d, region, r), read) in rectified.into_iter().zip(reads) {
+            match read {
+                Ok(t) => recognition.plates.push(PlateRead {
+                    text: t.text,
+                    confidence: t.confidence,
+                    char_confidences: t.char_confidences,
+                    min_char_confidence: t.min_char_confidence,
+                    layout: t.layout,
+                    colour: r.colour,
+                    rows: d.rows,
+                    corners: d.corners,
+                    bbox: d.bbox,
+                    detector_score: d.score,
+                    region,
+                }),
+                Err(rejection) => recognition.rejected.push(RejectedPlate { detection: d, rejection }),
+            }
+        }
+        Ok(recognition)
+    }
+
+    /// Reads images that are already rectified single-row plates (colour from the pixels and classifier).
+    pub fn read_crops(&mut self, crops: &[BgrView<'_>]) -> Result<Vec<CropRead>, ModelError> {
+        let colours = crops.iter().map(|c| self.colour_of(c)).collect::<Result<Vec<_>, _>>()?;
+        let batch: Vec<_> = crops.iter().zip(&colours).map(|(c, col)| (*c, Some(*col))).collect();
+        let reads = self.reader.read_batch(&batch)?;
+        Ok(colours.into_iter().zip(reads).collect())
+    }
+}
+
+/// The colour and the read (or why not) of one crop.
+pub type CropRead = (PlateColour, Result<PlateText, Rejection>);
+
+struct Found(PlateDetection, Option<usize>);
+
+impl crate::geometry::Scored for Found {
+    fn bbox(&self) -> &BBox {
+        &self.0.bbox
+    }
+    fn score(&self) -> f32 {
+        self.0.score
+    }
+    fn class(&self) -> usize {
+        0
+    }
+}

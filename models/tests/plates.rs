@@ -1,0 +1,138 @@
+//! Plate recognition on real images: the 500 dev crops, the HyperLPR scenes, and things that are not plates.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use models::plates::{PlateColour, PlateModelPaths, PlateRecognizer, RecognizerSettings};
+use models::{runtime::environment, BgrImage, SessionOptions, Yolox, YoloxSettings};
+
+fn recognizer() -> PlateRecognizer {
+    let env = environment(Some(&testkit::ort_library()), 2).unwrap();
+    let paths = PlateModelPaths {
+        region_detector: testkit::model("plate_det_y5fu_320.onnx"),
+        frame_detector: Some(testkit::model("plate_det_y5fu_640.onnx")),
+        reader: testkit::model("ppocr_v4_rec.onnx"),
+        colour: Some(testkit::model("plate_color_cls_96.onnx")),
+    };
+    PlateRecognizer::load(env, &paths, &SessionOptions::default(), RecognizerSettings::default()).unwrap()
+}
+
+/// The dev crops with their ground truth from the file names.
+fn dev_set() -> Vec<(String, BgrImage)> {
+    let dir = testkit::data("plates-dev");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), BgrImage::open(&p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn reads_at_least_98_percent_of_the_dev_plates_exactly() {
+    let mut rec = recognizer();
+    let set = dev_set();
+    assert_eq!(set.len(), 500);
+    let mut correct = 0;
+    let mut wrong = Vec::new();
+    for chunk in set.chunks(16) {
+        let views: Vec<_> = chunk.iter().map(|(_, img)| img.view()).collect();
+        for ((truth, _), (colour, read)) in chunk.iter().zip(rec.read_crops(&views).unwrap()) {
+            match read {
+                Ok(t) if t.text == *truth => correct += 1,
+                other => wrong.push(format!("{truth}: {other:?} ({colour:?})")),
+            }
+        }
+    }
+    let rate = correct as f64 / set.len() as f64;
+    println!("exact plates: {correct}/{} = {:.1}%", set.len(), rate * 100.0);
+    for w in &wrong {
+        println!("  {w}");
+    }
+    assert!(rate >= 0.98, "exact-match rate {rate:.3} below 0.98:\n{}", wrong.join("\n"));
+}
+
+fn vehicles(image: &BgrImage) -> Vec<models::BBox> {
+    let env = environment(Some(&testkit::ort_library()), 2).unwrap();
+    let settings = YoloxSettings { classes: vec![2, 3, 5, 7], ..YoloxSettings::default() };
+    let mut yolox = Yolox::load(env, &testkit::model("yolox_nano_416.onnx"), &SessionOptions::default(), settings).unwrap();
+    yolox.detect(&image.view()).unwrap().into_iter().map(|d| d.bbox).collect()
+}
+
+fn read_scene(file: &str, whole_frame: bool) -> models::plates::Recognition {
+    let image = BgrImage::open(&testkit::data(&format!("scenes/{file}"))).unwrap();
+    let regions = vehicles(&image);
+    recognizer().recognize(&image.view(), &regions, whole_frame).unwrap()
+}
+
+#[test]
+fn reads_the_green_new_energy_plate_in_the_street_scene_from_the_car_region() {
+    let r = read_scene("hy_test_img.jpg", false);
+    let texts: Vec<_> = r.plates.iter().map(|p| (p.text.as_str(), p.colour)).collect();
+    assert_eq!(texts, vec![("苏ED51712", PlateColour::Green)], "{r:?}");
+    let p = &r.plates[0];
+    assert_eq!(p.layout, "new-energy-small");
+    assert!(p.region.is_some(), "found inside a vehicle region");
+    assert!(p.bbox.x1 > 1700.0 && p.bbox.y1 > 700.0, "plate box in frame pixels: {:?}", p.bbox);
+}
+
+#[test]
+fn reads_the_cross_border_plate_in_a_tight_crop() {
+    let r = read_scene("hy_a.jpg", true);
+    let texts: Vec<_> = r.plates.iter().map(|p| (p.text.as_str(), p.colour)).collect();
+    assert_eq!(texts, vec![("粤ZP560港", PlateColour::Black)], "{r:?}");
+}
+
+#[test]
+fn reads_the_blue_plate_on_the_orange_car() {
+    let r = read_scene("hy_2.jpg", true);
+    let texts: Vec<_> = r.plates.iter().map(|p| (p.text.as_str(), p.colour)).collect();
+    assert_eq!(texts, vec![("藏DT5022", PlateColour::Blue)], "{r:?}");
+}
+
+#[test]
+fn signs_and_text_that_are_not_plates_yield_no_plate() {
+    // White on blue and black on yellow look like plates; the rest are everyday roadside text.
+    let signs: &[(&str, [u8; 3], [u8; 3])] = &[
+        ("欢迎光临小庄村", [255, 255, 255], [20, 60, 180]),
+        ("前方学校 减速慢行", [0, 0, 0], [240, 200, 0]),
+        ("南京路 100米", [255, 255, 255], [20, 60, 180]),
+        ("京沪高速 G2", [255, 255, 255], [0, 120, 60]),
+        ("138-0013-8000", [0, 0, 0], [255, 255, 255]),
+        ("AB12345", [255, 255, 255], [20, 60, 180]),
+        ("ABCDEFG", [0, 0, 0], [240, 200, 0]),
+        ("12345", [255, 255, 255], [20, 60, 180]),
+        ("皖A", [255, 255, 255], [20, 60, 180]),
+        ("禁止停车", [255, 255, 255], [200, 20, 20]),
+        ("STOP", [255, 255, 255], [200, 20, 20]),
+        ("小庄村村民委员会", [200, 0, 0], [255, 255, 255]),
+    ];
+    let mut rec = recognizer();
+    for (text, fg, bg) in signs {
+        let rgb = testkit::text::render(text, 40.0, *fg, *bg, 6);
+        let img = BgrImage::from_rgb(rgb.width(), rgb.height(), rgb.as_raw()).unwrap();
+        let (_, read) = rec.read_crops(&[img.view()]).unwrap().pop().unwrap();
+        assert!(read.is_err(), "sign {text:?} read as a plate: {read:?}");
+        // And pasted into a street photo, the full chain finds no plate in it either.
+        let mut scene = testkit::clips::load_rgb(&testkit::data("scenes/coco_000000001532.jpg"));
+        image::imageops::overlay(&mut scene, &rgb, 40, 40);
+        let frame = BgrImage::from_rgb(scene.width(), scene.height(), scene.as_raw()).unwrap();
+        let found = rec.recognize(&frame.view(), &[], true).unwrap();
+        assert!(found.plates.iter().all(|p| p.bbox.x1 > 40.0 + rgb.width() as f32 || p.bbox.y1 > 40.0 + rgb.height() as f32), "sign {text:?} read as {:?}", found.plates);
+    }
+}
+
+#[test]
+fn partial_plates_are_rejected_not_read_short() {
+    let mut rec = recognizer();
+    let mut checked = 0;
+    for (truth, img) in dev_set().iter().step_by(25) {
+        let v = img.view();
+        let (w, h) = (v.width() as f32, v.height() as f32);
+        for part in [models::BBox::new(0.0, 0.0, w * 0.45, h), models::BBox::new(w * 0.45, 0.0, w, h), models::BBox::new(w * 0.2, 0.0, w * 0.8, h)] {
+            let crop = v.crop(part).unwrap();
+            let (_, read) = rec.read_crops(&[crop]).unwrap().pop().unwrap();
+            assert!(read.is_err(), "part {part:?} of {truth} read as {read:?}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 60);
+}
