@@ -18,7 +18,9 @@ use anyhow::{bail, Context};
 use edge_config::{Camera, Config};
 use tokio_util::sync::CancellationToken;
 
+use crate::events::{BuilderSettings, EventBuilder, EventContext, EventOut, FrameInput, FrameTime};
 use crate::inference::{Analysed, Detector, DetectorHandle, DetectorInfo};
+use crate::snapshots::SnapshotStore;
 use crate::mqtt::{self, MqttLink, StatusFn};
 use crate::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, DetectedObject, DetectedPlate, Grid};
 use crate::source::{self, Frame, Mode, SourceSettings, SupervisorSettings};
@@ -38,7 +40,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     source::pipeline::init().map_err(anyhow::Error::msg)?;
     let mut models = config.models.clone();
     models.plates.enabled = crate::checks::plates_in_use(&config);
-    let detector = Detector::start(&models, 1).context("cannot load the detector")?;
+    let detector = Detector::start(&models, 1, Some(config.events.track_low_score)).context("cannot load the detector")?;
     let info = detector.info().clone();
     tracing::info!(
         model = %info.model.display(),
@@ -86,6 +88,8 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
         .map(|m| Duration::from_millis(m.detections_interval_ms))
         .filter(|d| !d.is_zero());
 
+    let snapshot_store = SnapshotStore::new(&config.storage.state_dir, config.storage.snapshot_retention_days);
+    let retention_task = tokio::spawn(sweep_snapshots(snapshot_store.clone()));
     let sources_cancel = CancellationToken::new();
     let mut cameras: Vec<(String, JoinHandle<()>)> = Vec::new();
     for (camera, record) in config.cameras.iter().zip(&records) {
@@ -94,6 +98,13 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
             continue;
         }
         let Some(handle) = detector.handle() else { bail!("detector stopped before cameras started") };
+        let topics = link.as_ref().map(|l| l.topics().clone());
+        let ctx = EventContext {
+            site: config.site.path(),
+            grid: Grid::from(&config.site),
+            camera: camera.id.clone(),
+            snapshot_topic_base: topics.as_ref().map(|t| t.snapshots(&camera.id)),
+        };
         let worker = CameraWorker {
             site: config.site.path(),
             record: record.clone(),
@@ -103,6 +114,10 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
             last_sent: None,
             last_had_objects: false,
             plates: camera.plates,
+            builder: EventBuilder::new(ctx, BuilderSettings::from_config(&config.events, camera.detect_fps), &camera.lines, &camera.zones),
+            lost_timeout_s: config.events.lost_timeout_secs,
+            started: Instant::now(),
+            sink: EventSink { camera: camera.id.clone(), link: link.clone(), store: snapshot_store.clone() },
         };
         let settings = supervisor_settings(camera);
         let cancel = sources_cancel.clone();
@@ -118,6 +133,7 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
                     }
                 };
                 source::run_camera(settings, record, cancel, &on_state, |frame| worker.process(frame));
+                worker.finish();
             })
             .with_context(|| format!("cannot start thread for camera {}", camera.id))?;
         cameras.push((camera.id.clone(), thread));
@@ -150,6 +166,7 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
     if let Some(task) = stats_task {
         task.abort();
     }
+    retention_task.abort();
     if let Some((_, task)) = mqtt {
         tracing::info!("stopping MQTT link");
         mqtt_cancel.cancel();
@@ -183,6 +200,54 @@ struct CameraWorker {
     last_sent: Option<Instant>,
     last_had_objects: bool,
     plates: edge_config::PlateMode,
+    builder: EventBuilder,
+    lost_timeout_s: f64,
+    /// Tracking time runs on this monotonic clock (stream timestamps restart with the pipeline).
+    started: Instant,
+    sink: EventSink,
+}
+
+/// Where a camera's events go: MQTT (QoS 1) and, for snapshots, the local store.
+struct EventSink {
+    camera: String,
+    link: Option<MqttLink>,
+    store: SnapshotStore,
+}
+
+impl EventSink {
+    fn emit(&self, out: EventOut) {
+        let e = &out.event;
+        tracing::info!(
+            camera = %self.camera,
+            event = %e.id,
+            phase = ?e.phase,
+            label = e.label,
+            direction = ?e.direction,
+            plate = e.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"),
+            "event"
+        );
+        if let Some(jpeg) = &out.snapshot {
+            let taken = e.snapshot.as_ref().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s.taken_at).ok()).map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
+            if let Err(err) = self.store.save(&e.id, taken, jpeg) {
+                tracing::warn!(camera = %self.camera, event = %e.id, error = %err, "cannot keep the snapshot locally");
+            }
+            if let Some(link) = &self.link {
+                if !link.publish_reliable(format!("{}/{}", link.topics().snapshots(&self.camera), e.id), jpeg.clone()) {
+                    tracing::warn!(camera = %self.camera, event = %e.id, "MQTT queue full: snapshot not published");
+                }
+            }
+        }
+        if let Some(link) = &self.link {
+            match serde_json::to_vec(e) {
+                Ok(bytes) => {
+                    if !link.publish_reliable(link.topics().events(&self.camera), bytes) {
+                        tracing::warn!(camera = %self.camera, event = %e.id, "MQTT queue full: event not published");
+                    }
+                }
+                Err(err) => tracing::error!(camera = %self.camera, error = %err, "cannot serialise event"),
+            }
+        }
+    }
 }
 
 impl CameraWorker {
@@ -194,17 +259,41 @@ impl CameraWorker {
                 return;
             }
         };
-        self.record.record_inference(analysed.inference, analysed.detections.len());
+        self.record.record_inference(analysed.inference, analysed.reported().count());
         if self.plates != edge_config::PlateMode::Off {
             self.record.record_plates(analysed.plate_time, analysed.plates.len());
         }
         self.publish_detections(&analysed);
+
+        let stream_s = self.started.elapsed().as_secs_f64();
+        // A gap longer than the lost timeout (stream restart, stall): whatever was in view is gone.
+        if self.builder.last_time().is_some_and(|t| stream_s - t.stream_s > self.lost_timeout_s) {
+            self.finish();
+        }
+        let input = FrameInput {
+            time: FrameTime { stream_s, wall: chrono::Utc::now() },
+            width: analysed.frame.width(),
+            height: analysed.frame.height(),
+            view: analysed.frame.view().ok(),
+            detections: &analysed.detections,
+            plates: &analysed.plates,
+        };
+        for out in self.builder.observe(&input) {
+            self.sink.emit(out);
+        }
+    }
+
+    /// Ends every open event (the camera stopped or had a gap).
+    fn finish(&mut self) {
+        for out in self.builder.finish() {
+            self.sink.emit(out);
+        }
     }
 
     /// Rate-limited per-frame detections: sent when objects are present, and once more when they leave.
     fn publish_detections(&mut self, analysed: &Analysed) {
         let (Some(link), Some(interval)) = (&self.link, self.detections_interval) else { return };
-        let has_objects = !analysed.detections.is_empty() || !analysed.plates.is_empty();
+        let has_objects = analysed.reported().next().is_some() || !analysed.plates.is_empty();
         if !has_objects && !self.last_had_objects {
             return;
         }
@@ -223,7 +312,7 @@ impl CameraWorker {
                 height: analysed.frame.height(),
             },
             inference_ms: payload::round2(analysed.inference.as_secs_f64() * 1000.0),
-            detections: analysed.detections.iter().map(DetectedObject::from).collect(),
+            detections: analysed.reported().map(DetectedObject::from).collect(),
             plates: analysed.plates.iter().map(DetectedPlate::from).collect(),
         };
         let Ok(bytes) = serde_json::to_vec(&message) else { return };
@@ -298,6 +387,21 @@ async fn publish_stats(
             if !link.publish_lossy(link.topics().stats(), bytes) {
                 tracing::debug!("stats not published: broker not connected");
             }
+        }
+    }
+}
+
+/// Applies the snapshot retention at start and every hour.
+async fn sweep_snapshots(store: SnapshotStore) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        ticker.tick().await;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.sweep(chrono::Utc::now())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(days = n, dir = %store.dir().display(), "expired snapshots removed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "snapshot retention failed"),
+            Err(e) => tracing::warn!(error = %e, "snapshot retention task failed"),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::stats::{CameraRecord, CameraState, CounterSnapshot};
 pub const STATUS_SCHEMA: &str = "edge-agent/status/v1";
 pub const STATS_SCHEMA: &str = "edge-agent/stats/v1";
 pub const DETECTIONS_SCHEMA: &str = "edge-agent/detections/v1";
+pub const EVENT_SCHEMA: &str = "edge-agent/event/v1";
 
 /// RFC 3339, UTC, milliseconds: `2026-11-28T19:33:55.123Z`.
 pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -205,7 +206,7 @@ pub struct DetectedPlate {
     pub text: String,
     pub confidence: f32,
     pub min_char_confidence: f32,
-    pub colour: &'static str,
+    pub color: &'static str,
     /// 1 or 2 (double-row yellow plates).
     pub rows: u8,
     #[serde(rename = "box")]
@@ -221,7 +222,7 @@ impl DetectedPlate {
             text: p.text.clone(),
             confidence: round3(p.confidence),
             min_char_confidence: round3(p.min_char_confidence),
-            colour: p.colour.as_str(),
+            color: p.colour.as_str(),
             rows: p.rows.count(),
             bbox: p.bbox.to_array(),
             corners: p.corners.map(|(x, y)| [r(x), r(y)]),
@@ -259,4 +260,105 @@ pub fn round2(v: f64) -> f64 {
 
 pub fn round3(v: f32) -> f32 {
     (v * 1000.0).round() / 1000.0
+}
+
+/// Phase of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The object was confirmed (seen in enough frames in a row).
+    New,
+    /// Its plate or direction became known or improved.
+    Update,
+    /// It is gone; final values.
+    End,
+}
+
+/// `{prefix}/{site}/{camera}/events` (QoS 1): one message per phase of one object passing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub schema: &'static str,
+    /// UUIDv7, the same for every phase of one object. Consumers deduplicate on (`id`, `seq`).
+    pub id: String,
+    /// Phase number within the event: 1 for `new`, then one more per message.
+    pub seq: u32,
+    pub site: String,
+    pub grid: Grid,
+    pub camera: String,
+    /// `person` or `vehicle`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub phase: Phase,
+    /// Detector label: person, bicycle, car, motorcycle, bus, truck.
+    pub label: &'static str,
+    /// Tracker id, unique per camera while the agent runs.
+    pub track_id: u64,
+    /// When the object was first seen.
+    pub started_at: String,
+    /// When it was last seen; set on `end` only.
+    pub ended_at: Option<String>,
+    /// When this message was made.
+    pub ts: String,
+    /// `in`/`out` from the last line crossing, `null` when no line was crossed.
+    pub direction: Option<crate::events::geometry::Direction>,
+    pub crossings: Vec<Crossing>,
+    pub zones: Vec<ZoneVisit>,
+    /// Best detection score of the object.
+    pub score: f32,
+    /// Last box, `[x1, y1, x2, y2]` in frame pixels.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    pub frame: FrameSize,
+    /// Voted plate (vehicles), `null` when none was read.
+    pub plate: Option<crate::events::voting::VotedPlate>,
+    /// The object's best picture; set on `end`.
+    pub snapshot: Option<SnapshotRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FrameSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// One crossing of a configured line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Crossing {
+    pub line: String,
+    pub direction: crate::events::geometry::Direction,
+    pub at: String,
+}
+
+/// One stay in a configured zone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZoneVisit {
+    pub id: String,
+    pub entered_at: String,
+    /// `null` while the object is still inside.
+    pub left_at: Option<String>,
+    pub dwell_s: f64,
+}
+
+/// Where an event's snapshot is and what it shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotRef {
+    /// The event id; the JPEG is published on `{prefix}/{site}/{camera}/snapshots/{id}`.
+    pub id: String,
+    /// That topic, when the agent publishes to MQTT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Local file (offline analysis with `--snapshots DIR`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    pub content_type: &'static str,
+    pub bytes: usize,
+    pub width: u32,
+    pub height: u32,
+    /// The object inside the picture, `[x1, y1, x2, y2]`.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// The part of the frame the picture shows, in frame pixels.
+    pub frame_region: [f32; 4],
+    pub taken_at: String,
+    pub sha256: String,
 }

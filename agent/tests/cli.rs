@@ -193,7 +193,7 @@ fn analyze_reads_the_plates_in_the_scenes() {
     let plates: Vec<Value> = lines(&stdout(&out)).into_iter().filter(|l| l["kind"] == "plate").collect();
     let got: Vec<(String, String, String)> = plates
         .iter()
-        .map(|p| (p["file"].as_str().unwrap().rsplit('/').next().unwrap().to_string(), p["plate"].as_str().unwrap().to_string(), p["colour"].as_str().unwrap().to_string()))
+        .map(|p| (p["file"].as_str().unwrap().rsplit('/').next().unwrap().to_string(), p["plate"].as_str().unwrap().to_string(), p["color"].as_str().unwrap().to_string()))
         .collect();
     assert_eq!(
         got,

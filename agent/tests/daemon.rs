@@ -144,9 +144,52 @@ fn daemon_publishes_the_plates_it_reads() {
     assert_valid("detections.v1.json", &message.json());
     let plate = &message.json()["plates"][0];
     assert_eq!(plate["text"], "苏ED51712");
-    assert_eq!(plate["colour"], "green");
+    assert_eq!(plate["color"], "green");
     let stats = sub.wait_for(WAIT, "stats counting plates", |m| m.topic == format!("{BASE}/stats") && m.json()["cameras"][0]["plates"].as_u64().unwrap_or(0) > 0);
     assert_valid("stats.v1.json", &stats.json());
+    agent.signal("TERM");
+    assert_eq!(agent.wait(Duration::from_secs(20)), Some(0));
+}
+
+#[test]
+fn daemon_publishes_event_chains_with_their_snapshots() {
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port(), "checkpoint/#");
+    let dir = tempfile::tempdir().unwrap();
+    let clip = common::scenes::car_crossing(true);
+    let line = "[[cameras.lines]]\nid = \"gate\"\npoints = [[0.0, 0.75], [1.0, 0.75]]\nin_side = [0.5, 0.95]\n";
+    let cfg = config(dir.path(), Some(broker.port()), &[Cam { id: "gate-in", url: file_url(&clip), extra: line }], "");
+    let mut agent = Agent::start(&cfg);
+
+    let end = sub.wait_for(WAIT, "an end event", |m| m.topic == format!("{BASE}/gate-in/events") && m.json()["phase"] == "end");
+    let end = end.json();
+    let chain: Vec<serde_json::Value> =
+        sub.messages().iter().filter(|m| m.topic == format!("{BASE}/gate-in/events")).map(|m| m.json()).filter(|e| e["id"] == end["id"]).collect();
+    let phases: Vec<&str> = chain.iter().map(|e| e["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases.first(), Some(&"new"), "{phases:?}");
+    assert_eq!(phases.last(), Some(&"end"), "{phases:?}");
+    for e in &chain {
+        assert_valid("event.v1.json", e);
+    }
+    assert_eq!(end["plate"]["text"], "苏ED51712");
+    assert_eq!(end["direction"], "in");
+    let events = sub.messages().iter().filter(|m| m.topic.ends_with("/events")).count();
+    assert_eq!(events, chain.len(), "one car, one chain");
+
+    // The snapshot the end event references arrived on its topic, byte for byte.
+    let snap = &end["snapshot"];
+    let topic = snap["topic"].as_str().unwrap().to_string();
+    assert_eq!(topic, format!("{BASE}/gate-in/snapshots/{}", end["id"].as_str().unwrap()));
+    let jpeg = sub.wait_for(Duration::from_secs(10), "the snapshot bytes", |m| m.topic == topic).payload;
+    assert_eq!(jpeg.len() as u64, snap["bytes"].as_u64().unwrap());
+    use sha2::Digest;
+    assert_eq!(hex::encode(sha2::Sha256::digest(&jpeg)), snap["sha256"].as_str().unwrap());
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+    // And a local copy is kept for the duty desk.
+    let day = &snap["taken_at"].as_str().unwrap()[..10];
+    let local = dir.path().join("state/snapshots").join(day).join(format!("{}.jpg", end["id"].as_str().unwrap()));
+    assert_eq!(std::fs::read(&local).unwrap(), jpeg);
+
     agent.signal("TERM");
     assert_eq!(agent.wait(Duration::from_secs(20)), Some(0));
 }

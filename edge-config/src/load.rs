@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::settings::{Camera, Config, Models, Mqtt, Site, Storage};
+use crate::settings::{Camera, Config, Events, Models, Mqtt, Site, Storage};
 use crate::validate::validate_into;
 use crate::{ConfigError, Issue};
 
-const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "cameras"];
+const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "cameras"];
 
 /// Reads, parses and validates a configuration file. Relative paths inside it are made relative to the
 /// file's directory.
@@ -49,6 +49,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
     };
     let models: Option<Models> = optional_section(&table, "models", &mut issues);
     let storage: Option<Storage> = optional_section(&table, "storage", &mut issues);
+    let events: Option<Events> = optional_section(&table, "events", &mut issues);
     let cameras: Option<Vec<Option<Camera>>> = match table.get("cameras") {
         None => Some(Vec::new()),
         Some(toml::Value::Array(items)) => Some(
@@ -74,6 +75,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         mqtt: mqtt.clone().flatten(),
         models: models.clone().unwrap_or_default(),
         storage: storage.clone().unwrap_or_default(),
+        events: events.clone().unwrap_or_default(),
         cameras: camera_list,
     };
     let mut semantic = Vec::new();
@@ -98,8 +100,10 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         issues.push(issue);
     }
 
-    match (issues.is_empty(), site, mqtt, models, storage) {
-        (true, Some(site), Some(mqtt), Some(models), Some(storage)) => Ok(Config { site, mqtt, models, storage, cameras: partial.cameras }),
+    match (issues.is_empty(), site, mqtt, models, storage, events) {
+        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events)) => {
+            Ok(Config { site, mqtt, models, storage, events, cameras: partial.cameras })
+        }
         _ => Err(issues),
     }
 }

@@ -25,6 +25,9 @@ pub struct Config {
     /// Where the agent keeps its state (outbox, snapshots). *(restart)*
     #[serde(default)]
     pub storage: Storage,
+    /// Tracking and the events it produces.
+    #[serde(default)]
+    pub events: Events,
     /// The cameras this agent watches.
     #[serde(default)]
     pub cameras: Vec<Camera>,
@@ -212,6 +215,62 @@ pub struct Storage {
     /// Directory for the outbox, snapshots and other state; relative paths are relative to the config file.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Local snapshot copies (for the duty desk) are deleted after this many days.
+    #[serde(default = "default_snapshot_retention_days")]
+    pub snapshot_retention_days: u32,
+}
+
+/// Tracking objects and turning them into events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Events {
+    /// Frames in a row an object must be seen before its `new` event.
+    #[serde(default = "default_confirm_frames")]
+    pub confirm_frames: u32,
+    /// An object unseen for this long has left: its `end` event goes out.
+    #[serde(default = "default_lost_timeout_secs")]
+    pub lost_timeout_secs: f64,
+    /// Detections at or above this score can start a track.
+    #[serde(default = "default_track_high_score")]
+    pub track_high_score: f32,
+    /// Weaker detections (down to this score) only keep existing tracks alive (an object partly hidden).
+    #[serde(default = "default_track_low_score")]
+    pub track_low_score: f32,
+    /// At most one `update` per object in this interval; later changes wait for the next slot or the `end`.
+    #[serde(default = "default_update_interval_ms")]
+    pub update_interval_ms: u64,
+    /// Snapshots larger than this are re-encoded smaller.
+    #[serde(default = "default_snapshot_max_bytes")]
+    pub snapshot_max_bytes: usize,
+    /// Snapshots wider than this are scaled down.
+    #[serde(default = "default_snapshot_max_width")]
+    pub snapshot_max_width: u32,
+    /// Context around the object in a snapshot, as a fraction of its size on each side.
+    #[serde(default = "default_snapshot_context")]
+    pub snapshot_context: f32,
+}
+
+/// A virtual line across the road. Coordinates are fractions of the frame (0–1, x right, y down), so they
+/// survive a change of resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    /// Name reported in events.
+    pub id: String,
+    /// The two ends of the line, `[[x1, y1], [x2, y2]]`.
+    pub points: [[f64; 2]; 2],
+    /// Any point on the side objects are on after coming *in* (the village side).
+    pub in_side: [f64; 2],
+}
+
+/// A polygon zone; events record when an object's ground point entered and left it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    /// Name reported in events.
+    pub id: String,
+    /// Corners in order, `[[x, y], ...]`, at least three, fractions of the frame.
+    pub points: Vec<[f64; 2]>,
 }
 
 /// One camera.
@@ -239,6 +298,12 @@ pub struct Camera {
     /// Where to look for licence plates: `vehicles`, `frame` (a camera aimed at a lane) or `off`.
     #[serde(default)]
     pub plates: PlateMode,
+    /// Lines whose crossing gives an object its direction (`in`/`out`).
+    #[serde(default)]
+    pub lines: Vec<Line>,
+    /// Zones whose entry and dwell time are recorded.
+    #[serde(default)]
+    pub zones: Vec<Zone>,
     /// Frames wider than this are scaled down inside GStreamer (aspect ratio kept); 0 keeps the native size.
     #[serde(default = "default_max_frame_width")]
     pub max_frame_width: u32,
@@ -309,6 +374,33 @@ pub fn default_plate_max_vehicles() -> usize {
 pub fn default_plate_reader_batch() -> usize {
     2
 }
+pub fn default_snapshot_retention_days() -> u32 {
+    7
+}
+pub fn default_confirm_frames() -> u32 {
+    3
+}
+pub fn default_lost_timeout_secs() -> f64 {
+    2.0
+}
+pub fn default_track_high_score() -> f32 {
+    0.5
+}
+pub fn default_track_low_score() -> f32 {
+    0.1
+}
+pub fn default_update_interval_ms() -> u64 {
+    1000
+}
+pub fn default_snapshot_max_bytes() -> usize {
+    200 * 1024
+}
+pub fn default_snapshot_max_width() -> u32 {
+    640
+}
+pub fn default_snapshot_context() -> f32 {
+    0.25
+}
 pub fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/edge-agent")
 }
@@ -361,7 +453,22 @@ impl Default for Detector {
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { state_dir: default_state_dir() }
+        Self { state_dir: default_state_dir(), snapshot_retention_days: default_snapshot_retention_days() }
+    }
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            confirm_frames: default_confirm_frames(),
+            lost_timeout_secs: default_lost_timeout_secs(),
+            track_high_score: default_track_high_score(),
+            track_low_score: default_track_low_score(),
+            update_interval_ms: default_update_interval_ms(),
+            snapshot_max_bytes: default_snapshot_max_bytes(),
+            snapshot_max_width: default_snapshot_max_width(),
+            snapshot_context: default_snapshot_context(),
+        }
     }
 }
 

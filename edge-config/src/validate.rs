@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::settings::{Camera, Config, Models, Mqtt, Site, SUPPORTED_URL_SCHEMES};
+use crate::settings::{Camera, Config, Events, Models, Mqtt, Site, SUPPORTED_URL_SCHEMES};
 use crate::Issue;
 
 /// Runs every semantic check on `config`.
@@ -19,7 +19,109 @@ pub(crate) fn validate_into(config: &Config, issues: &mut Vec<Issue>) {
         validate_mqtt(mqtt, issues);
     }
     validate_models(&config.models, issues);
+    validate_events(&config.events, issues);
     validate_cameras(&config.cameras, issues);
+}
+
+fn validate_events(e: &Events, issues: &mut Vec<Issue>) {
+    if !(1..=30).contains(&e.confirm_frames) {
+        issues.push(Issue::new("events.confirm_frames", format!("{} is out of range 1..=30", e.confirm_frames)));
+    }
+    if !(e.lost_timeout_secs > 0.0 && e.lost_timeout_secs <= 60.0) {
+        issues.push(Issue::new("events.lost_timeout_secs", format!("{} is out of range (0, 60]", e.lost_timeout_secs)));
+    }
+    if !(e.track_low_score > 0.0 && e.track_low_score <= e.track_high_score && e.track_high_score < 1.0) {
+        issues.push(Issue::new(
+            "events.track_low_score",
+            format!("need 0 < track_low_score ({}) <= track_high_score ({}) < 1", e.track_low_score, e.track_high_score),
+        ));
+    }
+    if e.snapshot_max_bytes < 8 * 1024 {
+        issues.push(Issue::new("events.snapshot_max_bytes", format!("{} is below the 8192-byte minimum", e.snapshot_max_bytes)));
+    }
+    if !(64..=3840).contains(&e.snapshot_max_width) {
+        issues.push(Issue::new("events.snapshot_max_width", format!("{} is out of range 64..=3840", e.snapshot_max_width)));
+    }
+    if !(0.0..=2.0).contains(&e.snapshot_context) {
+        issues.push(Issue::new("events.snapshot_context", format!("{} is out of range 0..=2", e.snapshot_context)));
+    }
+}
+
+fn in_unit_square(p: &[f64; 2]) -> bool {
+    (0.0..=1.0).contains(&p[0]) && (0.0..=1.0).contains(&p[1])
+}
+
+/// Twice the signed area of triangle abc.
+fn cross(a: [f64; 2], b: [f64; 2], c: [f64; 2]) -> f64 {
+    (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+}
+
+fn segments_cross(a: [f64; 2], b: [f64; 2], c: [f64; 2], d: [f64; 2]) -> bool {
+    let (d1, d2) = (cross(c, d, a), cross(c, d, b));
+    let (d3, d4) = (cross(a, b, c), cross(a, b, d));
+    d1 * d2 < 0.0 && d3 * d4 < 0.0
+}
+
+fn validate_geometry(i: usize, cam: &Camera, issues: &mut Vec<Issue>) {
+    let mut ids: HashMap<&str, String> = HashMap::new();
+    for (j, line) in cam.lines.iter().enumerate() {
+        let at = |f: &str| format!("cameras[{i}].lines[{j}].{f}");
+        if let Err(msg) = check_topic_level(&line.id) {
+            issues.push(Issue::new(at("id"), format!("{:?} {msg}", line.id)));
+        }
+        if let Some(prev) = ids.insert(&line.id, at("id")) {
+            issues.push(Issue::new(at("id"), format!("duplicate id {:?} (also {prev})", line.id)));
+        }
+        let [a, b] = line.points;
+        if !in_unit_square(&a) || !in_unit_square(&b) {
+            issues.push(Issue::new(at("points"), "coordinates must be fractions of the frame, 0 to 1"));
+        }
+        let len = ((b[0] - a[0]).powi(2) + (b[1] - a[1]).powi(2)).sqrt();
+        if len < 0.02 {
+            issues.push(Issue::new(at("points"), format!("the line is degenerate ({len:.3} of the frame long, at least 0.02 needed)")));
+        } else {
+            let distance = cross(a, b, line.in_side).abs() / len;
+            if distance < 0.01 {
+                issues.push(Issue::new(at("in_side"), "the point lies on the line; pick a point clearly on the village side"));
+            }
+        }
+        if !in_unit_square(&line.in_side) {
+            issues.push(Issue::new(at("in_side"), "coordinates must be fractions of the frame, 0 to 1"));
+        }
+    }
+    for (j, zone) in cam.zones.iter().enumerate() {
+        let at = |f: &str| format!("cameras[{i}].zones[{j}].{f}");
+        if let Err(msg) = check_topic_level(&zone.id) {
+            issues.push(Issue::new(at("id"), format!("{:?} {msg}", zone.id)));
+        }
+        if let Some(prev) = ids.insert(&zone.id, at("id")) {
+            issues.push(Issue::new(at("id"), format!("duplicate id {:?} (also {prev})", zone.id)));
+        }
+        let pts = &zone.points;
+        if pts.len() < 3 {
+            issues.push(Issue::new(at("points"), format!("a zone needs at least 3 corners, found {}", pts.len())));
+            continue;
+        }
+        if pts.iter().any(|p| !in_unit_square(p)) {
+            issues.push(Issue::new(at("points"), "coordinates must be fractions of the frame, 0 to 1"));
+        }
+        let area: f64 = (0..pts.len()).map(|k| {
+            let (p, q) = (pts[k], pts[(k + 1) % pts.len()]);
+            p[0] * q[1] - q[0] * p[1]
+        }).sum::<f64>().abs() / 2.0;
+        if area < 1e-4 {
+            issues.push(Issue::new(at("points"), format!("the zone is degenerate (area {area:.5} of the frame)")));
+        }
+        let n = pts.len();
+        let crossing = (0..n).any(|e1| {
+            (e1 + 2..n).any(|e2| {
+                (e2 + 1) % n != e1 && segments_cross(pts[e1], pts[(e1 + 1) % n], pts[e2], pts[(e2 + 1) % n])
+            })
+        });
+        if crossing {
+            issues.push(Issue::new(at("points"), "the zone's edges cross each other; list the corners in order around it"));
+        }
+    }
 }
 
 /// A topic level: non-empty, no MQTT wildcards or separators, no white space or control characters.
@@ -136,6 +238,7 @@ fn validate_cameras(cameras: &[Camera], issues: &mut Vec<Issue>) {
         if !(cam.detect_fps > 0.0 && cam.detect_fps <= 60.0) {
             issues.push(Issue::new(at("detect_fps"), format!("{} is out of range (0, 60]", cam.detect_fps)));
         }
+        validate_geometry(i, cam, issues);
         if cam.max_frame_width != 0 && !(160..=7680).contains(&cam.max_frame_width) {
             issues.push(Issue::new(at("max_frame_width"), format!("{} is out of range 160..=7680 (or 0 for native)", cam.max_frame_width)));
         }

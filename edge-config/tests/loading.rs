@@ -155,3 +155,48 @@ fn relative_paths_are_relative_to_the_config_file() {
     assert_eq!(config.models.dir, dir.path().join("models"));
     assert_eq!(config.storage.state_dir, std::path::PathBuf::from("/var/lib/edge-agent"));
 }
+
+#[test]
+fn lines_and_zones_parse_and_degenerate_geometry_is_rejected() {
+    let good = format!(
+        "{GOOD}\n[[cameras.lines]]\nid = \"gate\"\npoints = [[0.1, 0.7], [0.9, 0.7]]\nin_side = [0.5, 0.9]\n\n[[cameras.zones]]\nid = \"lane\"\npoints = [[0.2, 0.5], [0.8, 0.5], [0.9, 1.0], [0.1, 1.0]]\n"
+    );
+    let config = parse_str(&good).unwrap();
+    assert_eq!(config.cameras[1].lines[0].id, "gate");
+    assert_eq!(config.cameras[1].zones[0].points.len(), 4);
+
+    let bad = format!(
+        "{GOOD}
+[[cameras.lines]]
+id = \"dot\"
+points = [[0.5, 0.5], [0.505, 0.5]]
+in_side = [0.5, 0.9]
+
+[[cameras.lines]]
+id = \"flat\"
+points = [[0.1, 0.7], [0.9, 0.7]]
+in_side = [0.5, 0.7]
+
+[[cameras.zones]]
+id = \"bowtie\"
+points = [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]]
+
+[[cameras.zones]]
+id = \"sliver\"
+points = [[0.1, 0.1], [0.5, 0.1], [0.9, 0.1]]
+
+[[cameras.zones]]
+id = \"flat\"
+points = [[0.1, 0.1], [1.5, 0.1], [0.9, 0.9]]
+"
+    );
+    let issues = parse_str(&bad).unwrap_err();
+    let p: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+    let has = |prefix: &str, words: &str| p.iter().any(|i| i.starts_with(prefix) && i.contains(words));
+    assert!(has("cameras[1].lines[0].points", "degenerate"), "{p:#?}");
+    assert!(has("cameras[1].lines[1].in_side", "on the line"), "{p:#?}");
+    assert!(has("cameras[1].zones[0].points", "cross"), "{p:#?}");
+    assert!(has("cameras[1].zones[1].points", "degenerate"), "{p:#?}");
+    assert!(has("cameras[1].zones[2].points", "0 to 1"), "{p:#?}");
+    assert!(has("cameras[1].zones[2].id", "duplicate"), "{p:#?}");
+}

@@ -14,6 +14,7 @@ use edge_config::{CameraUrl, Models, PlateMode};
 use models::BgrImage;
 use serde::Serialize;
 
+use crate::events::{BuilderSettings, EventBuilder, EventContext, EventOut, FrameInput, FrameTime};
 use crate::inference::{Analysed, Detector, DetectorHandle};
 use crate::payload::round3;
 use crate::source::{self, Frame, Mode, Next, Pipeline, SourceSettings};
@@ -43,6 +44,16 @@ pub struct AnalyzeArgs {
     /// Treat every image as an already rectified single-row plate and print `{"file","plate","confidence"}`.
     #[arg(long)]
     pub plate_crops: bool,
+    /// Camera in `--config` whose lines, zones, plate mode and detect rate apply to videos (default: the
+    /// only camera, if there is one).
+    #[arg(long, value_name = "ID")]
+    pub camera: Option<String>,
+    /// Write each event's snapshot JPEG into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub snapshots: Option<PathBuf>,
+    /// For videos, also print every analysed frame's objects and plates (not only the events).
+    #[arg(long)]
+    pub detections: bool,
 }
 
 fn parse_plate_mode(s: &str) -> Result<PlateMode, String> {
@@ -95,7 +106,7 @@ pub struct PlateLine<'a> {
     pub confidence: f32,
     pub min_char_confidence: f32,
     pub char_confidences: Vec<f32>,
-    pub colour: &'static str,
+    pub color: &'static str,
     pub rows: u8,
     pub layout: &'static str,
     /// Corners in image pixels: top-left, top-right, bottom-right, bottom-left.
@@ -169,12 +180,42 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, failures: &mut Vec<String>) {
     }
 }
 
+/// What a video is analysed with: the events settings and, when a camera is chosen, its geometry.
+struct VideoSetup {
+    site: String,
+    grid: crate::payload::Grid,
+    camera: Option<edge_config::Camera>,
+    events: edge_config::Events,
+}
+
 /// Runs the command.
 pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let models: Models = match &args.config {
-        Some(path) => edge_config::load_file(path)?.models,
+    let config = args.config.as_deref().map(edge_config::load_file).transpose()?;
+    let models: Models = match &config {
+        Some(c) => c.models.clone(),
         None => super::default_models(),
     };
+    let camera = match (&config, &args.camera) {
+        (Some(c), Some(id)) => Some(c.cameras.iter().find(|cam| cam.id == *id).cloned().ok_or_else(|| {
+            let ids: Vec<&str> = c.cameras.iter().map(|cam| cam.id.as_str()).collect();
+            anyhow::anyhow!("--camera {id:?}: no such camera in the config (cameras: {})", ids.join(", "))
+        })?),
+        (Some(c), None) if c.cameras.len() == 1 => c.cameras.first().cloned(),
+        (None, Some(_)) => anyhow::bail!("--camera needs --config"),
+        _ => None,
+    };
+    let video = VideoSetup {
+        site: config.as_ref().map_or_else(|| "local/local/local/local/local".to_string(), |c| c.site.path()),
+        grid: config.as_ref().map_or_else(
+            || crate::payload::Grid { city: "local".into(), district: "local".into(), town: "local".into(), village: "local".into(), checkpoint: "local".into() },
+            |c| crate::payload::Grid::from(&c.site),
+        ),
+        camera,
+        events: config.as_ref().map(|c| c.events.clone()).unwrap_or_default(),
+    };
+    if let Some(dir) = &args.snapshots {
+        std::fs::create_dir_all(dir).with_context(|| format!("--snapshots {}", dir.display()))?;
+    }
     let models = super::with_local_runtime(models);
     if !(args.detect_fps > 0.0 && args.detect_fps <= 60.0) {
         anyhow::bail!("--detect-fps {} is out of range (0, 60]", args.detect_fps);
@@ -194,23 +235,33 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if inputs.iter().any(|(_, k)| *k == Kind::Video) {
         source::pipeline::init().map_err(anyhow::Error::msg)?;
     }
-    let detector = Detector::start(&models, 1).context("cannot load the detector")?;
+    let detector = Detector::start(&models, 1, Some(video.events.track_low_score)).context("cannot load the detector")?;
     let handle = detector.handle().context("detector stopped")?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let (mut objects, mut plates) = (0usize, 0usize);
+    let (mut objects, mut plates, mut events) = (0usize, 0usize, 0usize);
     for (path, kind) in &inputs {
         let shown = path.display().to_string();
         let result = match kind {
             Kind::Image => analyse_image(path, &handle, args.plates.unwrap_or(PlateMode::Frame)).map(|a| {
-                objects += a.detections.len();
+                objects += a.reported().count();
                 plates += a.plates.len();
                 print_analysed(&mut out, &shown, None, &a, args.json)
             }),
-            Kind::Video => analyse_video(path, args, &handle, |a| {
-                objects += a.detections.len();
-                plates += a.plates.len();
-                print_analysed(&mut out, &shown, Some(a.frame.seq), a, args.json)
+            Kind::Video => analyse_video(path, args, &video, &handle, |line| {
+                match line {
+                    VideoLine::Frame(a) => {
+                        objects += a.reported().count();
+                        plates += a.plates.len();
+                        if args.detections {
+                            print_analysed(&mut out, &shown, Some(a.frame.seq), a, args.json);
+                        }
+                    }
+                    VideoLine::Event(e) => {
+                        events += 1;
+                        print_event(&mut out, &shown, e, args.json);
+                    }
+                }
             }),
         };
         if let Err(e) = result {
@@ -220,7 +271,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     }
     drop(handle);
     detector.shutdown();
-    eprintln!("analysed {} input(s), {} object(s), {} plate(s), {} failure(s)", inputs.len(), objects, plates, failures.len());
+    eprintln!("analysed {} input(s), {objects} object(s), {plates} plate(s), {events} event message(s), {} failure(s)", inputs.len(), failures.len());
     Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
@@ -273,26 +324,67 @@ fn read_plate_crops(models: &Models, inputs: &[(PathBuf, Kind)], mut failures: V
     Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn analyse_video(path: &Path, args: &AnalyzeArgs, detector: &DetectorHandle, mut each: impl FnMut(&Analysed)) -> anyhow::Result<()> {
+/// What a video's analysis yields, in order.
+enum VideoLine<'a> {
+    Frame(&'a Analysed),
+    Event(&'a crate::payload::Event),
+}
+
+fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: &DetectorHandle, mut each: impl FnMut(VideoLine<'_>)) -> anyhow::Result<()> {
     let absolute = std::fs::canonicalize(path).with_context(|| "cannot resolve path")?;
     let uri = url::Url::from_file_path(&absolute).map_err(|_| anyhow::anyhow!("cannot make a file URI"))?;
+    let camera = setup.camera.as_ref();
+    let detect_fps = camera.map_or(args.detect_fps, |c| c.detect_fps);
+    let plate_mode = args.plates.or(camera.map(|c| c.plates)).unwrap_or(PlateMode::Vehicles);
+    let camera_id = camera.map_or_else(|| "analyze".to_string(), |c| c.id.clone());
     let settings = SourceSettings {
-        camera_id: "analyze".into(),
+        camera_id: camera_id.clone(),
         url: CameraUrl::new(uri.as_str()),
-        detect_fps: args.detect_fps,
-        max_frame_width: args.max_frame_width,
+        detect_fps,
+        max_frame_width: camera.map_or(args.max_frame_width, |c| c.max_frame_width),
         mode: Mode::Offline,
     };
-    let record = Arc::new(CameraRecord::new("analyze", args.detect_fps, CameraState::Connecting));
+    let ctx = EventContext { site: setup.site.clone(), grid: setup.grid.clone(), camera: camera_id, snapshot_topic_base: None };
+    let mut builder_settings = BuilderSettings::from_config(&setup.events, detect_fps);
+    builder_settings.snapshots = args.snapshots.is_some();
+    let (lines, zones) = camera.map_or((&[][..], &[][..]), |c| (&c.lines[..], &c.zones[..]));
+    let mut builder = EventBuilder::new(ctx, builder_settings, lines, zones);
+    let started = chrono::Utc::now();
+    let emit = |outs: Vec<EventOut>, each: &mut dyn FnMut(VideoLine<'_>)| -> anyhow::Result<()> {
+        for mut out in outs {
+            if let (Some(dir), Some(jpeg), Some(snapshot)) = (&args.snapshots, &out.snapshot, out.event.snapshot.as_mut()) {
+                let file = dir.join(format!("{}.jpg", out.event.id));
+                std::fs::write(&file, jpeg).with_context(|| format!("cannot write {}", file.display()))?;
+                snapshot.file = Some(file.display().to_string());
+            }
+            each(VideoLine::Event(&out.event));
+        }
+        Ok(())
+    };
+
+    let record = Arc::new(CameraRecord::new("analyze", detect_fps, CameraState::Connecting));
     let mut pipeline = Pipeline::open(settings, record).map_err(|e| anyhow::anyhow!(e.message))?;
     let mut idle = Duration::ZERO;
     loop {
         match pipeline.next(Duration::from_millis(500)).map_err(|e| anyhow::anyhow!(e.message))? {
             Next::Frame(frame) => {
                 idle = Duration::ZERO;
-                each(&detector.detect(frame, args.plates.unwrap_or(PlateMode::Vehicles))?);
+                let analysed = detector.detect(frame, plate_mode)?;
+                each(VideoLine::Frame(&analysed));
+                let stream_s = analysed.frame.pts.map_or(analysed.frame.seq as f64 / detect_fps, |p| p.as_secs_f64());
+                let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);
+                let input = FrameInput {
+                    time: FrameTime { stream_s, wall },
+                    width: analysed.frame.width(),
+                    height: analysed.frame.height(),
+                    view: analysed.frame.view().ok(),
+                    detections: &analysed.detections,
+                    plates: &analysed.plates,
+                };
+                let outs = builder.observe(&input);
+                emit(outs, &mut each)?;
             }
-            Next::Eos => return Ok(()),
+            Next::Eos => break,
             Next::Timeout => {
                 idle += Duration::from_millis(500);
                 if idle >= Duration::from_secs(30) {
@@ -301,13 +393,28 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, detector: &DetectorHandle, mut
             }
         }
     }
+    let outs = builder.finish();
+    emit(outs, &mut each)
+}
+
+fn print_event(out: &mut impl Write, file: &str, e: &crate::payload::Event, json: bool) {
+    let _ = if json {
+        serde_json::to_string(e).map(|s| writeln!(out, "{s}"))
+    } else {
+        let direction = e.direction.map_or("-", |d| match d {
+            crate::events::geometry::Direction::In => "in",
+            crate::events::geometry::Direction::Out => "out",
+        });
+        let plate = e.plate.as_ref().map_or_else(|| "-".to_string(), |p| format!("{} ({} of {} reads)", p.text, p.reads, p.votes));
+        Ok(writeln!(out, "{file}: {:?} {} #{} {} direction {direction} plate {plate}", e.phase, e.label, e.track_id, &e.id[..8]))
+    };
 }
 
 fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, analysed: &Analysed, json: bool) {
     let (width, height) = (analysed.frame.width(), analysed.frame.height());
     let pts_ms = frame.and(analysed.frame.pts.map(|p| p.as_millis() as u64));
     let at = frame.map(|f| format!(" frame {f}")).unwrap_or_default();
-    for d in &analysed.detections {
+    for d in analysed.reported() {
         let line = ObjectLine {
             kind: "object",
             file,
@@ -340,7 +447,7 @@ fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, analysed
             confidence: round3(p.confidence),
             min_char_confidence: round3(p.min_char_confidence),
             char_confidences: p.char_confidences.iter().map(|c| round3(*c)).collect(),
-            colour: p.colour.as_str(),
+            color: p.colour.as_str(),
             rows: p.rows.count(),
             layout: p.layout,
             corners: p.corners.map(|(x, y)| [round(x), round(y)]),
@@ -350,7 +457,7 @@ fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, analysed
         let _ = if json {
             serde_json::to_string(&line).map(|s| writeln!(out, "{s}"))
         } else {
-            Ok(writeln!(out, "{file}{at}: plate {} ({}, {} row(s)) {:.2}, weakest character {:.2}", p.text, line.colour, line.rows, p.confidence, p.min_char_confidence))
+            Ok(writeln!(out, "{file}{at}: plate {} ({}, {} row(s)) {:.2}, weakest character {:.2}", p.text, line.color, line.rows, p.confidence, p.min_char_confidence))
         };
     }
 }

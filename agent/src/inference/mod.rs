@@ -38,6 +38,15 @@ pub struct Analysed {
     pub plate_time: Duration,
     /// Time from hand-over to result, including waiting for a free detector.
     pub latency: Duration,
+    /// `detections` go down to the tracker's low score; only those at or above this are reported.
+    pub score_threshold: f32,
+}
+
+impl Analysed {
+    /// Detections confident enough to report (payloads, analysis output).
+    pub fn reported(&self) -> impl Iterator<Item = &Detection> {
+        self.detections.iter().filter(move |d| d.score >= self.score_threshold)
+    }
 }
 
 struct Job {
@@ -134,8 +143,16 @@ pub fn load_plates(models: &Models) -> Result<PlateRecognizer, ModelError> {
 }
 
 impl Detector {
-    /// Loads `sessions` copies of the detector, each on its own thread.
-    pub fn start(models: &Models, sessions: usize) -> Result<Self, ModelError> {
+    /// Loads `sessions` copies of the detector, each on its own thread. With `tracking_floor`, detections
+    /// are decoded down to that score for the tracker (which uses weak detections to keep partly hidden
+    /// objects), while [`Analysed::reported`] still applies the configured threshold.
+    pub fn start(models: &Models, sessions: usize, tracking_floor: Option<f32>) -> Result<Self, ModelError> {
+        let score_threshold = models.detector.score_threshold;
+        let mut models = models.clone();
+        if let Some(floor) = tracking_floor {
+            models.detector.score_threshold = models.detector.score_threshold.min(floor);
+        }
+        let models = &models;
         let sessions = sessions.max(1);
         let (tx, rx) = bounded::<Job>(sessions * 2);
         let mut workers = Vec::new();
@@ -153,7 +170,7 @@ impl Detector {
             let rx = rx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("detector-{i}"))
-                .spawn(move || worker(yolox, plates, rx))
+                .spawn(move || worker(yolox, plates, score_threshold, rx))
                 .map_err(|e| ModelError::Inference { path: models.detector_path(), reason: format!("cannot start detector thread: {e}") })?;
             workers.push(handle);
         }
@@ -188,7 +205,7 @@ impl DetectorHandle {
     }
 }
 
-fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, jobs: Receiver<Job>) {
+fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, score_threshold: f32, jobs: Receiver<Job>) {
     for job in jobs {
         let started = Instant::now();
         let view = match job.frame.view() {
@@ -209,7 +226,9 @@ fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, jobs: Receiver<
         let plate_started = Instant::now();
         let mut reads = Vec::new();
         if let (Some(recognizer), true) = (plates.as_mut(), job.plates != PlateMode::Off) {
-            let carriers: Vec<usize> = (0..detections.len()).filter(|&i| PLATE_CARRIERS.contains(&detections[i].label)).collect();
+            let carriers: Vec<usize> = (0..detections.len())
+                .filter(|&i| PLATE_CARRIERS.contains(&detections[i].label) && detections[i].score >= score_threshold)
+                .collect();
             let regions: Vec<_> = carriers.iter().map(|&i| detections[i].bbox).collect();
             match recognizer.recognize(&view, &regions, job.plates == PlateMode::Frame) {
                 Ok(r) => {
@@ -223,7 +242,7 @@ fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, jobs: Receiver<
             }
         }
         let plate_time = if job.plates == PlateMode::Off { Duration::ZERO } else { plate_started.elapsed() };
-        let answer = Analysed { frame: job.frame, detections, plates: reads, inference, plate_time, latency: job.submitted.elapsed() };
+        let answer = Analysed { frame: job.frame, detections, plates: reads, inference, plate_time, latency: job.submitted.elapsed(), score_threshold };
         // The camera may have gone away while we worked; nothing to do then.
         let _ = job.reply.send(Ok(answer));
     }

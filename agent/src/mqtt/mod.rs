@@ -53,6 +53,11 @@ impl MqttLink {
         self.is_connected() && self.client.try_publish(topic, QoS::AtMostOnce, false, payload).is_ok()
     }
 
+    /// Queues a QoS 1 message (events, snapshots). Returns `false` when the client queue is full.
+    pub fn publish_reliable(&self, topic: String, payload: Vec<u8>) -> bool {
+        self.client.try_publish(topic, QoS::AtLeastOnce, false, payload).is_ok()
+    }
+
     /// Asks the link to republish the retained status (a camera changed state).
     pub fn status_changed(&self) {
         self.status_changed.notify_one();

@@ -32,6 +32,16 @@ impl Topics {
     pub fn detections(&self, camera: &str) -> String {
         format!("{}/{camera}/detections", self.base)
     }
+
+    /// Events of one camera (QoS 1).
+    pub fn events(&self, camera: &str) -> String {
+        format!("{}/{camera}/events", self.base)
+    }
+
+    /// Snapshot topics of one camera: `{this}/{event_id}` carries the JPEG.
+    pub fn snapshots(&self, camera: &str) -> String {
+        format!("{}/{camera}/snapshots", self.base)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Helpers for the agent's integration tests: the real binary, real config files.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod scenes;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

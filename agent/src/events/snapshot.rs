@@ -1,0 +1,182 @@
+//! The best picture of each tracked object.
+//!
+//! Design: every frame an object is matched, its observation gets a quality: larger and sharper is better,
+//! and for vehicles any frame with a plate read beats every frame without one (higher plate confidence
+//! first). When a frame beats the best so far, the object and some context around it are copied out of the
+//! frame (already scaled to the snapshot width, so holding it is cheap). At the end the copy is encoded as
+//! a JPEG no larger than the configured size.
+
+use image::codecs::jpeg::JpegEncoder;
+use image::ExtendedColorType;
+use models::image::{resize_bilinear, BgrImage, BgrView};
+use models::BBox;
+use sha2::{Digest, Sha256};
+
+/// How snapshots are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotSettings {
+    pub max_width: u32,
+    pub max_bytes: usize,
+    /// Context around the object, as a fraction of its size on each side.
+    pub context: f32,
+}
+
+/// The best observation so far.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub quality: f64,
+    pub image: BgrImage,
+    /// The object's box inside `image`.
+    pub object_box: BBox,
+    /// The part of the frame `image` shows, in frame pixels.
+    pub frame_region: BBox,
+    pub taken_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Sharpness: variance of the Laplacian of the grey image, on at most 96 rows.
+pub fn sharpness(view: &BgrView<'_>) -> f64 {
+    let step = (view.height() / 96).max(1);
+    let gray = |y: u32, x: usize| {
+        let r = view.row(y);
+        r[x * 3] as f64 * 0.114 + r[x * 3 + 1] as f64 * 0.587 + r[x * 3 + 2] as f64 * 0.299
+    };
+    let (w, h) = (view.width() as usize, view.height());
+    if w < 3 || h < 3 * step {
+        return 0.0;
+    }
+    let xstep = (w / 96).max(1);
+    let (mut sum, mut sum2, mut n) = (0.0, 0.0, 0.0);
+    let mut y = step;
+    while y + step < h {
+        let mut x = xstep;
+        while x + xstep < w {
+            let lap = gray(y - step, x) + gray(y + step, x) + gray(y, x - xstep) + gray(y, x + xstep) - 4.0 * gray(y, x);
+            sum += lap;
+            sum2 += lap * lap;
+            n += 1.0;
+            x += xstep;
+        }
+        y += step;
+    }
+    if n == 0.0 {
+        0.0
+    } else {
+        sum2 / n - (sum / n).powi(2)
+    }
+}
+
+/// Quality of an observation: box area (its square root, so size does not drown sharpness), sharpness and
+/// detection score; a plate read in this frame (its confidence) outranks everything else.
+pub fn quality(bbox: &BBox, score: f32, sharp: f64, plate_confidence: Option<f32>) -> f64 {
+    let base = (bbox.area() as f64).sqrt() * (0.5 + 0.5 * (sharp / 400.0).min(1.0)) * score as f64;
+    match plate_confidence {
+        Some(c) => 1e6 * (1.0 + c as f64) + base,
+        None => base,
+    }
+}
+
+/// Copies `bbox` plus context out of the frame, scaled down to `max_width`.
+pub fn capture(frame: &BgrView<'_>, bbox: &BBox, settings: &SnapshotSettings, taken_at: chrono::DateTime<chrono::Utc>, quality: f64) -> Option<Candidate> {
+    let region = bbox.expand(settings.context).clamp(frame.width() as f32, frame.height() as f32);
+    let crop = frame.crop(region)?;
+    let region = BBox::new(region.x1.floor(), region.y1.floor(), region.x1.floor() + crop.width() as f32, region.y1.floor() + crop.height() as f32);
+    let scale = (settings.max_width as f32 / crop.width() as f32).min(1.0);
+    let image = if scale < 1.0 {
+        let w = ((crop.width() as f32 * scale).round() as u32).max(1);
+        let h = ((crop.height() as f32 * scale).round() as u32).max(1);
+        resize_bilinear(&crop, w, h)
+    } else {
+        crop.to_owned()
+    };
+    let object_box = BBox::new((bbox.x1 - region.x1) * scale, (bbox.y1 - region.y1) * scale, (bbox.x2 - region.x1) * scale, (bbox.y2 - region.y1) * scale)
+        .clamp(image.width() as f32, image.height() as f32);
+    Some(Candidate { quality, image, object_box, frame_region: region, taken_at })
+}
+
+/// A finished snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub jpeg: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    /// The object's box in the JPEG's pixels.
+    pub object_box: BBox,
+    pub sha256: String,
+}
+
+/// Encodes the candidate as JPEG, lowering quality and then size until it fits `max_bytes`.
+pub fn encode(candidate: &Candidate, max_bytes: usize) -> Option<Encoded> {
+    let mut image = candidate.image.clone();
+    let mut object_box = candidate.object_box;
+    loop {
+        let rgb: Vec<u8> = image.as_bytes().chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
+        for q in [85u8, 75, 65, 50] {
+            let mut jpeg = Vec::new();
+            JpegEncoder::new_with_quality(&mut jpeg, q).encode(&rgb, image.width(), image.height(), ExtendedColorType::Rgb8).ok()?;
+            if jpeg.len() <= max_bytes {
+                let sha256 = hex::encode(Sha256::digest(&jpeg));
+                return Some(Encoded { jpeg, width: image.width(), height: image.height(), object_box, sha256 });
+            }
+        }
+        if image.width() < 64 {
+            return None;
+        }
+        let (w, h) = (image.width() * 3 / 4, image.height() * 3 / 4);
+        object_box = BBox::new(object_box.x1 * 0.75, object_box.y1 * 0.75, object_box.x2 * 0.75, object_box.y2 * 0.75);
+        image = resize_bilinear(&image.view(), w.max(1), h.max(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(w: u32, h: u32, seed: u32) -> BgrImage {
+        let mut x = seed;
+        let data = (0..w * h * 3)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        BgrImage::new(w, h, data).unwrap()
+    }
+
+    #[test]
+    fn sharp_images_score_higher_than_flat_ones() {
+        let flat = BgrImage::new(100, 100, vec![128; 30_000]).unwrap();
+        assert_eq!(sharpness(&flat.view()), 0.0);
+        assert!(sharpness(&noise(100, 100, 1).view()) > 1000.0);
+    }
+
+    #[test]
+    fn a_plate_read_outranks_a_bigger_picture() {
+        let small = BBox::new(0.0, 0.0, 100.0, 100.0);
+        let big = BBox::new(0.0, 0.0, 1000.0, 1000.0);
+        assert!(quality(&small, 0.5, 10.0, Some(0.6)) > quality(&big, 0.99, 1000.0, None));
+        assert!(quality(&small, 0.5, 10.0, Some(0.9)) > quality(&big, 0.99, 1000.0, Some(0.6)));
+        assert!(quality(&big, 0.9, 100.0, None) > quality(&small, 0.9, 100.0, None));
+    }
+
+    #[test]
+    fn capture_keeps_context_and_scales_down() {
+        let frame = noise(2000, 1000, 2);
+        let settings = SnapshotSettings { max_width: 400, max_bytes: 100_000, context: 0.25 };
+        let c = capture(&frame.view(), &BBox::new(800.0, 400.0, 1600.0, 800.0), &settings, chrono::Utc::now(), 1.0).unwrap();
+        assert_eq!(c.frame_region, BBox::new(600.0, 300.0, 1800.0, 900.0));
+        assert_eq!(c.image.width(), 400);
+        assert_eq!(c.image.height(), 200);
+        assert!((c.object_box.x1 - 66.7).abs() < 0.5 && (c.object_box.y2 - 166.7).abs() < 0.5, "{:?}", c.object_box);
+    }
+
+    #[test]
+    fn encoding_respects_the_size_limit() {
+        let frame = noise(640, 480, 3);
+        let settings = SnapshotSettings { max_width: 640, max_bytes: 20_000, context: 0.0 };
+        let c = capture(&frame.view(), &BBox::new(0.0, 0.0, 640.0, 480.0), &settings, chrono::Utc::now(), 1.0).unwrap();
+        let e = encode(&c, 20_000).unwrap();
+        assert!(e.jpeg.len() <= 20_000);
+        assert!(e.width < 640, "noise does not compress: must have been scaled down");
+        assert_eq!(&e.jpeg[..2], &[0xFF, 0xD8]);
+    }
+}

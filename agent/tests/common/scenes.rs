@@ -1,0 +1,124 @@
+//! Moving clips built from the shared stills for the event tests.
+
+use std::path::PathBuf;
+
+use image::RgbImage;
+use models::plates::rectify::homography;
+use models::BgrImage;
+use testkit::clips::{cached, crop, grey, load_rgb, render, scale, ClipSpec, Codec, Sprite};
+
+/// The green plate's corners in `hy_test_img.jpg` (from the plate detector).
+const GREEN_PLATE: [(f32, f32); 4] = [(1752.2, 785.9), (1867.1, 741.1), (1868.8, 811.4), (1753.8, 856.8)];
+/// The car's region in `hy_test_img.jpg`, with a margin.
+const CAR: (u32, u32, u32, u32) = (560, 300, 1360, 740);
+
+/// `hy_test_img.jpg` with another plate image warped onto the car's plate.
+fn replate(plate_file: &str) -> RgbImage {
+    let mut scene = load_rgb(&testkit::data("scenes/hy_test_img.jpg"));
+    let plate = BgrImage::open(&testkit::data(plate_file)).unwrap();
+    let (pw, ph) = (plate.width() as f32, plate.height() as f32);
+    // Maps scene pixels inside the plate quad to plate-image pixels.
+    let h = homography(&GREEN_PLATE, &[(0.0, 0.0), (pw, 0.0), (pw, ph), (0.0, ph)]).unwrap();
+    let view = plate.view();
+    for y in 730..870u32 {
+        for x in 1740..1880u32 {
+            let (fx, fy) = (x as f64 + 0.5, y as f64 + 0.5);
+            let w = h[6] * fx + h[7] * fy + h[8];
+            let (u, v) = ((h[0] * fx + h[1] * fy + h[2]) / w, (h[3] * fx + h[4] * fy + h[5]) / w);
+            if u >= 0.0 && v >= 0.0 && u < pw as f64 && v < ph as f64 {
+                let px = &view.row(v as u32)[u as usize * 3..u as usize * 3 + 3];
+                scene.put_pixel(x, y, image::Rgb([px[2], px[1], px[0]]));
+            }
+        }
+    }
+    scene
+}
+
+fn car_sprite(scene: &RgbImage) -> RgbImage {
+    crop(scene, CAR.0, CAR.1, CAR.2, CAR.3)
+}
+
+fn vehicle_pass(sprite: RgbImage, start_s: f64, end_s: f64, down: bool) -> Sprite {
+    // The sprite's bottom (the car's wheels) goes from 35 % to 98 % of the frame height, or back.
+    let (top, bottom) = (-320.0, 330.0);
+    let (from, to) = if down { (top, bottom) } else { (bottom, top) };
+    Sprite { image: sprite, from: (280.0, from), to: (280.0, to), start_s, end_s }
+}
+
+/// The new-energy car (苏ED51712) driving down the frame over 3 s, `down` or back up.
+pub fn car_crossing(down: bool) -> PathBuf {
+    let name = if down { "car_in_1080p.mp4" } else { "car_out_1080p.mp4" };
+    cached(name, |p| {
+        let car = car_sprite(&load_rgb(&testkit::data("scenes/hy_test_img.jpg")));
+        let spec = ClipSpec {
+            width: 1920,
+            height: 1080,
+            fps: 25,
+            seconds: 4.0,
+            background: grey(1920, 1080, 110),
+            sprites: vec![vehicle_pass(car, 0.0, 3.0, down)],
+            codec: Codec::H264,
+        };
+        render(&spec, p)
+    })
+}
+
+/// Two cars one after the other, both driving in: 苏ED51712, then the same model re-plated 京PL3N67.
+pub fn two_cars() -> PathBuf {
+    cached("two_cars_1080p.mp4", |p| {
+        let first = car_sprite(&load_rgb(&testkit::data("scenes/hy_test_img.jpg")));
+        let second = car_sprite(&replate("plates-dev/京PL3N67.jpg"));
+        let spec = ClipSpec {
+            width: 1920,
+            height: 1080,
+            fps: 25,
+            seconds: 8.0,
+            background: grey(1920, 1080, 110),
+            sprites: vec![vehicle_pass(first, 0.0, 3.0, true), vehicle_pass(second, 4.5, 7.5, true)],
+            codec: Codec::H264,
+        };
+        render(&spec, p)
+    })
+}
+
+/// Two people from COCO photos walking left to right across the frame, one behind the other.
+pub fn people_walking() -> PathBuf {
+    cached("people_walking_720p.mp4", |p| {
+        let a = scale(&crop(&load_rgb(&testkit::data("scenes/coco_000000000785.jpg")), 270, 35, 240, 355), 1.2);
+        let b = scale(&crop(&load_rgb(&testkit::data("scenes/coco_000000003156.jpg")), 0, 0, 443, 640), 0.6);
+        let spec = ClipSpec {
+            width: 1280,
+            height: 720,
+            fps: 25,
+            seconds: 6.0,
+            background: grey(1280, 720, 120),
+            sprites: vec![
+                Sprite { image: a, from: (-100.0, 250.0), to: (1100.0, 250.0), start_s: 0.0, end_s: 3.0 },
+                Sprite { image: b, from: (-150.0, 280.0), to: (1150.0, 280.0), start_s: 2.5, end_s: 5.5 },
+            ],
+            codec: Codec::H264,
+        };
+        render(&spec, p)
+    })
+}
+
+/// Like [`car_crossing`] (down), but the car vanishes for 0.6 s halfway (frames with no detection).
+pub fn car_crossing_with_gap() -> PathBuf {
+    cached("car_in_gap_1080p.mp4", |p| {
+        let car = car_sprite(&load_rgb(&testkit::data("scenes/hy_test_img.jpg")));
+        let whole = vehicle_pass(car, 0.0, 3.0, true);
+        let at = |t: f64| whole.from.1 + (whole.to.1 - whole.from.1) * t / 3.0;
+        let first = Sprite { to: (280.0, at(1.4)), end_s: 1.4, ..whole.clone() };
+        let second = Sprite { from: (280.0, at(2.0)), start_s: 2.0, ..whole };
+        let spec = ClipSpec {
+            width: 1920,
+            height: 1080,
+            fps: 25,
+            seconds: 4.0,
+            background: grey(1920, 1080, 110),
+            sprites: vec![first, second],
+            codec: Codec::H264,
+        };
+        render(&spec, p)
+    })
+}
