@@ -81,9 +81,9 @@ fn analyze_finds_people_and_vehicles_where_the_reference_does() {
 #[test]
 fn analyze_reads_video_files_frame_by_frame() {
     let clip = testkit::clips::street_pan();
-    let out = run(&["analyze", clip.to_str().unwrap(), "--json", "--detect-fps", "2"]);
+    let out = run(&["analyze", clip.to_str().unwrap(), "--json", "--detect-fps", "2", "--detections"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let objects = lines(&stdout(&out));
+    let objects: Vec<Value> = lines(&stdout(&out)).into_iter().filter(|l| l["kind"] == "object").collect();
     let frames: std::collections::BTreeSet<u64> = objects.iter().map(|o| o["frame"].as_u64().unwrap()).collect();
     // 4 s at 2 fps.
     assert!((7..=9).contains(&frames.len()), "analysed frames: {frames:?}");
