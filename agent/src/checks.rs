@@ -39,6 +39,15 @@ pub fn environment_issues(config: &Config) -> Vec<Issue> {
                 issues.push(Issue::new("mqtt.password_file", format!("{}: {e}", path.display())));
             }
         }
+        if let Some(tls) = &mqtt.tls {
+            for (key, path) in [("mqtt.tls.ca_file", Some(&tls.ca_file)), ("mqtt.tls.client_cert_file", tls.client_cert_file.as_ref()), ("mqtt.tls.client_key_file", tls.client_key_file.as_ref())] {
+                if let Some(path) = path {
+                    if let Err(e) = std::fs::File::open(path) {
+                        issues.push(Issue::new(key, format!("{}: {e}", path.display())));
+                    }
+                }
+            }
+        }
     }
     for (i, camera) in config.cameras.iter().enumerate() {
         if camera.url.scheme().as_deref() == Some("file") {

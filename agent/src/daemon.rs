@@ -19,7 +19,10 @@ use edge_config::{Camera, Config};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{BuilderSettings, EventBuilder, EventContext, EventOut, FrameInput, FrameTime};
+use crate::eventlog::EventLog;
 use crate::inference::{Analysed, Detector, DetectorHandle, DetectorInfo};
+use crate::mqtt::Topics;
+use crate::outbox::{Bounds, Kind, Message, Outbox, OutboxHandle, OutboxWriter};
 use crate::snapshots::SnapshotStore;
 use crate::mqtt::{self, MqttLink, StatusFn};
 use crate::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, DetectedObject, DetectedPlate, Grid};
@@ -73,11 +76,19 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
         .collect();
 
     let status_fn = status_builder(&config, AgentInfo::current(started), records.clone());
+    let outbox_path = config.storage.state_dir.join("outbox.redb");
+    let outbox = Outbox::open(&outbox_path).with_context(|| "cannot open the outbox")?;
+    let pending = outbox.stats().map(|s| s.depth).unwrap_or(0);
+    tracing::info!(path = %outbox_path.display(), pending, "outbox open");
+    let bounds = Bounds { max_bytes: config.storage.outbox_max_bytes, max_age_ms: config.storage.outbox_max_age_hours * 3_600_000 };
+    let (outbox_writer, outbox) = OutboxWriter::start(outbox, bounds)?;
+    let event_log = Arc::new(EventLog::new(&config.storage.state_dir, config.storage.event_log_retention_days));
+    let topics = Topics::new(config.mqtt.as_ref().map_or("checkpoint", |m| m.topic_prefix.as_str()), &config.site);
     let mqtt_cancel = CancellationToken::new();
     let mqtt = match &config.mqtt {
-        Some(settings) => Some(mqtt::start(settings, &config.site, status_fn, mqtt_cancel.clone(), Duration::from_secs(5))?),
+        Some(settings) => Some(mqtt::start(settings, &config.site, status_fn, Some(outbox.clone()), mqtt_cancel.clone(), Duration::from_secs(5))?),
         None => {
-            tracing::warn!("no [mqtt] section in the config: running standalone, nothing is published");
+            tracing::warn!(log = %event_log.dir().display(), "no [mqtt] section in the config: running standalone, events are kept in the outbox and the local event log");
             None
         }
     };
@@ -89,7 +100,7 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
         .filter(|d| !d.is_zero());
 
     let snapshot_store = SnapshotStore::new(&config.storage.state_dir, config.storage.snapshot_retention_days);
-    let retention_task = tokio::spawn(sweep_snapshots(snapshot_store.clone()));
+    let retention_task = tokio::spawn(apply_retention(snapshot_store.clone(), event_log.clone()));
     let sources_cancel = CancellationToken::new();
     let mut cameras: Vec<(String, JoinHandle<()>)> = Vec::new();
     for (camera, record) in config.cameras.iter().zip(&records) {
@@ -98,12 +109,11 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
             continue;
         }
         let Some(handle) = detector.handle() else { bail!("detector stopped before cameras started") };
-        let topics = link.as_ref().map(|l| l.topics().clone());
         let ctx = EventContext {
             site: config.site.path(),
             grid: Grid::from(&config.site),
             camera: camera.id.clone(),
-            snapshot_topic_base: topics.as_ref().map(|t| t.snapshots(&camera.id)),
+            snapshot_topic_base: Some(topics.snapshots(&camera.id)),
         };
         let worker = CameraWorker {
             site: config.site.path(),
@@ -117,7 +127,7 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
             builder: EventBuilder::new(ctx, BuilderSettings::from_config(&config.events, camera.detect_fps), &camera.lines, &camera.zones),
             lost_timeout_s: config.events.lost_timeout_secs,
             started: Instant::now(),
-            sink: EventSink { camera: camera.id.clone(), link: link.clone(), store: snapshot_store.clone() },
+            sink: EventSink { camera: camera.id.clone(), topics: topics.clone(), outbox: outbox.clone(), log: event_log.clone(), store: snapshot_store.clone() },
         };
         let settings = supervisor_settings(camera);
         let cancel = sources_cancel.clone();
@@ -142,6 +152,7 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
     let stats_task = match (&link, &config.mqtt) {
         (Some(link), Some(settings)) => Some(tokio::spawn(publish_stats(
             link.clone(),
+            outbox.clone(),
             config.site.path(),
             records.clone(),
             detector_info,
@@ -167,6 +178,11 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
         task.abort();
     }
     retention_task.abort();
+    // Everything the cameras produced is on disk before the link goes.
+    let flush = outbox.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || flush.flush()).await {
+        tracing::error!(error = %e, "cannot flush the outbox");
+    }
     if let Some((_, task)) = mqtt {
         tracing::info!("stopping MQTT link");
         mqtt_cancel.cancel();
@@ -174,7 +190,11 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
             tracing::warn!("MQTT task still running after the shutdown deadline");
         }
     }
-    tracing::info!("stopped");
+    let left = outbox.outbox().stats().map(|s| s.depth).unwrap_or(0);
+    drop(outbox);
+    drop(link);
+    tokio::task::spawn_blocking(move || outbox_writer.stop()).await.ok();
+    tracing::info!(undelivered = left, "stopped");
     Ok(())
 }
 
@@ -207,10 +227,13 @@ struct CameraWorker {
     sink: EventSink,
 }
 
-/// Where a camera's events go: MQTT (QoS 1) and, for snapshots, the local store.
+/// Where a camera's events go: the durable outbox (then MQTT), the local event log, and for snapshots the
+/// local store.
 struct EventSink {
     camera: String,
-    link: Option<MqttLink>,
+    topics: Topics,
+    outbox: OutboxHandle,
+    log: Arc<EventLog>,
     store: SnapshotStore,
 }
 
@@ -226,26 +249,27 @@ impl EventSink {
             plate = e.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"),
             "event"
         );
-        if let Some(jpeg) = &out.snapshot {
+        // The snapshot goes first so it is delivered before the event that references it.
+        if let Some(jpeg) = out.snapshot {
             let taken = e.snapshot.as_ref().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s.taken_at).ok()).map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
-            if let Err(err) = self.store.save(&e.id, taken, jpeg) {
+            if let Err(err) = self.store.save(&e.id, taken, &jpeg) {
                 tracing::warn!(camera = %self.camera, event = %e.id, error = %err, "cannot keep the snapshot locally");
             }
-            if let Some(link) = &self.link {
-                if !link.publish_reliable(format!("{}/{}", link.topics().snapshots(&self.camera), e.id), jpeg.clone()) {
-                    tracing::warn!(camera = %self.camera, event = %e.id, "MQTT queue full: snapshot not published");
-                }
+            let topic = format!("{}/{}", self.topics.snapshots(&self.camera), e.id);
+            if let Err(err) = self.outbox.append(Message::new(Kind::Snapshot, topic, jpeg)) {
+                tracing::error!(camera = %self.camera, event = %e.id, error = %err, "snapshot not queued");
             }
         }
-        if let Some(link) = &self.link {
-            match serde_json::to_vec(e) {
-                Ok(bytes) => {
-                    if !link.publish_reliable(link.topics().events(&self.camera), bytes) {
-                        tracing::warn!(camera = %self.camera, event = %e.id, "MQTT queue full: event not published");
-                    }
+        match serde_json::to_vec(e) {
+            Ok(bytes) => {
+                if let Err(err) = self.log.append(chrono::Utc::now(), &bytes) {
+                    tracing::warn!(camera = %self.camera, error = %err, "cannot write the local event log");
                 }
-                Err(err) => tracing::error!(camera = %self.camera, error = %err, "cannot serialise event"),
+                if let Err(err) = self.outbox.append(Message::new(Kind::Event, self.topics.events(&self.camera), bytes)) {
+                    tracing::error!(camera = %self.camera, event = %e.id, error = %err, "event not queued");
+                }
             }
+            Err(err) => tracing::error!(camera = %self.camera, error = %err, "cannot serialise event"),
         }
     }
 }
@@ -351,6 +375,7 @@ fn status_builder(config: &Config, agent: AgentInfo, records: Vec<Arc<CameraReco
 
 async fn publish_stats(
     link: MqttLink,
+    outbox: OutboxHandle,
     site: String,
     records: Vec<Arc<CameraRecord>>,
     detector: DetectorInfo,
@@ -373,6 +398,8 @@ async fn publish_stats(
             .map(|(r, (before, after))| CameraStats::between(r, before, after, r.take_inference_max()))
             .collect();
         let interval_s = now.first().zip(previous.first()).map_or(interval.as_secs_f64(), |(a, b)| a.at.duration_since(b.at).as_secs_f64());
+        let o = outbox.outbox().stats().unwrap_or_default();
+        let ls = link.state();
         let stats = payload::Stats {
             schema: payload::STATS_SCHEMA,
             site: site.clone(),
@@ -380,6 +407,18 @@ async fn publish_stats(
             interval_s: payload::round2(interval_s),
             uptime_s: payload::round2(started.elapsed().as_secs_f64()),
             detector: detector_stats.clone(),
+            outbox: payload::OutboxStats {
+                depth: o.depth,
+                bytes: o.bytes,
+                oldest_age_s: o.oldest_age_ms.map(|ms| payload::round2(ms as f64 / 1000.0)),
+                evicted_total: o.evicted_total,
+            },
+            mqtt: payload::LinkStats {
+                connects_total: ls.connects_total.load(std::sync::atomic::Ordering::Relaxed),
+                connection_errors_total: ls.connection_errors_total.load(std::sync::atomic::Ordering::Relaxed),
+                sent_total: ls.sent_total.load(std::sync::atomic::Ordering::Relaxed),
+                acked_total: ls.acked_total.load(std::sync::atomic::Ordering::Relaxed),
+            },
             cameras,
         };
         previous = now;
@@ -391,17 +430,27 @@ async fn publish_stats(
     }
 }
 
-/// Applies the snapshot retention at start and every hour.
-async fn sweep_snapshots(store: SnapshotStore) {
+/// Applies the retention of local snapshots and event logs at start and every hour.
+async fn apply_retention(store: SnapshotStore, log: Arc<EventLog>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(3600));
     loop {
         ticker.tick().await;
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.sweep(chrono::Utc::now())).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(days = n, dir = %store.dir().display(), "expired snapshots removed"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "snapshot retention failed"),
-            Err(e) => tracing::warn!(error = %e, "snapshot retention task failed"),
+        let (s, l) = (store.clone(), log.clone());
+        let swept = tokio::task::spawn_blocking(move || (s.sweep(chrono::Utc::now()), l.sweep(chrono::Utc::now()))).await;
+        match swept {
+            Ok((snapshots, logs)) => {
+                match snapshots {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(days = n, dir = %store.dir().display(), "expired snapshots removed"),
+                    Err(e) => tracing::warn!(error = %e, "snapshot retention failed"),
+                }
+                match logs {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(files = n, dir = %log.dir().display(), "expired event logs removed"),
+                    Err(e) => tracing::warn!(error = %e, "event log retention failed"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
         }
     }
 }

@@ -4,10 +4,12 @@
 pub mod checks;
 pub mod cli;
 pub mod daemon;
+pub mod eventlog;
 pub mod events;
 pub mod inference;
 pub mod logging;
 pub mod mqtt;
+pub mod outbox;
 pub mod payload;
 pub mod snapshots;
 pub mod source;

@@ -115,7 +115,32 @@ pub struct Stats {
     pub interval_s: f64,
     pub uptime_s: f64,
     pub detector: DetectorStats,
+    /// Undelivered messages on disk.
+    pub outbox: OutboxStats,
+    /// The MQTT connection.
+    pub mqtt: LinkStats,
     pub cameras: Vec<CameraStats>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxStats {
+    /// Messages waiting for the broker's acknowledgement.
+    pub depth: u64,
+    pub bytes: u64,
+    /// Age of the oldest waiting message, seconds; `null` when empty.
+    pub oldest_age_s: Option<f64>,
+    /// Messages evicted because the outbox was full or they were too old.
+    pub evicted_total: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkStats {
+    pub connects_total: u64,
+    pub connection_errors_total: u64,
+    /// QoS 1 messages sent, re-sends included.
+    pub sent_total: u64,
+    /// QoS 1 messages acknowledged by the broker.
+    pub acked_total: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

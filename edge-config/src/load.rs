@@ -185,5 +185,11 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
         if let Some(p) = mqtt.password_file.as_mut() {
             resolve(p);
         }
+        if let Some(tls) = mqtt.tls.as_mut() {
+            resolve(&mut tls.ca_file);
+            for p in [tls.client_cert_file.as_mut(), tls.client_key_file.as_mut()].into_iter().flatten() {
+                resolve(p);
+            }
+        }
     }
 }

@@ -107,6 +107,29 @@ pub struct Mqtt {
     /// Environment variable holding the broker password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// TLS to the broker; without this section the connection is plain TCP.
+    #[serde(default)]
+    pub tls: Option<MqttTls>,
+    /// QoS 1 messages (events, snapshots, alerts) awaiting PUBACK at any time.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: u16,
+    /// Longest wait between reconnection attempts (the wait doubles from 0.5 s up to this, with jitter).
+    #[serde(default = "default_reconnect_max_secs")]
+    pub reconnect_max_secs: u64,
+}
+
+/// TLS settings (rustls; the broker's host name is verified against its certificate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTls {
+    /// PEM file with the CA certificate(s) the broker's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// PEM client certificate, for brokers that require client authentication (with `client_key_file`).
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// Where model files are and how they run.
@@ -218,6 +241,15 @@ pub struct Storage {
     /// Local snapshot copies (for the duty desk) are deleted after this many days.
     #[serde(default = "default_snapshot_retention_days")]
     pub snapshot_retention_days: u32,
+    /// The outbox holds at most this many bytes of undelivered messages; beyond it the oldest are evicted.
+    #[serde(default = "default_outbox_max_bytes")]
+    pub outbox_max_bytes: u64,
+    /// Undelivered messages older than this are evicted.
+    #[serde(default = "default_outbox_max_age_hours")]
+    pub outbox_max_age_hours: u64,
+    /// Local event log (`events/YYYY-MM-DD.jsonl`) files are deleted after this many days.
+    #[serde(default = "default_snapshot_retention_days")]
+    pub event_log_retention_days: u32,
 }
 
 /// Tracking objects and turning them into events.
@@ -374,6 +406,19 @@ pub fn default_plate_max_vehicles() -> usize {
 pub fn default_plate_reader_batch() -> usize {
     2
 }
+pub fn default_max_inflight() -> u16 {
+    32
+}
+pub fn default_reconnect_max_secs() -> u64 {
+    30
+}
+/// About a week of a busy village gate (events plus snapshots).
+pub fn default_outbox_max_bytes() -> u64 {
+    1 << 30
+}
+pub fn default_outbox_max_age_hours() -> u64 {
+    24 * 7
+}
 pub fn default_snapshot_retention_days() -> u32 {
     7
 }
@@ -453,7 +498,13 @@ impl Default for Detector {
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { state_dir: default_state_dir(), snapshot_retention_days: default_snapshot_retention_days() }
+        Self {
+            state_dir: default_state_dir(),
+            snapshot_retention_days: default_snapshot_retention_days(),
+            outbox_max_bytes: default_outbox_max_bytes(),
+            outbox_max_age_hours: default_outbox_max_age_hours(),
+            event_log_retention_days: default_snapshot_retention_days(),
+        }
     }
 }
 

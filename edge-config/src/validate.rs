@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::settings::{Camera, Config, Events, Models, Mqtt, Site, SUPPORTED_URL_SCHEMES};
+use crate::settings::{Camera, Config, Events, Models, Mqtt, Site, Storage, SUPPORTED_URL_SCHEMES};
 use crate::Issue;
 
 /// Runs every semantic check on `config`.
@@ -19,8 +19,23 @@ pub(crate) fn validate_into(config: &Config, issues: &mut Vec<Issue>) {
         validate_mqtt(mqtt, issues);
     }
     validate_models(&config.models, issues);
+    validate_storage(&config.storage, issues);
     validate_events(&config.events, issues);
     validate_cameras(&config.cameras, issues);
+}
+
+fn validate_storage(s: &Storage, issues: &mut Vec<Issue>) {
+    if s.outbox_max_bytes < 1 << 20 {
+        issues.push(Issue::new("storage.outbox_max_bytes", format!("{} is below the 1 MiB minimum", s.outbox_max_bytes)));
+    }
+    if !(1..=24 * 365).contains(&s.outbox_max_age_hours) {
+        issues.push(Issue::new("storage.outbox_max_age_hours", format!("{} is out of range 1..=8760", s.outbox_max_age_hours)));
+    }
+    for (key, days) in [("storage.snapshot_retention_days", s.snapshot_retention_days), ("storage.event_log_retention_days", s.event_log_retention_days)] {
+        if !(1..=3650).contains(&days) {
+            issues.push(Issue::new(key, format!("{days} is out of range 1..=3650")));
+        }
+    }
 }
 
 fn validate_events(e: &Events, issues: &mut Vec<Issue>) {
@@ -181,6 +196,17 @@ fn validate_mqtt(mqtt: &Mqtt, issues: &mut Vec<Issue>) {
     }
     if password_sources > 0 && mqtt.username.is_none() {
         issues.push(Issue::new("mqtt.username", "a password is configured but no username"));
+    }
+    if let Some(tls) = &mqtt.tls {
+        if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+            issues.push(Issue::new("mqtt.tls", "client_cert_file and client_key_file go together"));
+        }
+    }
+    if !(1..=1000).contains(&mqtt.max_inflight) {
+        issues.push(Issue::new("mqtt.max_inflight", format!("{} is out of range 1..=1000", mqtt.max_inflight)));
+    }
+    if !(1..=3600).contains(&mqtt.reconnect_max_secs) {
+        issues.push(Issue::new("mqtt.reconnect_max_secs", format!("{} is out of range 1..=3600", mqtt.reconnect_max_secs)));
     }
 }
 

@@ -1,20 +1,30 @@
 //! The MQTT link to the town platform. One task owns the rumqttc event loop: it `select!`s between shutdown,
-//! status changes and `poll()`, backs off after connection errors, and is the only place that sees
-//! acknowledgements. Everyone else publishes through the cloneable [`MqttLink`] without awaiting the loop.
+//! status changes, new outbox messages and `poll()`, backs off after connection errors, and is the only
+//! place that publishes QoS 1 and sees acknowledgements. Other threads publish best-effort QoS 0 through the
+//! cloneable [`MqttLink`] and everything that must not be lost through the outbox.
+//!
+//! Delivery (see [`delivery`]): outbox messages are published oldest first, at most `max_inflight` at a
+//! time; each PUBACK deletes its message from the outbox. When the connection drops, rumqttc's own replay
+//! queue is discarded and, after the reconnect, every message still in the outbox is sent again from the
+//! oldest, so nothing committed is lost and the order per camera holds; a message whose PUBACK was lost is
+//! sent twice, with the same event `id` and `seq`.
 
+pub mod delivery;
 pub mod topics;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edge_config::{Mqtt, Site};
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::outbox::OutboxHandle;
 use crate::payload::AgentState;
 use crate::source::Backoff;
+use delivery::Delivery;
 pub use topics::Topics;
 
 /// Why the link could not be set up.
@@ -24,17 +34,43 @@ pub enum MqttError {
     PasswordFile { path: String, source: std::io::Error },
     #[error("mqtt.password_env: environment variable {name} is not set")]
     PasswordEnv { name: String },
+    #[error("{key} {path}: {reason}")]
+    TlsFile { key: &'static str, path: String, reason: String },
 }
 
 /// Builds the status payload for a given agent state.
 pub type StatusFn = Arc<dyn Fn(AgentState) -> Vec<u8> + Send + Sync>;
+
+/// What the link knows about its connection, for stats and metrics.
+#[derive(Debug, Default)]
+pub struct LinkState {
+    pub connected: AtomicBool,
+    /// Successful connections since start.
+    pub connects_total: AtomicU64,
+    /// Failed connection attempts and lost connections.
+    pub connection_errors_total: AtomicU64,
+    /// QoS 1 messages acknowledged by the broker.
+    pub acked_total: AtomicU64,
+    /// QoS 1 messages sent (including re-sends).
+    pub sent_total: AtomicU64,
+    /// The last connection error, described for operators.
+    pub last_error: Mutex<Option<String>>,
+    /// Milliseconds from message creation to PUBACK, the most recent ones.
+    pub ack_latencies_ms: Mutex<std::collections::VecDeque<u64>>,
+}
+
+impl LinkState {
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
 
 /// A cheap, cloneable handle for publishing.
 #[derive(Clone)]
 pub struct MqttLink {
     client: AsyncClient,
     topics: Topics,
-    connected: Arc<AtomicBool>,
+    state: Arc<LinkState>,
     status_changed: Arc<Notify>,
 }
 
@@ -44,18 +80,17 @@ impl MqttLink {
     }
 
     pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+        self.state.connected.load(Ordering::Relaxed)
+    }
+
+    pub fn state(&self) -> &Arc<LinkState> {
+        &self.state
     }
 
     /// Queues a best-effort QoS 0 message. Returns `false` (dropped) when disconnected or the client queue
     /// is full: such messages are only useful live.
     pub fn publish_lossy(&self, topic: String, payload: Vec<u8>) -> bool {
         self.is_connected() && self.client.try_publish(topic, QoS::AtMostOnce, false, payload).is_ok()
-    }
-
-    /// Queues a QoS 1 message (events, snapshots). Returns `false` when the client queue is full.
-    pub fn publish_reliable(&self, topic: String, payload: Vec<u8>) -> bool {
-        self.client.try_publish(topic, QoS::AtLeastOnce, false, payload).is_ok()
     }
 
     /// Asks the link to republish the retained status (a camera changed state).
@@ -80,13 +115,66 @@ fn password(settings: &Mqtt) -> Result<Option<String>, MqttError> {
     Ok(None)
 }
 
+fn tls_transport(tls: &edge_config::MqttTls) -> Result<Transport, MqttError> {
+    let read = |key: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| MqttError::TlsFile { key, path: path.display().to_string(), reason: e.to_string() })
+    };
+    let ca = read("mqtt.tls.ca_file", &tls.ca_file)?;
+    if !String::from_utf8_lossy(&ca).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(MqttError::TlsFile { key: "mqtt.tls.ca_file", path: tls.ca_file.display().to_string(), reason: "no PEM certificate in the file".into() });
+    }
+    let client_auth = match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert), Some(key)) => Some((read("mqtt.tls.client_cert_file", cert)?, read("mqtt.tls.client_key_file", key)?)),
+        _ => None,
+    };
+    Ok(Transport::tls_with_config(TlsConfiguration::Simple { ca, alpn: None, client_auth }))
+}
+
+/// A connection error in words an operator can act on, and the shortest wait before retrying it.
+pub fn describe(e: &ConnectionError, settings: &Mqtt) -> (String, Duration) {
+    let broker = format!("{}:{}", settings.host, settings.port);
+    let text = e.to_string();
+    let tls = settings.tls.is_some();
+    match e {
+        ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized) => (
+            format!("broker {broker} rejected the credentials (check mqtt.username and the password)"),
+            Duration::from_secs(10),
+        ),
+        ConnectionError::ConnectionRefused(code) => (format!("broker {broker} refused the connection: {code:?}"), Duration::from_secs(5)),
+        _ if text.contains("UnknownIssuer") || text.contains("BadSignature") || text.contains("invalid peer certificate: Other") => (
+            format!("TLS: the certificate of broker {broker} is not trusted: it does not chain to mqtt.tls.ca_file ({text})"),
+            Duration::from_secs(10),
+        ),
+        _ if text.contains("NotValidForName") => (
+            format!("TLS: the certificate of broker {broker} is not valid for host {:?} (hostname verification) ({text})", settings.host),
+            Duration::from_secs(10),
+        ),
+        _ if text.contains("Expired") || text.contains("NotValidYet") => (format!("TLS: the certificate of broker {broker} is expired or not yet valid ({text})"), Duration::from_secs(10)),
+        _ if tls && (text.contains("InvalidContentType") || text.contains("corrupt message") || text.contains("InvalidMessage") || text.contains("peer is incompatible") || text.contains("HandshakeFailure")) => (
+            format!("TLS handshake with broker {broker} failed: the port does not seem to speak TLS (remove [mqtt.tls] or use the broker's TLS port) ({text})"),
+            Duration::from_secs(5),
+        ),
+        _ if tls && (text.contains("CertificateRequired") || text.contains("certificate required") || text.contains("BadCertificate") || text.contains("UnknownCA")) => (
+            format!("TLS: broker {broker} did not accept the client certificate (mqtt.tls.client_cert_file / client_key_file) ({text})"),
+            Duration::from_secs(10),
+        ),
+        _ if !tls && (text.contains("connection closed by peer") || text.contains("UnexpectedEof") || text.contains("ConnectionReset") || text.contains("NetworkTimeout") || matches!(e, ConnectionError::NetworkTimeout)) => (
+            format!("broker {broker} closed the connection during the MQTT handshake: if this is a TLS port, configure [mqtt.tls] ({text})"),
+            Duration::from_secs(2),
+        ),
+        ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => (format!("broker {broker} is not accepting connections ({text})"), Duration::ZERO),
+        _ => (format!("connection to broker {broker} failed: {text}"), Duration::ZERO),
+    }
+}
+
 /// Connects (in the background) and returns the link plus the task that owns the event loop. The task
-/// publishes `online` on every connection, republishes the status when asked, and on `cancel` publishes
-/// `stopped`, waits for its acknowledgement (up to `stop_timeout`) and disconnects cleanly.
+/// publishes `online` on every connection, republishes the status when asked, delivers the outbox, and on
+/// `cancel` publishes `stopped`, waits for its acknowledgement (up to `stop_timeout`) and disconnects.
 pub fn start(
     settings: &Mqtt,
     site: &Site,
     status: StatusFn,
+    outbox: Option<OutboxHandle>,
     cancel: CancellationToken,
     stop_timeout: Duration,
 ) -> Result<(MqttLink, tokio::task::JoinHandle<()>), MqttError> {
@@ -95,14 +183,19 @@ pub fn start(
     options.set_keep_alive(Duration::from_secs(settings.keep_alive_secs));
     options.set_clean_session(true);
     options.set_max_packet_size(1 << 20, 8 << 20);
+    // rumqttc's own window must never be what limits us: it would block the request queue.
+    options.set_inflight(settings.max_inflight.saturating_add(16));
     options.set_last_will(LastWill::new(topics.status(), status(AgentState::Offline), QoS::AtLeastOnce, true));
     if let Some(user) = &settings.username {
         options.set_credentials(user.clone(), password(settings)?.unwrap_or_default());
     }
-    let (client, eventloop) = AsyncClient::new(options, 256);
-    let link = MqttLink { client, topics, connected: Arc::new(AtomicBool::new(false)), status_changed: Arc::new(Notify::new()) };
-    let broker = format!("{}:{}", settings.host, settings.port);
-    let task = tokio::spawn(drive(eventloop, link.clone(), status, cancel, stop_timeout, broker));
+    if let Some(tls) = &settings.tls {
+        options.set_transport(tls_transport(tls)?);
+    }
+    let (client, eventloop) = AsyncClient::new(options, 1024);
+    let link = MqttLink { client, topics, state: Arc::new(LinkState::default()), status_changed: Arc::new(Notify::new()) };
+    let delivery = outbox.map(|o| Delivery::new(o, settings.max_inflight as usize));
+    let task = tokio::spawn(drive(eventloop, link.clone(), status, delivery, cancel, stop_timeout, settings.clone()));
     Ok((link, task))
 }
 
@@ -110,35 +203,78 @@ async fn drive(
     mut eventloop: EventLoop,
     link: MqttLink,
     status: StatusFn,
+    mut delivery: Option<Delivery>,
     cancel: CancellationToken,
     stop_timeout: Duration,
-    broker: String,
+    settings: Mqtt,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-    let publish_status = |state: AgentState| {
-        if let Err(e) = link.client.try_publish(link.topics.status(), QoS::AtLeastOnce, true, status(state)) {
-            tracing::warn!(error = %e, "cannot queue status message");
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(settings.reconnect_max_secs));
+    let committed = delivery.as_ref().map(|d| d.outbox().committed().clone()).unwrap_or_default();
+    let mut ack_flush = tokio::time::interval(Duration::from_millis(50));
+    let publish_status = |state: AgentState, delivery: &mut Option<Delivery>| {
+        match link.client.try_publish(link.topics.status(), QoS::AtLeastOnce, true, status(state)) {
+            Ok(()) => {
+                if let Some(d) = delivery.as_mut() {
+                    d.sent_other();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot queue status message"),
         }
     };
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = link.status_changed.notified(), if link.is_connected() => publish_status(AgentState::Online),
+            _ = link.status_changed.notified(), if link.is_connected() => publish_status(AgentState::Online, &mut delivery),
+            _ = committed.notified(), if link.is_connected() => {
+                if let Some(d) = delivery.as_mut() {
+                    d.fill(&link.client, &link.state);
+                }
+            }
+            _ = ack_flush.tick() => {
+                if let Some(d) = delivery.as_mut() {
+                    d.flush_acks();
+                }
+            }
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    tracing::info!(broker = %broker, "connected to MQTT broker");
-                    link.connected.store(true, Ordering::Relaxed);
+                    tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), tls = settings.tls.is_some(), "connected to MQTT broker");
+                    link.state.connected.store(true, Ordering::Relaxed);
+                    link.state.connects_total.fetch_add(1, Ordering::Relaxed);
                     backoff.reset();
-                    publish_status(AgentState::Online);
+                    publish_status(AgentState::Online, &mut delivery);
+                    if let Some(d) = delivery.as_mut() {
+                        d.fill(&link.client, &link.state);
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    if let Some(d) = delivery.as_mut() {
+                        d.on_publish(pkid);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(d) = delivery.as_mut() {
+                        if d.on_puback(ack.pkid, &link.state) {
+                            d.fill(&link.client, &link.state);
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    let was_connected = link.connected.swap(false, Ordering::Relaxed);
+                    let was_connected = link.state.connected.swap(false, Ordering::Relaxed);
+                    link.state.connection_errors_total.fetch_add(1, Ordering::Relaxed);
+                    // Discard rumqttc's replay queue: the outbox re-sends after the reconnect, in order.
+                    eventloop.pending.clear();
+                    if let Some(d) = delivery.as_mut() {
+                        d.reset();
+                    }
+                    let (described, floor) = describe(&e, &settings);
+                    backoff.at_least(floor);
                     let delay = backoff.next_delay();
+                    *link.state.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(described.clone());
                     if was_connected {
-                        tracing::warn!(broker = %broker, error = %e, "MQTT connection lost");
+                        tracing::warn!(error = %described, "MQTT connection lost");
                     } else {
-                        tracing::warn!(broker = %broker, error = %e, retry_in_s = format!("{:.1}", delay.as_secs_f64()), "cannot connect to MQTT broker");
+                        tracing::warn!(error = %described, retry_in_s = format!("{:.1}", delay.as_secs_f64()), "cannot connect to MQTT broker");
                     }
                     tokio::select! {
                         _ = cancel.cancelled() => break,
@@ -149,27 +285,52 @@ async fn drive(
         }
     }
     if link.is_connected() {
-        stop_cleanly(&mut eventloop, &link, &status, stop_timeout).await;
+        stop_cleanly(&mut eventloop, &link, &status, delivery.as_mut(), stop_timeout).await;
+    }
+    if let Some(d) = delivery.as_mut() {
+        d.flush_acks();
     }
 }
 
-/// Publishes the retained `stopped` status, waits for its PUBACK, then disconnects (so the broker does not
-/// fire the last will).
-async fn stop_cleanly(eventloop: &mut EventLoop, link: &MqttLink, status: &StatusFn, timeout: Duration) {
+/// Publishes the retained `stopped` status, waits for its PUBACK (recording other acknowledgements that
+/// arrive meanwhile), then disconnects, so the broker does not fire the last will.
+async fn stop_cleanly(eventloop: &mut EventLoop, link: &MqttLink, status: &StatusFn, mut delivery: Option<&mut Delivery>, timeout: Duration) {
+    // Earlier status publishes still queued go out before this one.
+    let mut others_before = delivery.as_deref().map_or(0, Delivery::others_queued);
     if link.client.try_publish(link.topics.status(), QoS::AtLeastOnce, true, status(AgentState::Stopped)).is_err() {
         return;
     }
+    if let Some(d) = delivery.as_deref_mut() {
+        d.sent_other();
+    }
     let outcome = tokio::time::timeout(timeout, async {
-        // Everything queued before the status (and the status itself) goes out in order; the status is the
-        // last QoS 1 publish, so its packet id is the last one seen going out.
         let mut status_pkid = None;
         let mut disconnect_sent = false;
         loop {
             match eventloop.poll().await {
-                Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => status_pkid = Some(pkid),
-                Ok(Event::Incoming(Packet::PubAck(ack))) if Some(ack.pkid) == status_pkid && !disconnect_sent => {
-                    let _ = link.client.try_disconnect();
-                    disconnect_sent = true;
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    let sent = match delivery.as_deref_mut() {
+                        Some(d) => d.on_publish(pkid),
+                        // Without an outbox every QoS 1 publish is a status.
+                        None if pkid != 0 => delivery::Sent::Other,
+                        None => delivery::Sent::Untracked,
+                    };
+                    if sent == delivery::Sent::Other {
+                        if others_before > 0 {
+                            others_before -= 1;
+                        } else {
+                            status_pkid = Some(pkid);
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(d) = delivery.as_deref_mut() {
+                        d.on_puback(ack.pkid, &link.state);
+                    }
+                    if Some(ack.pkid) == status_pkid && !disconnect_sent {
+                        let _ = link.client.try_disconnect();
+                        disconnect_sent = true;
+                    }
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => return true,
                 Ok(_) => {}
@@ -182,5 +343,5 @@ async fn stop_cleanly(eventloop: &mut EventLoop, link: &MqttLink, status: &Statu
         Ok(true) => tracing::info!("published stopped status and disconnected from MQTT broker"),
         _ => tracing::warn!("could not confirm the stopped status with the MQTT broker before the deadline"),
     }
-    link.connected.store(false, Ordering::Relaxed);
+    link.state.connected.store(false, Ordering::Relaxed);
 }
