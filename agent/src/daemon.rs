@@ -34,35 +34,47 @@ const STEP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Loads the config, checks the machine, and runs the agent until a termination signal.
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let config = edge_config::load_file(config_path)?;
-    let issues = crate::checks::environment_issues(&config);
-    if !issues.is_empty() {
-        let lines: Vec<String> = issues.iter().map(|i| format!("  {i}")).collect();
-        bail!("config file {} cannot be used on this machine:\n{}", config_path.display(), lines.join("\n"));
-    }
-    source::pipeline::init().map_err(anyhow::Error::msg)?;
-    let mut models = config.models.clone();
-    models.plates.enabled = crate::checks::plates_in_use(&config);
-    let detector = Detector::start(&models, 1, Some(config.events.track_low_score)).context("cannot load the detector")?;
-    let info = detector.info().clone();
-    tracing::info!(
-        model = %info.model.display(),
-        plates = info.plates,
-        provider = info.provider.name(),
-        input = format!("{}x{}", info.input_size.0, info.input_size.1),
-        runtime = %models::runtime::library_path().map(|p| p.display().to_string()).unwrap_or_default(),
-        "detector loaded"
-    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("edge-agent-io")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, detector))
+    runtime.block_on(async {
+        // Signals are handled from the first moment, so a stop during start-up is clean too.
+        let mut shutdown = Shutdown::install()?;
+        let config = edge_config::load_file(config_path)?;
+        let issues = crate::checks::environment_issues(&config);
+        if !issues.is_empty() {
+            let lines: Vec<String> = issues.iter().map(|i| format!("  {i}")).collect();
+            bail!("config file {} cannot be used on this machine:\n{}", config_path.display(), lines.join("\n"));
+        }
+        source::pipeline::init().map_err(anyhow::Error::msg)?;
+        let mut models = config.models.clone();
+        models.plates.enabled = crate::checks::plates_in_use(&config);
+        let floor = config.events.track_low_score;
+        let loading = tokio::task::spawn_blocking(move || Detector::start(&models, 1, Some(floor)));
+        let detector = tokio::select! {
+            loaded = loading => loaded.context("detector loading panicked")?.context("cannot load the detector")?,
+            _ = shutdown.wait() => {
+                tracing::info!("stopped during start-up");
+                return Ok(());
+            }
+        };
+        let info = detector.info().clone();
+        tracing::info!(
+            model = %info.model.display(),
+            plates = info.plates,
+            provider = info.provider.name(),
+            input = format!("{}x{}", info.input_size.0, info.input_size.1),
+            runtime = %models::runtime::library_path().map(|p| p.display().to_string()).unwrap_or_default(),
+            "detector loaded"
+        );
+        serve(config, detector, shutdown).await
+    })
 }
 
-async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
+async fn serve(config: Config, detector: Detector, mut shutdown: Shutdown) -> anyhow::Result<()> {
     let started = chrono::Utc::now();
     let started_instant = Instant::now();
     let detector_info = detector.info().clone();
@@ -162,7 +174,7 @@ async fn serve(config: Config, detector: Detector) -> anyhow::Result<()> {
         _ => None,
     };
 
-    wait_for_shutdown_signal().await;
+    shutdown.wait().await;
     tracing::info!("shutting down: stopping cameras");
     sources_cancel.cancel();
     let pending = join_threads(cameras, STEP_DEADLINE).await;
@@ -455,19 +467,26 @@ async fn apply_retention(store: SnapshotStore, log: Arc<EventLog>) {
     }
 }
 
-async fn wait_for_shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM and SIGINT, listened for from the moment the runtime starts.
+struct Shutdown {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
 }
 

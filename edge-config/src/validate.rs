@@ -25,8 +25,8 @@ pub(crate) fn validate_into(config: &Config, issues: &mut Vec<Issue>) {
 }
 
 fn validate_storage(s: &Storage, issues: &mut Vec<Issue>) {
-    if s.outbox_max_bytes < 1 << 20 {
-        issues.push(Issue::new("storage.outbox_max_bytes", format!("{} is below the 1 MiB minimum", s.outbox_max_bytes)));
+    if s.outbox_max_bytes < 64 << 10 {
+        issues.push(Issue::new("storage.outbox_max_bytes", format!("{} is below the 64 KiB minimum", s.outbox_max_bytes)));
     }
     if !(1..=24 * 365).contains(&s.outbox_max_age_hours) {
         issues.push(Issue::new("storage.outbox_max_age_hours", format!("{} is out of range 1..=8760", s.outbox_max_age_hours)));

@@ -1,7 +1,7 @@
 //! A real Mosquitto broker on a free loopback port, configured by the test, stopped on drop; and a
 //! subscriber that records everything it receives.
 
-use std::io::Write;
+use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +23,8 @@ pub struct Broker {
     port: u16,
     dir: tempfile::TempDir,
     extra: String,
+    /// Sessions and queued messages are saved across restarts (stopped with SIGTERM).
+    persistent: bool,
 }
 
 impl Broker {
@@ -35,8 +37,35 @@ impl Broker {
     pub fn start_with(extra: &str) -> Self {
         assert!(Path::new(MOSQUITTO).exists(), "{MOSQUITTO} missing: install the Debian package mosquitto (make deps)");
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut broker = Self { child: None, port: free_port(), dir, extra: extra.to_string() };
+        let mut broker = Self { child: None, port: free_port(), dir, extra: extra.to_string(), persistent: false };
         broker.launch();
+        broker
+    }
+
+    /// Anonymous, plain TCP, with persistence: subscribers with a persistent session get what was published
+    /// while they (or the broker) were away. Stopped gracefully so the state is saved.
+    pub fn start_persistent() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Started as root, Mosquitto drops to its own user: it must be able to write its state here.
+        let state = dir.path().join("persistence");
+        std::fs::create_dir_all(&state).expect("persistence dir");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let extra = format!("allow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n", state.display());
+        let mut broker = Self { child: None, port: free_port(), dir, extra, persistent: true };
+        broker.launch();
+        broker
+    }
+
+    /// With a configuration written by `make(dir, port)`, which must declare its own listeners (the broker
+    /// directory is given for certificates and password files).
+    pub fn start_custom(make: impl FnOnce(&Path, u16) -> String) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let extra = make(dir.path(), port);
+        let mut broker = Self { child: None, port, dir, extra, persistent: false };
+        broker.launch_raw();
         broker
     }
 
@@ -50,10 +79,20 @@ impl Broker {
     }
 
     fn launch(&mut self) {
+        let persistence = if self.persistent { "" } else { "persistence false\n" };
+        let conf = format!("listener {} 127.0.0.1\n{persistence}log_dest stderr\nlog_type error\nlog_type warning\n{}", self.port, self.extra);
+        self.write_conf_and_spawn(&conf);
+    }
+
+    fn launch_raw(&mut self) {
+        let conf = format!("persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n{}", self.extra);
+        self.write_conf_and_spawn(&conf);
+    }
+
+    fn write_conf_and_spawn(&mut self, text: &str) {
         let conf = self.dir.path().join("mosquitto.conf");
         let mut f = std::fs::File::create(&conf).expect("write mosquitto.conf");
-        write!(f, "listener {} 127.0.0.1\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n{}", self.port, self.extra)
-            .expect("write mosquitto.conf");
+        f.write_all(text.as_bytes()).expect("write mosquitto.conf");
         let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).expect("log file");
         let child = Command::new(MOSQUITTO)
             .arg("-c")
@@ -75,9 +114,20 @@ impl Broker {
         std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 
-    /// Stops the broker (the port stays reserved for [`Broker::restart`]).
+    /// Stops the broker (the port stays reserved for [`Broker::restart`]); a persistent broker gets SIGTERM
+    /// and saves its state.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if self.persistent {
+                let _ = Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -87,6 +137,10 @@ impl Broker {
     pub fn restart(&mut self) {
         self.stop();
         self.launch();
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn conf_path(&self) -> PathBuf {
@@ -123,8 +177,19 @@ pub struct Subscriber {
 impl Subscriber {
     pub fn connect(port: u16, filter: &str) -> Self {
         let id = format!("test-sub-{}", free_port());
+        Self::connect_with(port, filter, &id, true)
+    }
+
+    /// With a persistent session (`clean_session = false`) under a fixed client id: with a persistent
+    /// broker, messages published while this subscriber is disconnected are delivered when it is back.
+    pub fn connect_persistent(port: u16, filter: &str, client_id: &str) -> Self {
+        Self::connect_with(port, filter, client_id, false)
+    }
+
+    fn connect_with(port: u16, filter: &str, id: &str, clean: bool) -> Self {
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5));
+        options.set_clean_session(clean);
         options.set_max_packet_size(16 << 20, 1 << 20);
         let (client, mut connection) = Client::new(options, 64);
         client.subscribe(filter, QoS::AtLeastOnce).expect("subscribe");

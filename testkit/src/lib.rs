@@ -7,6 +7,8 @@
 
 #[cfg(feature = "broker")]
 pub mod broker;
+#[cfg(feature = "broker")]
+pub mod tls;
 #[cfg(feature = "media")]
 pub mod clips;
 #[cfg(feature = "schemas")]

@@ -150,7 +150,14 @@ pub fn describe(e: &ConnectionError, settings: &Mqtt) -> (String, Duration) {
             Duration::from_secs(10),
         ),
         _ if text.contains("Expired") || text.contains("NotValidYet") => (format!("TLS: the certificate of broker {broker} is expired or not yet valid ({text})"), Duration::from_secs(10)),
-        _ if tls && (text.contains("InvalidContentType") || text.contains("corrupt message") || text.contains("InvalidMessage") || text.contains("peer is incompatible") || text.contains("HandshakeFailure")) => (
+        _ if tls
+            && (text.contains("InvalidContentType")
+                || text.contains("corrupt message")
+                || text.contains("InvalidMessage")
+                || text.contains("peer is incompatible")
+                // A plain MQTT listener answers a TLS ClientHello by dropping the connection.
+                || (matches!(e, ConnectionError::Tls(_)) && (text.contains("reset by peer") || text.contains("closed by peer") || text.contains("UnexpectedEof") || text.contains("unexpected end of file")))) =>
+        (
             format!("TLS handshake with broker {broker} failed: the port does not seem to speak TLS (remove [mqtt.tls] or use the broker's TLS port) ({text})"),
             Duration::from_secs(5),
         ),
@@ -158,7 +165,13 @@ pub fn describe(e: &ConnectionError, settings: &Mqtt) -> (String, Duration) {
             format!("TLS: broker {broker} did not accept the client certificate (mqtt.tls.client_cert_file / client_key_file) ({text})"),
             Duration::from_secs(10),
         ),
-        _ if !tls && (text.contains("connection closed by peer") || text.contains("UnexpectedEof") || text.contains("ConnectionReset") || text.contains("NetworkTimeout") || matches!(e, ConnectionError::NetworkTimeout)) => (
+        _ if !tls
+            && (text.contains("closed by peer")
+                || text.contains("reset by peer")
+                || text.contains("UnexpectedEof")
+                || text.contains("unexpected end of file")
+                || matches!(e, ConnectionError::NetworkTimeout)) =>
+        (
             format!("broker {broker} closed the connection during the MQTT handshake: if this is a TLS port, configure [mqtt.tls] ({text})"),
             Duration::from_secs(2),
         ),

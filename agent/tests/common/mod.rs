@@ -46,6 +46,7 @@ pub fn file_url(path: &Path) -> String {
 
 /// Writes an agent config into `dir` and returns its path.
 pub fn config(dir: &Path, broker_port: Option<u16>, cameras: &[Cam], extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
     let mut text = String::from(
         "[site]\ncity = \"xining\"\ndistrict = \"chengzhong\"\ntown = \"nanchuan\"\nvillage = \"xiaozhuang\"\ncheckpoint = \"east-gate\"\nname = \"小庄村东口\"\n\n",
     );
@@ -97,6 +98,11 @@ impl Agent {
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill").args(["-s", name, &self.pid().to_string()]).status().unwrap();
         assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Whether the agent is still running.
+    pub fn wait_or_none(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// Waits for exit; returns the exit code (None if killed by a signal).
