@@ -286,3 +286,29 @@ fn a_full_outbox_evicts_the_oldest_and_the_agent_keeps_running() {
     let evictions: BTreeMap<&str, usize> = [("warnings", agent.log().matches("evicted the oldest").count())].into();
     assert!(evictions["warnings"] >= 1);
 }
+
+#[test]
+fn without_a_broker_events_are_still_recorded_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = "[[cameras.lines]]\nid = \"gate\"\npoints = [[0.0, 0.75], [1.0, 0.75]]\nin_side = [0.5, 0.95]\n";
+    let cfg = config(dir.path(), None, &[Cam { id: "gate-in", url: file_url(&common::scenes::car_crossing(true)), extra: line }], "");
+    let mut agent = Agent::start(&cfg);
+    let state = dir.path().join("state");
+    wait_until(Duration::from_secs(60), "an end event in the local log", || logged_events(&state).iter().any(|(_, seq)| *seq >= 2) && agent.log().contains("phase=End"));
+    agent.signal("TERM");
+    assert_eq!(agent.wait(Duration::from_secs(30)), Some(0), "{}", agent.log());
+    assert!(agent.log().contains("running standalone"), "{}", agent.log());
+    // The chain is in the event log, schema-valid, and waiting in the outbox for a broker configured later.
+    let mut files: Vec<_> = std::fs::read_dir(state.join("events")).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    let lines: Vec<Value> = std::fs::read_to_string(&files[0]).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for l in &lines {
+        assert_valid("event.v1.json", l);
+    }
+    assert_eq!(lines.last().unwrap()["phase"], "end");
+    assert_eq!(lines.last().unwrap()["plate"]["text"], "苏ED51712");
+    let outbox = edge_agent::outbox::Outbox::open(&state.join("outbox.redb")).unwrap();
+    let waiting = outbox.read_after(0, usize::MAX, usize::MAX).unwrap();
+    assert_eq!(waiting.iter().filter(|(_, m)| m.topic == format!("{BASE}/gate-in/events")).count(), lines.len());
+    assert!(waiting.iter().any(|(_, m)| m.topic.starts_with(&format!("{BASE}/gate-in/snapshots/"))));
+}
