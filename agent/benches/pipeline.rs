@@ -104,13 +104,7 @@ fn bench_analyze(detect_fps: f64, plates: PlateMode, events: bool) -> f64 {
     let mut best: Option<(Duration, u64)> = None;
     for _ in 0..3 {
         let record = Arc::new(CameraRecord::new("bench", detect_fps, CameraState::Connecting));
-        let settings = SourceSettings {
-            camera_id: "bench".into(),
-            url: CameraUrl::new(format!("file://{}", clip.canonicalize().unwrap().display())),
-            detect_fps,
-            max_frame_width: 1920,
-            mode: Mode::Offline,
-        };
+        let settings = SourceSettings::new("bench", CameraUrl::new(format!("file://{}", clip.canonicalize().unwrap().display())), detect_fps, 1920, Mode::Offline);
         let mut builder = events.then(|| event_builder(detect_fps));
         let t = Instant::now();
         let mut pipeline = Pipeline::open(settings, record).unwrap();

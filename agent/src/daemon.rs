@@ -29,11 +29,27 @@ use crate::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, Det
 use crate::source::{self, Frame, Mode, SourceSettings, SupervisorSettings};
 use crate::stats::{CameraRecord, CameraState};
 
+/// Caps glibc's malloc arenas before any thread starts, unless the operator set `MALLOC_ARENA_MAX`.
+///
+/// glibc gives each new thread that allocates its own arena, up to eight per core. Every camera
+/// reconnect starts fresh GStreamer streaming threads, so without a cap resident memory climbs by
+/// about a megabyte per reconnect until the arena limit is reached (measured: 129 → 147 MB over
+/// 15 reconnects, flat afterwards); with two arenas it stays within 5 % of the first reconnect.
+#[allow(unsafe_code)] // the one FFI call in the agent: an allocator setting glibc offers no safe wrapper for
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only adjusts allocator parameters; it is called before other threads exist.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    }
+}
+
 /// Time each shutdown step may take before the daemon moves on and says what is still running.
 const STEP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Loads the config, checks the machine, and runs the agent until a termination signal.
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("edge-agent-io")
@@ -212,13 +228,19 @@ async fn serve(config: Config, detector: Detector, mut shutdown: Shutdown) -> an
 
 fn supervisor_settings(camera: &Camera) -> SupervisorSettings {
     let mut settings = SupervisorSettings::new(SourceSettings {
-        camera_id: camera.id.clone(),
-        url: camera.url.clone(),
-        detect_fps: camera.detect_fps,
-        max_frame_width: camera.max_frame_width,
-        mode: Mode::Live,
+        transport: camera.transport,
+        latency_ms: camera.latency_ms,
+        decoder: camera.decoder,
+        ..SourceSettings::new(camera.id.clone(), camera.url.clone(), camera.detect_fps, camera.max_frame_width, Mode::Live)
     });
     settings.loop_file = camera.loop_file;
+    settings.stall_timeout = camera.stall_timeout_secs.map(Duration::from_secs_f64);
+    if let Some(t) = settings.stall_timeout {
+        // An operator who sets the stall timeout means it for the first frame too.
+        settings.connect_timeout = t;
+    }
+    settings.backoff_max = Duration::from_secs_f64(camera.reconnect_max_secs);
+    settings.backoff_initial = settings.backoff_initial.min(settings.backoff_max);
     settings
 }
 

@@ -90,6 +90,8 @@ pub struct CameraStatus {
     pub last_error: Option<String>,
     /// `[width, height]` of the frames being analysed, once known.
     pub frame_size: Option<[u32; 2]>,
+    /// The video decoder in use, e.g. `avdec_h264 (software)`, once known.
+    pub decoder: Option<String>,
 }
 
 impl CameraStatus {
@@ -101,6 +103,7 @@ impl CameraStatus {
             since: timestamp(h.since),
             last_error: h.last_error,
             frame_size: h.frame_size.map(|(w, h)| [w, h]),
+            decoder: h.decoder,
         }
     }
 }
@@ -154,6 +157,8 @@ pub struct DetectorStats {
 pub struct CameraStats {
     pub id: String,
     pub state: CameraState,
+    /// The last error of the camera's source, if any (credentials scrubbed).
+    pub last_error: Option<String>,
     /// Frames decoded since the agent started.
     pub frames_in: u64,
     /// Frames the detector analysed.
@@ -191,9 +196,11 @@ impl CameraStats {
             mean: round2((now.inference_us_total - before.inference_us_total) as f64 / runs as f64 / 1000.0),
             max: round2(max.as_secs_f64() * 1000.0),
         });
+        let health = record.health();
         Self {
             id: record.id.clone(),
-            state: record.health().state,
+            state: health.state,
+            last_error: health.last_error,
             frames_in: now.frames_in,
             frames_analysed: now.frames_analysed,
             frames_dropped: now.frames_dropped(),

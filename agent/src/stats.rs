@@ -57,6 +57,8 @@ pub struct Health {
     pub since: chrono::DateTime<chrono::Utc>,
     /// Frame size of the running pipeline, once known.
     pub frame_size: Option<(u32, u32)>,
+    /// The video decoder in use (`avdec_h264 (software)`), once known.
+    pub decoder: Option<String>,
 }
 
 /// Counters of one camera. All monotonic.
@@ -64,7 +66,7 @@ pub struct Health {
 pub struct CameraCounters {
     /// Frames out of the decoder.
     pub frames_in: AtomicU64,
-    /// Frames that passed the detect-rate limiter.
+    /// Frames that passed the detect-rate gate.
     pub frames_sampled: AtomicU64,
     /// Frames the detector analysed.
     pub frames_analysed: AtomicU64,
@@ -101,7 +103,7 @@ impl CameraRecord {
             id: id.into(),
             detect_fps,
             counters: CameraCounters::default(),
-            health: Mutex::new(Health { state, last_error: None, since: chrono::Utc::now(), frame_size: None }),
+            health: Mutex::new(Health { state, last_error: None, since: chrono::Utc::now(), frame_size: None, decoder: None }),
         }
     }
 
@@ -121,6 +123,10 @@ impl CameraRecord {
             h.last_error = error;
         }
         changed
+    }
+
+    pub fn set_decoder(&self, decoder: String) {
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).decoder = Some(decoder);
     }
 
     pub fn set_frame_size(&self, width: u32, height: u32) {

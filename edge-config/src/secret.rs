@@ -78,9 +78,19 @@ impl CameraUrl {
         &self.raw
     }
 
-    /// The scheme in lower case (`rtsp`, `file`, ...), or `None` when the text has no `scheme:` prefix.
+    /// The URI GStreamer opens: the configured URL, with a bare device path (`/dev/video0`) turned into
+    /// `v4l2:///dev/video0`. Contains credentials; never log this.
+    pub fn uri(&self) -> String {
+        if self.raw.starts_with("/dev/") {
+            format!("v4l2://{}", self.raw)
+        } else {
+            self.raw.clone()
+        }
+    }
+
+    /// The scheme in lower case (`rtsp`, `file`, `v4l2`, ...), or `None` when the text has no `scheme:` prefix.
     pub fn scheme(&self) -> Option<String> {
-        url::Url::parse(&self.raw).ok().map(|u| u.scheme().to_ascii_lowercase())
+        url::Url::parse(&self.uri()).ok().map(|u| u.scheme().to_ascii_lowercase())
     }
 
     /// Whether the URL carries a user name or password.

@@ -218,6 +218,39 @@ pub struct Plates {
     pub reader_batch: usize,
 }
 
+/// RTSP lower transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// Which video decoder a camera uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderChoice {
+    #[default]
+    Auto,
+    Software,
+    Vaapi,
+    Nvcodec,
+    V4l2,
+}
+
+impl DecoderChoice {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DecoderChoice::Auto => "auto",
+            DecoderChoice::Software => "software",
+            DecoderChoice::Vaapi => "vaapi",
+            DecoderChoice::Nvcodec => "nvcodec",
+            DecoderChoice::V4l2 => "v4l2",
+        }
+    }
+}
+
 /// Where a camera looks for plates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -314,9 +347,27 @@ pub struct Camera {
     /// Human-readable name for the duty desk, e.g. `东口进村`.
     #[serde(default)]
     pub name: Option<String>,
-    /// Source: `rtsp://[user:pw@]host[:port]/path`, `rtsps://...`, `http(s)://...` (MJPEG) or
-    /// `file:///absolute/path.mp4`. Credentials here are treated as secrets.
+    /// Source: `rtsp://[user:pw@]host[:port]/path`, `rtsps://...`, `http(s)://...` (MJPEG),
+    /// `file:///absolute/path.mp4`, or a USB camera as `/dev/videoN` (or `v4l2:///dev/videoN`). Credentials
+    /// here are treated as secrets.
     pub url: CameraUrl,
+    /// RTSP transport: `tcp` (default: survives NAT and lossy links) or `udp`.
+    #[serde(default)]
+    pub transport: RtspTransport,
+    /// RTSP jitter buffer.
+    #[serde(default = "default_rtsp_latency_ms")]
+    pub latency_ms: u32,
+    /// Video decoder: `auto` (a working hardware decoder if there is one, else software), `software`,
+    /// `vaapi` (Intel/AMD), `nvcodec` (NVIDIA) or `v4l2` (stateful V4L2 decoders on ARM boards).
+    #[serde(default)]
+    pub decoder: DecoderChoice,
+    /// Restart the stream when no frame arrives for this long. Default: 5 frame intervals of the stream (at
+    /// the detect rate at most), and never less than 10 s, so slow cameras are not restarted.
+    #[serde(default)]
+    pub stall_timeout_secs: Option<f64>,
+    /// Longest wait between reconnection attempts (the wait doubles from 1 s up to this, with jitter).
+    #[serde(default = "default_camera_reconnect_max_secs")]
+    pub reconnect_max_secs: f64,
     /// Whether the agent opens this camera.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -341,7 +392,7 @@ pub struct Camera {
     pub max_frame_width: u32,
 }
 
-pub const SUPPORTED_URL_SCHEMES: &[&str] = &["rtsp", "rtsps", "http", "https", "file"];
+pub const SUPPORTED_URL_SCHEMES: &[&str] = &["rtsp", "rtsps", "http", "https", "file", "v4l2"];
 
 fn default_true() -> bool {
     true
@@ -448,6 +499,12 @@ pub fn default_snapshot_context() -> f32 {
 }
 pub fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/edge-agent")
+}
+pub fn default_rtsp_latency_ms() -> u32 {
+    200
+}
+pub fn default_camera_reconnect_max_secs() -> f64 {
+    30.0
 }
 pub fn default_detect_fps() -> f64 {
     5.0

@@ -265,6 +265,17 @@ fn validate_cameras(cameras: &[Camera], issues: &mut Vec<Issue>) {
             issues.push(Issue::new(at("detect_fps"), format!("{} is out of range (0, 60]", cam.detect_fps)));
         }
         validate_geometry(i, cam, issues);
+        if let Some(t) = cam.stall_timeout_secs {
+            if !(t >= 1.0 && t <= 3600.0) {
+                issues.push(Issue::new(at("stall_timeout_secs"), format!("{t} is out of range 1..=3600")));
+            }
+        }
+        if !(cam.reconnect_max_secs >= 1.0 && cam.reconnect_max_secs <= 3600.0) {
+            issues.push(Issue::new(at("reconnect_max_secs"), format!("{} is out of range 1..=3600", cam.reconnect_max_secs)));
+        }
+        if cam.latency_ms > 10_000 {
+            issues.push(Issue::new(at("latency_ms"), format!("{} is above 10000", cam.latency_ms)));
+        }
         if cam.max_frame_width != 0 && !(160..=7680).contains(&cam.max_frame_width) {
             issues.push(Issue::new(at("max_frame_width"), format!("{} is out of range 160..=7680 (or 0 for native)", cam.max_frame_width)));
         }
@@ -273,12 +284,20 @@ fn validate_cameras(cameras: &[Camera], issues: &mut Vec<Issue>) {
 
 fn check_camera_url(cam: &Camera) -> Result<(), String> {
     let shown = cam.url.redacted();
-    let parsed = url::Url::parse(cam.url.expose()).map_err(|e| format!("{shown:?} is not a valid URL: {e}"))?;
+    if cam.url.expose().starts_with("/dev/") && !cam.url.expose().starts_with("/dev/video") {
+        return Err(format!("{shown:?}: a device camera is /dev/videoN"));
+    }
+    let parsed = url::Url::parse(&cam.url.uri()).map_err(|e| format!("{shown:?} is not a valid URL: {e}"))?;
     let scheme = parsed.scheme();
     if !SUPPORTED_URL_SCHEMES.contains(&scheme) {
         return Err(format!("{shown:?}: unsupported scheme {scheme:?}, expected one of {}", SUPPORTED_URL_SCHEMES.join(", ")));
     }
     match scheme {
+        "v4l2" => {
+            if !parsed.path().starts_with("/dev/video") {
+                return Err(format!("{shown:?}: a USB camera is v4l2:///dev/videoN or /dev/videoN"));
+            }
+        }
         "file" => {
             if parsed.path().is_empty() || parsed.path() == "/" {
                 return Err(format!("{shown:?}: a file URL needs an absolute path, e.g. file:///srv/clips/gate.mp4"));

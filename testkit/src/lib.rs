@@ -11,6 +11,8 @@ pub mod broker;
 pub mod tls;
 #[cfg(feature = "media")]
 pub mod clips;
+#[cfg(feature = "rtsp")]
+pub mod rtsp;
 #[cfg(feature = "schemas")]
 pub mod schemas;
 #[cfg(feature = "text")]

@@ -338,11 +338,8 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
     let plate_mode = args.plates.or(camera.map(|c| c.plates)).unwrap_or(PlateMode::Vehicles);
     let camera_id = camera.map_or_else(|| "analyze".to_string(), |c| c.id.clone());
     let settings = SourceSettings {
-        camera_id: camera_id.clone(),
-        url: CameraUrl::new(uri.as_str()),
-        detect_fps,
-        max_frame_width: camera.map_or(args.max_frame_width, |c| c.max_frame_width),
-        mode: Mode::Offline,
+        decoder: camera.map_or(edge_config::DecoderChoice::Auto, |c| c.decoder),
+        ..SourceSettings::new(camera_id.clone(), CameraUrl::new(uri.as_str()), detect_fps, camera.map_or(args.max_frame_width, |c| c.max_frame_width), Mode::Offline)
     };
     let ctx = EventContext { site: setup.site.clone(), grid: setup.grid.clone(), camera: camera_id, snapshot_topic_base: None };
     let mut builder_settings = BuilderSettings::from_config(&setup.events, detect_fps);

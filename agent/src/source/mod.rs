@@ -53,8 +53,9 @@ pub struct SupervisorSettings {
     pub source: SourceSettings,
     /// Play a file source again from the start when it ends.
     pub loop_file: bool,
-    /// Restart the pipeline when no frame arrives for this long once it was online.
-    pub stall_timeout: Duration,
+    /// Restart the pipeline when no frame arrives for this long once it was online; `None` scales it to the
+    /// stream (see [`SupervisorSettings::auto_stall_timeout`]).
+    pub stall_timeout: Option<Duration>,
     /// Give up on a connection attempt when the first frame takes longer than this.
     pub connect_timeout: Duration,
     pub backoff_initial: Duration,
@@ -63,10 +64,9 @@ pub struct SupervisorSettings {
 
 impl SupervisorSettings {
     pub fn new(source: SourceSettings) -> Self {
-        // A stall is several missed frames at the detect rate, and never less than 10 s.
         let frame_gap = Duration::from_secs_f64(1.0 / source.detect_fps.max(0.01));
         Self {
-            stall_timeout: (frame_gap * 5).max(Duration::from_secs(10)),
+            stall_timeout: None,
             connect_timeout: Duration::from_secs(20).max(frame_gap * 3),
             loop_file: false,
             backoff_initial: Duration::from_secs(1),
@@ -76,10 +76,19 @@ impl SupervisorSettings {
     }
 }
 
+impl SupervisorSettings {
+    /// Five frame intervals of what reaches the detector (the stream's rate, at most the detect rate), and
+    /// never less than 10 s: a 1 fps camera is not restarted for being slow.
+    pub fn auto_stall_timeout(&self, input_fps: Option<f64>) -> Duration {
+        let rate = input_fps.map_or(self.source.detect_fps, |f| f.min(self.source.detect_fps)).max(0.01);
+        Duration::from_secs_f64(5.0 / rate).max(Duration::from_secs(10))
+    }
+}
+
 /// Runs a camera until `cancel` fires (or a non-looping file ends), calling `on_frame` for every frame and
 /// `on_state` whenever the camera's state changes. Blocks: run it on a dedicated thread.
 pub fn run_camera(
-    settings: SupervisorSettings,
+    mut settings: SupervisorSettings,
     record: Arc<CameraRecord>,
     cancel: CancellationToken,
     on_state: &(dyn Fn() + Send + Sync),
@@ -122,13 +131,11 @@ pub fn run_camera(
                             on_frame(frame);
                         }
                         Ok(Next::Timeout) => {
-                            let stalled = match last_frame {
-                                Some(t) => t.elapsed() > settings.stall_timeout,
-                                None => opened.elapsed() > settings.connect_timeout,
-                            };
+                            let stall = settings.stall_timeout.unwrap_or_else(|| settings.auto_stall_timeout(pipeline.input_fps()));
+                            let limit = if last_frame.is_some() { stall } else { settings.connect_timeout };
+                            let stalled = last_frame.unwrap_or(opened).elapsed() > limit;
                             if stalled {
                                 let what = if last_frame.is_some() { "no frame" } else { "no first frame" };
-                                let limit = if last_frame.is_some() { settings.stall_timeout } else { settings.connect_timeout };
                                 tracing::warn!(camera = %camera, timeout_s = limit.as_secs_f64(), "{what} in time, restarting pipeline");
                                 set_state(CameraState::Stalled, Some(format!("{what} for {:.0} s", limit.as_secs_f64())));
                                 break None;
@@ -163,7 +170,13 @@ pub fn run_camera(
                     backoff.at_least(settings.backoff_max);
                     CameraState::Failed
                 }
-                FailureKind::Other => CameraState::Failed,
+                FailureKind::HardwareDecoder if settings.source.decoder == edge_config::DecoderChoice::Auto => {
+                    tracing::warn!(camera = %camera, error = %e.message, "hardware decoder failed; using software decoding from now on");
+                    settings.source.decoder = edge_config::DecoderChoice::Software;
+                    backoff.reset();
+                    CameraState::Connecting
+                }
+                FailureKind::HardwareDecoder | FailureKind::Other => CameraState::Failed,
             };
             tracing::warn!(camera = %camera, state = state.as_str(), error = %e.message, "camera failed");
             set_state(state, Some(e.message));

@@ -1,19 +1,19 @@
 //! One GStreamer pipeline per camera:
 //!
 //! ```text
-//! uridecodebin(uri, video only) ─▶ videorate(drop-only, detect fps) ─▶ videoconvert ─▶ videoscale
+//! uridecodebin(uri, video only) ─▶ [rate gate] videoconvert ─▶ videoscale
 //!     ─▶ video/x-raw,format=BGR,pixel-aspect-ratio=1/1[,width≤max] ─▶ appsink
 //! ```
 //!
-//! Frames beyond the detect rate are dropped before colour conversion, so a 25 fps camera analysed at 5 fps
-//! converts only 5 frames a second. In live mode the appsink keeps one buffer and drops older ones (newest
+//! Frames beyond the detect rate are dropped by a timestamp gate before colour conversion, so a 25 fps
+//! camera analysed at 5 fps converts only 5 frames a second. In live mode the appsink keeps one buffer and drops older ones (newest
 //! frame wins, never a queue); in offline mode (`analyze`) it blocks upstream so every sampled frame is seen.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_config::CameraUrl;
+use edge_config::{CameraUrl, DecoderChoice, RtspTransport};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -40,6 +40,61 @@ pub struct SourceSettings {
     /// 0 keeps the native width.
     pub max_frame_width: u32,
     pub mode: Mode,
+    pub transport: RtspTransport,
+    pub latency_ms: u32,
+    pub decoder: DecoderChoice,
+}
+
+impl SourceSettings {
+    /// Settings with the defaults for everything but the essentials (analysis, benchmarks).
+    pub fn new(camera_id: impl Into<String>, url: CameraUrl, detect_fps: f64, max_frame_width: u32, mode: Mode) -> Self {
+        Self {
+            camera_id: camera_id.into(),
+            url,
+            detect_fps,
+            max_frame_width,
+            mode,
+            transport: RtspTransport::Tcp,
+            latency_ms: edge_config::default_rtsp_latency_ms(),
+            decoder: DecoderChoice::Auto,
+        }
+    }
+}
+
+/// Factory-name prefixes of each hardware decoder family.
+fn family_prefixes(choice: DecoderChoice) -> &'static [&'static str] {
+    match choice {
+        DecoderChoice::Vaapi => &["vaapi", "va"],
+        DecoderChoice::Nvcodec => &["nv"],
+        DecoderChoice::V4l2 => &["v4l2"],
+        DecoderChoice::Auto | DecoderChoice::Software => &[],
+    }
+}
+
+/// Video decoders, and image decoders (jpegdec decodes MJPEG streams).
+fn is_video_decoder(factory: &gst::ElementFactory) -> bool {
+    let klass = factory.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default();
+    klass.contains("Decoder") && (klass.contains("Video") || klass.contains("Image"))
+}
+
+fn is_hardware(factory: &gst::ElementFactory) -> bool {
+    factory.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default().contains("Hardware")
+}
+
+/// Whether `factory` belongs to the hardware family `choice`.
+fn in_family(factory: &gst::ElementFactory, choice: DecoderChoice) -> bool {
+    let name = factory.name();
+    is_hardware(factory) && family_prefixes(choice).iter().any(|p| name.starts_with(p))
+}
+
+/// The Debian package that provides a decoder family.
+fn family_package(choice: DecoderChoice) -> &'static str {
+    match choice {
+        DecoderChoice::Vaapi => "gstreamer1.0-vaapi (or the va plugin of gstreamer1.0-plugins-bad) and the VA driver",
+        DecoderChoice::Nvcodec => "gstreamer1.0-plugins-bad built with nvcodec, and the NVIDIA driver",
+        DecoderChoice::V4l2 => "gstreamer1.0-plugins-good (v4l2codecs) and a V4L2 decoder device",
+        DecoderChoice::Auto | DecoderChoice::Software => "gstreamer1.0-libav",
+    }
 }
 
 /// What kind of failure a source hit; decides the camera state and back-off.
@@ -51,6 +106,8 @@ pub enum FailureKind {
     BadInput,
     /// A GStreamer element is missing (plugin package not installed).
     MissingPlugin,
+    /// A hardware decoder failed (no device, driver trouble): software decoding may still work.
+    HardwareDecoder,
     Other,
 }
 
@@ -121,12 +178,45 @@ pub struct Pipeline {
     appsink: gst_app::AppSink,
     bus: gst::Bus,
     seq: u64,
+    /// The stream's frame rate ×1000, once the decoder announced it (0 = unknown or variable).
+    input_fps: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Lets frames through at `fps` by their timestamps. Frames without a timestamp pass. A jump back in time
+/// (a file looping, a stream restarting) starts over.
+#[derive(Debug, Clone)]
+pub struct RateGate {
+    interval: Duration,
+    next_due: Option<Duration>,
+}
+
+impl RateGate {
+    pub fn new(fps: f64) -> Self {
+        Self { interval: Duration::from_secs_f64(1.0 / fps.max(0.001)), next_due: None }
+    }
+
+    pub fn admit(&mut self, pts: Option<Duration>) -> bool {
+        let Some(pts) = pts else { return true };
+        // Half a millisecond of slack for rounded timestamps (25 fps streams at 5 fps).
+        let slack = Duration::from_micros(500);
+        match self.next_due {
+            Some(due) if pts + slack < due && pts + 2 * self.interval >= due => false,
+            Some(due) if pts + slack >= due && pts < due + self.interval => {
+                self.next_due = Some(due + self.interval);
+                true
+            }
+            // First frame, a jump forward (gap) or back (loop): start the schedule here.
+            _ => {
+                self.next_due = Some(pts + self.interval);
+                true
+            }
+        }
+    }
 }
 
 /// Elements every pipeline needs, with the Debian package that provides each.
 const REQUIRED_ELEMENTS: &[(&str, &str)] = &[
     ("uridecodebin", "gstreamer1.0-plugins-base"),
-    ("videorate", "gstreamer1.0-plugins-base"),
     ("videoconvert", "gstreamer1.0-plugins-base"),
     ("videoscale", "gstreamer1.0-plugins-base"),
     ("appsink", "gstreamer1.0-plugins-base"),
@@ -158,23 +248,51 @@ impl Pipeline {
                 .map_err(|_| fail(FailureKind::MissingPlugin, format!("GStreamer element {factory} is not installed")))
         };
 
+        let choice = settings.decoder;
+        if !family_prefixes(choice).is_empty() {
+            let available = gst::ElementFactory::factories_with_type(gst::ElementFactoryType::DECODER, gst::Rank::NONE)
+                .into_iter()
+                .any(|f| is_video_decoder(&f) && in_family(&f, choice));
+            if !available {
+                return Err(fail(
+                    FailureKind::MissingPlugin,
+                    format!("decoder = {:?} but no such hardware video decoder is installed (needs {})", choice.as_str(), family_package(choice)),
+                ));
+            }
+        }
+
         let pipeline = gst::Pipeline::with_name(&format!("camera-{}", settings.camera_id));
         let decode = make("uridecodebin")?;
-        decode.set_property("uri", settings.url.expose());
+        decode.set_property("uri", settings.url.uri());
         decode.set_property("caps", gst::Caps::builder("video/x-raw").any_features().build());
         decode.set_property("expose-all-streams", false);
-        decode.connect("source-setup", false, |values| {
+        let (transport, latency) = (settings.transport, settings.latency_ms);
+        decode.connect("source-setup", false, move |values| {
             if let Some(source) = values.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
-                configure_network_source(&source);
+                configure_source(&source, transport, latency);
             }
             None
         });
+        if choice != DecoderChoice::Auto {
+            // Steer decodebin: skip decoders that are not the requested kind.
+            let result_class = glib::Type::from_name("GstAutoplugSelectResult").and_then(glib::EnumClass::with_type);
+            if let Some(class) = result_class {
+                decode.connect("autoplug-select", false, move |values| {
+                    let factory = values.get(3).and_then(|v| v.get::<gst::ElementFactory>().ok())?;
+                    let skip = is_video_decoder(&factory)
+                        && match choice {
+                            DecoderChoice::Software => is_hardware(&factory),
+                            _ => !in_family(&factory, choice),
+                        };
+                    // 0 = try, 2 = skip.
+                    class.to_value(if skip { 2 } else { 0 })
+                });
+            }
+        }
 
-        let rate = make("videorate")?;
-        rate.set_property("drop-only", true);
-        let rate_caps = make("capsfilter")?;
-        let fps = gst::Fraction::approximate_f64(settings.detect_fps).unwrap_or_else(|| gst::Fraction::new(5, 1));
-        rate_caps.set_property("caps", gst::Caps::builder("video/x-raw").field("framerate", fps).build());
+        // Frames beyond the detect rate are dropped by a timestamp gate on the converter's input (see
+        // `RateGate`), not by videorate: GStreamer 1.22's videorate aborts the process on variable-rate
+        // streams without buffer durations (MJPEG over HTTP).
         let convert = make("videoconvert")?;
         let scale = make("videoscale")?;
         let out_caps = make("capsfilter")?;
@@ -195,12 +313,12 @@ impl Pipeline {
             .build();
 
         pipeline
-            .add_many([&decode, &rate, &rate_caps, &convert, &scale, &out_caps, appsink.upcast_ref()])
+            .add_many([&decode, &convert, &scale, &out_caps, appsink.upcast_ref()])
             .map_err(|e| fail(FailureKind::Other, format!("cannot assemble pipeline: {e}")))?;
-        gst::Element::link_many([&rate, &rate_caps, &convert, &scale, &out_caps, appsink.upcast_ref()])
+        gst::Element::link_many([&convert, &scale, &out_caps, appsink.upcast_ref()])
             .map_err(|e| fail(FailureKind::Other, format!("cannot link pipeline: {e}")))?;
 
-        let rate_sink = rate.static_pad("sink").ok_or_else(|| fail(FailureKind::Other, "videorate has no sink pad".into()))?;
+        let rate_sink = convert.static_pad("sink").ok_or_else(|| fail(FailureKind::Other, "videoconvert has no sink pad".into()))?;
         decode.connect_pad_added(move |_, pad| {
             let is_video = pad
                 .current_caps()
@@ -213,31 +331,58 @@ impl Pipeline {
                 }
             }
         });
-        let rate_sink = rate.static_pad("sink").ok_or_else(|| fail(FailureKind::Other, "videorate has no sink pad".into()))?;
+        let rate_sink = convert.static_pad("sink").ok_or_else(|| fail(FailureKind::Other, "videoconvert has no sink pad".into()))?;
         decode.connect_no_more_pads(move |element| {
             if !rate_sink.is_linked() {
                 gst::element_error!(element, gst::StreamError::WrongType, ("the source has no video stream"));
             }
         });
 
-        // Count frames out of the decoder and frames past the rate limiter.
+        // Note which decoder decodebin picked, for the log and the status.
+        let noted = record.clone();
+        let camera = settings.camera_id.clone();
+        pipeline.connect_deep_element_added(move |_, _, element| {
+            if let Some(factory) = element.factory() {
+                if is_video_decoder(&factory) {
+                    let kind = if is_hardware(&factory) { "hardware" } else { "software" };
+                    tracing::info!(camera = %camera, decoder = %factory.name(), kind, "video decoder chosen");
+                    noted.set_decoder(format!("{} ({kind})", factory.name()));
+                }
+            }
+        });
+
+        // Count frames out of the decoder, drop those beyond the detect rate, note the stream's frame rate.
         let counters = record.clone();
-        if let Some(pad) = rate.static_pad("sink") {
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                counters.counters.frames_in.fetch_add(1, Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
-            });
-        }
-        let counters = record.clone();
-        if let Some(pad) = rate.static_pad("src") {
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                counters.counters.frames_sampled.fetch_add(1, Ordering::Relaxed);
+        let input_fps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let fps_out = input_fps.clone();
+        let gate = std::sync::Mutex::new(RateGate::new(settings.detect_fps));
+        if let Some(pad) = convert.static_pad("sink") {
+            pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(buffer)) => {
+                        counters.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+                        let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
+                        if !gate.lock().unwrap_or_else(|p| p.into_inner()).admit(pts) {
+                            return gst::PadProbeReturn::Drop;
+                        }
+                        counters.counters.frames_sampled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(gst::PadProbeData::Event(e)) => {
+                        if let gst::EventView::Caps(c) = e.view() {
+                            let rate = c.caps().structure(0).and_then(|s| s.get::<gst::Fraction>("framerate").ok());
+                            if let Some(r) = rate.filter(|r| r.numer() > 0 && r.denom() > 0) {
+                                fps_out.store((r.numer() as f64 / r.denom() as f64 * 1000.0) as u64, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
                 gst::PadProbeReturn::Ok
             });
         }
 
         let bus = pipeline.bus().ok_or_else(|| fail(FailureKind::Other, "pipeline has no bus".into()))?;
-        let this = Self { settings, pipeline, appsink, bus, seq: 0 };
+        let this = Self { settings, pipeline, appsink, bus, seq: 0, input_fps };
         if this.pipeline.set_state(gst::State::Playing).is_err() {
             // The reason is on the bus; surface it.
             return Err(this.bus_error().unwrap_or_else(|| this.error(FailureKind::Other, "pipeline refused to start".into())));
@@ -249,15 +394,26 @@ impl Pipeline {
         &self.settings.camera_id
     }
 
+    /// The stream's frame rate as the decoder announced it, if it has one.
+    pub fn input_fps(&self) -> Option<f64> {
+        let v = self.input_fps.load(Ordering::Relaxed);
+        (v > 0).then(|| v as f64 / 1000.0)
+    }
+
     fn error(&self, kind: FailureKind, message: String) -> SourceError {
         SourceError { camera: self.settings.camera_id.clone(), kind, message: self.settings.url.scrub(&message) }
     }
 
-    /// Pops the first error (or EOS) waiting on the bus.
+    /// Drains the bus (so messages never pile up over months of running) and returns the first error.
     fn bus_error(&self) -> Option<SourceError> {
-        while let Some(msg) = self.bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(err) = msg.view() {
-                return Some(self.classify(err));
+        while let Some(msg) = self.bus.pop() {
+            match msg.view() {
+                gst::MessageView::Error(err) => return Some(self.classify(err)),
+                gst::MessageView::Warning(w) => {
+                    let source = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+                    tracing::debug!(camera = %self.settings.camera_id, source = %source, warning = %self.settings.url.scrub(&w.error().to_string()), "GStreamer warning");
+                }
+                _ => {}
             }
         }
         None
@@ -265,7 +421,10 @@ impl Pipeline {
 
     fn classify(&self, err: &gst::message::Error) -> SourceError {
         let e = err.error();
-        let kind = if let Some(r) = e.kind::<gst::ResourceError>() {
+        let from_hw_decoder = err.src().and_then(|s| s.downcast_ref::<gst::Element>().and_then(|el| el.factory())).is_some_and(|f| is_video_decoder(&f) && is_hardware(&f));
+        let kind = if from_hw_decoder {
+            FailureKind::HardwareDecoder
+        } else if let Some(r) = e.kind::<gst::ResourceError>() {
             match r {
                 gst::ResourceError::NotAuthorized => FailureKind::Unauthorized,
                 gst::ResourceError::NotFound | gst::ResourceError::OpenRead | gst::ResourceError::OpenReadWrite
@@ -340,15 +499,55 @@ impl Drop for Pipeline {
     }
 }
 
-/// Network source defaults: RTSP over TCP (NAT and packet loss on village links make UDP unreliable) with a
-/// small jitter buffer.
-fn configure_network_source(source: &gst::Element) {
+/// Source settings: RTSP transport and jitter buffer, and timestamps on HTTP MJPEG streams (which carry
+/// none, and the rate limiter needs them).
+fn configure_source(source: &gst::Element, transport: RtspTransport, latency_ms: u32) {
     let factory = source.factory().map(|f| f.name().to_string()).unwrap_or_default();
-    if factory == "rtspsrc" {
-        source.set_property_from_str("protocols", "tcp");
-        source.set_property("latency", 200u32);
-        if source.has_property("tcp-timeout") {
-            source.set_property("tcp-timeout", 10_000_000u64);
+    match factory.as_str() {
+        "rtspsrc" => {
+            source.set_property_from_str("protocols", match transport {
+                RtspTransport::Tcp => "tcp",
+                RtspTransport::Udp => "udp",
+            });
+            source.set_property("latency", latency_ms);
+            if source.has_property("tcp-timeout") {
+                source.set_property("tcp-timeout", 10_000_000u64);
+            }
         }
+        "souphttpsrc" => {
+            source.set_property("is-live", true);
+            source.set_property("do-timestamp", true);
+            if source.has_property("timeout") {
+                source.set_property("timeout", 15u32);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(gate: &mut RateGate, fps_in: f64, frames: usize) -> Vec<usize> {
+        (0..frames).filter(|&i| gate.admit(Some(Duration::from_secs_f64(i as f64 / fps_in)))).collect()
+    }
+
+    #[test]
+    fn the_gate_holds_the_detect_rate() {
+        assert_eq!(run(&mut RateGate::new(5.0), 25.0, 26), vec![0, 5, 10, 15, 20, 25]);
+        assert_eq!(run(&mut RateGate::new(2.5), 25.0, 25), vec![0, 10, 20]);
+        // A slower stream passes whole.
+        assert_eq!(run(&mut RateGate::new(5.0), 2.0, 4), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn the_gate_restarts_after_a_jump_back_or_a_gap() {
+        let mut g = RateGate::new(5.0);
+        assert!(g.admit(Some(Duration::from_secs(10))));
+        assert!(!g.admit(Some(Duration::from_millis(10_040))));
+        assert!(g.admit(Some(Duration::ZERO)), "file rewound");
+        assert!(g.admit(Some(Duration::from_secs(100))), "gap");
+        assert!(g.admit(None));
     }
 }
