@@ -266,7 +266,7 @@ fn validate_cameras(cameras: &[Camera], issues: &mut Vec<Issue>) {
         }
         validate_geometry(i, cam, issues);
         if let Some(t) = cam.stall_timeout_secs {
-            if !(t >= 1.0 && t <= 3600.0) {
+            if !(1.0..=3600.0).contains(&t) {
                 issues.push(Issue::new(at("stall_timeout_secs"), format!("{t} is out of range 1..=3600")));
             }
         }
