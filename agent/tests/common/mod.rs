@@ -74,9 +74,28 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(config: &Path) -> Self {
+        Self::spawn(command(), config)
+    }
+
+    /// Starts the agent at a lower CPU priority (`nice -n niceness`), so that servers standing in for
+    /// cameras in the same machine are not starved by it.
+    pub fn start_nice(config: &Path, niceness: i32) -> Self {
+        let template = command();
+        let mut cmd = Command::new("nice");
+        cmd.args(["-n", &niceness.to_string()]).arg(bin());
+        for (key, value) in template.get_envs() {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        Self::spawn(cmd, config)
+    }
+
+    fn spawn(mut cmd: Command, config: &Path) -> Self {
         let log = config.with_extension("log");
         let file = std::fs::File::create(&log).unwrap();
-        let child = command()
+        let child = cmd
             .args(["run", "--config"])
             .arg(config)
             .stdout(Stdio::null())
