@@ -12,22 +12,26 @@ ORT_LIB     := $(ORT_DIR)/libonnxruntime.so
 MODELS_DIR  := var/models
 SHARED      ?= ../shared
 BIN         := target/release/edge-agent
+CARGO_DEB_VERSION := 3.8.0
+CARGO_DEB   := $(DEPS)/cargo-deb/bin/cargo-deb
 
-# Debian packages the agent needs to build, run and be tested (GStreamer with the codecs and RTSP, and the
-# Mosquitto broker the tests start on loopback ports, and a CJK font the tests render signs with).
+# Debian packages the agent needs to build, run and be tested (GStreamer with the codecs and RTSP, the
+# Mosquitto broker the tests start on loopback ports, a CJK font the tests render signs with, and
+# dpkg-dev/systemd for building the .deb and checking the unit with systemd-analyze).
 APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp gstreamer1.0-tools \
-	libgstrtspserver-1.0-dev mosquitto mosquitto-clients python3-pip fonts-wqy-microhei
+	libgstrtspserver-1.0-dev mosquitto mosquitto-clients python3-pip fonts-wqy-microhei \
+	dpkg-dev systemd
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export ORT_DYLIB_PATH := $(abspath $(ORT_LIB))
 export EDGE_AGENT_MODELS_DIR := $(abspath $(MODELS_DIR))
 
-.PHONY: deps system-deps onnxruntime build models demo test bench clean-deps
+.PHONY: deps system-deps onnxruntime cargo-deb build models demo test bench deb clean-deps
 
-deps: system-deps onnxruntime
+deps: system-deps onnxruntime cargo-deb
 
 # Installs only the packages that are missing, so a provisioned machine does not touch apt at all.
 system-deps:
@@ -48,6 +52,11 @@ $(ORT_LIB):
 	ln -sf wheel/onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION) $(ORT_LIB)
 	@test -f $(ORT_LIB) || { echo "libonnxruntime.so.$(ORT_VERSION) not found in the wheel"; exit 1; }
 
+# cargo-deb builds the Debian package (`make deb`, and the packaging test), installed project-locally.
+cargo-deb: $(CARGO_DEB)
+$(CARGO_DEB):
+	cargo install --quiet --locked --version $(CARGO_DEB_VERSION) --root $(DEPS)/cargo-deb cargo-deb
+
 build: deps
 	cargo build --release --locked -p edge-agent
 
@@ -64,6 +73,10 @@ test: deps
 
 bench: models
 	cargo bench --locked -p edge-agent
+
+# The release package: target/debian/edge-agent_<version>_<arch>.deb
+deb: build
+	$(CARGO_DEB) -p edge-agent --no-build
 
 clean-deps:
 	rm -rf $(DEPS)

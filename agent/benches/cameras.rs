@@ -109,7 +109,13 @@ fn decode_only(url: &str, n: usize) {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while counts.iter().any(|c| c.load(Ordering::Relaxed) == 0) {
-        assert!(Instant::now() < deadline, "decode-only: not every stream delivered a frame within 60 s");
+        if Instant::now() >= deadline {
+            // Reported as a rung that is not sustained: at this count the streams do not even start.
+            let started = counts.iter().filter(|c| c.load(Ordering::Relaxed) > 0).count();
+            eprintln!("  decode-only: only {started} of {n} streams delivered a frame within 60 s");
+            println!("0 {} {}", cpu_percent(std::process::id(), Duration::ZERO, Instant::now() - Duration::from_secs(60)), rss_mib(std::process::id()));
+            return;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(WARM_UP);
@@ -202,6 +208,9 @@ fn climb(ladder: &[usize], clip: &std::path::Path, measure: impl Fn(&RtspServer,
         let rung = measure(&server, n);
         println!("{}", rung.line());
         if !rung.sustained() {
+            // Past the limit, sessions can be left half set up inside the server, and tearing it down
+            // then blocks; the process is about to move on or exit, so leave it to the OS.
+            std::mem::forget(server);
             break;
         }
         best = n;

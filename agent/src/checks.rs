@@ -34,18 +34,16 @@ pub fn environment_issues(config: &Config) -> Vec<Issue> {
         }
     }
     if let Some(mqtt) = &config.mqtt {
-        if let Some(path) = &mqtt.password_file {
-            if let Err(e) = std::fs::File::open(path) {
-                issues.push(Issue::new("mqtt.password_file", format!("{}: {e}", path.display())));
-            }
-        }
-        if let Some(tls) = &mqtt.tls {
-            for (key, path) in [("mqtt.tls.ca_file", Some(&tls.ca_file)), ("mqtt.tls.client_cert_file", tls.client_cert_file.as_ref()), ("mqtt.tls.client_key_file", tls.client_key_file.as_ref())] {
-                if let Some(path) = path {
-                    if let Err(e) = std::fs::File::open(path) {
-                        issues.push(Issue::new(key, format!("{}: {e}", path.display())));
-                    }
-                }
+        let tls = mqtt.tls.iter().flat_map(|t| {
+            [("mqtt.tls.ca_file", Some(&t.ca_file)), ("mqtt.tls.client_cert_file", t.client_cert_file.as_ref()), ("mqtt.tls.client_key_file", t.client_key_file.as_ref())]
+        });
+        let files = [("mqtt.password_file", mqtt.password_file.as_ref())].into_iter().chain(tls);
+        for (key, path) in files.filter_map(|(k, p)| p.map(|p| (k, p))) {
+            if path.starts_with(edge_config::CREDENTIALS_PREFIX) {
+                let why = "names a systemd credential, but $CREDENTIALS_DIRECTORY is not set (add LoadCredential= to the unit)";
+                issues.push(Issue::new(key, format!("{} {why}", path.display())));
+            } else if let Err(e) = std::fs::File::open(path) {
+                issues.push(Issue::new(key, format!("{}: {e}", path.display())));
             }
         }
     }

@@ -10,7 +10,7 @@
 //! step has a deadline and anything still running after it is logged.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,9 @@ use crate::snapshots::SnapshotStore;
 use crate::mqtt::{self, MqttLink, StatusFn};
 use crate::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, DetectedObject, DetectedPlate, Grid};
 use crate::source::{self, Frame, Mode, SourceSettings, SupervisorSettings};
+use crate::metrics::{self, CameraList};
 use crate::stats::{CameraRecord, CameraState};
+use crate::systemd::Notifier;
 
 /// Caps glibc's malloc arenas before any thread starts, unless the operator set `MALLOC_ARENA_MAX`.
 ///
@@ -58,7 +60,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         // Signals are handled from the first moment, so a stop during start-up is clean too.
-        let mut shutdown = Shutdown::install()?;
+        let mut signals = Signals::install()?;
         let config = edge_config::load_file(config_path)?;
         let issues = crate::checks::environment_issues(&config);
         if !issues.is_empty() {
@@ -72,7 +74,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         let loading = tokio::task::spawn_blocking(move || Detector::start(&models, 1, Some(floor)));
         let detector = tokio::select! {
             loaded = loading => loaded.context("detector loading panicked")?.context("cannot load the detector")?,
-            _ = shutdown.wait() => {
+            _ = signals.stop() => {
                 tracing::info!("stopped during start-up");
                 return Ok(());
             }
@@ -86,24 +88,18 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             runtime = %models::runtime::library_path().map(|p| p.display().to_string()).unwrap_or_default(),
             "detector loaded"
         );
-        serve(config, detector, shutdown).await
+        serve(config_path, config, detector, signals).await
     })
 }
 
-async fn serve(config: Config, detector: Detector, mut shutdown: Shutdown) -> anyhow::Result<()> {
+async fn serve(config_path: &Path, config: Config, detector: Detector, mut signals: Signals) -> anyhow::Result<()> {
     let started = chrono::Utc::now();
     let started_instant = Instant::now();
+    let notifier = Arc::new(Notifier::from_env());
     let detector_info = detector.info().clone();
-    let records: Vec<Arc<CameraRecord>> = config
-        .cameras
-        .iter()
-        .map(|c| {
-            let state = if c.enabled { CameraState::Connecting } else { CameraState::Disabled };
-            Arc::new(CameraRecord::new(&c.id, c.detect_fps, state))
-        })
-        .collect();
+    let cameras: CameraList = Arc::new(RwLock::new(Vec::new()));
 
-    let status_fn = status_builder(&config, AgentInfo::current(started), records.clone());
+    let status_fn = status_builder(&config, AgentInfo::current(started), cameras.clone());
     let outbox_path = config.storage.state_dir.join("outbox.redb");
     let outbox = Outbox::open(&outbox_path).with_context(|| "cannot open the outbox")?;
     let pending = outbox.stats().map(|s| s.depth).unwrap_or(0);
@@ -121,60 +117,29 @@ async fn serve(config: Config, detector: Detector, mut shutdown: Shutdown) -> an
         }
     };
     let link = mqtt.as_ref().map(|(link, _)| link.clone());
-    let detections_interval = config
-        .mqtt
-        .as_ref()
-        .map(|m| Duration::from_millis(m.detections_interval_ms))
-        .filter(|d| !d.is_zero());
-
     let snapshot_store = SnapshotStore::new(&config.storage.state_dir, config.storage.snapshot_retention_days);
     let retention_task = tokio::spawn(apply_retention(snapshot_store.clone(), event_log.clone()));
     let sources_cancel = CancellationToken::new();
-    let mut cameras: Vec<(String, JoinHandle<()>)> = Vec::new();
-    for (camera, record) in config.cameras.iter().zip(&records) {
-        if !camera.enabled {
-            tracing::info!(camera = %camera.id, "camera disabled in config");
-            continue;
-        }
-        let Some(handle) = detector.handle() else { bail!("detector stopped before cameras started") };
-        let ctx = EventContext {
-            site: config.site.path(),
-            grid: Grid::from(&config.site),
-            camera: camera.id.clone(),
-            snapshot_topic_base: Some(topics.snapshots(&camera.id)),
-        };
-        let worker = CameraWorker {
-            site: config.site.path(),
-            record: record.clone(),
-            detector: handle,
+    let Some(detector_handle) = detector.handle() else { bail!("detector stopped before cameras started") };
+    let mut fleet = Fleet {
+        deps: CameraDeps {
+            site: config.site.clone(),
+            topics: topics.clone(),
+            detector: detector_handle,
+            plates_loaded: detector_info.plates,
             link: link.clone(),
-            detections_interval,
-            last_sent: None,
-            last_had_objects: false,
-            plates: camera.plates,
-            builder: EventBuilder::new(ctx, BuilderSettings::from_config(&config.events, camera.detect_fps), &camera.lines, &camera.zones),
-            lost_timeout_s: config.events.lost_timeout_secs,
-            started: Instant::now(),
-            sink: EventSink { camera: camera.id.clone(), topics: topics.clone(), outbox: outbox.clone(), log: event_log.clone(), store: snapshot_store.clone() },
-        };
-        let settings = supervisor_settings(camera);
-        let cancel = sources_cancel.clone();
-        let record = record.clone();
-        let notify = link.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("cam-{}", camera.id))
-            .spawn(move || {
-                let mut worker = worker;
-                let on_state = move || {
-                    if let Some(link) = &notify {
-                        link.status_changed();
-                    }
-                };
-                source::run_camera(settings, record, cancel, &on_state, |frame| worker.process(frame));
-                worker.finish();
-            })
-            .with_context(|| format!("cannot start thread for camera {}", camera.id))?;
-        cameras.push((camera.id.clone(), thread));
+            detections_interval: config.mqtt.as_ref().map(|m| Duration::from_millis(m.detections_interval_ms)).filter(|d| !d.is_zero()),
+            outbox: outbox.clone(),
+            log: event_log.clone(),
+            store: snapshot_store.clone(),
+            cancel: sources_cancel.clone(),
+        },
+        running: Vec::new(),
+        list: cameras.clone(),
+    };
+    fleet.apply(&config).await?;
+    if config.cameras.is_empty() {
+        tracing::warn!("no cameras configured: running idle; add [[cameras]] to the config and reload (SIGHUP)");
     }
 
     let stats_task = match (&link, &config.mqtt) {
@@ -182,21 +147,71 @@ async fn serve(config: Config, detector: Detector, mut shutdown: Shutdown) -> an
             link.clone(),
             outbox.clone(),
             config.site.path(),
-            records.clone(),
+            cameras.clone(),
             detector_info,
             Duration::from_secs(settings.stats_interval_secs),
             started_instant,
         ))),
         _ => None,
     };
+    let rates_task = tokio::spawn(sample_rates(cameras.clone()));
 
-    shutdown.wait().await;
-    tracing::info!("shutting down: stopping cameras");
-    sources_cancel.cancel();
-    let pending = join_threads(cameras, STEP_DEADLINE).await;
-    if !pending.is_empty() {
-        tracing::warn!(cameras = ?pending, "cameras still running after the shutdown deadline");
+    let sources = metrics::Sources {
+        cameras: cameras.clone(),
+        outbox: outbox.clone(),
+        link: link.as_ref().map(|l| l.state().clone()),
+        health: Arc::new(std::sync::Mutex::new(metrics::Health::default())),
+        started: started_instant,
+        reloads: Arc::new(metrics::ReloadCounters::default()),
+    };
+    let http_cancel = CancellationToken::new();
+    let metrics_task = if config.metrics.enabled {
+        match metrics::serve(&config.metrics.listen, sources.clone(), http_cancel.clone()).await {
+            Ok((addr, task)) => {
+                tracing::info!(address = %addr, "metrics endpoint listening on http://{addr}/metrics and /healthz");
+                Some(task)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "metrics endpoint not started; the agent runs without it");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mqtt_task = mqtt.as_ref().map(|(_, task)| task.abort_handle());
+    let check = metrics::HealthCheck {
+        sources: sources.clone(),
+        mqtt_running: mqtt_task.map(|t| Box::new(move || !t.is_finished()) as Box<dyn Fn() -> bool + Send + Sync>),
+    };
+    let watchdog_task = tokio::spawn(watchdog(check, notifier.clone()));
+    notifier.ready(&fleet.summary());
+    tracing::info!(cameras = fleet.running.len(), watchdog = ?notifier.watchdog(), systemd = notifier.is_active(), "agent ready");
+
+    loop {
+        match signals.next().await {
+            Signal::Stop => break,
+            Signal::Reload => {
+                notifier.reloading();
+                match reload(config_path, &config, &mut fleet).await {
+                    Ok(()) => sources.reloads.ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    Err(()) => sources.reloads.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                };
+                if let Some(link) = &link {
+                    link.status_changed();
+                }
+                notifier.ready(&fleet.summary());
+            }
+        }
     }
+    notifier.stopping();
+    tracing::info!("shutting down: stopping cameras");
+    watchdog_task.abort();
+    rates_task.abort();
+    http_cancel.cancel();
+    sources_cancel.cancel();
+    fleet.stop_all().await;
+    drop(fleet);
     tracing::info!("stopping detector");
     let detector_done = tokio::task::spawn_blocking(move || detector.shutdown());
     if tokio::time::timeout(STEP_DEADLINE, detector_done).await.is_err() {
@@ -204,6 +219,9 @@ async fn serve(config: Config, detector: Detector, mut shutdown: Shutdown) -> an
     }
     if let Some(task) = stats_task {
         task.abort();
+    }
+    if let Some(task) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
     retention_task.abort();
     // Everything the cameras produced is on disk before the link goes.
@@ -219,11 +237,252 @@ async fn serve(config: Config, detector: Detector, mut shutdown: Shutdown) -> an
         }
     }
     let left = outbox.outbox().stats().map(|s| s.depth).unwrap_or(0);
+    drop(sources);
     drop(outbox);
     drop(link);
     tokio::task::spawn_blocking(move || outbox_writer.stop()).await.ok();
     tracing::info!(undelivered = left, "stopped");
     Ok(())
+}
+
+/// Re-reads the config after SIGHUP. An invalid file (or one this machine cannot run) is rejected with every
+/// problem logged, and the running cameras stay as they are. Otherwise cameras are diffed: unchanged ones
+/// keep running untouched, changed ones restart, new ones start and removed ones stop. Sections read only at
+/// start are compared and a restart is asked for when they differ.
+async fn reload(path: &Path, initial: &Config, fleet: &mut Fleet) -> Result<(), ()> {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading configuration");
+    let new = match edge_config::load_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                tracing::error!("{line}");
+            }
+            tracing::error!(config = %path.display(), "new configuration rejected; keeping the running one");
+            return Err(());
+        }
+    };
+    let issues = crate::checks::environment_issues(&new);
+    if !issues.is_empty() {
+        for issue in &issues {
+            tracing::error!("{}: {issue}", path.display());
+        }
+        tracing::error!(config = %path.display(), "new configuration rejected; keeping the running one");
+        return Err(());
+    }
+    let restart_only = [
+        ("site", new.site != initial.site),
+        ("mqtt", new.mqtt != initial.mqtt),
+        ("models", new.models != initial.models),
+        ("storage", new.storage != initial.storage),
+        ("metrics", new.metrics != initial.metrics),
+    ];
+    for (section, _) in restart_only.iter().filter(|(_, changed)| *changed) {
+        tracing::warn!(section, "[{section}] changed: it is read only at start, restart the agent to apply it (systemctl restart edge-agent)");
+    }
+    match fleet.apply(&new).await {
+        Ok(()) => {
+            tracing::info!("configuration reloaded");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed part-way");
+            Err(())
+        }
+    }
+}
+
+/// What every camera thread shares.
+struct CameraDeps {
+    site: edge_config::Site,
+    topics: Topics,
+    detector: DetectorHandle,
+    plates_loaded: bool,
+    link: Option<MqttLink>,
+    /// Minimum time between two `detections` messages; `None` when the topic is off or there is no broker.
+    detections_interval: Option<Duration>,
+    outbox: OutboxHandle,
+    log: Arc<EventLog>,
+    store: SnapshotStore,
+    /// Parent of every camera's own token: cancelled at shutdown.
+    cancel: CancellationToken,
+}
+
+/// A camera thread and the settings it was started with.
+struct RunningCamera {
+    camera: Camera,
+    events: edge_config::Events,
+    record: Arc<CameraRecord>,
+    cancel: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The cameras the agent runs, reconciled with the config at start and on every reload.
+struct Fleet {
+    deps: CameraDeps,
+    running: Vec<RunningCamera>,
+    list: CameraList,
+}
+
+impl Fleet {
+    /// Brings the running cameras in line with `config`.
+    async fn apply(&mut self, config: &Config) -> anyhow::Result<()> {
+        let mut old: Vec<RunningCamera> = std::mem::take(&mut self.running);
+        let mut next = Vec::with_capacity(config.cameras.len());
+        let mut to_stop = Vec::new();
+        let mut to_start = Vec::new();
+        for camera in &config.cameras {
+            let existing = old.iter().position(|r| r.camera.id == camera.id).map(|i| old.swap_remove(i));
+            match existing {
+                Some(r) if r.camera == *camera && r.events == config.events => next.push(Some(r)),
+                Some(r) => {
+                    tracing::info!(camera = %camera.id, "camera settings changed: restarting it");
+                    to_stop.push(r);
+                    to_start.push(next.len());
+                    next.push(None);
+                }
+                None => {
+                    to_start.push(next.len());
+                    next.push(None);
+                }
+            }
+        }
+        for r in old {
+            tracing::info!(camera = %r.camera.id, "camera removed from the config: stopping it");
+            to_stop.push(r);
+        }
+        stop_cameras(to_stop).await;
+        let plates_wanted = crate::checks::plates_in_use(config);
+        if plates_wanted && !self.deps.plates_loaded {
+            tracing::warn!("a camera now reads plates but the plate models were not loaded at start: restart the agent to read plates");
+        }
+        for i in to_start {
+            let camera = &config.cameras[i];
+            next[i] = Some(self.start(camera, &config.events)?);
+        }
+        self.running = next.into_iter().flatten().collect();
+        *self.list.write().unwrap_or_else(|p| p.into_inner()) = self.running.iter().map(|r| r.record.clone()).collect();
+        Ok(())
+    }
+
+    /// Starts one camera's thread (or only records it as disabled).
+    fn start(&self, camera: &Camera, events: &edge_config::Events) -> anyhow::Result<RunningCamera> {
+        let state = if camera.enabled { CameraState::Connecting } else { CameraState::Disabled };
+        let record = Arc::new(CameraRecord::new(&camera.id, camera.detect_fps, state));
+        let cancel = self.deps.cancel.child_token();
+        let mut running = RunningCamera { camera: camera.clone(), events: events.clone(), record: record.clone(), cancel: cancel.clone(), thread: None };
+        if !camera.enabled {
+            tracing::info!(camera = %camera.id, "camera disabled in config");
+            return Ok(running);
+        }
+        let deps = &self.deps;
+        let ctx = EventContext {
+            site: deps.site.path(),
+            grid: Grid::from(&deps.site),
+            camera: camera.id.clone(),
+            snapshot_topic_base: Some(deps.topics.snapshots(&camera.id)),
+        };
+        let worker = CameraWorker {
+            site: deps.site.path(),
+            record: record.clone(),
+            detector: deps.detector.clone(),
+            link: deps.link.clone(),
+            detections_interval: deps.detections_interval,
+            last_sent: None,
+            last_had_objects: false,
+            plates: if deps.plates_loaded { camera.plates } else { edge_config::PlateMode::Off },
+            builder: EventBuilder::new(ctx, BuilderSettings::from_config(events, camera.detect_fps), &camera.lines, &camera.zones),
+            lost_timeout_s: events.lost_timeout_secs,
+            started: Instant::now(),
+            sink: EventSink { camera: camera.id.clone(), topics: deps.topics.clone(), outbox: deps.outbox.clone(), log: deps.log.clone(), store: deps.store.clone() },
+        };
+        let settings = supervisor_settings(camera);
+        let notify = deps.link.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("cam-{}", camera.id))
+            .spawn(move || {
+                let mut worker = worker;
+                let on_state = move || {
+                    if let Some(link) = &notify {
+                        link.status_changed();
+                    }
+                };
+                source::run_camera(settings, record, cancel, &on_state, |frame| worker.process(frame));
+                worker.finish();
+            })
+            .with_context(|| format!("cannot start thread for camera {}", camera.id))?;
+        running.thread = Some(thread);
+        Ok(running)
+    }
+
+    async fn stop_all(&mut self) {
+        stop_cameras(std::mem::take(&mut self.running)).await;
+    }
+
+    /// One line for `systemctl status`.
+    fn summary(&self) -> String {
+        let enabled = self.running.iter().filter(|r| r.camera.enabled).count();
+        format!("{enabled} camera(s) running, {} configured", self.running.len())
+    }
+}
+
+/// Cancels the cameras and waits (up to the step deadline) for their threads.
+async fn stop_cameras(cameras: Vec<RunningCamera>) {
+    let mut threads = Vec::new();
+    for mut r in cameras {
+        r.cancel.cancel();
+        if let Some(t) = r.thread.take() {
+            threads.push((r.camera.id.clone(), t));
+        }
+    }
+    let pending = join_threads(threads, STEP_DEADLINE).await;
+    if !pending.is_empty() {
+        tracing::warn!(cameras = ?pending, "cameras still running after the stop deadline");
+    }
+}
+
+/// Feeds the systemd watchdog while the agent is healthy, and keeps `/healthz` and the status line current.
+async fn watchdog(check: metrics::HealthCheck, notifier: Arc<Notifier>) {
+    let period = notifier.watchdog().map_or(Duration::from_secs(10), |w| (w / 3).min(Duration::from_secs(10)));
+    let mut ticker = tokio::time::interval(period);
+    let mut last_status = "";
+    loop {
+        ticker.tick().await;
+        let health = check.evaluate().await;
+        if health.is_unhealthy() {
+            if last_status != health.status {
+                tracing::error!(problems = ?health.problems, "agent unhealthy: withholding watchdog keep-alives so systemd restarts it");
+            }
+        } else {
+            notifier.keep_alive();
+            if last_status == "unhealthy" {
+                tracing::info!("agent healthy again");
+            }
+        }
+        if last_status != health.status || health.status != "ok" {
+            let summary = if health.problems.is_empty() { health.status.to_string() } else { format!("{}: {}", health.status, health.problems.join("; ")) };
+            notifier.status(&summary);
+        }
+        last_status = health.status;
+    }
+}
+
+/// Refreshes each camera's frame-rate gauges every few seconds.
+async fn sample_rates(cameras: CameraList) {
+    let mut previous: std::collections::HashMap<String, crate::stats::CounterSnapshot> = std::collections::HashMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        ticker.tick().await;
+        let list: Vec<Arc<CameraRecord>> = cameras.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut now = std::collections::HashMap::new();
+        for r in &list {
+            let snap = r.snapshot();
+            if let Some(before) = previous.get(&r.id) {
+                r.set_rates(before, &snap);
+            }
+            now.insert(r.id.clone(), snap);
+        }
+        previous = now;
+    }
 }
 
 fn supervisor_settings(camera: &Camera) -> SupervisorSettings {
@@ -384,14 +643,14 @@ impl CameraWorker {
 }
 
 /// The status payload builder handed to the MQTT task.
-fn status_builder(config: &Config, agent: AgentInfo, records: Vec<Arc<CameraRecord>>) -> StatusFn {
+fn status_builder(config: &Config, agent: AgentInfo, records: CameraList) -> StatusFn {
     let site = config.site.path();
     let grid = Grid::from(&config.site);
     let name = config.site.name.clone();
     Arc::new(move |state: AgentState| {
         let cameras = match state {
             AgentState::Offline => Vec::new(),
-            _ => records.iter().map(|r| CameraStatus::of(r)).collect(),
+            _ => records.read().unwrap_or_else(|p| p.into_inner()).iter().map(|r| CameraStatus::of(r)).collect(),
         };
         let status = payload::Status {
             schema: payload::STATUS_SCHEMA,
@@ -411,12 +670,13 @@ async fn publish_stats(
     link: MqttLink,
     outbox: OutboxHandle,
     site: String,
-    records: Vec<Arc<CameraRecord>>,
+    records: CameraList,
     detector: DetectorInfo,
     interval: Duration,
     started: Instant,
 ) {
-    let mut previous: Vec<_> = records.iter().map(|r| r.snapshot()).collect();
+    let mut previous: std::collections::HashMap<String, crate::stats::CounterSnapshot> = std::collections::HashMap::new();
+    let mut last_tick = Instant::now();
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     let detector_stats = payload::DetectorStats {
         model: detector.model.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -425,13 +685,19 @@ async fn publish_stats(
     };
     loop {
         ticker.tick().await;
-        let now: Vec<_> = records.iter().map(|r| r.snapshot()).collect();
-        let cameras = records
+        let list: Vec<Arc<CameraRecord>> = records.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let now: std::collections::HashMap<String, crate::stats::CounterSnapshot> = list.iter().map(|r| (r.id.clone(), r.snapshot())).collect();
+        let cameras = list
             .iter()
-            .zip(previous.iter().zip(&now))
-            .map(|(r, (before, after))| CameraStats::between(r, before, after, r.take_inference_max()))
+            .filter_map(|r| {
+                let after = now.get(&r.id)?;
+                // A camera started since the last report counts from zero.
+                let before = previous.get(&r.id).copied().unwrap_or_else(|| crate::stats::CounterSnapshot::zero(after.at - interval));
+                Some(CameraStats::between(r, &before, after, r.take_inference_max()))
+            })
             .collect();
-        let interval_s = now.first().zip(previous.first()).map_or(interval.as_secs_f64(), |(a, b)| a.at.duration_since(b.at).as_secs_f64());
+        let interval_s = last_tick.elapsed().as_secs_f64();
+        last_tick = Instant::now();
         let o = outbox.outbox().stats().unwrap_or_default();
         let ls = link.state();
         let stats = payload::Stats {
@@ -489,25 +755,42 @@ async fn apply_retention(store: SnapshotStore, log: Arc<EventLog>) {
     }
 }
 
-/// SIGTERM and SIGINT, listened for from the moment the runtime starts.
-struct Shutdown {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
+/// What a signal asks the daemon to do.
+enum Signal {
+    Stop,
+    Reload,
 }
 
-impl Shutdown {
+/// SIGTERM, SIGINT and SIGHUP, listened for from the moment the runtime starts.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
     fn install() -> anyhow::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(Self {
             term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
         })
     }
 
-    async fn wait(&mut self) {
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => tracing::info!("SIGTERM received"),
-            _ = self.int.recv() => tracing::info!("SIGINT received"),
+            _ = self.term.recv() => { tracing::info!("SIGTERM received"); Signal::Stop }
+            _ = self.int.recv() => { tracing::info!("SIGINT received"); Signal::Stop }
+            _ = self.hup.recv() => Signal::Reload,
+        }
+    }
+
+    /// Waits for a stop signal; a SIGHUP before the agent is running has nothing to reload and is ignored
+    /// (the configuration is being read anyway).
+    async fn stop(&mut self) {
+        while let Signal::Reload = self.next().await {
+            tracing::info!("SIGHUP during start-up ignored: the configuration is being loaded now");
         }
     }
 }

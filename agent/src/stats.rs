@@ -86,6 +86,17 @@ pub struct CameraCounters {
     pub restarts: AtomicU64,
     /// Detection messages not sent because the MQTT queue was full.
     pub messages_dropped: AtomicU64,
+    /// Inference times by histogram bucket ([`INFERENCE_BUCKETS_S`], plus one for larger), not cumulative.
+    pub inference_buckets: [AtomicU64; INFERENCE_BUCKETS_S.len() + 1],
+}
+
+/// Upper bounds (seconds) of the inference-latency histogram buckets exported on `/metrics`.
+pub const INFERENCE_BUCKETS_S: [f64; 10] = [0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0];
+
+/// Milliseconds since the process started, for heartbeats.
+fn process_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// A camera's shared record: counters plus health.
@@ -95,6 +106,11 @@ pub struct CameraRecord {
     pub detect_fps: f64,
     pub counters: CameraCounters,
     health: Mutex<Health>,
+    /// When the camera's thread last went round its loop ([`CameraRecord::beat`]).
+    heartbeat_ms: AtomicU64,
+    /// Frames per second decoded and analysed over the last sampling interval (f64 bits).
+    fps_in: AtomicU64,
+    fps_analysed: AtomicU64,
 }
 
 impl CameraRecord {
@@ -104,7 +120,37 @@ impl CameraRecord {
             detect_fps,
             counters: CameraCounters::default(),
             health: Mutex::new(Health { state, last_error: None, since: chrono::Utc::now(), frame_size: None, decoder: None }),
+            heartbeat_ms: AtomicU64::new(process_ms()),
+            fps_in: AtomicU64::new(0),
+            fps_analysed: AtomicU64::new(0),
         }
+    }
+
+    /// Called by the camera's thread every time round its loop: proof, for the service watchdog, that the
+    /// thread is not stuck in the source, the detector or the event builder.
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(process_ms(), Ordering::Relaxed);
+    }
+
+    /// Time since the last [`CameraRecord::beat`].
+    pub fn since_beat(&self) -> Duration {
+        Duration::from_millis(process_ms().saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Stores the frame rates measured between two snapshots.
+    pub fn set_rates(&self, before: &CounterSnapshot, after: &CounterSnapshot) {
+        let secs = after.at.duration_since(before.at).as_secs_f64();
+        if secs <= 0.0 {
+            return;
+        }
+        let rate = |a: u64, b: u64| (a.saturating_sub(b) as f64 / secs).to_bits();
+        self.fps_in.store(rate(after.frames_in, before.frames_in), Ordering::Relaxed);
+        self.fps_analysed.store(rate(after.frames_analysed, before.frames_analysed), Ordering::Relaxed);
+    }
+
+    /// Decoded and analysed frames per second over the last sampling interval.
+    pub fn rates(&self) -> (f64, f64) {
+        (f64::from_bits(self.fps_in.load(Ordering::Relaxed)), f64::from_bits(self.fps_analysed.load(Ordering::Relaxed)))
     }
 
     pub fn health(&self) -> Health {
@@ -141,6 +187,8 @@ impl CameraRecord {
         c.inference_us_total.fetch_add(us, Ordering::Relaxed);
         c.inference_runs.fetch_add(1, Ordering::Relaxed);
         c.inference_us_max.fetch_max(us, Ordering::Relaxed);
+        let bucket = INFERENCE_BUCKETS_S.iter().position(|&b| took.as_secs_f64() <= b).unwrap_or(INFERENCE_BUCKETS_S.len());
+        c.inference_buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_plates(&self, took: Duration, plates: usize) {
@@ -192,6 +240,24 @@ pub struct CounterSnapshot {
 }
 
 impl CounterSnapshot {
+    /// All counters at zero, as of `at` (the baseline of a camera that just started).
+    pub fn zero(at: Instant) -> Self {
+        Self {
+            at,
+            frames_in: 0,
+            frames_sampled: 0,
+            frames_analysed: 0,
+            detections: 0,
+            inference_us_total: 0,
+            inference_runs: 0,
+            plates: 0,
+            plate_us_total: 0,
+            plate_runs: 0,
+            restarts: 0,
+            messages_dropped: 0,
+        }
+    }
+
     /// Frames that reached the detector's queue but were replaced by a newer one before it was free.
     pub fn frames_dropped(&self) -> u64 {
         self.frames_sampled.saturating_sub(self.frames_analysed)

@@ -14,7 +14,7 @@ mod validate;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use load::{load_file, parse_str};
+pub use load::{expand_credentials, load_file, parse_str, CREDENTIALS_PREFIX};
 pub use secret::{CameraUrl, Secret};
 pub use settings::*;
 pub use validate::{check_topic_level, validate};

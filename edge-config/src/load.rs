@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::settings::{Camera, Config, Events, Models, Mqtt, Site, Storage};
+use crate::settings::{Camera, Config, Events, Metrics, Models, Mqtt, Site, Storage};
 use crate::validate::validate_into;
 use crate::{ConfigError, Issue};
 
-const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "cameras"];
+const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metrics", "cameras"];
 
 /// Reads, parses and validates a configuration file. Relative paths inside it are made relative to the
 /// file's directory.
@@ -50,6 +50,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
     let models: Option<Models> = optional_section(&table, "models", &mut issues);
     let storage: Option<Storage> = optional_section(&table, "storage", &mut issues);
     let events: Option<Events> = optional_section(&table, "events", &mut issues);
+    let metrics: Option<Metrics> = optional_section(&table, "metrics", &mut issues);
     let cameras: Option<Vec<Option<Camera>>> = match table.get("cameras") {
         None => Some(Vec::new()),
         Some(toml::Value::Array(items)) => Some(
@@ -76,6 +77,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         models: models.clone().unwrap_or_default(),
         storage: storage.clone().unwrap_or_default(),
         events: events.clone().unwrap_or_default(),
+        metrics: metrics.clone().unwrap_or_default(),
         cameras: camera_list,
     };
     let mut semantic = Vec::new();
@@ -100,9 +102,9 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         issues.push(issue);
     }
 
-    match (issues.is_empty(), site, mqtt, models, storage, events) {
-        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events)) => {
-            Ok(Config { site, mqtt, models, storage, events, cameras: partial.cameras })
+    match (issues.is_empty(), site, mqtt, models, storage, events, metrics) {
+        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics)) => {
+            Ok(Config { site, mqtt, models, storage, events, metrics, cameras: partial.cameras })
         }
         _ => Err(issues),
     }
@@ -170,9 +172,23 @@ fn syntax_issue(text: &str, error: &toml::de::Error) -> Issue {
     }
 }
 
+/// The prefix that stands for systemd's credentials directory in file paths (`LoadCredential=`).
+pub const CREDENTIALS_PREFIX: &str = "$CREDENTIALS_DIRECTORY";
+
+/// Replaces a leading `$CREDENTIALS_DIRECTORY` with the directory systemd passed, when it passed one. Left
+/// as is otherwise, so `check-config` can say the credential is not available.
+pub fn expand_credentials(path: &Path) -> PathBuf {
+    let Ok(rest) = path.strip_prefix(CREDENTIALS_PREFIX) else { return path.to_path_buf() };
+    match std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join(rest),
+        None => path.to_path_buf(),
+    }
+}
+
 fn resolve_relative_paths(config: &mut Config, base: &Path) {
     let resolve = |p: &mut PathBuf| {
-        if p.is_relative() {
+        *p = expand_credentials(p);
+        if p.is_relative() && !p.starts_with(CREDENTIALS_PREFIX) {
             *p = base.join(&*p);
         }
     };

@@ -28,6 +28,9 @@ pub struct Config {
     /// Tracking and the events it produces.
     #[serde(default)]
     pub events: Events,
+    /// The Prometheus `/metrics` and `/healthz` endpoint. *(restart)*
+    #[serde(default)]
+    pub metrics: Metrics,
     /// The cameras this agent watches.
     #[serde(default)]
     pub cameras: Vec<Camera>,
@@ -283,6 +286,29 @@ pub struct Storage {
     /// Local event log (`events/YYYY-MM-DD.jsonl`) files are deleted after this many days.
     #[serde(default = "default_snapshot_retention_days")]
     pub event_log_retention_days: u32,
+}
+
+/// The local observability endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Serve `/metrics` (Prometheus text format) and `/healthz`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Address and port to listen on. Loopback by default: put a reverse proxy or the Prometheus agent on
+    /// the same PC rather than opening it to the network. Port 0 picks a free port (logged at start).
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self { enabled: true, listen: default_metrics_listen() }
+    }
+}
+
+pub fn default_metrics_listen() -> String {
+    "127.0.0.1:9810".into()
 }
 
 /// Tracking objects and turning them into events.

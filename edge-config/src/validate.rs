@@ -21,6 +21,9 @@ pub(crate) fn validate_into(config: &Config, issues: &mut Vec<Issue>) {
     validate_models(&config.models, issues);
     validate_storage(&config.storage, issues);
     validate_events(&config.events, issues);
+    if config.metrics.enabled && config.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+        issues.push(Issue::new("metrics.listen", format!("{:?} is not an address:port such as 127.0.0.1:9810", config.metrics.listen)));
+    }
     validate_cameras(&config.cameras, issues);
 }
 
@@ -243,9 +246,7 @@ fn validate_models(models: &Models, issues: &mut Vec<Issue>) {
 }
 
 fn validate_cameras(cameras: &[Camera], issues: &mut Vec<Issue>) {
-    if cameras.is_empty() {
-        issues.push(Issue::new("cameras", "no cameras configured: add at least one [[cameras]] table"));
-    }
+    // No cameras is valid (a freshly installed package); `check-config` and the daemon say so.
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, cam) in cameras.iter().enumerate() {
         let at = |field: &str| format!("cameras[{i}].{field}");

@@ -95,6 +95,12 @@ pub enum ManifestError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: SHA-256 mismatch (expected {expected}, found {actual}); the file is corrupt or not the {name} model")]
     Digest { path: PathBuf, name: &'static str, expected: &'static str, actual: String },
+    #[error("{path}: not a wheel (zip archive): {reason}")]
+    Wheel { path: PathBuf, reason: String },
+    #[error("{path}: has no {member} (the {name} model ships in {package})")]
+    NotInWheel { path: PathBuf, member: &'static str, name: &'static str, package: &'static str },
+    #[error("{name}: no wheel ships this model; fetch it from a directory or its upstream URL")]
+    NoWheel { name: &'static str },
 }
 
 /// The SHA-256 of a file, hex.
@@ -134,33 +140,60 @@ pub enum Installed {
     AlreadyPresent(PathBuf),
 }
 
-/// Copies `entry` from `source_dir` into `dest_dir`, verifying the digest before the file becomes visible
-/// (written to a temporary name, fsynced, then renamed). An already-correct copy is left alone.
+/// Copies `entry` from `source_dir` into `dest_dir`, verifying the digest before the file becomes visible.
+/// An already-correct copy is left alone.
 pub fn install_from_dir(source_dir: &Path, dest_dir: &Path, entry: &'static ModelEntry) -> Result<Installed, ManifestError> {
     if let Ok(path) = verify(dest_dir, entry) {
         return Ok(Installed::AlreadyPresent(path));
     }
     let source = verify(source_dir, entry)?;
-    let dest = dest_dir.join(entry.file);
+    let bytes = std::fs::read(&source).map_err(|e| ManifestError::Io { path: source.clone(), source: e })?;
+    install_bytes(&source, dest_dir, entry, &bytes).map(Installed::Copied)
+}
+
+/// Extracts `entry` from a PyPI wheel (a zip archive; the OCR reader ships in `rapidocr_onnxruntime`),
+/// verifying it like [`install_from_dir`].
+pub fn install_from_wheel(wheel: &Path, dest_dir: &Path, entry: &'static ModelEntry) -> Result<Installed, ManifestError> {
+    let (package, member) = entry.wheel.ok_or(ManifestError::NoWheel { name: entry.name })?;
+    if let Ok(path) = verify(dest_dir, entry) {
+        return Ok(Installed::AlreadyPresent(path));
+    }
+    let file = File::open(wheel).map_err(|source| ManifestError::Io { path: wheel.to_path_buf(), source })?;
+    let bad = |reason: String| ManifestError::Wheel { path: wheel.to_path_buf(), reason };
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
+    let mut bytes = Vec::new();
+    match archive.by_name(member) {
+        Ok(mut f) => f.read_to_end(&mut bytes).map_err(|e| bad(format!("{member}: {e}")))?,
+        Err(zip::result::ZipError::FileNotFound) => {
+            return Err(ManifestError::NotInWheel { path: wheel.to_path_buf(), member, name: entry.name, package });
+        }
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    install_bytes(&wheel.join(member), dest_dir, entry, &bytes).map(Installed::Copied)
+}
+
+/// Installs `bytes` (read from `origin`, named in errors) as `entry` in `dest_dir`: the digest is checked
+/// first, then the file is written under a temporary name, fsynced and renamed, so a half-written or wrong
+/// model is never visible.
+pub fn install_bytes(origin: &Path, dest_dir: &Path, entry: &'static ModelEntry, bytes: &[u8]) -> Result<PathBuf, ManifestError> {
+    let actual = hex::encode(Sha256::digest(bytes));
+    if actual != entry.sha256 {
+        return Err(ManifestError::Digest { path: origin.to_path_buf(), name: entry.name, expected: entry.sha256, actual });
+    }
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ManifestError::Io { path, source }
     };
     std::fs::create_dir_all(dest_dir).map_err(io(dest_dir))?;
     let tmp = dest_dir.join(format!(".{}.partial", entry.file));
-    let bytes = std::fs::read(&source).map_err(io(&source))?;
+    let dest = dest_dir.join(entry.file);
     {
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
-    let actual = sha256_file(&tmp).map_err(io(&tmp))?;
-    if actual != entry.sha256 {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(ManifestError::Digest { path: tmp, name: entry.name, expected: entry.sha256, actual });
-    }
     std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-    Ok(Installed::Copied(dest))
+    Ok(dest)
 }
 
 #[cfg(test)]
@@ -188,5 +221,37 @@ mod tests {
         assert!(matches!(err, ManifestError::Digest { .. }), "{err}");
         assert!(err.to_string().contains("yolox_nano_416.onnx"), "{err}");
         assert!(!dst.path().join(e.file).exists());
+    }
+
+    fn wheel_with(path: &Path, member: &str, content: &[u8]) {
+        let mut w = zip::ZipWriter::new(File::create(path).unwrap());
+        w.start_file(member, zip::write::SimpleFileOptions::default()).unwrap();
+        w.write_all(content).unwrap();
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn wheel_member_is_extracted_and_verified() {
+        let e = entry("plate-reader").unwrap();
+        let (_, member) = e.wheel.unwrap();
+        let model = testkit::shared_dir().join("models").join(e.file);
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("rapidocr_onnxruntime-1.4.4-py3-none-any.whl");
+        wheel_with(&wheel, member, &std::fs::read(model).unwrap());
+        let dest = dir.path().join("models");
+        assert_eq!(install_from_wheel(&wheel, &dest, e).unwrap(), Installed::Copied(dest.join(e.file)));
+        assert!(verify(&dest, e).is_ok());
+
+        // A wheel with a different file at that path is refused and nothing is installed.
+        let fake = dir.path().join("fake.whl");
+        wheel_with(&fake, member, b"not the reader");
+        let other = dir.path().join("other");
+        let err = install_from_wheel(&fake, &other, e).unwrap_err();
+        assert!(matches!(err, ManifestError::Digest { .. }), "{err}");
+        assert!(!other.join(e.file).exists());
+        // One without the member says which member it lacks.
+        let empty = dir.path().join("empty.whl");
+        wheel_with(&empty, "README", b"x");
+        assert!(install_from_wheel(&empty, &other, e).unwrap_err().to_string().contains(member));
     }
 }

@@ -19,6 +19,9 @@ pub fn run(path: &Path) -> ExitCode {
                     enabled,
                     config.mqtt.as_ref().map_or("off".to_string(), |m| format!("{}:{}", m.host, m.port))
                 );
+                if config.cameras.is_empty() {
+                    println!("note: no cameras configured yet: the agent will run idle until [[cameras]] are added and it is reloaded");
+                }
                 return ExitCode::SUCCESS;
             }
             issues

@@ -107,6 +107,7 @@ pub fn run_camera(
     while !cancel.is_cancelled() {
         set_state(CameraState::Connecting, None);
         record.counters.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        record.beat();
         tracing::info!(camera = %camera, url = %url, "opening camera");
         let failure = match Pipeline::open(settings.source.clone(), record.clone()) {
             Err(e) => Some(e),
@@ -114,6 +115,7 @@ pub fn run_camera(
                 let opened = Instant::now();
                 let mut last_frame: Option<Instant> = None;
                 loop {
+                    record.beat();
                     if cancel.is_cancelled() {
                         pipeline.close();
                         set_state(CameraState::Stopped, None);
@@ -183,7 +185,11 @@ pub fn run_camera(
         }
         let delay = backoff.next_delay();
         tracing::info!(camera = %camera, retry_in_s = format!("{:.1}", delay.as_secs_f64()), "reconnecting later");
-        sleep_unless_cancelled(delay, &cancel);
+        let until = Instant::now() + delay;
+        while !cancel.is_cancelled() && Instant::now() < until {
+            record.beat();
+            sleep_unless_cancelled(until.saturating_duration_since(Instant::now()).min(Duration::from_secs(1)), &cancel);
+        }
     }
     set_state(CameraState::Stopped, None);
 }

@@ -57,6 +57,8 @@ pub fn config(dir: &Path, broker_port: Option<u16>, cameras: &[Cam], extra: &str
     }
     text.push_str(&format!("[models]\ndir = \"{}\"\n\n", testkit::shared_dir().join("models").display()));
     text.push_str(&format!("[storage]\nstate_dir = \"{}\"\n\n", dir.join("state").display()));
+    // A free port per agent, so tests running side by side do not collide; see `Agent::metrics_addr`.
+    text.push_str("[metrics]\nlisten = \"127.0.0.1:0\"\n\n");
     text.push_str(extra);
     for c in cameras {
         text.push_str(&format!("\n[[cameras]]\nid = \"{}\"\nurl = \"{}\"\n{}\n", c.id, c.url, c.extra));
@@ -79,6 +81,15 @@ impl Agent {
 
     /// Starts the agent at a lower CPU priority (`nice -n niceness`), so that servers standing in for
     /// cameras in the same machine are not starved by it.
+    /// Starts the agent with extra environment variables.
+    pub fn start_env(config: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = command();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd, config)
+    }
+
     pub fn start_nice(config: &Path, niceness: i32) -> Self {
         let template = command();
         let mut cmd = Command::new("nice");
@@ -114,6 +125,25 @@ impl Agent {
     }
 
     /// Sends a signal by name (`TERM`, `KILL`, `HUP`) with kill(1).
+    /// Waits until the log contains `needle` (appearing after `skip` occurrences), panicking with the log
+    /// after `timeout`.
+    pub fn wait_log(&self, needle: &str, occurrences: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(needle).count() < occurrences {
+            assert!(Instant::now() < deadline, "{needle:?} not logged {occurrences} time(s) within {timeout:?}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The address the metrics endpoint bound to, from the start-up log.
+    pub fn metrics_addr(&self) -> String {
+        self.wait_log("metrics endpoint listening", 1, Duration::from_secs(60));
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("metrics endpoint listening")).unwrap();
+        let start = line.find("address=").unwrap() + "address=".len();
+        line[start..].split_whitespace().next().unwrap().to_string()
+    }
+
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill").args(["-s", name, &self.pid().to_string()]).status().unwrap();
         assert!(status.success(), "kill -s {name} failed");
@@ -148,3 +178,79 @@ impl Drop for Agent {
     }
 }
 
+
+/// A plain HTTP/1.1 GET; returns the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of one sample (`name{labels}`) on a Prometheus text page.
+pub fn metric(page: &str, sample: &str) -> Option<f64> {
+    page.lines().find(|l| l.starts_with(sample) && l[sample.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+/// A small HTTP file server on loopback (one thread per request, `Connection: close`), serving `root`.
+pub struct FileServer {
+    pub port: u16,
+}
+
+impl FileServer {
+    pub fn start(root: PathBuf) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut request = String::new();
+                    let _ = reader.read_line(&mut request);
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+                    let mut stream = stream;
+                    match std::fs::read(root.join(&path)) {
+                        Ok(body) if !path.contains("..") => {
+                            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                            let _ = stream.write_all(&body);
+                        }
+                        _ => {
+                            let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        }
+                    }
+                });
+            }
+        });
+        Self { port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}

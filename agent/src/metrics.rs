@@ -1,0 +1,306 @@
+//! Observability for the people who run the PC: `/metrics` in the Prometheus text format and `/healthz`,
+//! on a small HTTP server bound to loopback by default, plus the health verdict the systemd watchdog
+//! keep-alives depend on.
+//!
+//! Health is decided in one place ([`HealthCheck::evaluate`]): every enabled camera's thread has gone
+//! round its loop recently, the outbox writer answers a flush, and the MQTT task is still running. A
+//! disconnected broker or an offline camera is *degraded*, not unhealthy: restarting the agent would not
+//! fix either, so the watchdog keeps being fed and `/healthz` says what is wrong.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::mqtt::LinkState;
+use crate::outbox::OutboxHandle;
+use crate::stats::{CameraRecord, CameraState, INFERENCE_BUCKETS_S};
+
+/// The cameras currently configured, in config order. Replaced as a whole on reload.
+pub type CameraList = Arc<RwLock<Vec<Arc<CameraRecord>>>>;
+
+/// A camera thread that has not gone round its loop for this long is stuck.
+pub const CAMERA_STUCK_AFTER: Duration = Duration::from_secs(30);
+/// The outbox writer must answer a flush within this.
+const OUTBOX_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Everything `/metrics` and `/healthz` read. Cheap to clone.
+#[derive(Clone)]
+pub struct Sources {
+    pub cameras: CameraList,
+    pub outbox: OutboxHandle,
+    pub link: Option<Arc<LinkState>>,
+    pub health: Arc<Mutex<Health>>,
+    pub started: Instant,
+    pub reloads: Arc<ReloadCounters>,
+}
+
+/// Config reloads, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ReloadCounters {
+    pub ok: std::sync::atomic::AtomicU64,
+    pub rejected: std::sync::atomic::AtomicU64,
+}
+
+/// The latest health verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// `ok`, `degraded` (running, but something needs attention) or `unhealthy` (a main loop is stuck).
+    pub status: &'static str,
+    /// What is wrong, for people.
+    pub problems: Vec<String>,
+    #[serde(skip)]
+    pub checked: Option<Instant>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self { status: "starting", problems: Vec::new(), checked: None }
+    }
+}
+
+impl Health {
+    pub fn is_unhealthy(&self) -> bool {
+        self.status == "unhealthy"
+    }
+}
+
+/// The periodic health check.
+pub struct HealthCheck {
+    pub sources: Sources,
+    /// Whether the MQTT task is still running (`None` when running standalone).
+    pub mqtt_running: Option<Box<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl HealthCheck {
+    /// Looks at every main loop and stores the verdict.
+    pub async fn evaluate(&self) -> Health {
+        let mut stuck = Vec::new();
+        let mut degraded = Vec::new();
+        for r in self.sources.cameras.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            let h = r.health();
+            if matches!(h.state, CameraState::Disabled | CameraState::Ended | CameraState::Stopped) {
+                continue;
+            }
+            let quiet = r.since_beat();
+            if quiet > CAMERA_STUCK_AFTER {
+                stuck.push(format!("camera {}: thread stuck for {:.0} s", r.id, quiet.as_secs_f64()));
+            } else if h.state != CameraState::Online {
+                let why = h.last_error.map(|e| format!(": {e}")).unwrap_or_default();
+                degraded.push(format!("camera {}: {}{why}", r.id, h.state.as_str()));
+            }
+        }
+        let outbox = self.sources.outbox.clone();
+        let flushed = tokio::time::timeout(OUTBOX_FLUSH_DEADLINE, tokio::task::spawn_blocking(move || outbox.flush())).await;
+        match flushed {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => stuck.push(format!("outbox writer: {e}")),
+            Ok(Err(_)) => stuck.push("outbox writer: flush task failed".into()),
+            Err(_) => stuck.push(format!("outbox writer: no answer within {} s", OUTBOX_FLUSH_DEADLINE.as_secs())),
+        }
+        if let Some(running) = &self.mqtt_running {
+            if !running() {
+                stuck.push("MQTT task has stopped".into());
+            } else if let Some(link) = &self.sources.link {
+                if !link.connected.load(Ordering::Relaxed) {
+                    let why = link.last_error().map(|e| format!(": {e}")).unwrap_or_default();
+                    degraded.push(format!("MQTT broker not connected{why}"));
+                }
+            }
+        }
+        let status = if !stuck.is_empty() {
+            "unhealthy"
+        } else if !degraded.is_empty() {
+            "degraded"
+        } else {
+            "ok"
+        };
+        stuck.extend(degraded);
+        let health = Health { status, problems: stuck, checked: Some(Instant::now()) };
+        *self.sources.health.lock().unwrap_or_else(|p| p.into_inner()) = health.clone();
+        health
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `listen` until `cancel` fires. Returns the bound address (port 0
+/// picks one) once listening.
+pub async fn serve(listen: &str, sources: Sources, cancel: CancellationToken) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("metrics.listen {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let app = Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(sources);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    });
+    Ok((addr, task))
+}
+
+async fn healthz(State(sources): State<Sources>) -> impl IntoResponse {
+    let health = sources.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let code = if health.is_unhealthy() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (code, axum::Json(health))
+}
+
+async fn metrics(State(sources): State<Sources>) -> impl IntoResponse {
+    let outbox = sources.outbox.clone();
+    let stats = tokio::task::spawn_blocking(move || outbox.outbox().stats()).await.ok().and_then(Result::ok).unwrap_or_default();
+    let body = render(&sources, &stats);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
+
+/// One metric family: HELP and TYPE lines, then samples.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        Self { out }
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", format_value(value));
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn format_value(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+const CAMERA_STATES: [CameraState; 9] = [
+    CameraState::Connecting,
+    CameraState::Online,
+    CameraState::Stalled,
+    CameraState::Unauthorized,
+    CameraState::Unreachable,
+    CameraState::Failed,
+    CameraState::Ended,
+    CameraState::Disabled,
+    CameraState::Stopped,
+];
+
+/// The whole `/metrics` page.
+pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String {
+    let mut out = String::with_capacity(8 << 10);
+    let cameras: Vec<Arc<CameraRecord>> = sources.cameras.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let snaps: Vec<_> = cameras.iter().map(|c| (c.id.as_str(), c.snapshot(), c.rates(), c.health())).collect();
+
+    Family::new(&mut out, "edge_agent_uptime_seconds", "gauge", "Seconds since the agent started.")
+        .sample("edge_agent_uptime_seconds", &[], sources.started.elapsed().as_secs_f64().round());
+    let counter = |out: &mut String, name: &str, help: &str, value: &dyn Fn(&crate::stats::CounterSnapshot) -> u64| {
+        let mut f = Family::new(out, name, "counter", help);
+        for (id, s, _, _) in &snaps {
+            f.sample(name, &[("camera", id)], value(s) as f64);
+        }
+    };
+    counter(&mut out, "edge_agent_camera_frames_decoded_total", "Frames out of the camera's decoder.", &|s| s.frames_in);
+    counter(&mut out, "edge_agent_camera_frames_analysed_total", "Frames the detector analysed.", &|s| s.frames_analysed);
+    counter(&mut out, "edge_agent_camera_frames_dropped_total", "Frames sampled for detection but replaced by a newer one before the detector was free.", &|s| s.frames_dropped());
+    counter(&mut out, "edge_agent_camera_detections_total", "Objects detected (people and vehicles).", &|s| s.detections);
+    counter(&mut out, "edge_agent_camera_plates_total", "Licence plates read.", &|s| s.plates);
+    counter(&mut out, "edge_agent_camera_restarts_total", "Camera pipeline starts, the first included.", &|s| s.restarts);
+    {
+        let mut f = Family::new(&mut out, "edge_agent_camera_fps", "gauge", "Frames per second over the last sampling interval, by stage (decoded, analysed).");
+        for (id, _, (fps_in, fps_analysed), _) in &snaps {
+            f.sample("edge_agent_camera_fps", &[("camera", id), ("stage", "decoded")], *fps_in);
+            f.sample("edge_agent_camera_fps", &[("camera", id), ("stage", "analysed")], *fps_analysed);
+        }
+    }
+    {
+        let mut f = Family::new(&mut out, "edge_agent_camera_state", "gauge", "1 for the camera's current state, 0 for the others.");
+        for (id, _, _, h) in &snaps {
+            for state in CAMERA_STATES {
+                f.sample("edge_agent_camera_state", &[("camera", id), ("state", state.as_str())], f64::from(u8::from(h.state == state)));
+            }
+        }
+    }
+    {
+        let name = "edge_agent_inference_seconds";
+        let mut f = Family::new(&mut out, name, "histogram", "Detector inference time per analysed frame.");
+        for (c, (id, s, _, _)) in cameras.iter().zip(&snaps) {
+            let mut cumulative = 0;
+            for (i, bound) in INFERENCE_BUCKETS_S.iter().enumerate() {
+                cumulative += c.counters.inference_buckets[i].load(Ordering::Relaxed);
+                f.sample(&format!("{name}_bucket"), &[("camera", id), ("le", &bound.to_string())], cumulative as f64);
+            }
+            cumulative += c.counters.inference_buckets[INFERENCE_BUCKETS_S.len()].load(Ordering::Relaxed);
+            f.sample(&format!("{name}_bucket"), &[("camera", id), ("le", "+Inf")], cumulative as f64);
+            f.sample(&format!("{name}_sum"), &[("camera", id)], s.inference_us_total as f64 / 1e6);
+            f.sample(&format!("{name}_count"), &[("camera", id)], cumulative as f64);
+        }
+    }
+    let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
+        Family::new(out, name, "gauge", help).sample(name, &[], value);
+    };
+    gauge(&mut out, "edge_agent_outbox_depth", "Messages in the outbox waiting for the broker's acknowledgement.", outbox.depth as f64);
+    gauge(&mut out, "edge_agent_outbox_bytes", "Bytes of undelivered messages in the outbox.", outbox.bytes as f64);
+    gauge(&mut out, "edge_agent_outbox_oldest_age_seconds", "Age of the oldest undelivered message (0 when empty).", outbox.oldest_age_ms.unwrap_or(0) as f64 / 1000.0);
+    Family::new(&mut out, "edge_agent_outbox_evicted_total", "counter", "Messages evicted from a full outbox, never delivered.")
+        .sample("edge_agent_outbox_evicted_total", &[], outbox.evicted_total as f64);
+    if let Some(link) = &sources.link {
+        gauge(&mut out, "edge_agent_mqtt_connected", "1 while connected to the broker.", f64::from(u8::from(link.connected.load(Ordering::Relaxed))));
+        let counters = [
+            ("edge_agent_mqtt_connects_total", "Successful connections to the broker (reconnects are the count minus one).", &link.connects_total),
+            ("edge_agent_mqtt_connection_errors_total", "Failed connection attempts and lost connections.", &link.connection_errors_total),
+            ("edge_agent_mqtt_messages_sent_total", "QoS 1 messages sent, re-sends included.", &link.sent_total),
+            ("edge_agent_mqtt_messages_acked_total", "QoS 1 messages acknowledged by the broker.", &link.acked_total),
+        ];
+        for (name, help, value) in counters {
+            Family::new(&mut out, name, "counter", help).sample(name, &[], value.load(Ordering::Relaxed) as f64);
+        }
+    }
+    let reloads = &sources.reloads;
+    let mut f = Family::new(&mut out, "edge_agent_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");
+    f.sample("edge_agent_config_reloads_total", &[("result", "applied")], reloads.ok.load(Ordering::Relaxed) as f64);
+    f.sample("edge_agent_config_reloads_total", &[("result", "rejected")], reloads.rejected.load(Ordering::Relaxed) as f64);
+    let health = sources.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    gauge(&mut out, "edge_agent_healthy", "1 unless a main loop is stuck (what the service watchdog acts on).", f64::from(u8::from(!health.is_unhealthy())));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn integers_print_without_a_fraction() {
+        assert_eq!(format_value(3.0), "3");
+        assert_eq!(format_value(0.25), "0.25");
+    }
+}
