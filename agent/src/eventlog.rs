@@ -17,7 +17,28 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn new(state_dir: &Path, retention_days: u32) -> Self {
-        Self { dir: state_dir.join("events"), retention_days, open: Mutex::new(None) }
+        Self::named(state_dir, "events", retention_days)
+    }
+
+    /// A log of the same form in another folder of the state directory (`alerts`, `audit`).
+    pub fn named(state_dir: &Path, folder: &str, retention_days: u32) -> Self {
+        Self { dir: state_dir.join(folder), retention_days, open: Mutex::new(None) }
+    }
+
+    pub fn retention_days(&self) -> u32 {
+        self.retention_days
+    }
+
+    /// The lines of the last `days` days' files, oldest first (for the duty desk's history after a restart).
+    pub fn recent_lines(&self, now: DateTime<Utc>, days: u32) -> Vec<String> {
+        let mut lines = Vec::new();
+        for back in (0..days).rev() {
+            let day = now.date_naive() - chrono::Days::new(u64::from(back));
+            if let Ok(text) = std::fs::read_to_string(self.file_for(day)) {
+                lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+            }
+        }
+        lines
     }
 
     pub fn dir(&self) -> &Path {

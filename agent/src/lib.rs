@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod outbox;
 pub mod payload;
+pub mod rules;
 pub mod snapshots;
 pub mod source;
 pub mod stats;

@@ -10,6 +10,7 @@ pub const STATUS_SCHEMA: &str = "edge-agent/status/v1";
 pub const STATS_SCHEMA: &str = "edge-agent/stats/v1";
 pub const DETECTIONS_SCHEMA: &str = "edge-agent/detections/v1";
 pub const EVENT_SCHEMA: &str = "edge-agent/event/v1";
+pub const ALERT_SCHEMA: &str = "edge-agent/alert/v1";
 
 /// RFC 3339, UTC, milliseconds: `2026-11-28T19:33:55.123Z`.
 pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -393,4 +394,85 @@ pub struct SnapshotRef {
     pub frame_region: [f32; 4],
     pub taken_at: String,
     pub sha256: String,
+}
+
+/// An alert: a rule matched. Published on `{prefix}/{site}/{camera}/alerts` (QoS 1, through the outbox).
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub schema: &'static str,
+    /// UUIDv7 of this alert.
+    pub id: String,
+    pub site: String,
+    pub grid: Grid,
+    pub camera: String,
+    pub ts: String,
+    /// The rule's id from the config.
+    pub rule: String,
+    /// `watch_list`, `key_region`, `crowding` or `after_hours`.
+    pub kind: &'static str,
+    /// `info`, `warning` or `critical`.
+    pub severity: &'static str,
+    /// The event that triggered it (for crowding, the person present longest).
+    pub event_id: Option<String>,
+    /// Every event involved (crowding: the people in the zone).
+    pub event_ids: Vec<String>,
+    /// `person` or `vehicle`.
+    #[serde(rename = "type")]
+    pub object_type: Option<&'static str>,
+    pub label: Option<&'static str>,
+    pub direction: Option<crate::events::geometry::Direction>,
+    pub plate: Option<AlertPlate>,
+    /// Watch list: the listed plate matched, and how.
+    pub matched: Option<AlertMatch>,
+    /// Key region: the prefix matched.
+    pub prefix: Option<String>,
+    /// Crowding: the zone, how many people, for how long.
+    pub zone: Option<String>,
+    pub count: Option<u32>,
+    pub duration_s: Option<f64>,
+    /// Where the triggering event's snapshot is (or will be, once the object has left) published.
+    pub snapshot_topic: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertPlate {
+    pub text: String,
+    pub confidence: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertMatch {
+    /// The plate as listed.
+    pub entry: String,
+    /// 0: exact; 1: one character differs (at `position`, 0-based).
+    pub distance: u8,
+    pub position: Option<usize>,
+}
+
+impl Alert {
+    pub fn from_finding(f: crate::rules::Finding, site: &str, grid: &Grid, camera: &str, snapshot_base: Option<&str>) -> Self {
+        Self {
+            schema: ALERT_SCHEMA,
+            id: uuid::Uuid::now_v7().to_string(),
+            site: site.to_string(),
+            grid: grid.clone(),
+            camera: camera.to_string(),
+            ts: now(),
+            rule: f.rule,
+            kind: f.kind,
+            severity: f.severity.as_str(),
+            snapshot_topic: snapshot_base.zip(f.event_id.as_ref()).map(|(base, id)| format!("{base}/{id}")),
+            event_id: f.event_id,
+            event_ids: f.event_ids,
+            object_type: f.object_type,
+            label: f.label,
+            direction: f.direction,
+            plate: f.plate.map(|(text, confidence)| AlertPlate { text, confidence: round3(confidence) }),
+            matched: f.matched.map(|m| AlertMatch { entry: m.entry, distance: m.distance, position: m.position }),
+            prefix: f.prefix,
+            zone: f.zone,
+            count: f.count,
+            duration_s: f.duration_s,
+        }
+    }
 }

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::settings::{Camera, Config, Events, Metrics, Models, Mqtt, Site, Storage};
+use crate::settings::{Camera, Config, Events, Metrics, Models, Mqtt, Rule, Site, Storage, Web};
 use crate::validate::validate_into;
 use crate::{ConfigError, Issue};
 
-const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metrics", "cameras"];
+const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metrics", "web", "rules", "cameras"];
 
 /// Reads, parses and validates a configuration file. Relative paths inside it are made relative to the
 /// file's directory.
@@ -51,6 +51,18 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
     let storage: Option<Storage> = optional_section(&table, "storage", &mut issues);
     let events: Option<Events> = optional_section(&table, "events", &mut issues);
     let metrics: Option<Metrics> = optional_section(&table, "metrics", &mut issues);
+    let web: Option<Web> = optional_section(&table, "web", &mut issues);
+    let rules: Option<Vec<Rule>> = match table.get("rules") {
+        None => Some(Vec::new()),
+        Some(toml::Value::Array(items)) => {
+            let parsed: Vec<Option<Rule>> = items.iter().enumerate().map(|(i, v)| section(v.clone(), &format!("rules[{i}]"), &mut issues)).collect();
+            parsed.into_iter().collect()
+        }
+        Some(other) => {
+            issues.push(Issue::new("rules", format!("expected an array of tables ([[rules]]), found {}", other.type_str())));
+            None
+        }
+    };
     let cameras: Option<Vec<Option<Camera>>> = match table.get("cameras") {
         None => Some(Vec::new()),
         Some(toml::Value::Array(items)) => Some(
@@ -78,6 +90,8 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         storage: storage.clone().unwrap_or_default(),
         events: events.clone().unwrap_or_default(),
         metrics: metrics.clone().unwrap_or_default(),
+        web: web.clone().unwrap_or_default(),
+        rules: rules.clone().unwrap_or_default(),
         cameras: camera_list,
     };
     let mut semantic = Vec::new();
@@ -102,9 +116,9 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         issues.push(issue);
     }
 
-    match (issues.is_empty(), site, mqtt, models, storage, events, metrics) {
-        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics)) => {
-            Ok(Config { site, mqtt, models, storage, events, metrics, cameras: partial.cameras })
+    match (issues.is_empty(), site, mqtt, models, storage, events, metrics, web, rules) {
+        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics), Some(web), Some(rules)) => {
+            Ok(Config { site, mqtt, models, storage, events, metrics, web, rules, cameras: partial.cameras })
         }
         _ => Err(issues),
     }
@@ -194,6 +208,9 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
     };
     resolve(&mut config.models.dir);
     resolve(&mut config.storage.state_dir);
+    for p in [config.web.users_file.as_mut(), config.web.tls_cert_file.as_mut(), config.web.tls_key_file.as_mut()].into_iter().flatten() {
+        resolve(p);
+    }
     if let Some(lib) = config.models.onnxruntime_library.as_mut() {
         resolve(lib);
     }

@@ -25,6 +25,110 @@ pub(crate) fn validate_into(config: &Config, issues: &mut Vec<Issue>) {
         issues.push(Issue::new("metrics.listen", format!("{:?} is not an address:port such as 127.0.0.1:9810", config.metrics.listen)));
     }
     validate_cameras(&config.cameras, issues);
+    validate_web(&config.web, issues);
+    validate_rules(config, issues);
+}
+
+fn validate_web(w: &crate::settings::Web, issues: &mut Vec<Issue>) {
+    if !w.enabled {
+        return;
+    }
+    if w.listen.parse::<std::net::SocketAddr>().is_err() {
+        issues.push(Issue::new("web.listen", format!("{:?} is not an address:port such as 0.0.0.0:8080", w.listen)));
+    }
+    if !(1..=24 * 30).contains(&w.session_hours) {
+        issues.push(Issue::new("web.session_hours", format!("{} is out of range 1..=720", w.session_hours)));
+    }
+    if !["zh", "en"].contains(&w.language.as_str()) {
+        issues.push(Issue::new("web.language", format!("{:?}: expected \"zh\" or \"en\"", w.language)));
+    }
+    if w.tls_cert_file.is_some() != w.tls_key_file.is_some() {
+        issues.push(Issue::new("web.tls_cert_file", "HTTPS needs both tls_cert_file and tls_key_file"));
+    }
+}
+
+/// `HH:MM` to minutes after midnight.
+pub fn parse_clock(text: &str) -> Option<u32> {
+    let (h, m) = text.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && text.len() == 5).then_some(h * 60 + m)
+}
+
+fn validate_rules(config: &Config, issues: &mut Vec<Issue>) {
+    use crate::settings::RuleKind;
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, rule) in config.rules.iter().enumerate() {
+        let at = |field: &str| format!("rules[{i}].{field}");
+        if let Err(msg) = check_topic_level(&rule.id) {
+            issues.push(Issue::new(at("id"), format!("{:?} {msg}", rule.id)));
+        }
+        if let Some(first) = seen.insert(&rule.id, i) {
+            issues.push(Issue::new(at("id"), format!("{:?} is already used by rules[{first}]", rule.id)));
+        }
+        for (j, cam) in rule.cameras.iter().enumerate() {
+            if !config.cameras.iter().any(|c| &c.id == cam) {
+                issues.push(Issue::new(at(&format!("cameras[{j}]")), format!("no camera with id {cam:?}")));
+            }
+        }
+        match &rule.kind {
+            RuleKind::WatchList { plates, tolerance } => {
+                if plates.is_empty() {
+                    issues.push(Issue::new(at("plates"), "must list at least one plate"));
+                }
+                for (j, p) in plates.iter().enumerate() {
+                    let n = p.chars().filter(|c| !c.is_whitespace() && *c != '·' && *c != '-').count();
+                    if !(7..=8).contains(&n) {
+                        issues.push(Issue::new(at(&format!("plates[{j}]")), format!("{p:?} is not a plate number (7 or 8 characters, e.g. 苏ED51712)")));
+                    }
+                }
+                if *tolerance > 1 {
+                    issues.push(Issue::new(at("tolerance"), format!("{tolerance}: 0 (exact) or 1 (one misread character) only; more would match other people's plates")));
+                }
+            }
+            RuleKind::KeyRegion { prefixes } => {
+                if prefixes.is_empty() {
+                    issues.push(Issue::new(at("prefixes"), "must list at least one prefix, e.g. \"鄂A\""));
+                }
+                for (j, p) in prefixes.iter().enumerate() {
+                    if !(1..=2).contains(&p.chars().count()) {
+                        issues.push(Issue::new(at(&format!("prefixes[{j}]")), format!("{p:?}: a province character, optionally followed by the city letter")));
+                    }
+                }
+            }
+            RuleKind::Crowding { zone, min_people, min_secs } => {
+                let cams: Vec<&Camera> = config.cameras.iter().filter(|c| rule.cameras.is_empty() || rule.cameras.contains(&c.id)).collect();
+                if !cams.iter().any(|c| c.zones.iter().any(|z| &z.id == zone)) {
+                    issues.push(Issue::new(at("zone"), format!("no camera this rule applies to has a zone {zone:?}")));
+                }
+                if *min_people < 1 {
+                    issues.push(Issue::new(at("min_people"), "must be at least 1"));
+                }
+                if !(*min_secs >= 0.0 && *min_secs <= 86_400.0) {
+                    issues.push(Issue::new(at("min_secs"), format!("{min_secs} is out of range 0..=86400")));
+                }
+            }
+            RuleKind::AfterHours { from, to, types, direction } => {
+                for (key, v) in [("from", from), ("to", to)] {
+                    if parse_clock(v).is_none() {
+                        issues.push(Issue::new(at(key), format!("{v:?} is not a time of day HH:MM")));
+                    }
+                }
+                if from == to {
+                    issues.push(Issue::new(at("to"), "the window is empty (from = to)"));
+                }
+                for (j, t) in types.iter().enumerate() {
+                    if t != "person" && t != "vehicle" {
+                        issues.push(Issue::new(at(&format!("types[{j}]")), format!("{t:?}: expected \"person\" or \"vehicle\"")));
+                    }
+                }
+                if let Some(d) = direction {
+                    if d != "in" && d != "out" {
+                        issues.push(Issue::new(at("direction"), format!("{d:?}: expected \"in\" or \"out\"")));
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn validate_storage(s: &Storage, issues: &mut Vec<Issue>) {

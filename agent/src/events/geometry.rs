@@ -20,6 +20,15 @@ pub enum Direction {
     Out,
 }
 
+impl Direction {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
 /// A line in pixels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineGeom {

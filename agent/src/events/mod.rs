@@ -164,6 +164,24 @@ impl EventBuilder {
         }
     }
 
+    /// Confirmed people inside each zone now, as (zone id, their event ids, longest present first).
+    pub fn people_in_zones(&self) -> Vec<(String, Vec<String>)> {
+        self.zones
+            .iter()
+            .enumerate()
+            .map(|(zi, zone)| {
+                let mut inside: Vec<(&str, &str)> = self
+                    .active
+                    .values()
+                    .filter(|a| a.confirmed && a.label == "person")
+                    .filter_map(|a| a.in_zone.get(zi).copied().flatten().map(|v| (a.visits[v].0.entered_at.as_str(), a.event_id.as_str())))
+                    .collect();
+                inside.sort();
+                (zone.id.clone(), inside.into_iter().map(|(_, id)| id.to_string()).collect())
+            })
+            .collect()
+    }
+
     /// Objects currently followed (confirmed or not).
     pub fn active(&self) -> usize {
         self.active.len()
