@@ -17,12 +17,13 @@ CARGO_DEB   := $(DEPS)/cargo-deb/bin/cargo-deb
 
 # Debian packages the agent needs to build, run and be tested (GStreamer with the codecs and RTSP, the
 # Mosquitto broker the tests start on loopback ports, a CJK font the tests render signs with, and
-# dpkg-dev/systemd for building the .deb and checking the unit with systemd-analyze).
+# dpkg-dev/systemd for building the .deb and checking the unit with systemd-analyze, and Chromium with its
+# WebDriver for the duty desk's browser test).
 APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp gstreamer1.0-tools \
 	libgstrtspserver-1.0-dev mosquitto mosquitto-clients python3-pip fonts-wqy-microhei \
-	dpkg-dev systemd
+	dpkg-dev systemd chromium chromium-driver
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -178,7 +178,14 @@ fn measure_agent(server: &RtspServer, n: usize) -> Rung {
         if ids.iter().all(|id| c.get(id).is_some_and(|(_, analysed, _, state)| *analysed > 0 && state == "online")) {
             break;
         }
-        assert!(Instant::now() < deadline, "agent: not every camera online and analysed within 90 s; log:\n{}", agent.log());
+        if Instant::now() >= deadline {
+            // Not sustained: at this count the cameras do not even all come up.
+            let up = ids.iter().filter(|id| c.get(*id).is_some_and(|(_, a, _, s)| *a > 0 && s == "online")).count();
+            eprintln!("  agent: only {up} of {n} cameras online and analysed within 90 s");
+            agent.signal("TERM");
+            agent.wait(Duration::from_secs(30));
+            return Rung { streams: n, min_fps_in: 0.0, min_fps_analysed: Some(0.0), cpu_percent: 0.0, rss_mib: 0.0, restarts: 0 };
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(WARM_UP);
@@ -232,17 +239,18 @@ fn main() {
     println!("1280x720 H.264 RTSP streams at {SOURCE_FPS} fps from gst-rtsp-server on loopback (TCP), {cores} cores; window {WINDOW:?}");
 
     let only = std::env::var("EDGE_BENCH_ONLY").unwrap_or_default();
-    let mut ceiling = 0;
-    if only != "agent" {
-        println!("decode-only ceiling (rtspsrc ! decodebin ! fakesink, one process):");
-        let ladder: Vec<usize> = [1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 64].into_iter().filter(|&n| n <= max).collect();
-        ceiling = climb(&ladder, &clip, measure_decode_only);
-    }
+    // The agent first: past the decode-only limit the test server can be left wedged (see `climb`).
     let mut agent = 0;
     if only != "decode" {
         println!("agent (edge-agent run, detect_fps {DETECT_FPS}, YOLOX-nano 416, plates on vehicles, events and snapshots):");
         let ladder: Vec<usize> = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16].into_iter().filter(|&n| n <= max).collect();
         agent = climb(&ladder, &clip, measure_agent);
+    }
+    let mut ceiling = 0;
+    if only != "agent" {
+        println!("decode-only ceiling (rtspsrc ! decodebin ! fakesink, one process):");
+        let ladder: Vec<usize> = [1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 64].into_iter().filter(|&n| n <= max).collect();
+        ceiling = climb(&ladder, &clip, measure_decode_only);
     }
 
     println!("sustained: agent {agent} streams, decode-only ceiling {ceiling} streams");

@@ -66,5 +66,6 @@ pub fn file_path(url: &str) -> Option<std::path::PathBuf> {
 
 /// Whether any enabled camera reads plates.
 pub fn plates_in_use(config: &Config) -> bool {
-    config.models.plates.enabled && config.cameras.iter().any(|c| c.enabled && c.plates != edge_config::PlateMode::Off)
+    // With no cameras yet (a fresh install), plates are loaded so cameras added by a reload can read them.
+    config.models.plates.enabled && (config.cameras.is_empty() || config.cameras.iter().any(|c| c.enabled && c.plates != edge_config::PlateMode::Off))
 }

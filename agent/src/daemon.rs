@@ -28,6 +28,8 @@ use crate::mqtt::{self, MqttLink, StatusFn};
 use crate::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, DetectedObject, DetectedPlate, Grid};
 use crate::source::{self, Frame, Mode, SourceSettings, SupervisorSettings};
 use crate::metrics::{self, CameraList};
+use crate::rules::{self, CameraRules, SharedRules};
+use crate::web::{self, Feed};
 use crate::stats::{CameraRecord, CameraState};
 use crate::systemd::Notifier;
 
@@ -118,7 +120,16 @@ async fn serve(config_path: &Path, config: Config, detector: Detector, mut signa
     };
     let link = mqtt.as_ref().map(|(link, _)| link.clone());
     let snapshot_store = SnapshotStore::new(&config.storage.state_dir, config.storage.snapshot_retention_days);
-    let retention_task = tokio::spawn(apply_retention(snapshot_store.clone(), event_log.clone()));
+    let alert_log = Arc::new(EventLog::named(&config.storage.state_dir, "alerts", config.storage.event_log_retention_days));
+    let audit_log = Arc::new(EventLog::named(&config.storage.state_dir, "audit", web::AUDIT_RETENTION_DAYS));
+    let retention_task = tokio::spawn(apply_retention(snapshot_store.clone(), vec![event_log.clone(), alert_log.clone(), audit_log.clone()]));
+    let rules = rules::shared(&config.rules);
+    let feed = config.web.enabled.then(Feed::new);
+    if let Some(feed) = &feed {
+        let (events, alerts, audit) = (event_log.clone(), alert_log.clone(), audit_log.clone());
+        let f = feed.clone();
+        tokio::task::spawn_blocking(move || restore_feed(&f, &events, &alerts, &audit)).await.ok();
+    }
     let sources_cancel = CancellationToken::new();
     let Some(detector_handle) = detector.handle() else { bail!("detector stopped before cameras started") };
     let mut fleet = Fleet {
@@ -131,7 +142,10 @@ async fn serve(config_path: &Path, config: Config, detector: Detector, mut signa
             detections_interval: config.mqtt.as_ref().map(|m| Duration::from_millis(m.detections_interval_ms)).filter(|d| !d.is_zero()),
             outbox: outbox.clone(),
             log: event_log.clone(),
+            alert_log: alert_log.clone(),
             store: snapshot_store.clone(),
+            rules: rules.clone(),
+            feed: feed.clone(),
             cancel: sources_cancel.clone(),
         },
         running: Vec::new(),
@@ -179,6 +193,10 @@ async fn serve(config_path: &Path, config: Config, detector: Detector, mut signa
     } else {
         None
     };
+    let web_task = match &feed {
+        Some(feed) => start_web(&config, feed.clone(), cameras.clone(), snapshot_store.clone(), audit_log.clone(), http_cancel.clone()).await,
+        None => None,
+    };
     let mqtt_task = mqtt.as_ref().map(|(_, task)| task.abort_handle());
     let check = metrics::HealthCheck {
         sources: sources.clone(),
@@ -220,7 +238,7 @@ async fn serve(config_path: &Path, config: Config, detector: Detector, mut signa
     if let Some(task) = stats_task {
         task.abort();
     }
-    if let Some(task) = metrics_task {
+    for task in [metrics_task, web_task].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
     retention_task.abort();
@@ -243,6 +261,78 @@ async fn serve(config_path: &Path, config: Config, detector: Detector, mut signa
     tokio::task::spawn_blocking(move || outbox_writer.stop()).await.ok();
     tracing::info!(undelivered = left, "stopped");
     Ok(())
+}
+
+/// Starts the duty desk page; a failure is logged and the agent runs on without it.
+async fn start_web(
+    config: &Config,
+    feed: Feed,
+    cameras: CameraList,
+    snapshots: SnapshotStore,
+    audit: Arc<EventLog>,
+    cancel: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let w = &config.web;
+    let state = web::WebState {
+        feed,
+        cameras,
+        camera_names: Arc::new(config.cameras.iter().map(|c| (c.id.clone(), c.name.clone().unwrap_or_else(|| c.id.clone()))).collect()),
+        snapshots,
+        audit,
+        users_file: users_file(config),
+        sessions: Arc::default(),
+        session_ttl: Duration::from_secs(u64::from(w.session_hours) * 3600),
+        language: w.language.clone(),
+        site_name: config.site.name.clone().unwrap_or_else(|| config.site.path()),
+        retention_days: config.storage.snapshot_retention_days,
+        secure_cookie: w.tls_cert_file.is_some(),
+        setup_code: Arc::default(),
+    };
+    let tls = w.tls_cert_file.clone().zip(w.tls_key_file.clone());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    match web::serve(&w.listen, state, tls, cancel).await {
+        Ok((addr, task)) => {
+            tracing::info!(address = %addr, "duty desk listening on {scheme}://{addr}/");
+            Some(task)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "duty desk not started; the agent runs without it");
+            None
+        }
+    }
+}
+
+/// The duty desk's accounts file: `web.users_file`, else `users.json` in the state directory.
+pub fn users_file(config: &Config) -> std::path::PathBuf {
+    config.web.users_file.clone().unwrap_or_else(|| config.storage.state_dir.join("users.json"))
+}
+
+/// Refills the duty desk's recent list from the logs on disk after a restart: the last day's events, the
+/// alerts still within retention and their acknowledgements.
+fn restore_feed(feed: &Feed, events: &EventLog, alerts: &EventLog, audit: &EventLog) {
+    let now = chrono::Utc::now();
+    let acks: std::collections::HashMap<String, serde_json::Value> = audit
+        .recent_lines(now, 31)
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["alert"].as_str()?.to_string(), serde_json::json!({"by": v["by"], "at": v["at"]}))))
+        .collect();
+    let mut items: Vec<(String, serde_json::Value)> = Vec::new();
+    for line in events.recent_lines(now, 2).iter().rev().take(200) {
+        if let Ok(e) = serde_json::from_str::<serde_json::Value>(line) {
+            items.push((e["ts"].as_str().unwrap_or_default().to_string(), serde_json::json!({"type": "event", "event": e})));
+        }
+    }
+    for line in alerts.recent_lines(now, 2).iter().rev().take(100) {
+        if let Ok(a) = serde_json::from_str::<serde_json::Value>(line) {
+            let ack = a["id"].as_str().and_then(|id| acks.get(id)).cloned().unwrap_or(serde_json::Value::Null);
+            items.push((a["ts"].as_str().unwrap_or_default().to_string(), serde_json::json!({"type": "alert", "alert": a, "ack": ack})));
+        }
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, item) in items {
+        feed.publish(item);
+    }
 }
 
 /// Re-reads the config after SIGHUP. An invalid file (or one this machine cannot run) is rejected with every
@@ -275,9 +365,14 @@ async fn reload(path: &Path, initial: &Config, fleet: &mut Fleet) -> Result<(), 
         ("models", new.models != initial.models),
         ("storage", new.storage != initial.storage),
         ("metrics", new.metrics != initial.metrics),
+        ("web", new.web != initial.web),
     ];
     for (section, _) in restart_only.iter().filter(|(_, changed)| *changed) {
         tracing::warn!(section, "[{section}] changed: it is read only at start, restart the agent to apply it (systemctl restart edge-agent)");
+    }
+    if new.rules != *rules::current(&fleet.deps.rules) {
+        *fleet.deps.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new.rules.clone());
+        tracing::info!(rules = new.rules.len(), "alert rules updated");
     }
     match fleet.apply(&new).await {
         Ok(()) => {
@@ -302,7 +397,11 @@ struct CameraDeps {
     detections_interval: Option<Duration>,
     outbox: OutboxHandle,
     log: Arc<EventLog>,
+    alert_log: Arc<EventLog>,
     store: SnapshotStore,
+    rules: SharedRules,
+    /// The duty desk's live feed, when the page is served.
+    feed: Option<Feed>,
     /// Parent of every camera's own token: cancelled at shutdown.
     cancel: CancellationToken,
 }
@@ -393,7 +492,19 @@ impl Fleet {
             builder: EventBuilder::new(ctx, BuilderSettings::from_config(events, camera.detect_fps), &camera.lines, &camera.zones),
             lost_timeout_s: events.lost_timeout_secs,
             started: Instant::now(),
-            sink: EventSink { camera: camera.id.clone(), topics: deps.topics.clone(), outbox: deps.outbox.clone(), log: deps.log.clone(), store: deps.store.clone() },
+            rules: deps.rules.clone(),
+            camera_rules: CameraRules::new(&camera.id),
+            sink: EventSink {
+                camera: camera.id.clone(),
+                site: deps.site.path(),
+                grid: Grid::from(&deps.site),
+                topics: deps.topics.clone(),
+                outbox: deps.outbox.clone(),
+                log: deps.log.clone(),
+                alert_log: deps.alert_log.clone(),
+                store: deps.store.clone(),
+                feed: deps.feed.clone(),
+            },
         };
         let settings = supervisor_settings(camera);
         let notify = deps.link.clone();
@@ -517,6 +628,8 @@ struct CameraWorker {
     lost_timeout_s: f64,
     /// Tracking time runs on this monotonic clock (stream timestamps restart with the pipeline).
     started: Instant,
+    rules: SharedRules,
+    camera_rules: CameraRules,
     sink: EventSink,
 }
 
@@ -524,10 +637,14 @@ struct CameraWorker {
 /// local store.
 struct EventSink {
     camera: String,
+    site: String,
+    grid: Grid,
     topics: Topics,
     outbox: OutboxHandle,
     log: Arc<EventLog>,
+    alert_log: Arc<EventLog>,
     store: SnapshotStore,
+    feed: Option<Feed>,
 }
 
 impl EventSink {
@@ -553,6 +670,11 @@ impl EventSink {
                 tracing::error!(camera = %self.camera, event = %e.id, error = %err, "snapshot not queued");
             }
         }
+        if let Some(feed) = &self.feed {
+            if let Ok(value) = serde_json::to_value(e) {
+                feed.publish(serde_json::json!({"type": "event", "event": value}));
+            }
+        }
         match serde_json::to_vec(e) {
             Ok(bytes) => {
                 if let Err(err) = self.log.append(chrono::Utc::now(), &bytes) {
@@ -567,7 +689,47 @@ impl EventSink {
     }
 }
 
+impl EventSink {
+    /// An alert goes to the outbox (then MQTT), the local alert log and the duty desk.
+    fn alert(&self, finding: rules::Finding) {
+        let alert = payload::Alert::from_finding(finding, &self.site, &self.grid, &self.camera, Some(&self.topics.snapshots(&self.camera)));
+        tracing::warn!(
+            camera = %self.camera,
+            alert = %alert.id,
+            rule = %alert.rule,
+            kind = alert.kind,
+            severity = alert.severity,
+            event = alert.event_id.as_deref().unwrap_or("-"),
+            plate = alert.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"),
+            "alert"
+        );
+        let Ok(bytes) = serde_json::to_vec(&alert) else { return };
+        if let Err(err) = self.alert_log.append(chrono::Utc::now(), &bytes) {
+            tracing::warn!(camera = %self.camera, error = %err, "cannot write the local alert log");
+        }
+        if let Err(err) = self.outbox.append(Message::new(Kind::Alert, self.topics.alerts(&self.camera), bytes)) {
+            tracing::error!(camera = %self.camera, alert = %alert.id, error = %err, "alert not queued");
+        }
+        if let (Some(feed), Ok(value)) = (&self.feed, serde_json::to_value(&alert)) {
+            feed.publish(serde_json::json!({"type": "alert", "alert": value, "ack": null}));
+        }
+    }
+}
+
 impl CameraWorker {
+    /// Emits the builder's output and runs the rules on it.
+    fn emit_all(&mut self, outs: Vec<EventOut>) {
+        let rules = rules::current(&self.rules);
+        let now = rules::Now::current();
+        for out in outs {
+            let findings = if rules.is_empty() { Vec::new() } else { self.camera_rules.on_event(&rules, &out.event, now) };
+            self.sink.emit(out);
+            for f in findings {
+                self.sink.alert(f);
+            }
+        }
+    }
+
     fn process(&mut self, frame: Frame) {
         let analysed = match self.detector.detect(frame, self.plates) {
             Ok(a) => a,
@@ -595,16 +757,21 @@ impl CameraWorker {
             detections: &analysed.detections,
             plates: &analysed.plates,
         };
-        for out in self.builder.observe(&input) {
-            self.sink.emit(out);
+        let outs = self.builder.observe(&input);
+        self.emit_all(outs);
+        let rules = rules::current(&self.rules);
+        if rules.iter().any(|r| matches!(r.kind, edge_config::RuleKind::Crowding { .. })) {
+            let people = self.builder.people_in_zones();
+            for f in self.camera_rules.on_zones(&rules, &people, rules::Now::current()) {
+                self.sink.alert(f);
+            }
         }
     }
 
     /// Ends every open event (the camera stopped or had a gap).
     fn finish(&mut self) {
-        for out in self.builder.finish() {
-            self.sink.emit(out);
-        }
+        let outs = self.builder.finish();
+        self.emit_all(outs);
     }
 
     /// Rate-limited per-frame detections: sent when objects are present, and once more when they leave.
@@ -730,24 +897,30 @@ async fn publish_stats(
     }
 }
 
-/// Applies the retention of local snapshots and event logs at start and every hour.
-async fn apply_retention(store: SnapshotStore, log: Arc<EventLog>) {
+/// Applies the retention of local snapshots and logs (events, alerts, audit) at start and every hour.
+async fn apply_retention(store: SnapshotStore, logs: Vec<Arc<EventLog>>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(3600));
     loop {
         ticker.tick().await;
-        let (s, l) = (store.clone(), log.clone());
-        let swept = tokio::task::spawn_blocking(move || (s.sweep(chrono::Utc::now()), l.sweep(chrono::Utc::now()))).await;
+        let (s, l) = (store.clone(), logs.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now();
+            (s.sweep(now), l.iter().map(|log| log.sweep(now)).collect::<Vec<_>>())
+        })
+        .await;
         match swept {
-            Ok((snapshots, logs)) => {
+            Ok((snapshots, swept_logs)) => {
                 match snapshots {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(days = n, dir = %store.dir().display(), "expired snapshots removed"),
+                    Ok(n) => tracing::info!(days = n, dir = %store.dir().display(), retention_days = store.retention_days(), "expired snapshots removed"),
                     Err(e) => tracing::warn!(error = %e, "snapshot retention failed"),
                 }
-                match logs {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(files = n, dir = %log.dir().display(), "expired event logs removed"),
-                    Err(e) => tracing::warn!(error = %e, "event log retention failed"),
+                for (log, result) in logs.iter().zip(swept_logs) {
+                    match result {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(files = n, dir = %log.dir().display(), retention_days = log.retention_days(), "expired logs removed"),
+                        Err(e) => tracing::warn!(error = %e, dir = %log.dir().display(), "log retention failed"),
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "retention task failed"),

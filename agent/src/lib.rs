@@ -18,3 +18,4 @@ pub mod source;
 pub mod stats;
 pub mod systemd;
 pub mod tracking;
+pub mod web;

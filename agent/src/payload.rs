@@ -438,6 +438,7 @@ pub struct Alert {
 pub struct AlertPlate {
     pub text: String,
     pub confidence: f32,
+    pub color: models::plates::PlateColour,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -467,7 +468,7 @@ impl Alert {
             object_type: f.object_type,
             label: f.label,
             direction: f.direction,
-            plate: f.plate.map(|(text, confidence)| AlertPlate { text, confidence: round3(confidence) }),
+            plate: f.plate.map(|(text, confidence, color)| AlertPlate { text, confidence: round3(confidence), color }),
             matched: f.matched.map(|m| AlertMatch { entry: m.entry, distance: m.distance, position: m.position }),
             prefix: f.prefix,
             zone: f.zone,

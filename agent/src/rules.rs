@@ -114,7 +114,8 @@ pub struct Finding {
     pub label: Option<&'static str>,
     pub object_type: Option<&'static str>,
     pub direction: Option<Direction>,
-    pub plate: Option<(String, f32)>,
+    /// Text, confidence and colour of the object's voted plate.
+    pub plate: Option<(String, f32, models::plates::PlateColour)>,
     pub matched: Option<PlateMatch>,
     pub prefix: Option<String>,
     pub zone: Option<String>,
@@ -133,7 +134,7 @@ impl Finding {
             label: Some(e.label),
             object_type: Some(e.kind),
             direction: e.direction,
-            plate: e.plate.as_ref().map(|p| (p.text.clone(), p.confidence)),
+            plate: e.plate.as_ref().map(|p| (p.text.clone(), p.confidence, p.color)),
             matched: None,
             prefix: None,
             zone: None,

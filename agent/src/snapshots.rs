@@ -30,6 +30,10 @@ impl SnapshotStore {
         &self.dir
     }
 
+    pub fn retention_days(&self) -> u32 {
+        self.retention_days
+    }
+
     /// Where the snapshot of `event_id` taken at `at` lives.
     pub fn path(&self, event_id: &str, at: DateTime<Utc>) -> PathBuf {
         self.dir.join(at.format("%Y-%m-%d").to_string()).join(format!("{event_id}.jpg"))

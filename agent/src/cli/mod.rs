@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod check_config;
 pub mod models_cmd;
+pub mod users_cmd;
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +46,18 @@ pub enum Command {
         /// Configuration file to take `models.dir` from.
         #[arg(long, global = true, value_name = "FILE")]
         config: Option<PathBuf>,
+    },
+    /// Duty desk accounts: add (password on stdin), list, remove.
+    Users {
+        #[command(subcommand)]
+        action: users_cmd::UsersAction,
+        /// Configuration file to take the users file from (`web.users_file`, else `users.json` in the state
+        /// directory). Default: /etc/edge-agent/agent.toml.
+        #[arg(long, global = true, value_name = "FILE", default_value = "/etc/edge-agent/agent.toml")]
+        config: PathBuf,
+        /// The users file itself, instead of taking it from the config.
+        #[arg(long, global = true, value_name = "FILE")]
+        file: Option<PathBuf>,
     },
 }
 

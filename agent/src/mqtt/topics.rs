@@ -39,6 +39,11 @@ impl Topics {
     }
 
     /// Snapshot topics of one camera: `{this}/{event_id}` carries the JPEG.
+    /// `{prefix}/{site}/{camera}/alerts`: rule matches (QoS 1, through the outbox).
+    pub fn alerts(&self, camera: &str) -> String {
+        format!("{}/{camera}/alerts", self.base())
+    }
+
     pub fn snapshots(&self, camera: &str) -> String {
         format!("{}/{camera}/snapshots", self.base)
     }

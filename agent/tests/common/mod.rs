@@ -1,6 +1,7 @@
 //! Helpers for the agent's integration tests: the real binary, real config files.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod scenes;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +60,9 @@ pub fn config(dir: &Path, broker_port: Option<u16>, cameras: &[Cam], extra: &str
     text.push_str(&format!("[storage]\nstate_dir = \"{}\"\n\n", dir.join("state").display()));
     // A free port per agent, so tests running side by side do not collide; see `Agent::metrics_addr`.
     text.push_str("[metrics]\nlisten = \"127.0.0.1:0\"\n\n");
+    if !extra.contains("[web]") {
+        text.push_str("[web]\nlisten = \"127.0.0.1:0\"\n\n");
+    }
     text.push_str(extra);
     for c in cameras {
         text.push_str(&format!("\n[[cameras]]\nid = \"{}\"\nurl = \"{}\"\n{}\n", c.id, c.url, c.extra));
@@ -253,4 +257,17 @@ impl FileServer {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+}
+
+/// Signs in to the duty desk and returns the session cookie (`edge_session=...`).
+pub fn web_login(addr: &str, user: &str, password: &str) -> String {
+    use std::io::{Read, Write};
+    let body = format!("user={user}&password={password}");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let line = out.lines().find(|l| l.to_lowercase().starts_with("set-cookie:")).unwrap_or_else(|| panic!("login failed: {out}"));
+    assert!(line.contains("HttpOnly") && line.contains("SameSite=Strict"), "session cookie attributes: {line}");
+    line.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string()
 }

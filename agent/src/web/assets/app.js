@@ -1,0 +1,225 @@
+// Duty desk page: the recent list, then live items over server-sent events. No external code.
+"use strict";
+
+const T = {
+  zh: {
+    title: "卡口值班台", live: "实时连接", sound_on: "声音：开", sound_off: "声音：关", logout: "退出",
+    camera: "摄像头", show: "显示", all: "全部", alerts: "告警", vehicles: "车辆", people: "行人",
+    audit: "确认记录", time: "时间", who: "确认人", alert: "告警",
+    person: "行人", vehicle: "车辆", in: "进村", out: "出村", no_plate: "未识别车牌",
+    new: "出现", update: "更新", end: "离开", ack: "确认", acked: "已确认",
+    watch_list: "布控车辆", key_region: "重点地区车辆", crowding: "人员聚集", after_hours: "非值守时段出现",
+    critical: "紧急", warning: "注意", info: "提示",
+    retention: (d) => `快照和记录保留 ${d} 天，到期自动删除`, new_alert: "新告警",
+    people_in: (n, z, s) => `${z} 区域 ${n} 人，持续 ${s} 秒`, one_char: "（一位字符不同）",
+    online: "在线", connecting: "连接中", stalled: "无画面", unauthorized: "认证失败", unreachable: "无法连接", failed: "故障", ended: "已结束", disabled: "已停用", stopped: "已停止",
+  },
+  en: {
+    title: "Checkpoint duty desk", live: "Live connection", sound_on: "Sound: on", sound_off: "Sound: off", logout: "Sign out",
+    camera: "Camera", show: "Show", all: "All", alerts: "Alerts", vehicles: "Vehicles", people: "People",
+    audit: "Acknowledgements", time: "Time", who: "By", alert: "Alert",
+    person: "person", vehicle: "vehicle", in: "in", out: "out", no_plate: "plate not read",
+    new: "appeared", update: "updated", end: "left", ack: "Acknowledge", acked: "Acknowledged",
+    watch_list: "Watch-list vehicle", key_region: "Key-region vehicle", crowding: "Crowding", after_hours: "After-hours presence",
+    critical: "critical", warning: "warning", info: "info",
+    retention: (d) => `Snapshots and records are kept ${d} days, then deleted`, new_alert: "New alert",
+    people_in: (n, z, s) => `${n} people in ${z} for ${s} s`, one_char: " (one character differs)",
+    online: "online", connecting: "connecting", stalled: "stalled", unauthorized: "unauthorized", unreachable: "unreachable", failed: "failed", ended: "ended", disabled: "disabled", stopped: "stopped",
+  },
+};
+
+const state = { lang: "zh", me: null, items: [], sound: false, audio: null };
+const $ = (id) => document.getElementById(id);
+const t = (key, ...args) => { const v = T[state.lang][key]; return typeof v === "function" ? v(...args) : (v ?? key); };
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+function when(ts) {
+  const d = new Date(ts);
+  return isNaN(d) ? "" : d.toLocaleString(state.lang === "zh" ? "zh-CN" : "en-GB", { hour12: false });
+}
+
+function camName(id) {
+  return (state.me && state.me.cameras && state.me.cameras[id]) || id;
+}
+
+function translatePage() {
+  document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
+  document.title = t("title");
+  for (const e of document.querySelectorAll("[data-t]")) e.textContent = t(e.dataset.t);
+  for (const e of document.querySelectorAll("[data-t-title]")) e.title = t(e.dataset.tTitle);
+  $("lang").textContent = state.lang === "zh" ? "English" : "中文";
+  $("sound").textContent = t(state.sound ? "sound_on" : "sound_off");
+  if (state.me) $("retention").textContent = t("retention", state.me.retention_days);
+}
+
+function plateTag(p) {
+  if (!p) return el("span", { class: "meta" }, t("no_plate"));
+  return el("span", { class: "plate " + (p.color || ""), "data-plate": p.text }, p.text);
+}
+
+// Events: one row per object, replaced as its new/update/end messages arrive.
+function eventRow(e) {
+  const img = el("img", { alt: "", loading: "lazy" });
+  if (e.snapshot) img.src = "/snapshots/" + e.id;
+  const dir = e.direction ? " · " + t(e.direction) : "";
+  return el("li", { class: "item event " + e.type, id: "ev-" + e.id, "data-camera": e.camera, "data-kind": e.type },
+    img,
+    el("div", { class: "body" },
+      el("div", { class: "head" }, e.type === "vehicle" ? plateTag(e.plate) : el("strong", {}, t("person")), el("span", { class: "tag" }, t(e.phase) + dir)),
+      el("div", { class: "meta" }, `${camName(e.camera)} · ${e.label} · ${when(e.ts)}`)));
+}
+
+function alertText(a) {
+  if (a.kind === "crowding") return t("people_in", a.count, a.zone, Math.round(a.duration_s));
+  const parts = [];
+  if (a.matched && a.matched.distance === 1) parts.push(a.matched.entry + t("one_char"));
+  if (a.prefix) parts.push(a.prefix);
+  if (a.direction) parts.push(t(a.direction));
+  return parts.join(" · ");
+}
+
+function alertRow(item) {
+  const a = item.alert;
+  const img = el("img", { alt: "", class: "snap", "data-event": a.event_id || "" });
+  if (a.event_id) { img.src = "/snapshots/" + a.event_id; img.addEventListener("error", () => img.removeAttribute("src"), { once: true }); }
+  const body = el("div", { class: "body" },
+    el("div", { class: "head" }, el("span", { class: "tag " + a.severity }, t(a.severity)), el("strong", {}, t(a.kind)), a.plate ? plateTag(a.plate) : null),
+    el("div", {}, alertText(a)),
+    el("div", { class: "meta" }, `${camName(a.camera)} · ${when(a.ts)} · ${a.rule}`));
+  const li = el("li", { class: "item alert " + a.severity + (item.ack ? " acked" : ""), id: "al-" + a.id, "data-camera": a.camera, "data-kind": "alert" }, img, body);
+  if (item.ack) {
+    body.append(el("div", { class: "acked-by" }, `${t("acked")}: ${item.ack.by} · ${when(item.ack.at)}`));
+  } else if (state.me && state.me.role === "operator") {
+    body.append(el("button", { class: "ack", type: "button", onclick: () => acknowledge(a.id) }, t("ack")));
+  }
+  return li;
+}
+
+function visible(li) {
+  const cam = $("f-camera").value, kind = $("f-type").value;
+  return (!cam || li.dataset.camera === cam) && (!kind || li.dataset.kind === kind);
+}
+
+function place(li) {
+  const old = $(li.id);
+  if (old) old.replaceWith(li); else $("feed").prepend(li);
+  li.hidden = !visible(li);
+  while ($("feed").children.length > 300) $("feed").lastChild.remove();
+}
+
+function refreshAlertSnapshots(eventId) {
+  for (const img of document.querySelectorAll(`img.snap[data-event="${eventId}"]`)) img.src = "/snapshots/" + eventId + "?t=" + Date.now();
+}
+
+function beep() {
+  if (!state.sound) return;
+  try {
+    state.audio = state.audio || new AudioContext();
+    const o = state.audio.createOscillator(), g = state.audio.createGain();
+    o.frequency.value = 880; g.gain.value = 0.2; o.connect(g); g.connect(state.audio.destination);
+    o.start(); o.stop(state.audio.currentTime + 0.4);
+  } catch (_) { /* no audio device */ }
+}
+
+function cue(a) {
+  const b = $("banner");
+  b.textContent = `${t("new_alert")}: ${t(a.kind)} ${a.plate ? a.plate.text : ""} · ${camName(a.camera)}`;
+  b.hidden = false;
+  b.style = "";
+  b.classList.remove("banner"); void b.offsetWidth; b.classList.add("banner");
+  document.title = "(!) " + t("title");
+  beep();
+}
+
+function handle(item, live) {
+  if (item.type === "event") {
+    place(eventRow(item.event));
+    if (item.event.snapshot) refreshAlertSnapshots(item.event.id);
+  } else if (item.type === "alert") {
+    place(alertRow(item));
+    if (live) cue(item.alert);
+  } else if (item.type === "ack") {
+    const li = $("al-" + item.alert);
+    if (li) {
+      const data = state.items.find((i) => i.type === "alert" && i.alert.id === item.alert);
+      if (data) { data.ack = item.ack; place(alertRow(data)); }
+    }
+    if (!$("audit").hidden) loadAudit();
+  } else if (item.type === "cameras") {
+    renderCameras(item.cameras);
+  } else if (item.type === "resync") {
+    loadRecent();
+  }
+  if (item.type === "alert") state.items.push(item);
+}
+
+function renderCameras(cams) {
+  const box = $("cameras");
+  box.replaceChildren(...cams.map((c) => el("span", { class: "cam " + c.state, title: c.last_error || "", "data-camera": c.id }, `${c.name || c.id}: ${t(c.state)}`)));
+  const sel = $("f-camera");
+  for (const c of cams) {
+    if (![...sel.options].some((o) => o.value === c.id)) sel.append(el("option", { value: c.id }, c.name || c.id));
+  }
+}
+
+async function acknowledge(id) {
+  const r = await fetch(`/api/alerts/${id}/ack`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+  if (r.ok) {
+    const ack = await r.json();
+    handle({ type: "ack", alert: id, ack }, false);
+  }
+}
+
+async function loadAudit() {
+  const r = await fetch("/api/audit");
+  if (!r.ok) return;
+  const { entries } = await r.json();
+  $("audit-rows").replaceChildren(...entries.map((e) => el("tr", { "data-alert": e.alert }, el("td", {}, when(e.at)), el("td", {}, e.by), el("td", {}, `${e.rule} (${e.alert.slice(0, 8)})`), el("td", {}, camName(e.camera)))));
+}
+
+async function loadRecent() {
+  const r = await fetch("/api/recent");
+  if (r.status === 401) { location.href = "/login"; return; }
+  const { items } = await r.json();
+  $("feed").replaceChildren();
+  state.items = [];
+  for (const item of items) handle(item, false);
+}
+
+function connect() {
+  const es = new EventSource("/api/stream");
+  es.onopen = () => $("link").classList.add("on");
+  es.onmessage = (m) => { try { handle(JSON.parse(m.data), true); } catch (_) { /* ignore a bad line */ } };
+  es.onerror = () => {
+    $("link").classList.remove("on");
+    // The session may have expired: check before the browser retries.
+    fetch("/api/me").then((r) => { if (r.status === 401) { es.close(); location.href = "/login"; } });
+  };
+}
+
+async function start() {
+  const r = await fetch("/api/me");
+  if (r.status === 401) { location.href = "/login"; return; }
+  state.me = await r.json();
+  state.lang = localStorage.getItem("lang") || state.me.language || "zh";
+  $("site").textContent = state.me.site || "";
+  $("user").textContent = `${state.me.user} (${state.me.role})`;
+  translatePage();
+  $("lang").addEventListener("click", () => { state.lang = state.lang === "zh" ? "en" : "zh"; localStorage.setItem("lang", state.lang); translatePage(); loadRecent(); });
+  $("sound").addEventListener("click", () => { state.sound = !state.sound; if (state.sound) beep(); translatePage(); });
+  $("banner").addEventListener("click", () => { $("banner").hidden = true; document.title = t("title"); });
+  for (const f of ["f-camera", "f-type"]) $(f).addEventListener("change", () => { for (const li of $("feed").children) li.hidden = !visible(li); });
+  $("show-audit").addEventListener("click", () => { $("audit").hidden = !$("audit").hidden; if (!$("audit").hidden) loadAudit(); });
+  await loadRecent();
+  connect();
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,527 @@
+//! The duty desk: a web page served by the agent on the local network, with the live list of events and
+//! alerts (server-sent events), snapshots, camera health, and acknowledging alerts. It works with the
+//! uplink down: everything it shows comes from this PC. Every asset is served by the agent (no CDN).
+//!
+//! Access: a login is required for everything but the login page and static assets; accounts come from
+//! the users file (`edge-agent users add`) or the first-run set-up, which needs a one-time code printed in
+//! the agent's log. Sessions are random 256-bit tokens in an `HttpOnly`, `SameSite=Strict` cookie and
+//! expire after `web.session_hours`. Viewers see; operators also acknowledge. Every acknowledgement is
+//! appended to the audit log (`{state_dir}/audit/`).
+
+pub mod users;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use chrono::Utc;
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::eventlog::EventLog;
+use crate::metrics::CameraList;
+use crate::snapshots::SnapshotStore;
+use users::{Role, UsersFile};
+
+const COOKIE: &str = "edge_session";
+/// Items kept in memory for a page that opens (the rest is in the logs on disk).
+const RECENT: usize = 300;
+/// How long acknowledgements stay in the audit log.
+pub const AUDIT_RETENTION_DAYS: u32 = 365;
+
+/// The live feed: what camera threads publish and every open page receives.
+#[derive(Clone)]
+pub struct Feed {
+    tx: broadcast::Sender<Arc<str>>,
+    recent: Arc<Mutex<VecDeque<Value>>>,
+    alerts: Arc<Mutex<HashMap<String, Value>>>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Feed {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(512);
+        Self { tx, recent: Arc::new(Mutex::new(VecDeque::new())), alerts: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// Publishes an item (`{"type": "event"|"alert"|"ack", ...}`) to open pages and the recent list.
+    pub fn publish(&self, item: Value) {
+        if item["type"] == "alert" {
+            if let Some(id) = item["alert"]["id"].as_str() {
+                let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+                alerts.insert(id.to_string(), item.clone());
+                if alerts.len() > 4 * RECENT {
+                    let oldest = alerts.keys().min().cloned();
+                    if let Some(k) = oldest {
+                        alerts.remove(&k);
+                    }
+                }
+            }
+        }
+        let text: Arc<str> = Arc::from(item.to_string());
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.push_back(item);
+            while recent.len() > RECENT {
+                recent.pop_front();
+            }
+        }
+        let _ = self.tx.send(text);
+    }
+
+    fn recent(&self) -> Vec<Value> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    fn alert(&self, id: &str) -> Option<Value> {
+        self.alerts.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Marks an alert acknowledged in the recent list.
+    fn mark_acked(&self, id: &str, ack: &Value) {
+        if let Some(item) = self.alerts.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
+            item["ack"] = ack.clone();
+        }
+        for item in self.recent.lock().unwrap_or_else(|p| p.into_inner()).iter_mut() {
+            if item["type"] == "alert" && item["alert"]["id"] == id {
+                item["ack"] = ack.clone();
+            }
+        }
+    }
+}
+
+/// What the web server needs.
+#[derive(Clone)]
+pub struct WebState {
+    pub feed: Feed,
+    pub cameras: CameraList,
+    pub camera_names: Arc<HashMap<String, String>>,
+    pub snapshots: SnapshotStore,
+    pub audit: Arc<EventLog>,
+    pub users_file: PathBuf,
+    pub sessions: Arc<Mutex<HashMap<String, Session>>>,
+    pub session_ttl: Duration,
+    pub language: String,
+    pub site_name: String,
+    pub retention_days: u32,
+    pub secure_cookie: bool,
+    /// One-time code for the first-run set-up (while there are no accounts).
+    pub setup_code: Arc<Mutex<Option<String>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: String,
+    pub role: Role,
+    pub expires: Instant,
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rng().fill(&mut b[..]);
+    hex::encode(b)
+}
+
+impl WebState {
+    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let token = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(k, _)| *k == COOKIE)
+            .map(|(_, v)| v.to_string())?;
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        sessions.retain(|_, s| s.expires > now);
+        sessions.get(&token).cloned()
+    }
+
+    fn cookie(&self, token: &str, max_age: u64) -> String {
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+    }
+
+    /// If no account exists, makes (once) and logs the set-up code.
+    pub fn prepare_setup(&self) {
+        let none = UsersFile::load(&self.users_file).map(|f| f.users.is_empty()).unwrap_or(false);
+        let mut code = self.setup_code.lock().unwrap_or_else(|p| p.into_inner());
+        if none && code.is_none() {
+            let c = random_token(4);
+            tracing::warn!(
+                setup_code = %c,
+                users_file = %self.users_file.display(),
+                "duty desk has no accounts: open the page and create the first operator with this set-up code, or run `edge-agent users add NAME --role operator`"
+            );
+            *code = Some(c);
+        } else if !none {
+            *code = None;
+        }
+    }
+}
+
+/// Starts the web server. Returns the bound address once listening.
+pub async fn serve(listen: &str, state: WebState, tls: Option<(PathBuf, PathBuf)>, cancel: CancellationToken) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    state.prepare_setup();
+    let app = router(state);
+    let addr: SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("web.listen {listen}: {e}"))?;
+    match tls {
+        None => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("web.listen {listen}: {e}"))?;
+            let bound = listener.local_addr()?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await {
+                    tracing::error!(error = %e, "duty desk web server failed");
+                }
+            });
+            Ok((bound, task))
+        }
+        Some((cert, key)) => tls::serve(addr, app, &cert, &key, cancel).await,
+    }
+}
+
+mod tls;
+
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/setup", get(setup_page).post(setup))
+        .route("/static/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("assets/app.js")) }))
+        .route("/static/app.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("assets/app.css")) }))
+        .route("/api/me", get(me))
+        .route("/api/recent", get(recent))
+        .route("/api/stream", get(stream))
+        .route("/api/cameras", get(cameras))
+        .route("/api/alerts/{id}/ack", post(ack))
+        .route("/api/audit", get(audit))
+        .route("/snapshots/{id}", get(snapshot))
+        .with_state(state)
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, Json(json!({"error": "login required"}))).into_response()
+}
+
+fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"),
+    );
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn index(State(s): State<WebState>, headers: HeaderMap) -> Response {
+    if s.session(&headers).is_none() {
+        return Redirect::to("/login").into_response();
+    }
+    security_headers(Html(include_str!("assets/index.html")).into_response())
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+async fn login_page(State(s): State<WebState>, Query(q): Query<LoginQuery>) -> Response {
+    let en = q.lang.as_deref().unwrap_or(&s.language) == "en";
+    let t = |zh: &'static str, en_text: &'static str| if en { en_text } else { zh };
+    let error = if q.error.is_some() { format!("<p class=\"error\" id=\"login-error\">{}</p>", t("用户名或密码错误", "Wrong user name or password")) } else { String::new() };
+    let setup = if s.setup_code.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        format!("<p><a href=\"/setup{}\">{}</a></p>", if en { "?lang=en" } else { "" }, t("首次使用：创建值班账号", "First use: create the duty account"))
+    } else {
+        String::new()
+    };
+    let page = format!(
+        include_str!("assets/login.html"),
+        lang = if en { "en" } else { "zh-CN" },
+        title = t("卡口值班台 · 登录", "Checkpoint duty desk · Sign in"),
+        site = html_escape(&s.site_name),
+        user = t("用户名", "User name"),
+        password = t("密码", "Password"),
+        submit = t("登录", "Sign in"),
+        error = error,
+        setup = setup,
+        switch = if en { "<a href=\"/login\">中文</a>" } else { "<a href=\"/login?lang=en\">English</a>" },
+    );
+    security_headers(Html(page).into_response())
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+}
+
+async fn login(State(s): State<WebState>, Form(f): Form<LoginForm>) -> Response {
+    let path = s.users_file.clone();
+    let (name, password) = (f.user.clone(), f.password);
+    let checked = tokio::task::spawn_blocking(move || UsersFile::load(&path).map(|u| u.check(&name, &password).map(|u| (u.name.clone(), u.role)))).await;
+    match checked {
+        Ok(Ok(Some((user, role)))) => {
+            let token = random_token(32);
+            s.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(token.clone(), Session { user: user.clone(), role, expires: Instant::now() + s.session_ttl });
+            tracing::info!(user = %user, role = role.as_str(), "duty desk sign-in");
+            let mut r = Redirect::to("/").into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&s.cookie(&token, s.session_ttl.as_secs())) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read the users file");
+            Redirect::to("/login?error=1").into_response()
+        }
+        _ => {
+            tracing::warn!(user = %f.user.chars().take(32).collect::<String>(), "duty desk sign-in failed");
+            // Slows down guessing.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            Redirect::to("/login?error=1").into_response()
+        }
+    }
+}
+
+async fn logout(State(s): State<WebState>, headers: HeaderMap) -> Response {
+    if let Some(session) = s.session(&headers) {
+        s.sessions.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, v| !(v.user == session.user && v.expires == session.expires));
+    }
+    let mut r = Redirect::to("/login").into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&s.cookie("", 0)) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn setup_page(State(s): State<WebState>, Query(q): Query<LoginQuery>) -> Response {
+    if s.setup_code.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+        return Redirect::to("/login").into_response();
+    }
+    let en = q.lang.as_deref().unwrap_or(&s.language) == "en";
+    let t = |zh: &'static str, en_text: &'static str| if en { en_text } else { zh };
+    let error = if q.error.is_some() { format!("<p class=\"error\">{}</p>", t("设置码错误、用户名无效或密码少于 8 位", "Wrong set-up code, invalid name, or password under 8 characters")) } else { String::new() };
+    let page = format!(
+        include_str!("assets/setup.html"),
+        lang = if en { "en" } else { "zh-CN" },
+        title = t("创建值班账号", "Create the duty account"),
+        hint = t("设置码在本机日志中（journalctl -u edge-agent）。", "The set-up code is in this PC's log (journalctl -u edge-agent)."),
+        code = t("设置码", "Set-up code"),
+        user = t("用户名", "User name"),
+        password = t("密码（至少 8 位）", "Password (8+ characters)"),
+        submit = t("创建", "Create"),
+        error = error,
+    );
+    security_headers(Html(page).into_response())
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    code: String,
+    user: String,
+    password: String,
+}
+
+async fn setup(State(s): State<WebState>, Form(f): Form<SetupForm>) -> Response {
+    let expected = s.setup_code.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some(expected) = expected else { return Redirect::to("/login").into_response() };
+    if f.code.trim() != expected {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        return Redirect::to("/setup?error=1").into_response();
+    }
+    let path = s.users_file.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        let mut file = UsersFile::load(&path)?;
+        if !file.users.is_empty() {
+            return Ok(false);
+        }
+        file.set(f.user.trim(), Role::Operator, &f.password)?;
+        file.save(&path).map(|()| true)
+    })
+    .await;
+    match created {
+        Ok(Ok(true)) => {
+            *s.setup_code.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            tracing::info!("duty desk: first operator account created through the set-up page");
+            Redirect::to("/login").into_response()
+        }
+        Ok(Ok(false)) => Redirect::to("/login").into_response(),
+        _ => Redirect::to("/setup?error=1").into_response(),
+    }
+}
+
+async fn me(State(s): State<WebState>, headers: HeaderMap) -> Response {
+    let Some(session) = s.session(&headers) else { return unauthorized() };
+    Json(json!({
+        "user": session.user,
+        "role": session.role.as_str(),
+        "language": s.language,
+        "site": s.site_name,
+        "retention_days": s.retention_days,
+        "cameras": s.camera_names.as_ref(),
+    }))
+    .into_response()
+}
+
+async fn recent(State(s): State<WebState>, headers: HeaderMap) -> Response {
+    if s.session(&headers).is_none() {
+        return unauthorized();
+    }
+    Json(json!({ "items": s.feed.recent() })).into_response()
+}
+
+fn camera_health(s: &WebState) -> Value {
+    let list = s.cameras.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let cams: Vec<Value> = list
+        .iter()
+        .map(|r| {
+            let h = r.health();
+            let (_, fps) = r.rates();
+            json!({
+                "id": r.id,
+                "name": s.camera_names.get(&r.id),
+                "state": h.state.as_str(),
+                "since": crate::payload::timestamp(h.since),
+                "last_error": h.last_error,
+                "fps": crate::payload::round2(fps),
+            })
+        })
+        .collect();
+    json!({"type": "cameras", "cameras": cams})
+}
+
+async fn cameras(State(s): State<WebState>, headers: HeaderMap) -> Response {
+    if s.session(&headers).is_none() {
+        return unauthorized();
+    }
+    Json(camera_health(&s)).into_response()
+}
+
+async fn stream(State(s): State<WebState>, headers: HeaderMap) -> Response {
+    let Some(session) = s.session(&headers) else { return unauthorized() };
+    let rx = s.feed.tx.subscribe();
+    let state = s.clone();
+    let expires = session.expires;
+    // Live items as they come, and camera health every 5 s; the stream ends when the session does.
+    let items = futures_stream(rx, state, expires);
+    Sse::new(items).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+/// What the SSE stream carries between polls.
+struct StreamState {
+    rx: broadcast::Receiver<Arc<str>>,
+    state: WebState,
+    expires: Instant,
+    ticker: tokio::time::Interval,
+}
+
+fn futures_stream(
+    rx: broadcast::Receiver<Arc<str>>,
+    state: WebState,
+    expires: Instant,
+) -> impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>> {
+    // The interval's first tick is immediate: camera health goes out first.
+    let ticker = tokio::time::interval(Duration::from_secs(5));
+    futures_util::stream::unfold(StreamState { rx, state, expires, ticker }, |mut st| async move {
+        if Instant::now() >= st.expires {
+            return None;
+        }
+        let data = tokio::select! {
+            item = st.rx.recv() => match item {
+                Ok(text) => text.to_string(),
+                // A slow page missed some: it reloads the recent list.
+                Err(broadcast::error::RecvError::Lagged(_)) => "{\"type\":\"resync\"}".to_string(),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            },
+            _ = st.ticker.tick() => camera_health(&st.state).to_string(),
+        };
+        Some((Ok(SseEvent::default().data(data)), st))
+    })
+}
+
+async fn ack(State(s): State<WebState>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
+    let Some(session) = s.session(&headers) else { return unauthorized() };
+    if session.role != Role::Operator {
+        return (StatusCode::FORBIDDEN, Json(json!({"error": "only operators acknowledge alerts"}))).into_response();
+    }
+    let Some(alert) = s.feed.alert(&id) else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "no such alert"}))).into_response();
+    };
+    if !alert["ack"].is_null() {
+        return Json(alert["ack"].clone()).into_response();
+    }
+    let now = Utc::now();
+    let ack = json!({"by": session.user, "at": crate::payload::timestamp(now)});
+    let record = json!({
+        "action": "acknowledge",
+        "alert": id,
+        "rule": alert["alert"]["rule"],
+        "camera": alert["alert"]["camera"],
+        "by": session.user,
+        "role": session.role.as_str(),
+        "at": crate::payload::timestamp(now),
+    });
+    let audit = s.audit.clone();
+    let line = record.to_string();
+    let written = tokio::task::spawn_blocking(move || audit.append(now, line.as_bytes())).await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::error!(alert = %id, "cannot write the audit log; acknowledgement refused");
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "audit log not writable"}))).into_response();
+    }
+    tracing::info!(alert = %id, user = %session.user, "alert acknowledged");
+    s.feed.mark_acked(&id, &ack);
+    s.feed.publish(json!({"type": "ack", "alert": id, "ack": ack}));
+    Json(ack).into_response()
+}
+
+async fn audit(State(s): State<WebState>, headers: HeaderMap) -> Response {
+    if s.session(&headers).is_none() {
+        return unauthorized();
+    }
+    let log = s.audit.clone();
+    let lines = tokio::task::spawn_blocking(move || log.recent_lines(Utc::now(), 31)).await.unwrap_or_default();
+    let entries: Vec<Value> = lines.iter().rev().filter_map(|l| serde_json::from_str(l).ok()).take(500).collect();
+    Json(json!({ "entries": entries })).into_response()
+}
+
+async fn snapshot(State(s): State<WebState>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
+    if s.session(&headers).is_none() {
+        return unauthorized();
+    }
+    let id = id.trim_end_matches(".jpg").to_string();
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let store = s.snapshots.clone();
+    match tokio::task::spawn_blocking(move || store.find(&id).and_then(|p| std::fs::read(p).ok())).await {
+        Ok(Some(bytes)) => ([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=3600")], bytes).into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}

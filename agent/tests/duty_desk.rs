@@ -1,0 +1,246 @@
+//! The duty desk end to end: a real Chromium logs in to the agent's page while a clip is analysed, sees
+//! the vehicle event and the watch-list alert with its snapshot appear live, acknowledges the alert and
+//! finds it in the audit log; alerts reach a real Mosquitto, also after an outage; retention deletes
+//! expired snapshots and logs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::browser::Browser;
+use common::{command, config, file_url, http_get, Agent, Cam};
+use serde_json::Value;
+use testkit::broker::{Broker, Subscriber};
+use testkit::schemas::assert_valid;
+
+const LINE_DOWN_IS_IN: &str = "[[cameras.lines]]\nid = \"gate\"\npoints = [[0.0, 0.75], [1.0, 0.75]]\nin_side = [0.5, 0.95]\n";
+
+const WATCH_RULE: &str = "[[rules]]\nid = \"watched\"\nkind = \"watch_list\"\nplates = [\"苏ED51712\"]\ntolerance = 1\nseverity = \"critical\"\n\n";
+
+fn camera_extra() -> String {
+    format!("loop_file = true\ndetect_fps = 5\n{LINE_DOWN_IS_IN}")
+}
+
+fn add_user(cfg: &std::path::Path, name: &str, role: &str, password: &str) {
+    let mut child = command()
+        .args(["users", "add", name, "--role", role, "--config"])
+        .arg(cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "users add: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn web_addr(agent: &Agent) -> String {
+    agent.wait_log("duty desk listening", 1, Duration::from_secs(90));
+    let log = agent.log();
+    let line = log.lines().find(|l| l.contains("duty desk listening")).unwrap();
+    let start = line.find("address=").unwrap() + "address=".len();
+    line[start..].split_whitespace().next().unwrap().to_string()
+}
+
+/// A raw request, to see status codes and headers without following redirects.
+fn raw(addr: &str, request: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn duty_staff_log_in_see_a_watch_list_alert_live_and_acknowledge_it() {
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port(), "checkpoint/#");
+    let dir = tempfile::tempdir().unwrap();
+    let clip = common::scenes::car_crossing(true);
+    let extra = camera_extra();
+    let cams = [Cam { id: "gate", url: file_url(&clip), extra: &extra }];
+    let extra_sections = format!("[web]\nlisten = \"127.0.0.1:0\"\n\n{WATCH_RULE}");
+    // The agent starts without the camera, which is added (reload) once the page is open, so everything
+    // the page shows about the car arrives live.
+    let cfg = config(dir.path(), Some(broker.port()), &[], &extra_sections);
+    add_user(&cfg, "duty", "operator", "village-gate-2026");
+    add_user(&cfg, "guest", "viewer", "just-looking-1");
+    let agent = Agent::start(&cfg);
+    let addr = web_addr(&agent);
+
+    // Nothing without a session: pages redirect to the login, the API and snapshots answer 401.
+    let home = raw(&addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(home.starts_with("HTTP/1.1 303") && home.contains("location: /login"), "{home}");
+    assert_eq!(http_get(&addr, "/api/recent").0, 401);
+    assert_eq!(http_get(&addr, "/api/stream").0, 401);
+    assert_eq!(http_get(&addr, "/snapshots/0193a3c2-0000-7000-8000-000000000000").0, 401);
+    let forged = raw(&addr, "GET /api/recent HTTP/1.1\r\nHost: x\r\nCookie: edge_session=0123456789abcdef\r\nConnection: close\r\n\r\n");
+    assert!(forged.starts_with("HTTP/1.1 401"), "{forged}");
+    // A wrong password does not sign in.
+    let body = "user=duty&password=wrong-password";
+    let wrong = raw(&addr, &format!("POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()));
+    assert!(wrong.contains("location: /login?error=1") && !wrong.to_lowercase().contains("set-cookie"), "{wrong}");
+
+    // Phone-sized Chromium.
+    let browser = Browser::start(412, 915);
+    browser.go(&format!("http://{addr}/"));
+    assert!(browser.current_url().ends_with("/login"), "{}", browser.current_url());
+    browser.type_into("#user", "duty");
+    browser.type_into("#password", "village-gate-2026");
+    browser.click("#login");
+    browser.wait_for("the feed page", Duration::from_secs(20), "return document.getElementById('feed') !== null && document.getElementById('user').textContent.includes('duty')");
+    assert!(browser.eval("return document.documentElement.lang").as_str().unwrap().starts_with("zh"), "Chinese by default");
+    assert!(browser.eval("return document.querySelector('[data-t=\"title\"]').textContent").as_str().unwrap().contains("卡口值班台"));
+    assert!(browser.eval("return document.getElementById('retention').textContent").as_str().unwrap().contains("7 天"));
+    assert_eq!(browser.eval("return document.querySelectorAll('#feed li').length"), 0);
+
+    config(dir.path(), Some(broker.port()), &cams, &extra_sections);
+    agent.signal("HUP");
+    agent.wait_log("configuration reloaded", 1, Duration::from_secs(30));
+
+    // The car drives through while the page is open: its event and the watch-list alert appear live.
+    browser.wait_for(
+        "a live vehicle event with the plate",
+        Duration::from_secs(90),
+        "return [...document.querySelectorAll('li.event .plate')].some(p => p.dataset.plate === '苏ED51712')",
+    );
+    browser.wait_for("the watch-list alert", Duration::from_secs(60), "return document.querySelector('li.alert .plate[data-plate=\"苏ED51712\"]') !== null");
+    browser.wait_for("the new-alert banner", Duration::from_secs(5), "return !document.getElementById('banner').hidden && document.getElementById('banner').textContent.includes('布控车辆')");
+    // Its snapshot is shown once the car has left and the picture exists.
+    browser.wait_for("the alert's snapshot", Duration::from_secs(60), "const img = document.querySelector('li.alert img.snap'); return img && img.complete && img.naturalWidth > 0");
+    let alert_id = browser.eval("return document.querySelector('li.alert').id.slice(3)").as_str().unwrap().to_string();
+
+    // Acknowledge it; the page shows who did, and the audit log has it.
+    browser.click("li.alert button.ack");
+    browser.wait_for("the acknowledgement on the page", Duration::from_secs(10), "const a = document.querySelector('li.alert .acked-by'); return a && a.textContent.includes('duty')");
+    let audit = browser.eval_async("fetch('/api/audit').then(r => r.json()).then(done)");
+    let entry = audit["entries"].as_array().unwrap().iter().find(|e| e["alert"] == alert_id.as_str()).unwrap_or_else(|| panic!("ack not in the audit log: {audit}"));
+    assert_eq!(entry["by"], "duty");
+    assert_eq!(entry["action"], "acknowledge");
+    assert!(entry["at"].as_str().is_some());
+    let on_disk: String = std::fs::read_dir(dir.path().join("state/audit")).unwrap().map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap()).collect();
+    assert!(on_disk.contains(&alert_id) && on_disk.contains("\"by\":\"duty\""), "{on_disk}");
+
+    // English on request.
+    browser.click("#lang");
+    browser.wait_for("the English interface", Duration::from_secs(10), "return document.querySelector('[data-t=\"title\"]').textContent === 'Checkpoint duty desk'");
+    browser.click("#lang");
+
+    let shot = browser.screenshot();
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("duty-desk.png"), &shot).unwrap();
+    assert!(shot.starts_with(b"\x89PNG") && shot.len() > 10_000);
+
+    // The same alert over MQTT, schema-valid, referencing the event and its snapshot topic.
+    let m = sub.wait_for(Duration::from_secs(30), "the alert on MQTT", |m| m.topic.ends_with("/gate/alerts"));
+    assert!(m.topic.starts_with("checkpoint/xining/chengzhong/nanchuan/xiaozhuang/east-gate/gate/alerts"), "{}", m.topic);
+    let alert: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_valid("alert.v1.json", &alert);
+    assert_eq!(alert["id"], alert_id.as_str());
+    assert_eq!(alert["kind"], "watch_list");
+    assert_eq!(alert["plate"]["text"], "苏ED51712");
+    assert_eq!(alert["severity"], "critical");
+    let event_id = alert["event_id"].as_str().unwrap();
+    assert!(sub.messages().iter().any(|m| m.topic.ends_with("/gate/events") && String::from_utf8_lossy(&m.payload).contains(event_id)), "the alert's event was published");
+    // The clip loops: the car passes again and again, but the cooldown keeps it to one alert.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(sub.messages().iter().filter(|m| m.topic.ends_with("/alerts")).count(), 1);
+
+    // A viewer sees the feed but cannot acknowledge.
+    let cookie = common::web_login(&addr, "guest", "just-looking-1");
+    let recent = raw(&addr, &format!("GET /api/recent HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"));
+    assert!(recent.starts_with("HTTP/1.1 200"), "{recent}");
+    let ack = raw(&addr, &format!("POST /api/alerts/{alert_id}/ack HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
+    assert!(ack.starts_with("HTTP/1.1 403"), "{ack}");
+}
+
+#[test]
+fn alerts_survive_a_broker_outage() {
+    let mut broker = Broker::start_persistent();
+    let port = broker.port();
+    let sub = Subscriber::connect_persistent(port, "checkpoint/+/+/+/+/+/+/alerts", "alert-consumer");
+    broker.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = common::scenes::car_crossing(true);
+    let cams = [Cam { id: "gate", url: file_url(&clip), extra: "detect_fps = 5" }];
+    let cfg = config(dir.path(), Some(port), &cams, &format!("[web]\nenabled = false\n\n{WATCH_RULE}"));
+    let agent = Agent::start(&cfg);
+    // The alert is made while the broker is down: it waits in the outbox.
+    agent.wait_log("rule=watched", 1, Duration::from_secs(90));
+    agent.wait_log("file source ended", 1, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart();
+    let m = sub.wait_for(Duration::from_secs(60), "the alert after the outage", |m| m.topic.ends_with("/gate/alerts"));
+    let alert: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_valid("alert.v1.json", &alert);
+    assert_eq!(alert["plate"]["text"], "苏ED51712");
+    drop(agent);
+}
+
+#[test]
+fn retention_removes_expired_snapshots_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    for day in ["2001-01-01", today.as_str()] {
+        std::fs::create_dir_all(state.join("snapshots").join(day)).unwrap();
+        std::fs::write(state.join("snapshots").join(day).join("0193a3c2-0000-7000-8000-000000000000.jpg"), b"jpeg").unwrap();
+        for log in ["events", "alerts"] {
+            std::fs::create_dir_all(state.join(log)).unwrap();
+            std::fs::write(state.join(log).join(format!("{day}.jsonl")), b"{}\n").unwrap();
+        }
+    }
+    let cfg = config(dir.path(), None, &[], "");
+    // A shortened retention: one day.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("[storage]\n", "[storage]\nsnapshot_retention_days = 1\nevent_log_retention_days = 1\n");
+    std::fs::write(&cfg, text).unwrap();
+    add_user(&cfg, "duty", "viewer", "village-gate-2026");
+    let agent = Agent::start(&cfg);
+    agent.wait_log("expired snapshots removed", 1, Duration::from_secs(60));
+    agent.wait_log("expired logs removed", 2, Duration::from_secs(10));
+    assert!(!state.join("snapshots/2001-01-01").exists());
+    assert!(state.join("snapshots").join(&today).exists(), "today's snapshots are kept");
+    for log in ["events", "alerts"] {
+        assert!(!state.join(log).join("2001-01-01.jsonl").exists(), "{log}");
+        assert!(state.join(log).join(format!("{today}.jsonl")).exists(), "{log}");
+    }
+    // The page states the retention in force.
+    let addr = web_addr(&agent);
+    assert_eq!(http_get(&addr, "/api/me").0, 401);
+    let cookie = common::web_login(&addr, "duty", "village-gate-2026");
+    let me = raw(&addr, &format!("GET /api/me HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"));
+    assert!(me.contains("\"retention_days\":1"), "{me}");
+}
+
+#[test]
+fn first_run_set_up_needs_the_code_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), None, &[], "");
+    let agent = Agent::start(&cfg);
+    let addr = web_addr(&agent);
+    agent.wait_log("setup_code=", 1, Duration::from_secs(10));
+    let log = agent.log();
+    let code = log.split("setup_code=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let setup = |code: &str| {
+        let body = format!("code={code}&user=duty&password=village-gate-2026");
+        raw(&addr, &format!("POST /setup HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()))
+    };
+    // Without the code from the log, no account.
+    assert!(setup("not-the-code").contains("location: /setup?error=1"));
+    assert!(!dir.path().join("state/users.json").exists());
+    assert!(setup(&code).contains("location: /login"));
+    let users = std::fs::read_to_string(dir.path().join("state/users.json")).unwrap();
+    assert!(users.contains("\"duty\"") && users.contains("operator") && !users.contains("village-gate-2026"));
+    // The set-up is closed once an account exists.
+    assert!(setup(&code).contains("location: /login"));
+    let cookie = common::web_login(&addr, "duty", "village-gate-2026");
+    let me = raw(&addr, &format!("GET /api/me HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"));
+    assert!(me.contains("\"role\":\"operator\""), "{me}");
+}
