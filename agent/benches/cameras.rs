@@ -104,6 +104,9 @@ fn decode_only(url: &str, n: usize) {
                 gst::PadProbeReturn::Ok
             });
             p.set_state(gst::State::Playing).unwrap();
+            // Staggered like cameras coming up one by one: the loopback test server sets sessions up
+            // on one thread, and two dozen at the same instant overwhelm it (not the decoders).
+            std::thread::sleep(Duration::from_millis(200));
             p
         })
         .collect();

@@ -244,3 +244,41 @@ fn first_run_set_up_needs_the_code_from_the_log() {
     let me = raw(&addr, &format!("GET /api/me HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"));
     assert!(me.contains("\"role\":\"operator\""), "{me}");
 }
+
+#[test]
+fn the_page_is_served_over_https_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = testkit::tls::generate(dir.path());
+    let web = format!(
+        "[web]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\n",
+        tls.server_cert.display(),
+        tls.server_key.display()
+    );
+    let cfg = config(dir.path(), None, &[], &web);
+    add_user(&cfg, "duty", "operator", "village-gate-2026");
+    let agent = Agent::start(&cfg);
+    let addr = web_addr(&agent);
+    assert!(agent.log().contains(&format!("https://{addr}/")), "{}", agent.log());
+    let port = addr.rsplit(':').next().unwrap();
+    let ca = ureq::tls::Certificate::from_pem(&std::fs::read(&tls.ca).unwrap()).unwrap();
+    let client = ureq::Agent::config_builder()
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&[ca])).build())
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent();
+    let mut page = client.get(&format!("https://localhost:{port}/login")).call().unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.body_mut().read_to_string().unwrap().contains("卡口值班台"));
+    let login = client
+        .post(&format!("https://localhost:{port}/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send("user=duty&password=village-gate-2026")
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    // Plain HTTP to the HTTPS port gets no page.
+    let plain = std::panic::catch_unwind(|| http_get(&addr, "/login"));
+    assert!(plain.map(|(status, _)| status != 200).unwrap_or(true));
+}
