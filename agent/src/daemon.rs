@@ -146,6 +146,7 @@ async fn serve(config_path: &Path, config: Config, detector: Detector, mut signa
             store: snapshot_store.clone(),
             rules: rules.clone(),
             feed: feed.clone(),
+            camera_names: Arc::new(RwLock::new(web::camera_names(&config))),
             cancel: sources_cancel.clone(),
         },
         running: Vec::new(),
@@ -194,7 +195,7 @@ async fn serve(config_path: &Path, config: Config, detector: Detector, mut signa
         None
     };
     let web_task = match &feed {
-        Some(feed) => start_web(&config, feed.clone(), cameras.clone(), snapshot_store.clone(), audit_log.clone(), http_cancel.clone()).await,
+        Some(feed) => start_web(&config, fleet.deps.camera_names.clone(), feed.clone(), cameras.clone(), snapshot_store.clone(), audit_log.clone(), http_cancel.clone()).await,
         None => None,
     };
     let mqtt_task = mqtt.as_ref().map(|(_, task)| task.abort_handle());
@@ -266,6 +267,7 @@ async fn serve(config_path: &Path, config: Config, detector: Detector, mut signa
 /// Starts the duty desk page; a failure is logged and the agent runs on without it.
 async fn start_web(
     config: &Config,
+    camera_names: web::CameraNames,
     feed: Feed,
     cameras: CameraList,
     snapshots: SnapshotStore,
@@ -276,7 +278,7 @@ async fn start_web(
     let state = web::WebState {
         feed,
         cameras,
-        camera_names: Arc::new(config.cameras.iter().map(|c| (c.id.clone(), c.name.clone().unwrap_or_else(|| c.id.clone()))).collect()),
+        camera_names,
         snapshots,
         audit,
         users_file: users_file(config),
@@ -370,6 +372,7 @@ async fn reload(path: &Path, initial: &Config, fleet: &mut Fleet) -> Result<(), 
     for (section, _) in restart_only.iter().filter(|(_, changed)| *changed) {
         tracing::warn!(section, "[{section}] changed: it is read only at start, restart the agent to apply it (systemctl restart edge-agent)");
     }
+    *fleet.deps.camera_names.write().unwrap_or_else(|p| p.into_inner()) = web::camera_names(&new);
     if new.rules != *rules::current(&fleet.deps.rules) {
         *fleet.deps.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new.rules.clone());
         tracing::info!(rules = new.rules.len(), "alert rules updated");
@@ -402,6 +405,8 @@ struct CameraDeps {
     rules: SharedRules,
     /// The duty desk's live feed, when the page is served.
     feed: Option<Feed>,
+    /// Camera display names for the duty desk.
+    camera_names: web::CameraNames,
     /// Parent of every camera's own token: cancelled at shutdown.
     cancel: CancellationToken,
 }

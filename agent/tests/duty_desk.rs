@@ -63,7 +63,7 @@ fn duty_staff_log_in_see_a_watch_list_alert_live_and_acknowledge_it() {
     let sub = Subscriber::connect(broker.port(), "checkpoint/#");
     let dir = tempfile::tempdir().unwrap();
     let clip = common::scenes::car_crossing(true);
-    let extra = camera_extra();
+    let extra = format!("name = \"东口进村\"\n{}", camera_extra());
     let cams = [Cam { id: "gate", url: file_url(&clip), extra: &extra }];
     let extra_sections = format!("[web]\nlisten = \"127.0.0.1:0\"\n\n{WATCH_RULE}");
     // The agent starts without the camera, which is added (reload) once the page is open, so everything
@@ -110,6 +110,7 @@ fn duty_staff_log_in_see_a_watch_list_alert_live_and_acknowledge_it() {
         Duration::from_secs(90),
         "return [...document.querySelectorAll('li.event .plate')].some(p => p.dataset.plate === '苏ED51712')",
     );
+    browser.wait_for("the added camera's health under its name", Duration::from_secs(20), "const c = document.querySelector('.cam[data-camera=\"gate\"]'); return c && c.textContent.includes('东口进村')");
     browser.wait_for("the watch-list alert", Duration::from_secs(60), "return document.querySelector('li.alert .plate[data-plate=\"苏ED51712\"]') !== null");
     browser.wait_for("the new-alert banner", Duration::from_secs(5), "return !document.getElementById('banner').hidden && document.getElementById('banner').textContent.includes('布控车辆')");
     // Its snapshot is shown once the car has left and the picture exists.

@@ -106,12 +106,21 @@ impl Feed {
     }
 }
 
+/// Camera display names by id, shared with the daemon so a reload updates them.
+pub type CameraNames = Arc<std::sync::RwLock<HashMap<String, String>>>;
+
+/// Display names from a config (the id where a camera has no name).
+pub fn camera_names(config: &edge_config::Config) -> HashMap<String, String> {
+    config.cameras.iter().map(|c| (c.id.clone(), c.name.clone().unwrap_or_else(|| c.id.clone()))).collect()
+}
+
 /// What the web server needs.
 #[derive(Clone)]
 pub struct WebState {
     pub feed: Feed,
     pub cameras: CameraList,
-    pub camera_names: Arc<HashMap<String, String>>,
+    /// Display names by camera id; replaced on reload.
+    pub camera_names: CameraNames,
     pub snapshots: SnapshotStore,
     pub audit: Arc<EventLog>,
     pub users_file: PathBuf,
@@ -381,7 +390,7 @@ async fn me(State(s): State<WebState>, headers: HeaderMap) -> Response {
         "language": s.language,
         "site": s.site_name,
         "retention_days": s.retention_days,
-        "cameras": s.camera_names.as_ref(),
+        "cameras": s.camera_names.read().unwrap_or_else(|p| p.into_inner()).clone(),
     }))
     .into_response()
 }
@@ -395,6 +404,7 @@ async fn recent(State(s): State<WebState>, headers: HeaderMap) -> Response {
 
 fn camera_health(s: &WebState) -> Value {
     let list = s.cameras.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let names = s.camera_names.read().unwrap_or_else(|p| p.into_inner()).clone();
     let cams: Vec<Value> = list
         .iter()
         .map(|r| {
@@ -402,7 +412,7 @@ fn camera_health(s: &WebState) -> Value {
             let (_, fps) = r.rates();
             json!({
                 "id": r.id,
-                "name": s.camera_names.get(&r.id),
+                "name": names.get(&r.id),
                 "state": h.state.as_str(),
                 "since": crate::payload::timestamp(h.since),
                 "last_error": h.last_error,

@@ -162,6 +162,8 @@ function handle(item, live) {
 }
 
 function renderCameras(cams) {
+  // Names follow the agent's configuration (a reload may have added or renamed cameras).
+  if (state.me) { state.me.cameras = state.me.cameras || {}; for (const c of cams) if (c.name) state.me.cameras[c.id] = c.name; }
   const box = $("cameras");
   box.replaceChildren(...cams.map((c) => el("span", { class: "cam " + c.state, title: c.last_error || "", "data-camera": c.id }, `${c.name || c.id}: ${t(c.state)}`)));
   const sel = $("f-camera");
