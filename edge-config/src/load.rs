@@ -52,12 +52,9 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
     let events: Option<Events> = optional_section(&table, "events", &mut issues);
     let metrics: Option<Metrics> = optional_section(&table, "metrics", &mut issues);
     let web: Option<Web> = optional_section(&table, "web", &mut issues);
-    let rules: Option<Vec<Rule>> = match table.get("rules") {
+    let rules: Option<Vec<Option<Rule>>> = match table.get("rules") {
         None => Some(Vec::new()),
-        Some(toml::Value::Array(items)) => {
-            let parsed: Vec<Option<Rule>> = items.iter().enumerate().map(|(i, v)| section(v.clone(), &format!("rules[{i}]"), &mut issues)).collect();
-            parsed.into_iter().collect()
-        }
+        Some(toml::Value::Array(items)) => Some(items.iter().enumerate().map(|(i, v)| section(v.clone(), &format!("rules[{i}]"), &mut issues)).collect()),
         Some(other) => {
             issues.push(Issue::new("rules", format!("expected an array of tables ([[rules]]), found {}", other.type_str())));
             None
@@ -91,7 +88,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         events: events.clone().unwrap_or_default(),
         metrics: metrics.clone().unwrap_or_default(),
         web: web.clone().unwrap_or_default(),
-        rules: rules.clone().unwrap_or_default(),
+        rules: rules.iter().flatten().flatten().cloned().collect(),
         cameras: camera_list,
     };
     let mut semantic = Vec::new();
@@ -104,6 +101,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         .filter(|(_, c)| c.is_some())
         .map(|(i, _)| i)
         .collect();
+    let rule_map: Vec<usize> = rules.iter().flatten().enumerate().filter(|(_, r)| r.is_some()).map(|(i, _)| i).collect();
     for mut issue in semantic {
         if site.is_none() && issue.path.starts_with("site") {
             continue;
@@ -111,14 +109,19 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         if cameras.is_none() && issue.path == "cameras" {
             continue;
         }
-        issue.path = remap_camera_index(&issue.path, &index_map);
-        issue.message = remap_camera_index(&issue.message, &index_map);
+        if rules.is_none() && issue.path == "rules" {
+            continue;
+        }
+        for (list, map) in [("cameras", &index_map), ("rules", &rule_map)] {
+            issue.path = remap_index(&issue.path, list, map);
+            issue.message = remap_index(&issue.message, list, map);
+        }
         issues.push(issue);
     }
 
-    match (issues.is_empty(), site, mqtt, models, storage, events, metrics, web, rules) {
-        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics), Some(web), Some(rules)) => {
-            Ok(Config { site, mqtt, models, storage, events, metrics, web, rules, cameras: partial.cameras })
+    match (issues.is_empty(), site, mqtt, models, storage, events, metrics, web, rules.is_some()) {
+        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics), Some(web), true) => {
+            Ok(Config { site, mqtt, models, storage, events, metrics, web, rules: partial.rules, cameras: partial.cameras })
         }
         _ => Err(issues),
     }
@@ -155,14 +158,18 @@ fn placeholder_site() -> Site {
 }
 
 /// Rewrites `cameras[i]` (an index into the cameras that parsed) to the index in the file.
-fn remap_camera_index(text: &str, index_map: &[usize]) -> String {
+/// Rewrites `{list}[i]` indices (top-level lists only: not after a `.`, so `rules[0].cameras[1]` keeps its
+/// inner index) from positions among the items that parsed back to positions in the file.
+fn remap_index(text: &str, list: &str, index_map: &[usize]) -> String {
+    let marker = format!("{list}[");
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(pos) = rest.find("cameras[") {
-        let (head, tail) = rest.split_at(pos + "cameras[".len());
+    while let Some(pos) = rest.find(&marker) {
+        let nested = pos > 0 && rest[..pos].ends_with('.');
+        let (head, tail) = rest.split_at(pos + marker.len());
         out.push_str(head);
         let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
-        match digits.parse::<usize>().ok().and_then(|i| index_map.get(i)) {
+        match digits.parse::<usize>().ok().and_then(|i| index_map.get(i)).filter(|_| !nested) {
             Some(orig) => out.push_str(&orig.to_string()),
             None => out.push_str(&digits),
         }

@@ -200,3 +200,30 @@ points = [[0.1, 0.1], [1.5, 0.1], [0.9, 0.9]]
     assert!(has("cameras[1].zones[2].points", "0 to 1"), "{p:#?}");
     assert!(has("cameras[1].zones[2].id", "duplicate"), "{p:#?}");
 }
+
+const SITE: &str = "[site]\ncity = \"a\"\ndistrict = \"b\"\ntown = \"c\"\nvillage = \"d\"\ncheckpoint = \"e\"\n";
+
+#[test]
+fn usb_cameras_are_device_paths_or_v4l2_urls() {
+    let text = format!("{SITE}[[cameras]]\nid = \"usb\"\nurl = \"/dev/video0\"\n[[cameras]]\nid = \"usb2\"\nurl = \"v4l2:///dev/video2\"\n");
+    let config = parse_str(&text).unwrap();
+    assert_eq!(config.cameras[0].url.uri(), "v4l2:///dev/video0");
+    assert_eq!(config.cameras[1].url.uri(), "v4l2:///dev/video2");
+    for bad in ["/dev/sda", "v4l2:///etc/passwd"] {
+        let issues = parse_str(&format!("{SITE}[[cameras]]\nid = \"x\"\nurl = \"{bad}\"\n")).unwrap_err();
+        assert_eq!(paths(&issues), ["cameras[0].url"], "{bad}: {issues:?}");
+    }
+}
+
+#[test]
+fn no_cameras_is_valid_for_a_fresh_install_and_rules_are_checked() {
+    assert!(parse_str(SITE).unwrap().cameras.is_empty());
+    let text = format!(
+        "{SITE}[[rules]]\nid = \"w\"\nkind = \"watch_list\"\nplates = [\"苏E1\"]\ntolerance = 2\n[[rules]]\nid = \"n\"\nkind = \"after_hours\"\nfrom = \"25:00\"\nto = \"06:00\"\n[[rules]]\nid = \"c\"\nkind = \"crowding\"\nzone = \"square\"\nmin_people = 3\nmin_secs = 10\n[[rules]]\nid = \"w\"\nkind = \"key_region\"\nprefixes = [\"鄂A\"]\nbogus = 1\n"
+    );
+    let issues = parse_str(&text).unwrap_err();
+    let p = paths(&issues);
+    for want in ["rules[0].plates[0]", "rules[0].tolerance", "rules[1].from", "rules[2].zone", "rules[3]"] {
+        assert!(p.contains(&want), "{want} missing from {issues:?}");
+    }
+}
