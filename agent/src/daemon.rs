@@ -509,6 +509,7 @@ impl Fleet {
                 alert_log: deps.alert_log.clone(),
                 store: deps.store.clone(),
                 feed: deps.feed.clone(),
+                pending: Vec::new(),
             },
         };
         let settings = supervisor_settings(camera);
@@ -650,10 +651,12 @@ struct EventSink {
     alert_log: Arc<EventLog>,
     store: SnapshotStore,
     feed: Option<Feed>,
+    /// Queued to the outbox, recorded locally once committed ([`EventSink::commit`]).
+    pending: Vec<Local>,
 }
 
 impl EventSink {
-    fn emit(&self, out: EventOut) {
+    fn emit(&mut self, out: EventOut) {
         let e = &out.event;
         tracing::info!(
             camera = %self.camera,
@@ -675,28 +678,20 @@ impl EventSink {
                 tracing::error!(camera = %self.camera, event = %e.id, error = %err, "snapshot not queued");
             }
         }
-        if let Some(feed) = &self.feed {
-            if let Ok(value) = serde_json::to_value(e) {
-                feed.publish(serde_json::json!({"type": "event", "event": value}));
-            }
-        }
         match serde_json::to_vec(e) {
             Ok(bytes) => {
-                if let Err(err) = self.log.append(chrono::Utc::now(), &bytes) {
-                    tracing::warn!(camera = %self.camera, error = %err, "cannot write the local event log");
-                }
-                if let Err(err) = self.outbox.append(Message::new(Kind::Event, self.topics.events(&self.camera), bytes)) {
+                if let Err(err) = self.outbox.append(Message::new(Kind::Event, self.topics.events(&self.camera), bytes.clone())) {
                     tracing::error!(camera = %self.camera, event = %e.id, error = %err, "event not queued");
                 }
+                let item = self.feed.as_ref().and_then(|_| serde_json::to_value(e).ok()).map(|v| serde_json::json!({"type": "event", "event": v}));
+                self.pending.push(Local { log: self.log.clone(), line: bytes, item });
             }
             Err(err) => tracing::error!(camera = %self.camera, error = %err, "cannot serialise event"),
         }
     }
-}
 
-impl EventSink {
     /// An alert goes to the outbox (then MQTT), the local alert log and the duty desk.
-    fn alert(&self, finding: rules::Finding) {
+    fn alert(&mut self, finding: rules::Finding) {
         let alert = payload::Alert::from_finding(finding, &self.site, &self.grid, &self.camera, Some(&self.topics.snapshots(&self.camera)));
         tracing::warn!(
             camera = %self.camera,
@@ -709,17 +704,41 @@ impl EventSink {
             "alert"
         );
         let Ok(bytes) = serde_json::to_vec(&alert) else { return };
-        if let Err(err) = self.alert_log.append(chrono::Utc::now(), &bytes) {
-            tracing::warn!(camera = %self.camera, error = %err, "cannot write the local alert log");
-        }
-        if let Err(err) = self.outbox.append(Message::new(Kind::Alert, self.topics.alerts(&self.camera), bytes)) {
+        if let Err(err) = self.outbox.append(Message::new(Kind::Alert, self.topics.alerts(&self.camera), bytes.clone())) {
             tracing::error!(camera = %self.camera, alert = %alert.id, error = %err, "alert not queued");
         }
-        if let (Some(feed), Ok(value)) = (&self.feed, serde_json::to_value(&alert)) {
-            feed.publish(serde_json::json!({"type": "alert", "alert": value, "ack": null}));
+        let item = self.feed.as_ref().and_then(|_| serde_json::to_value(&alert).ok()).map(|v| serde_json::json!({"type": "alert", "alert": v, "ack": null}));
+        self.pending.push(Local { log: self.alert_log.clone(), line: bytes, item });
+    }
+
+    /// Waits until everything queued is committed to the outbox, then records it locally (event and alert
+    /// logs, duty desk): the local record never shows something a crash could still take from the outbox.
+    fn commit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Err(err) = self.outbox.flush() {
+            tracing::error!(camera = %self.camera, error = %err, "outbox flush failed");
+        }
+        let now = chrono::Utc::now();
+        for local in self.pending.drain(..) {
+            if let Err(err) = local.log.append(now, &local.line) {
+                tracing::warn!(camera = %self.camera, dir = %local.log.dir().display(), error = %err, "cannot write the local log");
+            }
+            if let (Some(feed), Some(item)) = (&self.feed, local.item) {
+                feed.publish(item);
+            }
         }
     }
 }
+
+/// A message committed to the outbox but not yet recorded locally.
+struct Local {
+    log: Arc<EventLog>,
+    line: Vec<u8>,
+    item: Option<serde_json::Value>,
+}
+
 
 impl CameraWorker {
     /// Emits the builder's output and runs the rules on it.
@@ -733,6 +752,7 @@ impl CameraWorker {
                 self.sink.alert(f);
             }
         }
+        self.sink.commit();
     }
 
     fn process(&mut self, frame: Frame) {
@@ -770,6 +790,7 @@ impl CameraWorker {
             for f in self.camera_rules.on_zones(&rules, &people, rules::Now::current()) {
                 self.sink.alert(f);
             }
+            self.sink.commit();
         }
     }
 
