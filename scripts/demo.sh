@@ -25,7 +25,10 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$PORT
 BROKER=$!
 trap 'kill $BROKER $SUB 2>/dev/null || true' EXIT
 sleep 0.5
-mosquitto_sub -p "$PORT" -t 'checkpoint/#' -v > "$WORK/messages.txt" &
+# Everything but the snapshot JPEGs (binary), which the messages below reference.
+mosquitto_sub -p "$PORT" -v -t 'checkpoint/+/+/+/+/+/status' -t 'checkpoint/+/+/+/+/+/stats' \
+  -t 'checkpoint/+/+/+/+/+/+/detections' -t 'checkpoint/+/+/+/+/+/+/events' -t 'checkpoint/+/+/+/+/+/+/alerts' \
+  > "$WORK/messages.txt" &
 SUB=$!
 cat > "$WORK/agent.toml" <<TOML
 [site]
@@ -46,6 +49,13 @@ dir = "$(realpath "${EDGE_AGENT_MODELS_DIR:-var/models}")"
 
 [storage]
 state_dir = "$(realpath "$WORK")/state"
+
+# The demo ends by itself: no duty desk page, and metrics on a free port.
+[web]
+enabled = false
+
+[metrics]
+listen = "127.0.0.1:0"
 
 [[cameras]]
 id = "gate-in"
@@ -74,7 +84,10 @@ for line in open(sys.argv[1], encoding="utf-8"):
     if key in seen:
         continue
     seen[key] = True
-    if topic.endswith("/detections"):
+    if topic.endswith("/events"):
+        plate = msg["plate"]["text"] if msg.get("plate") else "-"
+        print(f"{topic}\n    {msg['phase']} {msg['label']} plate={plate} direction={msg['direction']} id={msg['id'][:8]}")
+    elif topic.endswith("/detections"):
         objs = ", ".join(f'{d["label"]} {d["score"]:.2f} {d["box"]}' for d in msg["detections"])
         print(f"{topic}\n    {objs}")
     elif topic.endswith("/stats"):

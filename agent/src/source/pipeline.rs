@@ -357,25 +357,28 @@ impl Pipeline {
         let fps_out = input_fps.clone();
         let gate = std::sync::Mutex::new(RateGate::new(settings.detect_fps));
         if let Some(pad) = convert.static_pad("sink") {
-            pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-                match &info.data {
-                    Some(gst::PadProbeData::Buffer(buffer)) => {
-                        counters.counters.frames_in.fetch_add(1, Ordering::Relaxed);
-                        let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
-                        if !gate.lock().unwrap_or_else(|p| p.into_inner()).admit(pts) {
-                            return gst::PadProbeReturn::Drop;
+            // Buffers and events in separate probes: a buffer beyond the detect rate is taken out of the
+            // probe and the probe reports it handled (returning `Drop` from a probe that also sees events
+            // makes GStreamer 1.22 unref a NULL object).
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else { return gst::PadProbeReturn::Ok };
+                counters.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+                let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
+                if !gate.lock().unwrap_or_else(|p| p.into_inner()).admit(pts) {
+                    drop(info.data.take());
+                    return gst::PadProbeReturn::Handled;
+                }
+                counters.counters.frames_sampled.fetch_add(1, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+            pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+                if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                    if let gst::EventView::Caps(c) = e.view() {
+                        let rate = c.caps().structure(0).and_then(|s| s.get::<gst::Fraction>("framerate").ok());
+                        if let Some(r) = rate.filter(|r| r.numer() > 0 && r.denom() > 0) {
+                            fps_out.store((r.numer() as f64 / r.denom() as f64 * 1000.0) as u64, Ordering::Relaxed);
                         }
-                        counters.counters.frames_sampled.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some(gst::PadProbeData::Event(e)) => {
-                        if let gst::EventView::Caps(c) = e.view() {
-                            let rate = c.caps().structure(0).and_then(|s| s.get::<gst::Fraction>("framerate").ok());
-                            if let Some(r) = rate.filter(|r| r.numer() > 0 && r.denom() > 0) {
-                                fps_out.store((r.numer() as f64 / r.denom() as f64 * 1000.0) as u64, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    _ => {}
                 }
                 gst::PadProbeReturn::Ok
             });
