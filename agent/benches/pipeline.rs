@@ -115,15 +115,7 @@ fn bench_analyze(detect_fps: f64, plates: PlateMode, events: bool) -> f64 {
                     let analysed = handle.detect(f, plates).unwrap();
                     if let Some(b) = builder.as_mut() {
                         let stream_s = analysed.frame.pts.map_or(0.0, |p| p.as_secs_f64());
-                        let input = FrameInput {
-                            time: FrameTime { stream_s, wall: chrono::Utc::now() },
-                            width: analysed.frame.width(),
-                            height: analysed.frame.height(),
-                            view: analysed.frame.view().ok(),
-                            detections: &analysed.detections,
-                            plates: &analysed.plates,
-                        };
-                        std::hint::black_box(b.observe(&input));
+                        std::hint::black_box(b.observe(&analysed.input(FrameTime { stream_s, wall: chrono::Utc::now() })));
                     }
                     std::hint::black_box(&analysed);
                     frames += 1;

@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use edge_config::{Camera, Config};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{BuilderSettings, EventBuilder, EventContext, EventOut, FrameInput, FrameTime};
+use crate::events::{BuilderSettings, EventBuilder, EventContext, EventOut, FrameTime};
 use crate::eventlog::EventLog;
 use crate::inference::{Analysed, Detector, DetectorHandle, DetectorInfo};
 use crate::mqtt::Topics;
@@ -181,16 +181,8 @@ async fn serve(config_path: &Path, config: Config, detector: Detector, mut signa
     };
     let http_cancel = CancellationToken::new();
     let metrics_task = if config.metrics.enabled {
-        match metrics::serve(&config.metrics.listen, sources.clone(), http_cancel.clone()).await {
-            Ok((addr, task)) => {
-                tracing::info!(address = %addr, "metrics endpoint listening on http://{addr}/metrics and /healthz");
-                Some(task)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "metrics endpoint not started; the agent runs without it");
-                None
-            }
-        }
+        let served = metrics::serve(&config.metrics.listen, sources.clone(), http_cancel.clone()).await;
+        endpoint("metrics endpoint", |addr| format!("http://{addr}/metrics and /healthz"), served)
     } else {
         None
     };
@@ -198,11 +190,7 @@ async fn serve(config_path: &Path, config: Config, detector: Detector, mut signa
         Some(feed) => start_web(&config, fleet.deps.camera_names.clone(), feed.clone(), cameras.clone(), snapshot_store.clone(), audit_log.clone(), http_cancel.clone()).await,
         None => None,
     };
-    let mqtt_task = mqtt.as_ref().map(|(_, task)| task.abort_handle());
-    let check = metrics::HealthCheck {
-        sources: sources.clone(),
-        mqtt_running: mqtt_task.map(|t| Box::new(move || !t.is_finished()) as Box<dyn Fn() -> bool + Send + Sync>),
-    };
+    let check = metrics::HealthCheck { sources: sources.clone(), mqtt_task: mqtt.as_ref().map(|(_, task)| task.abort_handle()) };
     let watchdog_task = tokio::spawn(watchdog(check, notifier.clone()));
     notifier.ready(&fleet.summary());
     tracing::info!(cameras = fleet.running.len(), watchdog = ?notifier.watchdog(), systemd = notifier.is_active(), "agent ready");
@@ -292,13 +280,22 @@ async fn start_web(
     };
     let tls = w.tls_cert_file.clone().zip(w.tls_key_file.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
-    match web::serve(&w.listen, state, tls, cancel).await {
+    endpoint("duty desk", |addr| format!("{scheme}://{addr}/"), web::serve(&w.listen, state, tls, cancel).await)
+}
+
+/// Logs where an optional HTTP endpoint listens, or why it did not start: the agent runs on without it.
+fn endpoint(
+    name: &str,
+    url: impl Fn(std::net::SocketAddr) -> String,
+    served: anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match served {
         Ok((addr, task)) => {
-            tracing::info!(address = %addr, "duty desk listening on {scheme}://{addr}/");
+            tracing::info!(address = %addr, "{name} listening on {}", url(addr));
             Some(task)
         }
         Err(e) => {
-            tracing::error!(error = %e, "duty desk not started; the agent runs without it");
+            tracing::error!(error = %e, "{name} not started; the agent runs without it");
             None
         }
     }
@@ -742,14 +739,28 @@ struct Local {
 
 impl CameraWorker {
     /// Emits the builder's output and runs the rules on it.
-    fn emit_all(&mut self, outs: Vec<EventOut>) {
+    /// Emits the builder's output, runs the rules on it (with `zones`, also crowding on who is in the zones
+    /// now), and commits the lot once.
+    fn emit_all(&mut self, outs: Vec<EventOut>, zones: bool) {
         let rules = rules::current(&self.rules);
-        let now = rules::Now::current();
-        for out in outs {
-            let findings = if rules.is_empty() { Vec::new() } else { self.camera_rules.on_event(&rules, &out.event, now) };
-            self.sink.emit(out);
-            for f in findings {
-                self.sink.alert(f);
+        if !rules.is_empty() {
+            let now = rules::Now::current();
+            for out in outs {
+                let found = self.camera_rules.on_event(&rules, &out.event, now);
+                self.sink.emit(out);
+                for f in found {
+                    self.sink.alert(f);
+                }
+            }
+            if zones && rules.iter().any(|r| matches!(r.kind, edge_config::RuleKind::Crowding { .. })) {
+                let people = self.builder.people_in_zones();
+                for f in self.camera_rules.on_zones(&rules, &people, now) {
+                    self.sink.alert(f);
+                }
+            }
+        } else {
+            for out in outs {
+                self.sink.emit(out);
             }
         }
         self.sink.commit();
@@ -774,30 +785,14 @@ impl CameraWorker {
         if self.builder.last_time().is_some_and(|t| stream_s - t.stream_s > self.lost_timeout_s) {
             self.finish();
         }
-        let input = FrameInput {
-            time: FrameTime { stream_s, wall: chrono::Utc::now() },
-            width: analysed.frame.width(),
-            height: analysed.frame.height(),
-            view: analysed.frame.view().ok(),
-            detections: &analysed.detections,
-            plates: &analysed.plates,
-        };
-        let outs = self.builder.observe(&input);
-        self.emit_all(outs);
-        let rules = rules::current(&self.rules);
-        if rules.iter().any(|r| matches!(r.kind, edge_config::RuleKind::Crowding { .. })) {
-            let people = self.builder.people_in_zones();
-            for f in self.camera_rules.on_zones(&rules, &people, rules::Now::current()) {
-                self.sink.alert(f);
-            }
-            self.sink.commit();
-        }
+        let outs = self.builder.observe(&analysed.input(FrameTime { stream_s, wall: chrono::Utc::now() }));
+        self.emit_all(outs, true);
     }
 
     /// Ends every open event (the camera stopped or had a gap).
     fn finish(&mut self) {
         let outs = self.builder.finish();
-        self.emit_all(outs);
+        self.emit_all(outs, false);
     }
 
     /// Rate-limited per-frame detections: sent when objects are present, and once more when they leave.

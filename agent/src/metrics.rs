@@ -77,8 +77,8 @@ impl Health {
 /// The periodic health check.
 pub struct HealthCheck {
     pub sources: Sources,
-    /// Whether the MQTT task is still running (`None` when running standalone).
-    pub mqtt_running: Option<Box<dyn Fn() -> bool + Send + Sync>>,
+    /// The MQTT task (`None` when running standalone).
+    pub mqtt_task: Option<tokio::task::AbortHandle>,
 }
 
 impl HealthCheck {
@@ -107,8 +107,8 @@ impl HealthCheck {
             Ok(Err(_)) => stuck.push("outbox writer: flush task failed".into()),
             Err(_) => stuck.push(format!("outbox writer: no answer within {} s", OUTBOX_FLUSH_DEADLINE.as_secs())),
         }
-        if let Some(running) = &self.mqtt_running {
-            if !running() {
+        if let Some(task) = &self.mqtt_task {
+            if task.is_finished() {
                 stuck.push("MQTT task has stopped".into());
             } else if let Some(link) = &self.sources.link {
                 if !link.connected.load(Ordering::Relaxed) {

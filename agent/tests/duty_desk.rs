@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::browser::Browser;
-use common::{command, config, file_url, http_get, Agent, Cam};
+use common::{command, config, file_url, http_get, http_raw, post_form, Agent, Cam};
 use serde_json::Value;
 use testkit::broker::{Broker, Subscriber};
 use testkit::schemas::assert_valid;
@@ -47,16 +47,6 @@ fn web_addr(agent: &Agent) -> String {
     line[start..].split_whitespace().next().unwrap().to_string()
 }
 
-/// A raw request, to see status codes and headers without following redirects.
-fn raw(addr: &str, request: &str) -> String {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn duty_staff_log_in_see_a_watch_list_alert_live_and_acknowledge_it() {
     let broker = Broker::start();
@@ -75,16 +65,16 @@ fn duty_staff_log_in_see_a_watch_list_alert_live_and_acknowledge_it() {
     let addr = web_addr(&agent);
 
     // Nothing without a session: pages redirect to the login, the API and snapshots answer 401.
-    let home = raw(&addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let home = http_raw(&addr, "GET", "/", &[], "");
     assert!(home.starts_with("HTTP/1.1 303") && home.contains("location: /login"), "{home}");
     assert_eq!(http_get(&addr, "/api/recent").0, 401);
     assert_eq!(http_get(&addr, "/api/stream").0, 401);
     assert_eq!(http_get(&addr, "/snapshots/0193a3c2-0000-7000-8000-000000000000").0, 401);
-    let forged = raw(&addr, "GET /api/recent HTTP/1.1\r\nHost: x\r\nCookie: edge_session=0123456789abcdef\r\nConnection: close\r\n\r\n");
+    let forged = http_raw(&addr, "GET", "/api/recent", &["Cookie: edge_session=0123456789abcdef"], "");
     assert!(forged.starts_with("HTTP/1.1 401"), "{forged}");
     // A wrong password does not sign in.
     let body = "user=duty&password=wrong-password";
-    let wrong = raw(&addr, &format!("POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()));
+    let wrong = post_form(&addr, "/login", body);
     assert!(wrong.contains("location: /login?error=1") && !wrong.to_lowercase().contains("set-cookie"), "{wrong}");
 
     // Phone-sized Chromium.
@@ -156,9 +146,9 @@ fn duty_staff_log_in_see_a_watch_list_alert_live_and_acknowledge_it() {
 
     // A viewer sees the feed but cannot acknowledge.
     let cookie = common::web_login(&addr, "guest", "just-looking-1");
-    let recent = raw(&addr, &format!("GET /api/recent HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"));
+    let recent = http_raw(&addr, "GET", "/api/recent", &[&format!("Cookie: {cookie}")], "");
     assert!(recent.starts_with("HTTP/1.1 200"), "{recent}");
-    let ack = raw(&addr, &format!("POST /api/alerts/{alert_id}/ack HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
+    let ack = http_raw(&addr, "POST", &format!("/api/alerts/{alert_id}/ack"), &[&format!("Cookie: {cookie}")], "");
     assert!(ack.starts_with("HTTP/1.1 403"), "{ack}");
 }
 
@@ -216,7 +206,7 @@ fn retention_removes_expired_snapshots_and_logs() {
     let addr = web_addr(&agent);
     assert_eq!(http_get(&addr, "/api/me").0, 401);
     let cookie = common::web_login(&addr, "duty", "village-gate-2026");
-    let me = raw(&addr, &format!("GET /api/me HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"));
+    let me = http_raw(&addr, "GET", "/api/me", &[&format!("Cookie: {cookie}")], "");
     assert!(me.contains("\"retention_days\":1"), "{me}");
 }
 
@@ -231,7 +221,7 @@ fn first_run_set_up_needs_the_code_from_the_log() {
     let code = log.split("setup_code=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
     let setup = |code: &str| {
         let body = format!("code={code}&user=duty&password=village-gate-2026");
-        raw(&addr, &format!("POST /setup HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()))
+        post_form(&addr, "/setup", &body)
     };
     // Without the code from the log, no account.
     assert!(setup("not-the-code").contains("location: /setup?error=1"));
@@ -242,7 +232,7 @@ fn first_run_set_up_needs_the_code_from_the_log() {
     // The set-up is closed once an account exists.
     assert!(setup(&code).contains("location: /login"));
     let cookie = common::web_login(&addr, "duty", "village-gate-2026");
-    let me = raw(&addr, &format!("GET /api/me HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"));
+    let me = http_raw(&addr, "GET", "/api/me", &[&format!("Cookie: {cookie}")], "");
     assert!(me.contains("\"role\":\"operator\""), "{me}");
 }
 

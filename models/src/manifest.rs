@@ -146,8 +146,12 @@ pub fn install_from_dir(source_dir: &Path, dest_dir: &Path, entry: &'static Mode
     if let Ok(path) = verify(dest_dir, entry) {
         return Ok(Installed::AlreadyPresent(path));
     }
-    let source = verify(source_dir, entry)?;
-    let bytes = std::fs::read(&source).map_err(|e| ManifestError::Io { path: source.clone(), source: e })?;
+    let source = source_dir.join(entry.file);
+    let bytes = std::fs::read(&source).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ManifestError::Missing { path: source.clone() },
+        _ => ManifestError::Io { path: source.clone(), source: e },
+    })?;
+    // The digest is checked on these bytes, before anything is written.
     install_bytes(&source, dest_dir, entry, &bytes).map(Installed::Copied)
 }
 

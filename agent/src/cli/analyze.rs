@@ -14,7 +14,7 @@ use edge_config::{CameraUrl, Models, PlateMode};
 use models::BgrImage;
 use serde::Serialize;
 
-use crate::events::{BuilderSettings, EventBuilder, EventContext, EventOut, FrameInput, FrameTime};
+use crate::events::{BuilderSettings, EventBuilder, EventContext, EventOut, FrameTime};
 use crate::inference::{Analysed, Detector, DetectorHandle};
 use crate::payload::round3;
 use crate::source::{self, Frame, Mode, Next, Pipeline, SourceSettings};
@@ -68,10 +68,10 @@ fn parse_plate_mode(s: &str) -> Result<PlateMode, String> {
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
 const VIDEO_EXTENSIONS: &[&str] = &["mp4", "mkv", "mov", "avi", "ts", "m2ts", "h264", "264", "h265", "265", "hevc", "webm", "flv", "mjpeg", "mjpg", "ogv"];
 
-/// One object found in an image or a video frame.
-#[derive(Debug, Serialize)]
-pub struct ObjectLine<'a> {
-    /// `object`.
+/// Where an output line comes from: its kind, the file and, for videos, the frame.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LineSource<'a> {
+    /// `object` or `plate`.
     pub kind: &'static str,
     pub file: &'a str,
     /// Frame number within the analysed frames (videos only).
@@ -82,6 +82,13 @@ pub struct ObjectLine<'a> {
     pub pts_ms: Option<u64>,
     pub width: u32,
     pub height: u32,
+}
+
+/// One object found in an image or a video frame.
+#[derive(Debug, Serialize)]
+pub struct ObjectLine<'a> {
+    #[serde(flatten)]
+    pub source: LineSource<'a>,
     pub label: &'static str,
     pub class_id: usize,
     pub score: f32,
@@ -92,15 +99,8 @@ pub struct ObjectLine<'a> {
 /// One plate read in an image or a video frame.
 #[derive(Debug, Serialize)]
 pub struct PlateLine<'a> {
-    /// `plate`.
-    pub kind: &'static str,
-    pub file: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub frame: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pts_ms: Option<u64>,
-    pub width: u32,
-    pub height: u32,
+    #[serde(flatten)]
+    pub source: LineSource<'a>,
     /// The plate number.
     pub plate: &'a str,
     pub confidence: f32,
@@ -370,15 +370,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
                 each(VideoLine::Frame(&analysed));
                 let stream_s = analysed.frame.pts.map_or(analysed.frame.seq as f64 / detect_fps, |p| p.as_secs_f64());
                 let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);
-                let input = FrameInput {
-                    time: FrameTime { stream_s, wall },
-                    width: analysed.frame.width(),
-                    height: analysed.frame.height(),
-                    view: analysed.frame.view().ok(),
-                    detections: &analysed.detections,
-                    plates: &analysed.plates,
-                };
-                let outs = builder.observe(&input);
+                let outs = builder.observe(&analysed.input(FrameTime { stream_s, wall }));
                 emit(outs, &mut each)?;
             }
             Next::Eos => break,
@@ -408,17 +400,12 @@ fn print_event(out: &mut impl Write, file: &str, e: &crate::payload::Event, json
 }
 
 fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, analysed: &Analysed, json: bool) {
-    let (width, height) = (analysed.frame.width(), analysed.frame.height());
     let pts_ms = frame.and(analysed.frame.pts.map(|p| p.as_millis() as u64));
+    let source = |kind| LineSource { kind, file, frame, pts_ms, width: analysed.frame.width(), height: analysed.frame.height() };
     let at = frame.map(|f| format!(" frame {f}")).unwrap_or_default();
     for d in analysed.reported() {
         let line = ObjectLine {
-            kind: "object",
-            file,
-            frame,
-            pts_ms,
-            width,
-            height,
+            source: source("object"),
             label: d.label,
             class_id: d.class_id,
             score: round3(d.score),
@@ -434,12 +421,7 @@ fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, analysed
     for p in &analysed.plates {
         let round = |v: f32| (v * 10.0).round() / 10.0;
         let line = PlateLine {
-            kind: "plate",
-            file,
-            frame,
-            pts_ms,
-            width,
-            height,
+            source: source("plate"),
             plate: &p.text,
             confidence: round3(p.confidence),
             min_char_confidence: round3(p.min_char_confidence),

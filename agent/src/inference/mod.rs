@@ -43,6 +43,18 @@ pub struct Analysed {
 }
 
 impl Analysed {
+    /// The event builder's view of this frame at `time`.
+    pub fn input(&self, time: crate::events::FrameTime) -> crate::events::FrameInput<'_> {
+        crate::events::FrameInput {
+            time,
+            width: self.frame.width(),
+            height: self.frame.height(),
+            view: self.frame.view().ok(),
+            detections: &self.detections,
+            plates: &self.plates,
+        }
+    }
+
     /// Detections confident enough to report (payloads, analysis output).
     pub fn reported(&self) -> impl Iterator<Item = &Detection> {
         self.detections.iter().filter(move |d| d.score >= self.score_threshold)

@@ -266,10 +266,8 @@ async fn login_page(State(s): State<WebState>, Query(q): Query<LoginQuery>) -> R
     } else {
         String::new()
     };
-    let page = format!(
+    let body = format!(
         include_str!("assets/login.html"),
-        lang = if en { "en" } else { "zh-CN" },
-        title = t("卡口值班台 · 登录", "Checkpoint duty desk · Sign in"),
         site = html_escape(&s.site_name),
         user = t("用户名", "User name"),
         password = t("密码", "Password"),
@@ -278,7 +276,7 @@ async fn login_page(State(s): State<WebState>, Query(q): Query<LoginQuery>) -> R
         setup = setup,
         switch = if en { "<a href=\"/login\">中文</a>" } else { "<a href=\"/login?lang=en\">English</a>" },
     );
-    security_headers(Html(page).into_response())
+    card_page(en, t("卡口值班台 · 登录", "Checkpoint duty desk · Sign in"), &body)
 }
 
 #[derive(Deserialize)]
@@ -333,10 +331,8 @@ async fn setup_page(State(s): State<WebState>, Query(q): Query<LoginQuery>) -> R
     let en = q.lang.as_deref().unwrap_or(&s.language) == "en";
     let t = |zh: &'static str, en_text: &'static str| if en { en_text } else { zh };
     let error = if q.error.is_some() { format!("<p class=\"error\">{}</p>", t("设置码错误、用户名无效或密码少于 8 位", "Wrong set-up code, invalid name, or password under 8 characters")) } else { String::new() };
-    let page = format!(
+    let body = format!(
         include_str!("assets/setup.html"),
-        lang = if en { "en" } else { "zh-CN" },
-        title = t("创建值班账号", "Create the duty account"),
         hint = t("设置码在本机日志中（journalctl -u edge-agent）。", "The set-up code is in this PC's log (journalctl -u edge-agent)."),
         code = t("设置码", "Set-up code"),
         user = t("用户名", "User name"),
@@ -344,7 +340,7 @@ async fn setup_page(State(s): State<WebState>, Query(q): Query<LoginQuery>) -> R
         submit = t("创建", "Create"),
         error = error,
     );
-    security_headers(Html(page).into_response())
+    card_page(en, t("创建值班账号", "Create the duty account"), &body)
 }
 
 #[derive(Deserialize)]
@@ -530,6 +526,12 @@ async fn snapshot(State(s): State<WebState>, headers: HeaderMap, UrlPath(id): Ur
         Ok(Some(bytes)) => ([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=3600")], bytes).into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// A small page (sign-in, set-up) around `body`.
+fn card_page(en: bool, title: &str, body: &str) -> Response {
+    let page = format!(include_str!("assets/page.html"), lang = if en { "en" } else { "zh-CN" }, title = title, body = body);
+    security_headers(Html(page).into_response())
 }
 
 fn html_escape(s: &str) -> String {

@@ -183,15 +183,31 @@ impl Drop for Agent {
 }
 
 
-/// A plain HTTP/1.1 GET; returns the status code and the body.
-pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+/// Sends one raw HTTP/1.1 request (`Connection: close` added) and returns the whole response, headers
+/// included, without following redirects.
+pub fn http_raw(addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    write!(stream, "{head}\r\n{body}").unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// A form POST (`application/x-www-form-urlencoded`); returns the raw response.
+pub fn post_form(addr: &str, path: &str, body: &str) -> String {
+    http_raw(addr, "POST", path, &["Content-Type: application/x-www-form-urlencoded"], body)
+}
+
+/// A plain HTTP/1.1 GET; returns the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let text = http_raw(addr, "GET", path, &[], "");
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
@@ -261,12 +277,7 @@ impl FileServer {
 
 /// Signs in to the duty desk and returns the session cookie (`edge_session=...`).
 pub fn web_login(addr: &str, user: &str, password: &str) -> String {
-    use std::io::{Read, Write};
-    let body = format!("user={user}&password={password}");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    let out = post_form(addr, "/login", &format!("user={user}&password={password}"));
     let line = out.lines().find(|l| l.to_lowercase().starts_with("set-cookie:")).unwrap_or_else(|| panic!("login failed: {out}"));
     assert!(line.contains("HttpOnly") && line.contains("SameSite=Strict"), "session cookie attributes: {line}");
     line.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string()

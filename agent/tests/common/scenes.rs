@@ -45,21 +45,17 @@ fn vehicle_pass(sprite: RgbImage, start_s: f64, end_s: f64, down: bool) -> Sprit
     Sprite { image: sprite, from: (280.0, from), to: (280.0, to), start_s, end_s }
 }
 
+/// A 1080p, 25 fps H.264 clip of `sprites` over a grey road.
+fn road_1080p(seconds: f64, sprites: Vec<Sprite>) -> ClipSpec {
+    ClipSpec { width: 1920, height: 1080, fps: 25, seconds, background: grey(1920, 1080, 110), sprites, codec: Codec::H264 }
+}
+
 /// The new-energy car (苏ED51712) driving down the frame over 3 s, `down` or back up.
 pub fn car_crossing(down: bool) -> PathBuf {
     let name = if down { "car_in_1080p.mp4" } else { "car_out_1080p.mp4" };
     cached(name, |p| {
         let car = car_sprite(&load_rgb(&testkit::data("scenes/hy_test_img.jpg")));
-        let spec = ClipSpec {
-            width: 1920,
-            height: 1080,
-            fps: 25,
-            seconds: 4.0,
-            background: grey(1920, 1080, 110),
-            sprites: vec![vehicle_pass(car, 0.0, 3.0, down)],
-            codec: Codec::H264,
-        };
-        render(&spec, p)
+        render(&road_1080p(4.0, vec![vehicle_pass(car, 0.0, 3.0, down)]), p)
     })
 }
 
@@ -68,16 +64,7 @@ pub fn two_cars() -> PathBuf {
     cached("two_cars_1080p.mp4", |p| {
         let first = car_sprite(&load_rgb(&testkit::data("scenes/hy_test_img.jpg")));
         let second = car_sprite(&replate("plates-dev/京PL3N67.jpg"));
-        let spec = ClipSpec {
-            width: 1920,
-            height: 1080,
-            fps: 25,
-            seconds: 8.0,
-            background: grey(1920, 1080, 110),
-            sprites: vec![vehicle_pass(first, 0.0, 3.0, true), vehicle_pass(second, 4.5, 7.5, true)],
-            codec: Codec::H264,
-        };
-        render(&spec, p)
+        render(&road_1080p(8.0, vec![vehicle_pass(first, 0.0, 3.0, true), vehicle_pass(second, 4.5, 7.5, true)]), p)
     })
 }
 
@@ -110,15 +97,6 @@ pub fn car_crossing_with_gap() -> PathBuf {
         let at = |t: f64| whole.from.1 + (whole.to.1 - whole.from.1) * t / 3.0;
         let first = Sprite { to: (280.0, at(1.4)), end_s: 1.4, ..whole.clone() };
         let second = Sprite { from: (280.0, at(2.0)), start_s: 2.0, ..whole };
-        let spec = ClipSpec {
-            width: 1920,
-            height: 1080,
-            fps: 25,
-            seconds: 4.0,
-            background: grey(1920, 1080, 110),
-            sprites: vec![first, second],
-            codec: Codec::H264,
-        };
-        render(&spec, p)
+        render(&road_1080p(4.0, vec![first, second]), p)
     })
 }
