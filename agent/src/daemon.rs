@@ -655,15 +655,6 @@ struct EventSink {
 impl EventSink {
     fn emit(&mut self, out: EventOut) {
         let e = &out.event;
-        tracing::info!(
-            camera = %self.camera,
-            event = %e.id,
-            phase = ?e.phase,
-            label = e.label,
-            direction = ?e.direction,
-            plate = e.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"),
-            "event"
-        );
         // The snapshot goes first so it is delivered before the event that references it.
         if let Some(jpeg) = out.snapshot {
             let taken = e.snapshot.as_ref().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s.taken_at).ok()).map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
@@ -681,7 +672,9 @@ impl EventSink {
                     tracing::error!(camera = %self.camera, event = %e.id, error = %err, "event not queued");
                 }
                 let item = self.feed.as_ref().and_then(|_| serde_json::to_value(e).ok()).map(|v| serde_json::json!({"type": "event", "event": v}));
-                self.pending.push(Local { log: self.log.clone(), line: bytes, item });
+                let plate = e.plate.as_ref().map_or_else(|| "-".to_string(), |p| p.text.clone());
+                let announce = Some(Announce { event: e.id.clone(), phase: e.phase, label: e.label, direction: e.direction, plate });
+                self.pending.push(Local { log: self.log.clone(), line: bytes, item, announce });
             }
             Err(err) => tracing::error!(camera = %self.camera, error = %err, "cannot serialise event"),
         }
@@ -705,11 +698,12 @@ impl EventSink {
             tracing::error!(camera = %self.camera, alert = %alert.id, error = %err, "alert not queued");
         }
         let item = self.feed.as_ref().and_then(|_| serde_json::to_value(&alert).ok()).map(|v| serde_json::json!({"type": "alert", "alert": v, "ack": null}));
-        self.pending.push(Local { log: self.alert_log.clone(), line: bytes, item });
+        self.pending.push(Local { log: self.alert_log.clone(), line: bytes, item, announce: None });
     }
 
     /// Waits until everything queued is committed to the outbox, then records it locally (event and alert
-    /// logs, duty desk): the local record never shows something a crash could still take from the outbox.
+    /// logs, duty desk, the `event` journal line): the local record never shows something a crash could
+    /// still take from the outbox.
     fn commit(&mut self) {
         if self.pending.is_empty() {
             return;
@@ -719,6 +713,9 @@ impl EventSink {
         }
         let now = chrono::Utc::now();
         for local in self.pending.drain(..) {
+            if let Some(a) = &local.announce {
+                tracing::info!(camera = %self.camera, event = %a.event, phase = ?a.phase, label = a.label, direction = ?a.direction, plate = a.plate.as_str(), "event");
+            }
             if let Err(err) = local.log.append(now, &local.line) {
                 tracing::warn!(camera = %self.camera, dir = %local.log.dir().display(), error = %err, "cannot write the local log");
             }
@@ -734,6 +731,16 @@ struct Local {
     log: Arc<EventLog>,
     line: Vec<u8>,
     item: Option<serde_json::Value>,
+    /// For events: the journal line, written once the event is committed.
+    announce: Option<Announce>,
+}
+
+struct Announce {
+    event: String,
+    phase: payload::Phase,
+    label: &'static str,
+    direction: Option<crate::events::geometry::Direction>,
+    plate: String,
 }
 
 
