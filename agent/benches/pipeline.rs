@@ -8,13 +8,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_agent::events::{BuilderSettings, EventBuilder, EventContext, FrameInput, FrameTime};
+use edge_agent::events::{BuilderSettings, EventBuilder, FrameInput, FrameTime};
 use edge_agent::inference::{yolox_settings, Detector};
 use edge_agent::source::{self, Frame, Mode, Next, Pipeline, SourceSettings};
 use edge_agent::stats::{CameraRecord, CameraState};
 use edge_config::{CameraUrl, Line, Models, PlateMode, Zone};
 use models::plates::{PlateColour, PlateRead, PlateRows};
-use models::{BBox, BgrImage, Detection, SessionOptions, Yolox};
+use models::{BBox, BgrImage, Detection, ObjectClass, SessionOptions, Yolox};
 use ort::value::TensorRef;
 
 const WARMUP: usize = 10;
@@ -142,12 +142,8 @@ fn bench_analyze(detect_fps: f64, plates: PlateMode, events: bool) -> f64 {
 }
 
 fn event_builder(detect_fps: f64) -> EventBuilder {
-    let ctx = EventContext {
-        site: "a/b/c/d/e".into(),
-        grid: edge_agent::payload::Grid { city: "a".into(), district: "b".into(), town: "c".into(), village: "d".into(), checkpoint: "e".into() },
-        camera: "bench".into(),
-        snapshot_topic_base: None,
-    };
+    let site = edge_config::Site { city: "a".into(), district: "b".into(), town: "c".into(), village: "d".into(), checkpoint: "e".into(), name: None };
+    let ctx = edge_agent::topics::Origin { site, camera: "bench".into(), topics: None };
     let line = Line { id: "gate".into(), points: [[0.0, 0.6], [1.0, 0.6]], in_side: [0.5, 0.9] };
     let zone = Zone { id: "lane".into(), points: vec![[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]] };
     EventBuilder::new(ctx, BuilderSettings::from_config(&edge_config::Events::default(), detect_fps), &[line], &[zone])
@@ -171,7 +167,7 @@ fn bench_events() {
                 let y = ((i * 7 + k * 37) % 800) as f32 - 80.0;
                 let vehicle = k % 2 == 0;
                 let (w, h) = if vehicle { (45.0, 35.0) } else { (20.0, 50.0) };
-                detections.push(Detection { class_id: if vehicle { 2 } else { 0 }, label: if vehicle { "car" } else { "person" }, score: 0.8, bbox: BBox::new(x, y, x + w, y + h) });
+                detections.push(Detection { class: if vehicle { ObjectClass::CAR } else { ObjectClass::PERSON }, score: 0.8, bbox: BBox::new(x, y, x + w, y + h) });
                 if vehicle {
                     plates.push(PlateRead {
                         text: "苏ED51712".into(),

@@ -1,6 +1,7 @@
 //! The checkpoint edge agent: cameras → GStreamer → detector → MQTT. See `daemon` for how the stages are
 //! wired and `README.md` for the operator's view.
 
+pub mod backoff;
 pub mod checks;
 pub mod cli;
 pub mod daemon;
@@ -17,5 +18,6 @@ pub mod snapshots;
 pub mod source;
 pub mod stats;
 pub mod systemd;
+pub mod topics;
 pub mod tracking;
 pub mod web;

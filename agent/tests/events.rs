@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use common::{config, file_url, run, stderr, stdout, Cam};
-use edge_agent::events::{BuilderSettings, EventBuilder, EventContext, FrameInput, FrameTime};
-use edge_agent::payload::Grid;
-use edge_config::{Events, Line, Zone};
+use edge_agent::events::{BuilderSettings, EventBuilder, FrameInput, FrameTime};
+use edge_agent::payload::Event;
+use edge_agent::topics::{Origin, Topics};
+use edge_config::{Events, Line, Site, Zone};
 use models::plates::{PlateColour, PlateRead, PlateRows};
-use models::{BBox, Detection};
+use models::{BBox, Detection, ObjectClass};
 use serde_json::Value;
 use testkit::schemas::assert_valid;
 
@@ -148,12 +149,8 @@ fn snapshots_are_written_and_described() {
 // --- golden payloads -----------------------------------------------------------------------------------
 
 fn golden_builder() -> EventBuilder {
-    let ctx = EventContext {
-        site: "xining/chengzhong/nanchuan/xiaozhuang/east-gate".into(),
-        grid: Grid { city: "xining".into(), district: "chengzhong".into(), town: "nanchuan".into(), village: "xiaozhuang".into(), checkpoint: "east-gate".into() },
-        camera: "gate-in".into(),
-        snapshot_topic_base: Some("checkpoint/xining/chengzhong/nanchuan/xiaozhuang/east-gate/gate-in/snapshots".into()),
-    };
+    let site = Site { city: "xining".into(), district: "chengzhong".into(), town: "nanchuan".into(), village: "xiaozhuang".into(), checkpoint: "east-gate".into(), name: None };
+    let ctx = Origin { topics: Some(Topics::new("checkpoint", &site)), site, camera: "gate-in".into() };
     let line = Line { id: "gate".into(), points: [[0.0, 0.75], [1.0, 0.75]], in_side: [0.5, 0.95] };
     let zone = Zone { id: "lane".into(), points: vec![[0.0, 0.8], [1.0, 0.8], [1.0, 1.0], [0.0, 1.0]] };
     EventBuilder::new(ctx, BuilderSettings::from_config(&Events::default(), 5.0), &[line], &[zone])
@@ -168,7 +165,7 @@ fn event_payloads_match_the_golden_chain() {
         let time = FrameTime { stream_s: i as f64 * 0.2, wall: start + chrono::Duration::milliseconds(200 * i as i64) };
         let (dets, plates) = if i < 15 {
             let y2 = 500.0 + 35.0 * i as f32;
-            let det = Detection { class_id: 2, label: "car", score: 0.9, bbox: BBox::new(600.0, y2 - 400.0, 1300.0, y2) };
+            let det = Detection { class: ObjectClass::CAR, score: 0.9, bbox: BBox::new(600.0, y2 - 400.0, 1300.0, y2) };
             let plate = PlateRead {
                 text: "苏ED51712".into(),
                 confidence: 0.97,
@@ -187,9 +184,9 @@ fn event_payloads_match_the_golden_chain() {
             (vec![], vec![])
         };
         let input = FrameInput { time, width: 1920, height: 1080, view: None, detections: &dets, plates: &plates };
-        lines.extend(b.observe(&input).into_iter().map(|o| o.event));
+        lines.extend(b.observe(&input).into_iter().map(|o| Event::from(&o.event)));
     }
-    lines.extend(b.finish().into_iter().map(|o| o.event));
+    lines.extend(b.finish().into_iter().map(|o| Event::from(&o.event)));
     let id = lines[0].id.clone();
     let mut text = String::new();
     for e in lines {

@@ -14,7 +14,7 @@ use crate::secret::{CameraUrl, Secret};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Where this checkpoint sits in the town's grid; becomes the `{site}` part of every MQTT topic.
+    /// Where this checkpoint sits in the town's grid; becomes the `{site}` part of every MQTT topic. *(restart)*
     pub site: Site,
     /// The town platform's MQTT broker. Without this section the agent runs standalone. *(restart)*
     #[serde(default)]
@@ -789,5 +789,28 @@ impl Models {
             ("models.plates.reader", self.dir.join(&p.reader)),
             ("models.plates.colour_classifier", self.dir.join(&p.colour_classifier)),
         ]
+    }
+}
+
+impl Config {
+    /// The sections of `new` that differ from `self` and are read only at start: applying them needs a
+    /// restart. Built from an exhaustive destructure, so a new section must be sorted into "reloadable" or
+    /// "restart" here before the crate compiles.
+    pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
+        let Config { site, mqtt, models, storage, events: _, metrics, web, rules: _, cameras: _ } = self;
+        let mut changed = Vec::new();
+        for (name, differs) in [
+            ("site", *site != new.site),
+            ("mqtt", *mqtt != new.mqtt),
+            ("models", *models != new.models),
+            ("storage", *storage != new.storage),
+            ("metrics", *metrics != new.metrics),
+            ("web", *web != new.web),
+        ] {
+            if differs {
+                changed.push(name);
+            }
+        }
+        changed
     }
 }

@@ -227,3 +227,15 @@ fn no_cameras_is_valid_for_a_fresh_install_and_rules_are_checked() {
         assert!(p.contains(&want), "{want} missing from {issues:?}");
     }
 }
+
+#[test]
+fn restart_only_sections_are_named_and_reloadable_ones_are_not() {
+    let old = parse_str(GOOD).unwrap();
+    assert!(old.restart_required(&old).is_empty());
+    let moved = GOOD.replace("checkpoint = \"east-gate\"", "checkpoint = \"west-gate\"").replace("port = 1884", "port = 1885");
+    let new = parse_str(&moved).unwrap();
+    assert_eq!(old.restart_required(&new), vec!["site", "mqtt"]);
+    // Cameras, rules and events apply on reload.
+    let cameras = GOOD.replace("detect_fps = 5", "detect_fps = 3");
+    assert!(old.restart_required(&parse_str(&cameras).unwrap()).is_empty());
+}

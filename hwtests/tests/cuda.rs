@@ -25,7 +25,7 @@ fn detector_runs_on_cuda_and_agrees_with_the_cpu() {
     let confident: Vec<_> = on_cpu.iter().filter(|d| d.score >= 0.5).collect();
     assert!(confident.len() >= 5, "expected a crowd of people, CPU found {on_cpu:?}");
     for d in confident {
-        let best = on_gpu.iter().filter(|g| g.class_id == d.class_id).map(|g| g.bbox.iou(&d.bbox)).fold(0.0f32, f32::max);
+        let best = on_gpu.iter().filter(|g| g.class_id() == d.class_id()).map(|g| g.bbox.iou(&d.bbox)).fold(0.0f32, f32::max);
         assert!(best >= 0.95, "CPU detection {d:?} has no GPU counterpart (best IoU {best})");
     }
     // Timing for the record (not asserted): warm up, then median of 50.

@@ -19,6 +19,6 @@ pub mod yolox;
 pub use error::ModelError;
 pub use geometry::BBox;
 pub use image::{BgrImage, BgrView};
-pub use labels::{coco_class_id, COCO_LABELS};
+pub use labels::{coco_class_id, ObjectClass, ObjectKind, COCO_LABELS};
 pub use runtime::{environment, Provider, SessionOptions};
 pub use yolox::{Detection, Yolox, YoloxSettings};

@@ -13,7 +13,7 @@ use ort::value::TensorRef;
 
 use crate::geometry::{nms, BBox, Scored};
 use crate::image::{Anchor, BgrView, ChannelOrder, Letterbox, LetterboxBuffer, LetterboxSpec, Normalisation};
-use crate::labels::COCO_LABELS;
+use crate::labels::{ObjectClass, COCO_LABELS};
 use crate::runtime::{load_session, Dim, LoadedSession, Provider, ResolvedTensors, SessionOptions, TensorContract, TensorSpec};
 use crate::ModelError;
 
@@ -51,10 +51,21 @@ impl Default for YoloxSettings {
 /// One detected object in source image pixels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
-    pub class_id: usize,
-    pub label: &'static str,
+    pub class: ObjectClass,
     pub score: f32,
     pub bbox: BBox,
+}
+
+impl Detection {
+    /// The COCO label (`person`, `car`, …).
+    pub fn label(&self) -> &'static str {
+        self.class.label()
+    }
+
+    /// The COCO class id.
+    pub fn class_id(&self) -> usize {
+        self.class.id()
+    }
 }
 
 impl Scored for Detection {
@@ -65,7 +76,7 @@ impl Scored for Detection {
         self.score
     }
     fn class(&self) -> usize {
-        self.class_id
+        self.class.id()
     }
 }
 
@@ -124,7 +135,8 @@ pub fn decode(raw: &[f32], grid: &Grid, num_classes: usize, letterbox: &Letterbo
             if b.area() <= 0.0 {
                 continue;
             }
-            found.push(Detection { class_id, label: COCO_LABELS.get(class_id).copied().unwrap_or("unknown"), score, bbox: b });
+            let Some(class) = ObjectClass::from_id(class_id) else { continue };
+            found.push(Detection { class, score, bbox: b });
         }
     }
     nms(found, settings.nms_iou_threshold)
@@ -253,7 +265,7 @@ mod tests {
         let dets = decode(&raw, &grid, 80, &lb, &YoloxSettings::default());
         assert_eq!(dets.len(), 1);
         let d = &dets[0];
-        assert_eq!(d.label, "person");
+        assert_eq!(d.label(), "person");
         assert!((d.score - 0.72).abs() < 1e-6);
         assert_eq!(d.bbox, BBox::new(64.0, 48.0, 80.0, 64.0));
     }

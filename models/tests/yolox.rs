@@ -46,7 +46,7 @@ fn detections_match_the_reference_decode() {
                 continue; // near-threshold boxes may legitimately flip with JPEG decoder differences
             }
             let rb = bbox(&r["box"]);
-            let matched = ours.iter().filter(|d| d.class_id == class).max_by(|a, b| a.bbox.iou(&rb).total_cmp(&b.bbox.iou(&rb)));
+            let matched = ours.iter().filter(|d| d.class_id() == class).max_by(|a, b| a.bbox.iou(&rb).total_cmp(&b.bbox.iou(&rb)));
             let m = matched.unwrap_or_else(|| panic!("{file}: reference {class} {rb:?} not found in {ours:?}"));
             assert!(m.bbox.iou(&rb) >= 0.9, "{file}: IoU {} for {rb:?} vs {:?}", m.bbox.iou(&rb), m.bbox);
             assert!((m.score - score).abs() <= 0.05, "{file}: score {} vs reference {score}", m.score);
@@ -55,7 +55,7 @@ fn detections_match_the_reference_decode() {
         // Nothing confident that the reference does not have.
         for d in ours.iter().filter(|d| d.score >= 0.6) {
             let known = reference["detections"].as_array().unwrap().iter().any(|r| {
-                r["class"].as_u64().unwrap() as usize == d.class_id && bbox(&r["box"]).iou(&d.bbox) >= 0.5
+                r["class"].as_u64().unwrap() as usize == d.class_id() && bbox(&r["box"]).iou(&d.bbox) >= 0.5
             });
             assert!(known, "{file}: unexpected {d:?}");
         }

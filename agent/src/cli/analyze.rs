@@ -14,7 +14,7 @@ use edge_config::{CameraUrl, Models, PlateMode};
 use models::BgrImage;
 use serde::Serialize;
 
-use crate::events::{BuilderSettings, EventBuilder, EventContext, EventOut, FrameTime};
+use crate::events::{BuilderSettings, EventBuilder, EventOut, FrameTime};
 use crate::inference::{Analysed, Detector, DetectorHandle};
 use crate::payload::round3;
 use crate::source::{self, Frame, Mode, Next, Pipeline, SourceSettings};
@@ -182,8 +182,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, failures: &mut Vec<String>) {
 
 /// What a video is analysed with: the events settings and, when a camera is chosen, its geometry.
 struct VideoSetup {
-    site: String,
-    grid: crate::payload::Grid,
+    site: edge_config::Site,
     camera: Option<edge_config::Camera>,
     events: edge_config::Events,
 }
@@ -205,10 +204,9 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let video = VideoSetup {
-        site: config.as_ref().map_or_else(|| "local/local/local/local/local".to_string(), |c| c.site.path()),
-        grid: config.as_ref().map_or_else(
-            || crate::payload::Grid { city: "local".into(), district: "local".into(), town: "local".into(), village: "local".into(), checkpoint: "local".into() },
-            |c| crate::payload::Grid::from(&c.site),
+        site: config.as_ref().map_or_else(
+            || edge_config::Site { city: "local".into(), district: "local".into(), town: "local".into(), village: "local".into(), checkpoint: "local".into(), name: None },
+            |c| c.site.clone(),
         ),
         camera,
         events: config.as_ref().map(|c| c.events.clone()).unwrap_or_default(),
@@ -341,20 +339,21 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
         decoder: camera.map_or(edge_config::DecoderChoice::Auto, |c| c.decoder),
         ..SourceSettings::new(camera_id.clone(), CameraUrl::new(uri.as_str()), detect_fps, camera.map_or(args.max_frame_width, |c| c.max_frame_width), Mode::Offline)
     };
-    let ctx = EventContext { site: setup.site.clone(), grid: setup.grid.clone(), camera: camera_id, snapshot_topic_base: None };
+    let origin = crate::topics::Origin { site: setup.site.clone(), camera: camera_id, topics: None };
     let mut builder_settings = BuilderSettings::from_config(&setup.events, detect_fps);
     builder_settings.snapshots = args.snapshots.is_some();
     let (lines, zones) = camera.map_or((&[][..], &[][..]), |c| (&c.lines[..], &c.zones[..]));
-    let mut builder = EventBuilder::new(ctx, builder_settings, lines, zones);
+    let mut builder = EventBuilder::new(origin, builder_settings, lines, zones);
     let started = chrono::Utc::now();
     let emit = |outs: Vec<EventOut>, each: &mut dyn FnMut(VideoLine<'_>)| -> anyhow::Result<()> {
-        for mut out in outs {
-            if let (Some(dir), Some(jpeg), Some(snapshot)) = (&args.snapshots, &out.snapshot, out.event.snapshot.as_mut()) {
-                let file = dir.join(format!("{}.jpg", out.event.id));
+        for out in outs {
+            let mut event = crate::payload::Event::from(&out.event);
+            if let (Some(dir), Some(jpeg), Some(snapshot)) = (&args.snapshots, &out.snapshot, event.snapshot.as_mut()) {
+                let file = dir.join(format!("{}.jpg", event.id));
                 std::fs::write(&file, jpeg).with_context(|| format!("cannot write {}", file.display()))?;
                 snapshot.file = Some(file.display().to_string());
             }
-            each(VideoLine::Event(&out.event));
+            each(VideoLine::Event(&event));
         }
         Ok(())
     };
@@ -390,10 +389,7 @@ fn print_event(out: &mut impl Write, file: &str, e: &crate::payload::Event, json
     let _ = if json {
         serde_json::to_string(e).map(|s| writeln!(out, "{s}"))
     } else {
-        let direction = e.direction.map_or("-", |d| match d {
-            crate::events::geometry::Direction::In => "in",
-            crate::events::geometry::Direction::Out => "out",
-        });
+        let direction = e.direction.map_or("-", |d| d.as_str());
         let plate = e.plate.as_ref().map_or_else(|| "-".to_string(), |p| format!("{} ({} of {} reads)", p.text, p.reads, p.votes));
         Ok(writeln!(out, "{file}: {:?} {} #{} {} direction {direction} plate {plate}", e.phase, e.label, e.track_id, &e.id[..8]))
     };
@@ -406,8 +402,8 @@ fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, analysed
     for d in analysed.reported() {
         let line = ObjectLine {
             source: source("object"),
-            label: d.label,
-            class_id: d.class_id,
+            label: d.label(),
+            class_id: d.class_id(),
             score: round3(d.score),
             bbox: d.bbox.to_array(),
         };
@@ -415,7 +411,7 @@ fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, analysed
             serde_json::to_string(&line).map(|s| writeln!(out, "{s}"))
         } else {
             let b = line.bbox;
-            Ok(writeln!(out, "{file}{at}: {} {:.2} [{:.1}, {:.1}, {:.1}, {:.1}]", d.label, d.score, b[0], b[1], b[2], b[3]))
+            Ok(writeln!(out, "{file}{at}: {} {:.2} [{:.1}, {:.1}, {:.1}, {:.1}]", d.label(), d.score, b[0], b[1], b[2], b[3]))
         };
     }
     for p in &analysed.plates {

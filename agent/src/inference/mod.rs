@@ -68,9 +68,6 @@ struct Job {
     reply: Sender<Result<Analysed, InferenceError>>,
 }
 
-/// COCO labels whose boxes are searched for plates.
-const PLATE_CARRIERS: [&str; 4] = ["car", "bus", "truck", "motorcycle"];
-
 /// What was loaded.
 #[derive(Debug, Clone)]
 pub struct DetectorInfo {
@@ -239,7 +236,7 @@ fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, score_threshold
         let mut reads = Vec::new();
         if let (Some(recognizer), true) = (plates.as_mut(), job.plates != PlateMode::Off) {
             let carriers: Vec<usize> = (0..detections.len())
-                .filter(|&i| PLATE_CARRIERS.contains(&detections[i].label) && detections[i].score >= score_threshold)
+                .filter(|&i| detections[i].class.carries_plate() && detections[i].score >= score_threshold)
                 .collect();
             let regions: Vec<_> = carriers.iter().map(|&i| detections[i].bbox).collect();
             match recognizer.recognize(&view, &regions, job.plates == PlateMode::Frame) {

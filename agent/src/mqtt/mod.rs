@@ -10,7 +10,6 @@
 //! sent twice, with the same event `id` and `seq`.
 
 pub mod delivery;
-pub mod topics;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outbox::OutboxHandle;
 use crate::payload::AgentState;
-use crate::source::Backoff;
+use crate::backoff::Backoff;
 use delivery::Delivery;
-pub use topics::Topics;
+pub use crate::topics::Topics;
 
 /// Why the link could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-pub use writer::{OutboxHandle, OutboxWriter};
+pub use writer::{OutboxHandle, OutboxWriter, Rejected};
 
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendError, Sender, TrySendError};
 use tokio::sync::Notify;
 
 use super::{Bounds, Message, Outbox, OutboxError};
@@ -24,6 +24,14 @@ enum Op {
     Ack(Vec<u64>),
     /// Answered once everything queued before it is committed.
     Flush(Sender<()>),
+}
+
+/// A message the outbox did not take, handed back with the reason (the writer has stopped).
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Rejected {
+    pub message: Message,
+    pub reason: OutboxError,
 }
 
 /// Counters kept by the writer.
@@ -75,9 +83,14 @@ impl OutboxWriter {
 
 impl OutboxHandle {
     /// Queues a message; it is on disk once the next group commits. Blocks while the queue is full (the
-    /// disk is slower than the cameras), which makes the camera drop frames rather than messages.
-    pub fn append(&self, message: Message) -> Result<(), OutboxError> {
-        self.tx.send(Op::Append(message)).map_err(|_| OutboxError::Stopped)
+    /// disk is slower than the cameras), which makes the camera drop frames rather than messages. When the
+    /// writer has stopped the message is handed back, so the caller can log and count it.
+    pub fn append(&self, message: Message) -> Result<(), Rejected> {
+        match self.tx.send(Op::Append(message)) {
+            Err(SendError(Op::Append(message))) => Err(Rejected { message, reason: OutboxError::Stopped }),
+            // `send` hands back exactly what it was given.
+            Ok(()) | Err(_) => Ok(()),
+        }
     }
 
     /// Queues the deletion of acknowledged messages without blocking; hands the keys back when the queue is
@@ -206,6 +219,22 @@ mod tests {
         handle.flush().unwrap();
         assert_eq!(handle.outbox().keys().unwrap(), &keys[60..]);
         drop(handle);
+        writer.stop();
+    }
+
+    #[test]
+    fn an_append_after_the_writer_stopped_hands_the_message_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.redb")).unwrap();
+        let (writer, handle) = OutboxWriter::start(outbox, Bounds { max_bytes: 1 << 30, max_age_ms: u64::MAX }).unwrap();
+        let (tx, rx) = bounded::<Op>(1);
+        drop(rx);
+        let orphan = OutboxHandle { tx, ..handle.clone() };
+        let rejected = orphan.append(Message::new(Kind::Alert, "t/a".into(), b"kept".to_vec())).unwrap_err();
+        assert_eq!(rejected.message.topic, "t/a");
+        assert_eq!(rejected.message.payload, b"kept");
+        assert!(matches!(rejected.reason, OutboxError::Stopped));
+        drop((orphan, handle));
         writer.stop();
     }
 }

@@ -19,7 +19,7 @@
 pub mod assignment;
 pub mod kalman;
 
-use models::BBox;
+use models::{BBox, ObjectClass};
 
 use assignment::{assign, FORBIDDEN};
 use kalman::Kalman;
@@ -65,17 +65,7 @@ impl Default for TrackerSettings {
 pub struct Observation {
     pub bbox: BBox,
     pub score: f32,
-    pub label: &'static str,
-}
-
-/// Which labels may be the same object over time (the detector confuses car/truck and bicycle/motorcycle).
-pub fn kind_of(label: &str) -> u8 {
-    match label {
-        "person" => 0,
-        "bicycle" | "motorcycle" => 1,
-        "car" | "bus" | "truck" => 2,
-        _ => 3,
-    }
+    pub class: ObjectClass,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,14 +90,20 @@ pub struct Track {
     /// Last detection box and score.
     pub last_bbox: BBox,
     pub last_score: f32,
-    /// Score-weighted votes per label.
-    labels: Vec<(&'static str, f32)>,
+    /// Score-weighted votes per class, and the class with the most.
+    labels: Vec<(ObjectClass, f32)>,
+    class: ObjectClass,
 }
 
 impl Track {
-    /// The label with the most score-weighted votes.
+    /// The class with the most score-weighted votes.
+    pub fn class(&self) -> ObjectClass {
+        self.class
+    }
+
+    /// Its label.
     pub fn label(&self) -> &'static str {
-        self.labels.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map_or("unknown", |(l, _)| *l)
+        self.class.label()
     }
 
     /// The filtered (predicted/corrected) box.
@@ -115,10 +111,13 @@ impl Track {
         self.kalman.bbox()
     }
 
-    fn vote(&mut self, label: &'static str, score: f32) {
-        match self.labels.iter_mut().find(|(l, _)| *l == label) {
+    fn vote(&mut self, class: ObjectClass, score: f32) {
+        match self.labels.iter_mut().find(|(c, _)| *c == class) {
             Some((_, s)) => *s += score,
-            None => self.labels.push((label, score)),
+            None => self.labels.push((class, score)),
+        }
+        if let Some((best, _)) = self.labels.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+            self.class = *best;
         }
     }
 }
@@ -148,7 +147,7 @@ pub struct Tracker {
 }
 
 fn iou_cost(track: &Track, det: &Observation, min_iou: f32) -> f64 {
-    if track.kind != kind_of(det.label) {
+    if track.kind != det.class.track_group() {
         return FORBIDDEN;
     }
     let iou = track.kalman.bbox().iou(&det.bbox);
@@ -217,7 +216,7 @@ impl Tracker {
             t.last_seen_s = time_s;
             t.last_bbox = d.bbox;
             t.last_score = d.score;
-            t.vote(d.label, d.score);
+            t.vote(d.class, d.score);
             match t.state {
                 TrackState::Tentative if t.hits >= s.confirm_hits => {
                     t.state = TrackState::Confirmed;
@@ -268,7 +267,7 @@ impl Tracker {
                 id: self.next_id,
                 state: TrackState::Tentative,
                 kalman: Kalman::new(&d.bbox),
-                kind: kind_of(d.label),
+                kind: d.class.track_group(),
                 hits: 1,
                 first_seen_s: time_s,
                 last_seen_s: time_s,
@@ -276,8 +275,9 @@ impl Tracker {
                 last_bbox: d.bbox,
                 last_score: d.score,
                 labels: Vec::new(),
+                class: d.class,
             };
-            t.vote(d.label, d.score);
+            t.vote(d.class, d.score);
             self.next_id += 1;
             events.push(TrackEvent::Matched { id: t.id, detection: di });
             if s.confirm_hits <= 1 {
@@ -306,7 +306,7 @@ mod tests {
     use super::*;
 
     fn obs(x: f32, y: f32, w: f32, h: f32, score: f32, label: &'static str) -> Observation {
-        Observation { bbox: BBox::new(x, y, x + w, y + h), score, label }
+        Observation { bbox: BBox::new(x, y, x + w, y + h), score, class: ObjectClass::from_label(label).unwrap_or(ObjectClass::PERSON) }
     }
 
     fn settings() -> TrackerSettings {

@@ -8,9 +8,12 @@
 //! expire after `web.session_hours`. Viewers see; operators also acknowledge. Every acknowledgement is
 //! appended to the audit log (`{state_dir}/audit/`).
 
+mod feed;
 pub mod users;
 
-use std::collections::{HashMap, VecDeque};
+pub use feed::{Ack, AuditAction, AuditRecord, CameraHealth, Feed, FeedItem};
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -25,7 +28,7 @@ use axum::{Form, Json, Router};
 use chrono::Utc;
 use rand::Rng;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -35,76 +38,8 @@ use crate::snapshots::SnapshotStore;
 use users::{Role, UsersFile};
 
 const COOKIE: &str = "edge_session";
-/// Items kept in memory for a page that opens (the rest is in the logs on disk).
-const RECENT: usize = 300;
 /// How long acknowledgements stay in the audit log.
 pub const AUDIT_RETENTION_DAYS: u32 = 365;
-
-/// The live feed: what camera threads publish and every open page receives.
-#[derive(Clone)]
-pub struct Feed {
-    tx: broadcast::Sender<Arc<str>>,
-    recent: Arc<Mutex<VecDeque<Value>>>,
-    alerts: Arc<Mutex<HashMap<String, Value>>>,
-}
-
-impl Default for Feed {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Feed {
-    pub fn new() -> Self {
-        let (tx, _) = broadcast::channel(512);
-        Self { tx, recent: Arc::new(Mutex::new(VecDeque::new())), alerts: Arc::new(Mutex::new(HashMap::new())) }
-    }
-
-    /// Publishes an item (`{"type": "event"|"alert"|"ack", ...}`) to open pages and the recent list.
-    pub fn publish(&self, item: Value) {
-        if item["type"] == "alert" {
-            if let Some(id) = item["alert"]["id"].as_str() {
-                let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
-                alerts.insert(id.to_string(), item.clone());
-                if alerts.len() > 4 * RECENT {
-                    let oldest = alerts.keys().min().cloned();
-                    if let Some(k) = oldest {
-                        alerts.remove(&k);
-                    }
-                }
-            }
-        }
-        let text: Arc<str> = Arc::from(item.to_string());
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            recent.push_back(item);
-            while recent.len() > RECENT {
-                recent.pop_front();
-            }
-        }
-        let _ = self.tx.send(text);
-    }
-
-    fn recent(&self) -> Vec<Value> {
-        self.recent.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
-    }
-
-    fn alert(&self, id: &str) -> Option<Value> {
-        self.alerts.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
-    }
-
-    /// Marks an alert acknowledged in the recent list.
-    fn mark_acked(&self, id: &str, ack: &Value) {
-        if let Some(item) = self.alerts.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
-            item["ack"] = ack.clone();
-        }
-        for item in self.recent.lock().unwrap_or_else(|p| p.into_inner()).iter_mut() {
-            if item["type"] == "alert" && item["alert"]["id"] == id {
-                item["ack"] = ack.clone();
-            }
-        }
-    }
-}
 
 /// Camera display names by id, shared with the daemon so a reload updates them.
 pub type CameraNames = Arc<std::sync::RwLock<HashMap<String, String>>>;
@@ -398,25 +333,25 @@ async fn recent(State(s): State<WebState>, headers: HeaderMap) -> Response {
     Json(json!({ "items": s.feed.recent() })).into_response()
 }
 
-fn camera_health(s: &WebState) -> Value {
+fn camera_health(s: &WebState) -> FeedItem {
     let list = s.cameras.read().unwrap_or_else(|p| p.into_inner()).clone();
     let names = s.camera_names.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let cams: Vec<Value> = list
+    let cameras = list
         .iter()
         .map(|r| {
             let h = r.health();
             let (_, fps) = r.rates();
-            json!({
-                "id": r.id,
-                "name": names.get(&r.id),
-                "state": h.state.as_str(),
-                "since": crate::payload::timestamp(h.since),
-                "last_error": h.last_error,
-                "fps": crate::payload::round2(fps),
-            })
+            CameraHealth {
+                id: r.id.clone(),
+                name: names.get(&r.id).cloned(),
+                state: h.state.as_str(),
+                since: crate::payload::timestamp(h.since),
+                last_error: h.last_error,
+                fps: crate::payload::round2(fps),
+            }
         })
         .collect();
-    json!({"type": "cameras", "cameras": cams})
+    FeedItem::Cameras { cameras }
 }
 
 async fn cameras(State(s): State<WebState>, headers: HeaderMap) -> Response {
@@ -428,7 +363,7 @@ async fn cameras(State(s): State<WebState>, headers: HeaderMap) -> Response {
 
 async fn stream(State(s): State<WebState>, headers: HeaderMap) -> Response {
     let Some(session) = s.session(&headers) else { return unauthorized() };
-    let rx = s.feed.tx.subscribe();
+    let rx = s.feed.subscribe();
     let state = s.clone();
     let expires = session.expires;
     // Live items as they come, and camera health every 5 s; the stream ends when the session does.
@@ -459,10 +394,10 @@ fn futures_stream(
             item = st.rx.recv() => match item {
                 Ok(text) => text.to_string(),
                 // A slow page missed some: it reloads the recent list.
-                Err(broadcast::error::RecvError::Lagged(_)) => "{\"type\":\"resync\"}".to_string(),
+                Err(broadcast::error::RecvError::Lagged(_)) => FeedItem::Resync.to_json(),
                 Err(broadcast::error::RecvError::Closed) => return None,
             },
-            _ = st.ticker.tick() => camera_health(&st.state).to_string(),
+            _ = st.ticker.tick() => camera_health(&st.state).to_json(),
         };
         Some((Ok(SseEvent::default().data(data)), st))
     })
@@ -473,33 +408,32 @@ async fn ack(State(s): State<WebState>, headers: HeaderMap, UrlPath(id): UrlPath
     if session.role != Role::Operator {
         return (StatusCode::FORBIDDEN, Json(json!({"error": "only operators acknowledge alerts"}))).into_response();
     }
-    let Some(alert) = s.feed.alert(&id) else {
+    let Some((alert, acked)) = s.feed.alert(&id) else {
         return (StatusCode::NOT_FOUND, Json(json!({"error": "no such alert"}))).into_response();
     };
-    if !alert["ack"].is_null() {
-        return Json(alert["ack"].clone()).into_response();
+    if let Some(ack) = acked {
+        return Json(ack).into_response();
     }
     let now = Utc::now();
-    let ack = json!({"by": session.user, "at": crate::payload::timestamp(now)});
-    let record = json!({
-        "action": "acknowledge",
-        "alert": id,
-        "rule": alert["alert"]["rule"],
-        "camera": alert["alert"]["camera"],
-        "by": session.user,
-        "role": session.role.as_str(),
-        "at": crate::payload::timestamp(now),
-    });
+    let ack = Ack { by: session.user.clone(), at: crate::payload::timestamp(now) };
+    let record = AuditRecord {
+        action: AuditAction::Acknowledge,
+        alert: id.clone(),
+        rule: alert["rule"].as_str().map(str::to_string),
+        camera: alert["camera"].as_str().map(str::to_string),
+        by: session.user.clone(),
+        role: session.role.as_str().to_string(),
+        at: ack.at.clone(),
+    };
     let audit = s.audit.clone();
-    let line = record.to_string();
+    let line = serde_json::to_string(&record).unwrap_or_default();
     let written = tokio::task::spawn_blocking(move || audit.append(now, line.as_bytes())).await;
     if !matches!(written, Ok(Ok(()))) {
         tracing::error!(alert = %id, "cannot write the audit log; acknowledgement refused");
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "audit log not writable"}))).into_response();
     }
     tracing::info!(alert = %id, user = %session.user, "alert acknowledged");
-    s.feed.mark_acked(&id, &ack);
-    s.feed.publish(json!({"type": "ack", "alert": id, "ack": ack}));
+    s.feed.acknowledge(&id, &ack);
     Json(ack).into_response()
 }
 
@@ -509,7 +443,7 @@ async fn audit(State(s): State<WebState>, headers: HeaderMap) -> Response {
     }
     let log = s.audit.clone();
     let lines = tokio::task::spawn_blocking(move || log.recent_lines(Utc::now(), 31)).await.unwrap_or_default();
-    let entries: Vec<Value> = lines.iter().rev().filter_map(|l| serde_json::from_str(l).ok()).take(500).collect();
+    let entries: Vec<AuditRecord> = lines.iter().rev().filter_map(|l| serde_json::from_str(l).ok()).take(500).collect();
     Json(json!({ "entries": entries })).into_response()
 }
 

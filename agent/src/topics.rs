@@ -1,7 +1,25 @@
 //! Topic names of contract v1. `{prefix}/{site}` where `{site}` is the fixed-depth grid path
 //! `city/district/town/village/checkpoint`, so every level of the platform can subscribe with wildcards.
+//! Every topic the agent publishes to is built here, and [`Origin`] says which site and camera a message
+//! is about.
 
 use edge_config::Site;
+
+/// Where one camera's messages come from: the site, the camera, and the topics when they go to MQTT.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub site: Site,
+    pub camera: String,
+    /// `None` for offline analysis: nothing is published.
+    pub topics: Option<Topics>,
+}
+
+impl Origin {
+    /// Where the snapshot of event `event_id` is published, when the agent publishes to MQTT.
+    pub fn snapshot_topic(&self, event_id: &str) -> Option<String> {
+        self.topics.as_ref().map(|t| t.snapshot(&self.camera, event_id))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -38,14 +56,14 @@ impl Topics {
         format!("{}/{camera}/events", self.base)
     }
 
-    /// Snapshot topics of one camera: `{this}/{event_id}` carries the JPEG.
     /// `{prefix}/{site}/{camera}/alerts`: rule matches (QoS 1, through the outbox).
     pub fn alerts(&self, camera: &str) -> String {
-        format!("{}/{camera}/alerts", self.base())
+        format!("{}/{camera}/alerts", self.base)
     }
 
-    pub fn snapshots(&self, camera: &str) -> String {
-        format!("{}/{camera}/snapshots", self.base)
+    /// `{prefix}/{site}/{camera}/snapshots/{event_id}`: the JPEG of one event.
+    pub fn snapshot(&self, camera: &str, event_id: &str) -> String {
+        format!("{}/{camera}/snapshots/{event_id}", self.base)
     }
 }
 
@@ -66,5 +84,6 @@ mod tests {
         let t = Topics::new("checkpoint", &site);
         assert_eq!(t.status(), "checkpoint/xining/chengzhong/nanchuan/xiaozhuang/east-gate/status");
         assert_eq!(t.detections("in-1"), "checkpoint/xining/chengzhong/nanchuan/xiaozhuang/east-gate/in-1/detections");
+        assert_eq!(t.snapshot("in-1", "e1"), "checkpoint/xining/chengzhong/nanchuan/xiaozhuang/east-gate/in-1/snapshots/e1");
     }
 }

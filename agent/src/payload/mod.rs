@@ -1,8 +1,15 @@
 //! MQTT payloads (contract v1). Each has a JSON Schema in `schemas/` named after its `schema` field, and
 //! tests validate real payloads against it. Timestamps are RFC 3339 UTC with milliseconds.
 
+mod alert;
+mod event;
+
 use edge_config::Site;
 use serde::Serialize;
+
+pub use alert::{Alert, AlertMatch, AlertPlate};
+pub use event::{Crossing, Event, SnapshotRef, ZoneVisit};
+pub use crate::events::{FrameSize, Phase};
 
 use crate::stats::{CameraRecord, CameraState, CounterSnapshot};
 
@@ -283,7 +290,7 @@ pub struct DetectedObject {
 
 impl DetectedObject {
     pub fn from(d: &models::Detection) -> Self {
-        Self { label: d.label, score: round3(d.score), bbox: d.bbox.to_array() }
+        Self { label: d.label(), score: round3(d.score), bbox: d.bbox.to_array() }
     }
 }
 
@@ -295,185 +302,3 @@ pub fn round3(v: f32) -> f32 {
     (v * 1000.0).round() / 1000.0
 }
 
-/// Phase of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    /// The object was confirmed (seen in enough frames in a row).
-    New,
-    /// Its plate or direction became known or improved.
-    Update,
-    /// It is gone; final values.
-    End,
-}
-
-/// `{prefix}/{site}/{camera}/events` (QoS 1): one message per phase of one object passing.
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    pub schema: &'static str,
-    /// UUIDv7, the same for every phase of one object. Consumers deduplicate on (`id`, `seq`).
-    pub id: String,
-    /// Phase number within the event: 1 for `new`, then one more per message.
-    pub seq: u32,
-    pub site: String,
-    pub grid: Grid,
-    pub camera: String,
-    /// `person` or `vehicle`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub phase: Phase,
-    /// Detector label: person, bicycle, car, motorcycle, bus, truck.
-    pub label: &'static str,
-    /// Tracker id, unique per camera while the agent runs.
-    pub track_id: u64,
-    /// When the object was first seen.
-    pub started_at: String,
-    /// When it was last seen; set on `end` only.
-    pub ended_at: Option<String>,
-    /// When this message was made.
-    pub ts: String,
-    /// `in`/`out` from the last line crossing, `null` when no line was crossed.
-    pub direction: Option<crate::events::geometry::Direction>,
-    pub crossings: Vec<Crossing>,
-    pub zones: Vec<ZoneVisit>,
-    /// Best detection score of the object.
-    pub score: f32,
-    /// Last box, `[x1, y1, x2, y2]` in frame pixels.
-    #[serde(rename = "box")]
-    pub bbox: [f32; 4],
-    pub frame: FrameSize,
-    /// Voted plate (vehicles), `null` when none was read.
-    pub plate: Option<crate::events::voting::VotedPlate>,
-    /// The object's best picture; set on `end`.
-    pub snapshot: Option<SnapshotRef>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct FrameSize {
-    pub width: u32,
-    pub height: u32,
-}
-
-/// One crossing of a configured line.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Crossing {
-    pub line: String,
-    pub direction: crate::events::geometry::Direction,
-    pub at: String,
-}
-
-/// One stay in a configured zone.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ZoneVisit {
-    pub id: String,
-    pub entered_at: String,
-    /// `null` while the object is still inside.
-    pub left_at: Option<String>,
-    pub dwell_s: f64,
-}
-
-/// Where an event's snapshot is and what it shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SnapshotRef {
-    /// The event id; the JPEG is published on `{prefix}/{site}/{camera}/snapshots/{id}`.
-    pub id: String,
-    /// That topic, when the agent publishes to MQTT.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
-    /// Local file (offline analysis with `--snapshots DIR`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    pub content_type: &'static str,
-    pub bytes: usize,
-    pub width: u32,
-    pub height: u32,
-    /// The object inside the picture, `[x1, y1, x2, y2]`.
-    #[serde(rename = "box")]
-    pub bbox: [f32; 4],
-    /// The part of the frame the picture shows, in frame pixels.
-    pub frame_region: [f32; 4],
-    pub taken_at: String,
-    pub sha256: String,
-}
-
-/// An alert: a rule matched. Published on `{prefix}/{site}/{camera}/alerts` (QoS 1, through the outbox).
-#[derive(Debug, Clone, Serialize)]
-pub struct Alert {
-    pub schema: &'static str,
-    /// UUIDv7 of this alert.
-    pub id: String,
-    pub site: String,
-    pub grid: Grid,
-    pub camera: String,
-    pub ts: String,
-    /// The rule's id from the config.
-    pub rule: String,
-    /// `watch_list`, `key_region`, `crowding` or `after_hours`.
-    pub kind: &'static str,
-    /// `info`, `warning` or `critical`.
-    pub severity: &'static str,
-    /// The event that triggered it (for crowding, the person present longest).
-    pub event_id: Option<String>,
-    /// Every event involved (crowding: the people in the zone).
-    pub event_ids: Vec<String>,
-    /// `person` or `vehicle`.
-    #[serde(rename = "type")]
-    pub object_type: Option<&'static str>,
-    pub label: Option<&'static str>,
-    pub direction: Option<crate::events::geometry::Direction>,
-    pub plate: Option<AlertPlate>,
-    /// Watch list: the listed plate matched, and how.
-    pub matched: Option<AlertMatch>,
-    /// Key region: the prefix matched.
-    pub prefix: Option<String>,
-    /// Crowding: the zone, how many people, for how long.
-    pub zone: Option<String>,
-    pub count: Option<u32>,
-    pub duration_s: Option<f64>,
-    /// Where the triggering event's snapshot is (or will be, once the object has left) published.
-    pub snapshot_topic: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AlertPlate {
-    pub text: String,
-    pub confidence: f32,
-    pub color: models::plates::PlateColour,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AlertMatch {
-    /// The plate as listed.
-    pub entry: String,
-    /// 0: exact; 1: one character differs (at `position`, 0-based).
-    pub distance: u8,
-    pub position: Option<usize>,
-}
-
-impl Alert {
-    pub fn from_finding(f: crate::rules::Finding, site: &str, grid: &Grid, camera: &str, snapshot_base: Option<&str>) -> Self {
-        Self {
-            schema: ALERT_SCHEMA,
-            id: uuid::Uuid::now_v7().to_string(),
-            site: site.to_string(),
-            grid: grid.clone(),
-            camera: camera.to_string(),
-            ts: now(),
-            rule: f.rule,
-            kind: f.kind,
-            severity: f.severity.as_str(),
-            snapshot_topic: snapshot_base.zip(f.event_id.as_ref()).map(|(base, id)| format!("{base}/{id}")),
-            event_id: f.event_id,
-            event_ids: f.event_ids,
-            object_type: f.object_type,
-            label: f.label,
-            direction: f.direction,
-            plate: f.plate.map(|(text, confidence, color)| AlertPlate { text, confidence: round3(confidence), color }),
-            matched: f.matched.map(|m| AlertMatch { entry: m.entry, distance: m.distance, position: m.position }),
-            prefix: f.prefix,
-            zone: f.zone,
-            count: f.count,
-            duration_s: f.duration_s,
-        }
-    }
-}

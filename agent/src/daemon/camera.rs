@@ -1,0 +1,151 @@
+//! The per-frame worker of one camera: detect → events → rules → sink. It runs on the camera's own thread
+//! and is fed one frame at a time by the source supervisor.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edge_config::PlateMode;
+
+use super::sink::{EventSink, Queue};
+use crate::events::{EventBuilder, EventOut, FrameTime};
+use crate::inference::{Analysed, DetectorHandle, InferenceError};
+use crate::mqtt::MqttLink;
+use crate::outbox::OutboxHandle;
+use crate::payload::{self, DetectedObject, DetectedPlate};
+use crate::rules::{self, CameraRules, SharedRules};
+use crate::source::Frame;
+use crate::stats::CameraRecord;
+
+/// Turns a frame into detections and plate reads.
+pub trait Analyse: Send {
+    fn analyse(&self, frame: Frame, plates: PlateMode) -> Result<Analysed, InferenceError>;
+}
+
+impl Analyse for DetectorHandle {
+    fn analyse(&self, frame: Frame, plates: PlateMode) -> Result<Analysed, InferenceError> {
+        self.detect(frame, plates)
+    }
+}
+
+/// Best-effort per-frame `detections` messages (QoS 0, rate-limited).
+pub struct DetectionsOut {
+    pub link: MqttLink,
+    /// Minimum time between two messages.
+    pub interval: Duration,
+    pub site: String,
+    last_sent: Option<Instant>,
+    last_had_objects: bool,
+}
+
+impl DetectionsOut {
+    pub fn new(link: MqttLink, interval: Duration, site: String) -> Self {
+        Self { link, interval, site, last_sent: None, last_had_objects: false }
+    }
+}
+
+/// What a camera thread does with each frame.
+pub struct CameraWorker<A: Analyse = DetectorHandle, Q: Queue = OutboxHandle> {
+    pub record: Arc<CameraRecord>,
+    pub detector: A,
+    pub plates: PlateMode,
+    pub builder: EventBuilder,
+    /// A gap longer than this (stream restart, stall) ends whatever was in view.
+    pub lost_timeout_s: f64,
+    /// Tracking time runs on this monotonic clock (stream timestamps restart with the pipeline).
+    pub started: Instant,
+    pub rules: SharedRules,
+    pub camera_rules: CameraRules,
+    pub sink: EventSink<Q>,
+    pub detections: Option<DetectionsOut>,
+}
+
+impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
+    /// Analyses one frame and passes what it completes on.
+    pub fn process(&mut self, frame: Frame) {
+        let analysed = match self.detector.analyse(frame, self.plates) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(camera = %self.record.id, error = %e, "frame not analysed");
+                return;
+            }
+        };
+        let stream_s = self.started.elapsed().as_secs_f64();
+        self.on_analysed(&analysed, FrameTime { stream_s, wall: chrono::Utc::now() });
+    }
+
+    /// The frame's detections go to the counters, the `detections` topic and the event builder.
+    pub fn on_analysed(&mut self, analysed: &Analysed, time: FrameTime) {
+        self.record.record_inference(analysed.inference, analysed.reported().count());
+        if self.plates != PlateMode::Off {
+            self.record.record_plates(analysed.plate_time, analysed.plates.len());
+        }
+        self.publish_detections(analysed);
+        if self.builder.last_time().is_some_and(|t| time.stream_s - t.stream_s > self.lost_timeout_s) {
+            self.finish();
+        }
+        let outs = self.builder.observe(&analysed.input(time));
+        self.emit_all(outs, true);
+    }
+
+    /// Ends every open event (the camera stopped or had a gap).
+    pub fn finish(&mut self) {
+        let outs = self.builder.finish();
+        self.emit_all(outs, false);
+    }
+
+    /// Emits the builder's output, runs the rules on it (with `zones`, also crowding on who is in the zones
+    /// now), and commits the lot once.
+    fn emit_all(&mut self, outs: Vec<EventOut>, zones: bool) {
+        let rules = rules::current(&self.rules);
+        let now = rules::Now::current();
+        for out in outs {
+            let found = if rules.is_empty() { Vec::new() } else { self.camera_rules.on_event(&rules, &out.event, now) };
+            self.sink.emit(out);
+            for f in &found {
+                self.sink.alert(f);
+            }
+        }
+        if zones && rules.has_crowding() {
+            let people = self.builder.people_in_zones();
+            for f in self.camera_rules.on_zones(&rules, &people, now) {
+                self.sink.alert(&f);
+            }
+        }
+        self.sink.commit();
+    }
+
+    /// Rate-limited per-frame detections: sent when objects are present, and once more when they leave.
+    fn publish_detections(&mut self, analysed: &Analysed) {
+        let Some(out) = self.detections.as_mut() else { return };
+        let has_objects = analysed.reported().next().is_some() || !analysed.plates.is_empty();
+        if !has_objects && !out.last_had_objects {
+            return;
+        }
+        if out.last_sent.is_some_and(|t| t.elapsed() < out.interval) && has_objects {
+            return;
+        }
+        let message = payload::Detections {
+            schema: payload::DETECTIONS_SCHEMA,
+            site: out.site.clone(),
+            camera: self.record.id.clone(),
+            ts: payload::now(),
+            frame: payload::FrameInfo {
+                seq: analysed.frame.seq,
+                pts_ms: analysed.frame.pts.map(|p| p.as_millis() as u64),
+                width: analysed.frame.width(),
+                height: analysed.frame.height(),
+            },
+            inference_ms: payload::round2(analysed.inference.as_secs_f64() * 1000.0),
+            detections: analysed.reported().map(DetectedObject::from).collect(),
+            plates: analysed.plates.iter().map(DetectedPlate::from).collect(),
+        };
+        let Ok(bytes) = serde_json::to_vec(&message) else { return };
+        if out.link.publish_lossy(out.link.topics().detections(&self.record.id), bytes) {
+            out.last_sent = Some(Instant::now());
+            out.last_had_objects = has_objects;
+        } else {
+            self.record.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The agent's periodic reports: the retained status payload, the `stats` messages, the frame-rate
+//! gauges, the systemd watchdog with `/healthz`, and the hourly retention sweep.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edge_config::Config;
+
+use crate::eventlog::EventLog;
+use crate::inference::DetectorInfo;
+use crate::metrics::{self, CameraList};
+use crate::mqtt::{MqttLink, StatusFn};
+use crate::outbox::OutboxHandle;
+use crate::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, Grid};
+use crate::snapshots::SnapshotStore;
+use crate::stats::{CameraRecord, CounterSnapshot};
+use crate::systemd::Notifier;
+
+/// The status payload builder handed to the MQTT task.
+pub fn status_builder(config: &Config, agent: AgentInfo, records: CameraList) -> StatusFn {
+    let site = config.site.path();
+    let grid = Grid::from(&config.site);
+    let name = config.site.name.clone();
+    Arc::new(move |state: AgentState| {
+        let cameras = match state {
+            AgentState::Offline => Vec::new(),
+            _ => records.read().unwrap_or_else(|p| p.into_inner()).iter().map(|r| CameraStatus::of(r)).collect(),
+        };
+        let status = payload::Status {
+            schema: payload::STATUS_SCHEMA,
+            state,
+            site: site.clone(),
+            grid: grid.clone(),
+            name: name.clone(),
+            agent: agent.clone(),
+            ts: payload::now(),
+            cameras,
+        };
+        serde_json::to_vec(&status).unwrap_or_default()
+    })
+}
+
+pub async fn publish_stats(
+    link: MqttLink,
+    outbox: OutboxHandle,
+    site: String,
+    records: CameraList,
+    detector: DetectorInfo,
+    interval: Duration,
+    started: Instant,
+) {
+    let mut previous: HashMap<String, CounterSnapshot> = HashMap::new();
+    let mut last_tick = Instant::now();
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let detector_stats = payload::DetectorStats {
+        model: detector.model.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        provider: detector.provider.name(),
+        input: [detector.input_size.0, detector.input_size.1],
+    };
+    loop {
+        ticker.tick().await;
+        let list: Vec<Arc<CameraRecord>> = records.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let now: HashMap<String, CounterSnapshot> = list.iter().map(|r| (r.id.clone(), r.snapshot())).collect();
+        let cameras = list
+            .iter()
+            .filter_map(|r| {
+                let after = now.get(&r.id)?;
+                // A camera started since the last report counts from zero.
+                let before = previous.get(&r.id).copied().unwrap_or_else(|| CounterSnapshot::zero(after.at - interval));
+                Some(CameraStats::between(r, &before, after, r.take_inference_max()))
+            })
+            .collect();
+        let interval_s = last_tick.elapsed().as_secs_f64();
+        last_tick = Instant::now();
+        let o = outbox.outbox().stats().unwrap_or_default();
+        let ls = link.state();
+        let stats = payload::Stats {
+            schema: payload::STATS_SCHEMA,
+            site: site.clone(),
+            ts: payload::now(),
+            interval_s: payload::round2(interval_s),
+            uptime_s: payload::round2(started.elapsed().as_secs_f64()),
+            detector: detector_stats.clone(),
+            outbox: payload::OutboxStats {
+                depth: o.depth,
+                bytes: o.bytes,
+                oldest_age_s: o.oldest_age_ms.map(|ms| payload::round2(ms as f64 / 1000.0)),
+                evicted_total: o.evicted_total,
+            },
+            mqtt: payload::LinkStats {
+                connects_total: ls.connects_total.load(Ordering::Relaxed),
+                connection_errors_total: ls.connection_errors_total.load(Ordering::Relaxed),
+                sent_total: ls.sent_total.load(Ordering::Relaxed),
+                acked_total: ls.acked_total.load(Ordering::Relaxed),
+            },
+            cameras,
+        };
+        previous = now;
+        if let Ok(bytes) = serde_json::to_vec(&stats) {
+            if !link.publish_lossy(link.topics().stats(), bytes) {
+                tracing::debug!("stats not published: broker not connected");
+            }
+        }
+    }
+}
+
+/// Feeds the systemd watchdog while the agent is healthy, and keeps `/healthz` and the status line current.
+pub async fn watchdog(check: metrics::HealthCheck, notifier: Arc<Notifier>) {
+    let period = notifier.watchdog().map_or(Duration::from_secs(10), |w| (w / 3).min(Duration::from_secs(10)));
+    let mut ticker = tokio::time::interval(period);
+    let mut last_status = "";
+    loop {
+        ticker.tick().await;
+        let health = check.evaluate().await;
+        if health.is_unhealthy() {
+            if last_status != health.status {
+                tracing::error!(problems = ?health.problems, "agent unhealthy: withholding watchdog keep-alives so systemd restarts it");
+            }
+        } else {
+            notifier.keep_alive();
+            if last_status == "unhealthy" {
+                tracing::info!("agent healthy again");
+            }
+        }
+        if last_status != health.status || health.status != "ok" {
+            let summary = if health.problems.is_empty() { health.status.to_string() } else { format!("{}: {}", health.status, health.problems.join("; ")) };
+            notifier.status(&summary);
+        }
+        last_status = health.status;
+    }
+}
+
+/// Refreshes each camera's frame-rate gauges every few seconds.
+pub async fn sample_rates(cameras: CameraList) {
+    let mut previous: HashMap<String, CounterSnapshot> = HashMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        ticker.tick().await;
+        let list: Vec<Arc<CameraRecord>> = cameras.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut now = HashMap::new();
+        for r in &list {
+            let snap = r.snapshot();
+            if let Some(before) = previous.get(&r.id) {
+                r.set_rates(before, &snap);
+            }
+            now.insert(r.id.clone(), snap);
+        }
+        previous = now;
+    }
+}
+
+/// Applies the retention of local snapshots and logs (events, alerts, audit) at start and every hour.
+pub async fn apply_retention(store: SnapshotStore, logs: Vec<Arc<EventLog>>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        ticker.tick().await;
+        let (s, l) = (store.clone(), logs.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now();
+            (s.sweep(now), l.iter().map(|log| log.sweep(now)).collect::<Vec<_>>())
+        })
+        .await;
+        match swept {
+            Ok((snapshots, swept_logs)) => {
+                match snapshots {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(days = n, dir = %store.dir().display(), retention_days = store.retention_days(), "expired snapshots removed"),
+                    Err(e) => tracing::warn!(error = %e, "snapshot retention failed"),
+                }
+                for (log, result) in logs.iter().zip(swept_logs) {
+                    match result {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(files = n, dir = %log.dir().display(), retention_days = log.retention_days(), "expired logs removed"),
+                        Err(e) => tracing::warn!(error = %e, dir = %log.dir().display(), "log retention failed"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+    }
+}
+

@@ -1,0 +1,89 @@
+//! `{prefix}/{site}/{camera}/alerts`: the wire form of a rule's [`Finding`].
+
+use serde::Serialize;
+
+use super::{round2, round3, timestamp, Grid, ALERT_SCHEMA};
+use crate::events::geometry::Direction;
+use crate::rules::{Finding, RuleType};
+
+/// An alert: a rule matched. Published on `{prefix}/{site}/{camera}/alerts` (QoS 1, through the outbox).
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub schema: &'static str,
+    /// UUIDv7 of this alert.
+    pub id: String,
+    pub site: String,
+    pub grid: Grid,
+    pub camera: String,
+    pub ts: String,
+    /// The rule's id from the config.
+    pub rule: String,
+    /// `watch_list`, `key_region`, `crowding` or `after_hours`.
+    pub kind: RuleType,
+    /// `info`, `warning` or `critical`.
+    pub severity: &'static str,
+    /// The event that triggered it (for crowding, the person present longest).
+    pub event_id: Option<String>,
+    /// Every event involved (crowding: the people in the zone).
+    pub event_ids: Vec<String>,
+    /// `person` or `vehicle`.
+    #[serde(rename = "type")]
+    pub object_type: Option<&'static str>,
+    pub label: Option<&'static str>,
+    pub direction: Option<Direction>,
+    pub plate: Option<AlertPlate>,
+    /// Watch list: the listed plate matched, and how.
+    pub matched: Option<AlertMatch>,
+    /// Key region: the prefix matched.
+    pub prefix: Option<String>,
+    /// Crowding: the zone, how many people, for how long.
+    pub zone: Option<String>,
+    pub count: Option<u32>,
+    pub duration_s: Option<f64>,
+    /// Where the triggering event's snapshot is (or will be, once the object has left) published.
+    pub snapshot_topic: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertPlate {
+    pub text: String,
+    pub confidence: f32,
+    pub color: models::plates::PlateColour,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertMatch {
+    /// The plate as listed.
+    pub entry: String,
+    /// 0: exact; 1: one character differs (at `position`, 0-based).
+    pub distance: u8,
+    pub position: Option<usize>,
+}
+
+impl From<&Finding> for Alert {
+    fn from(f: &Finding) -> Self {
+        Self {
+            schema: ALERT_SCHEMA,
+            id: f.id.clone(),
+            site: f.origin.site.path(),
+            grid: Grid::from(&f.origin.site),
+            camera: f.origin.camera.clone(),
+            ts: timestamp(f.at),
+            rule: f.rule.clone(),
+            kind: f.kind,
+            severity: f.severity.as_str(),
+            snapshot_topic: f.snapshot_topic(),
+            event_id: f.event_id.clone(),
+            event_ids: f.event_ids.clone(),
+            object_type: f.class.map(|c| c.kind().as_str()),
+            label: f.class.map(|c| c.label()),
+            direction: f.direction,
+            plate: f.plate.as_ref().map(|p| AlertPlate { text: p.text.clone(), confidence: round3(p.confidence), color: p.color }),
+            matched: f.matched.as_ref().map(|m| AlertMatch { entry: m.entry.clone(), distance: m.distance, position: m.position }),
+            prefix: f.prefix.clone(),
+            zone: f.zone.clone(),
+            count: f.count,
+            duration_s: f.duration_s.map(round2),
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Alert rules, evaluated on each camera's events (and, for crowding, on who is in which zone each frame).
+//!
+//! Design: the configured `[[rules]]` are compiled once, when the config is loaded or reloaded, into a
+//! [`RuleSet`]: plates and prefixes normalised, after-hours windows in minutes, types and directions as
+//! enums. The set is shared and replaced as a whole on reload ([`SharedRules`]); the memory of what already
+//! alerted — cooldowns, events already alerted on, how long a zone has been crowded — lives per camera in
+//! [`CameraRules`], on the camera's own thread, so evaluation takes no locks beyond reading the current rule
+//! set. Everything is synchronous and takes the time as an argument, so tests script it.
+//!
+//! Cooldown keys: a watch-list rule cools down per *listed* plate (a misread and an exact read of the same
+//! car alert once), a key-region rule per plate read, after-hours per plate or else per object, crowding
+//! per zone. On top, one object never triggers the same rule twice.
+
+mod camera;
+
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use edge_config::{Rule, RuleKind, Severity};
+use models::{ObjectClass, ObjectKind};
+use serde::Serialize;
+
+use crate::events::geometry::Direction;
+use crate::events::voting::VotedPlate;
+use crate::topics::Origin;
+pub use camera::CameraRules;
+
+/// The rules in force, replaceable at run time.
+pub type SharedRules = Arc<RwLock<Arc<RuleSet>>>;
+
+pub fn shared(rules: &[Rule]) -> SharedRules {
+    Arc::new(RwLock::new(Arc::new(RuleSet::compile(rules))))
+}
+
+/// The current rules (a cheap clone of the `Arc`).
+pub fn current(rules: &SharedRules) -> Arc<RuleSet> {
+    rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Replaces the rules in force; returns whether they differ from the ones before.
+pub fn replace(shared: &SharedRules, rules: &[Rule]) -> bool {
+    if current(shared).source() == rules {
+        return false;
+    }
+    *shared.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(RuleSet::compile(rules));
+    true
+}
+
+/// The kinds of rule, as alerts name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleType {
+    WatchList,
+    KeyRegion,
+    Crowding,
+    AfterHours,
+}
+
+impl RuleType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleType::WatchList => "watch_list",
+            RuleType::KeyRegion => "key_region",
+            RuleType::Crowding => "crowding",
+            RuleType::AfterHours => "after_hours",
+        }
+    }
+}
+
+/// What an enabled rule checks, parsed and normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    WatchList { plates: Vec<String>, tolerance: u8 },
+    KeyRegion { prefixes: Vec<String> },
+    Crowding { zone: String, min_people: u32, min_secs: f64 },
+    AfterHours {
+        /// Minutes after local midnight; the window `[from, to)` may pass midnight.
+        from: u32,
+        to: u32,
+        /// Empty = both kinds.
+        kinds: Vec<ObjectKind>,
+        direction: Option<Direction>,
+    },
+}
+
+/// One enabled rule, ready to evaluate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveRule {
+    pub id: String,
+    pub severity: Severity,
+    /// Cameras it applies to; empty = all.
+    pub cameras: Vec<String>,
+    pub cooldown_secs: u64,
+    pub check: Check,
+}
+
+impl ActiveRule {
+    pub fn kind(&self) -> RuleType {
+        match self.check {
+            Check::WatchList { .. } => RuleType::WatchList,
+            Check::KeyRegion { .. } => RuleType::KeyRegion,
+            Check::Crowding { .. } => RuleType::Crowding,
+            Check::AfterHours { .. } => RuleType::AfterHours,
+        }
+    }
+
+    fn applies_to(&self, camera: &str) -> bool {
+        self.cameras.is_empty() || self.cameras.iter().any(|c| c == camera)
+    }
+}
+
+/// The rules in force, compiled from the config.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleSet {
+    source: Vec<Rule>,
+    rules: Vec<ActiveRule>,
+}
+
+impl RuleSet {
+    /// Compiles validated rules. Disabled rules are left out; a value validation would have rejected (an
+    /// after-hours time that is not `HH:MM`, an unknown type or direction) leaves that rule out too, with a
+    /// warning, so one bad rule never stops the others.
+    pub fn compile(rules: &[Rule]) -> Self {
+        let active = rules.iter().filter(|r| r.enabled).filter_map(|r| match compile_check(&r.kind) {
+            Ok(check) => Some(ActiveRule { id: r.id.clone(), severity: r.severity, cameras: r.cameras.clone(), cooldown_secs: r.cooldown_secs, check }),
+            Err(reason) => {
+                tracing::warn!(rule = %r.id, reason, "rule not applied");
+                None
+            }
+        });
+        Self { source: rules.to_vec(), rules: active.collect() }
+    }
+
+    /// The configured rules this set was compiled from.
+    pub fn source(&self) -> &[Rule] {
+        &self.source
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ActiveRule> {
+        self.rules.iter()
+    }
+
+    /// Whether any rule counts people in zones (the camera then reports who is in its zones every frame).
+    pub fn has_crowding(&self) -> bool {
+        self.rules.iter().any(|r| r.kind() == RuleType::Crowding)
+    }
+}
+
+fn compile_check(kind: &RuleKind) -> Result<Check, String> {
+    Ok(match kind {
+        RuleKind::WatchList { plates, tolerance } => Check::WatchList { plates: plates.iter().map(|p| normalise_plate(p)).collect(), tolerance: *tolerance },
+        RuleKind::KeyRegion { prefixes } => Check::KeyRegion { prefixes: prefixes.iter().map(|p| normalise_plate(p)).collect() },
+        RuleKind::Crowding { zone, min_people, min_secs } => Check::Crowding { zone: zone.clone(), min_people: *min_people, min_secs: *min_secs },
+        RuleKind::AfterHours { from, to, types, direction } => {
+            let clock = |t: &str| edge_config::parse_clock(t).ok_or_else(|| format!("{t:?} is not a time of day HH:MM"));
+            let kinds = types.iter().map(|t| ObjectKind::parse(t).ok_or_else(|| format!("{t:?}: expected \"person\" or \"vehicle\""))).collect::<Result<_, _>>()?;
+            let direction = match direction.as_deref() {
+                None => None,
+                Some("in") => Some(Direction::In),
+                Some("out") => Some(Direction::Out),
+                Some(d) => return Err(format!("{d:?}: expected \"in\" or \"out\"")),
+            };
+            Check::AfterHours { from: clock(from)?, to: clock(to)?, kinds, direction }
+        }
+    })
+}
+
+/// Upper-case, without the separators people and OCR put in plates (`苏E·D5171 2` → `苏ED51712`).
+pub fn normalise_plate(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace() && !matches!(c, '·' | '-' | '.' | '•')).flat_map(char::to_uppercase).collect()
+}
+
+/// How a read matched a listed plate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlateMatch {
+    /// The listed plate, normalised.
+    pub entry: String,
+    /// 0 for an exact match, 1 for one differing character.
+    pub distance: u8,
+    /// The differing position (0-based, in characters) for a tolerant match.
+    pub position: Option<usize>,
+}
+
+/// Matches `read` against `list`: exact first; with `tolerance` 1, also a read of the same length that
+/// differs in exactly one position. Insertions and deletions never match.
+pub fn match_watch_list(read: &str, list: &[String], tolerance: u8) -> Option<PlateMatch> {
+    let read: Vec<char> = normalise_plate(read).chars().collect();
+    let mut best: Option<PlateMatch> = None;
+    for entry in list {
+        let norm = normalise_plate(entry);
+        let listed: Vec<char> = norm.chars().collect();
+        if listed.len() != read.len() {
+            continue;
+        }
+        let differing: Vec<usize> = (0..read.len()).filter(|&i| read[i] != listed[i]).collect();
+        let found = match differing.as_slice() {
+            [] => PlateMatch { entry: norm, distance: 0, position: None },
+            [p] if tolerance >= 1 => PlateMatch { entry: norm, distance: 1, position: Some(*p) },
+            _ => continue,
+        };
+        if best.as_ref().is_none_or(|b| found.distance < b.distance) {
+            best = Some(found);
+        }
+    }
+    best
+}
+
+/// The longest configured prefix the plate starts with.
+pub fn match_region<'a>(read: &str, prefixes: &'a [String]) -> Option<&'a String> {
+    let read = normalise_plate(read);
+    prefixes.iter().filter(|p| read.starts_with(&normalise_plate(p))).max_by_key(|p| p.chars().count())
+}
+
+/// Whether `minute` (after local midnight) lies in the window `[from, to)`, which may pass midnight.
+pub fn in_window(minute: u32, from: u32, to: u32) -> bool {
+    if from <= to {
+        (from..to).contains(&minute)
+    } else {
+        minute >= from || minute < to
+    }
+}
+
+/// When a rule is evaluated: the instant, and the local time of day for after-hours windows.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub utc: DateTime<Utc>,
+    /// Minutes after local midnight.
+    pub local_minute: u32,
+}
+
+impl Now {
+    pub fn current() -> Self {
+        use chrono::Timelike;
+        let local = chrono::Local::now();
+        Self { utc: local.with_timezone(&Utc), local_minute: local.hour() * 60 + local.minute() }
+    }
+}
+
+/// What a rule found; `crate::payload::Alert` is its wire form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// UUIDv7 of the alert.
+    pub id: String,
+    /// When it was found.
+    pub at: DateTime<Utc>,
+    /// The camera (and site) it was found on.
+    pub origin: Arc<Origin>,
+    pub rule: String,
+    pub kind: RuleType,
+    pub severity: Severity,
+    /// The event that triggered it (crowding: the longest-present person's).
+    pub event_id: Option<String>,
+    /// Every event involved (crowding: the people in the zone).
+    pub event_ids: Vec<String>,
+    pub class: Option<ObjectClass>,
+    pub direction: Option<Direction>,
+    /// The object's voted plate.
+    pub plate: Option<VotedPlate>,
+    pub matched: Option<PlateMatch>,
+    pub prefix: Option<String>,
+    pub zone: Option<String>,
+    pub count: Option<u32>,
+    pub duration_s: Option<f64>,
+}
+
+impl Finding {
+    /// Where the triggering event's snapshot is (or will be) published.
+    pub fn snapshot_topic(&self) -> Option<String> {
+        self.event_id.as_deref().and_then(|id| self.origin.snapshot_topic(id))
+    }
+}
+
+#[cfg(test)]
+mod tests;

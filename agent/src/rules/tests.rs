@@ -1,0 +1,172 @@
+//! Rules over scripted events and zone counts.
+
+use super::*;
+use crate::events::{FrameSize, ObjectEvent, Phase};
+use crate::topics::Topics;
+use edge_config::{Rule, RuleKind, Severity};
+use models::plates::PlateColour;
+use models::BBox;
+
+fn rule(id: &str, kind: RuleKind) -> Rule {
+    Rule { id: id.into(), kind, severity: Severity::Critical, cameras: vec![], cooldown_secs: 600, enabled: true }
+}
+
+fn origin(camera: &str) -> Arc<Origin> {
+    let site = edge_config::Site { city: "a".into(), district: "b".into(), town: "c".into(), village: "d".into(), checkpoint: "e".into(), name: None };
+    Arc::new(Origin { topics: Some(Topics::new("checkpoint", &site)), site, camera: camera.into() })
+}
+
+/// Memory of camera `gate`.
+fn gate() -> CameraRules {
+    CameraRules::new(origin("gate"))
+}
+
+fn compiled(rules: &[Rule]) -> RuleSet {
+    RuleSet::compile(rules)
+}
+
+fn event(id: &str, phase: Phase, kind: &'static str, plate: Option<&str>, direction: Option<Direction>) -> ObjectEvent {
+    let t = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+    ObjectEvent {
+        origin: origin("gate"),
+        id: id.into(),
+        seq: 1,
+        class: if kind == "person" { ObjectClass::PERSON } else { ObjectClass::CAR },
+        phase,
+        track_id: 1,
+        started_at: t,
+        ended_at: None,
+        at: t,
+        direction,
+        crossings: vec![],
+        zones: vec![],
+        score: 0.9,
+        bbox: BBox::default(),
+        frame: FrameSize { width: 1920, height: 1080 },
+        plate: plate.map(|t| VotedPlate { text: t.into(), confidence: 0.95, min_char_confidence: 0.9, color: PlateColour::Blue, rows: 1, reads: 3, votes: 3 }),
+        snapshot: None,
+    }
+}
+
+fn at(secs: i64, local_minute: u32) -> Now {
+    Now { utc: DateTime::<Utc>::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default(), local_minute }
+}
+
+const NOON: u32 = 12 * 60;
+
+#[test]
+fn watch_list_matches_exactly_and_with_one_misread_character_only_when_tolerant() {
+    let list = vec!["苏ED51712".to_string(), "京PL3N67".to_string()];
+    assert_eq!(match_watch_list("苏E·D51712", &list, 0), Some(PlateMatch { entry: "苏ED51712".into(), distance: 0, position: None }));
+    // 8 read as B in the fifth position: only with tolerance.
+    assert_eq!(match_watch_list("京PL3B67", &list, 0), None);
+    assert_eq!(match_watch_list("京PL3B67", &list, 1), Some(PlateMatch { entry: "京PL3N67".into(), distance: 1, position: Some(4) }));
+    // Two differences, a missing character, or an extra one never match.
+    assert_eq!(match_watch_list("京PL3B68", &list, 1), None);
+    assert_eq!(match_watch_list("京PL3N6", &list, 1), None);
+    assert_eq!(match_watch_list("苏ED517120", &list, 1), None);
+    // An exact match wins over a tolerant one.
+    let close = vec!["京PL3N68".to_string(), "京PL3N67".to_string()];
+    assert_eq!(match_watch_list("京PL3N67", &close, 1).map(|m| m.distance), Some(0));
+}
+
+#[test]
+fn watch_list_alerts_once_per_listed_plate_within_the_cooldown() {
+    let rules = vec![rule("stolen", RuleKind::WatchList { plates: vec!["京PL3N67".into()], tolerance: 1 })];
+    let mut cam = gate();
+    // The first pass: a misread on `new`, the exact plate on `update`: one alert.
+    let found = cam.on_event(&compiled(&rules), &event("e1", Phase::New, "vehicle", Some("京PL3B67"), None), at(0, NOON));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].matched.as_ref().map(|m| m.distance), Some(1));
+    assert_eq!(found[0].event_id.as_deref(), Some("e1"));
+    assert!(cam.on_event(&compiled(&rules), &event("e1", Phase::Update, "vehicle", Some("京PL3N67"), None), at(1, NOON)).is_empty());
+    cam.on_event(&compiled(&rules), &event("e1", Phase::End, "vehicle", Some("京PL3N67"), None), at(3, NOON));
+    // The same car back five minutes later: still cooling down.
+    assert!(cam.on_event(&compiled(&rules), &event("e2", Phase::New, "vehicle", Some("京PL3N67"), None), at(300, NOON)).is_empty());
+    // After the cooldown it alerts again, referencing the new event.
+    let again = cam.on_event(&compiled(&rules), &event("e3", Phase::New, "vehicle", Some("京PL3N67"), None), at(601, NOON));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].event_id.as_deref(), Some("e3"));
+    // Other plates and plate-less vehicles never alert.
+    assert!(cam.on_event(&compiled(&rules), &event("e4", Phase::New, "vehicle", Some("苏ED51712"), None), at(700, NOON)).is_empty());
+    assert!(cam.on_event(&compiled(&rules), &event("e5", Phase::New, "vehicle", None, None), at(700, NOON)).is_empty());
+}
+
+#[test]
+fn key_region_matches_province_or_city_prefixes() {
+    let rules = vec![rule("wuhan", RuleKind::KeyRegion { prefixes: vec!["鄂A".into(), "皖".into()] })];
+    let mut cam = gate();
+    let f = cam.on_event(&compiled(&rules), &event("e1", Phase::Update, "vehicle", Some("鄂A12345"), None), at(0, NOON));
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].prefix.as_deref(), Some("鄂A"));
+    assert!(cam.on_event(&compiled(&rules), &event("e2", Phase::Update, "vehicle", Some("鄂B12345"), None), at(1, NOON)).is_empty());
+    assert_eq!(cam.on_event(&compiled(&rules), &event("e3", Phase::Update, "vehicle", Some("皖A0C911"), None), at(2, NOON)).len(), 1);
+    // The same plate again within the cooldown: quiet; a different plate: alerts.
+    assert!(cam.on_event(&compiled(&rules), &event("e4", Phase::New, "vehicle", Some("鄂A12345"), None), at(60, NOON)).is_empty());
+    assert_eq!(cam.on_event(&compiled(&rules), &event("e5", Phase::New, "vehicle", Some("鄂A99999"), None), at(61, NOON)).len(), 1);
+    assert_eq!(match_region("鄂A12345", &["鄂".into(), "鄂A".into()]).map(String::as_str), Some("鄂A"));
+}
+
+#[test]
+fn after_hours_window_passes_midnight_and_filters_type_and_direction() {
+    assert!(in_window(23 * 60, 22 * 60, 6 * 60));
+    assert!(in_window(5 * 60 + 59, 22 * 60, 6 * 60));
+    assert!(!in_window(6 * 60, 22 * 60, 6 * 60));
+    assert!(!in_window(NOON, 22 * 60, 6 * 60));
+    assert!(in_window(NOON, 9 * 60, 17 * 60));
+
+    let rules = vec![rule("night", RuleKind::AfterHours { from: "22:00".into(), to: "06:00".into(), types: vec!["person".into()], direction: None })];
+    let mut cam = gate();
+    assert!(cam.on_event(&compiled(&rules), &event("p1", Phase::New, "person", None, None), at(0, NOON)).is_empty(), "daytime");
+    assert!(cam.on_event(&compiled(&rules), &event("v1", Phase::New, "vehicle", None, None), at(0, 23 * 60)).is_empty(), "vehicles not selected");
+    let f = cam.on_event(&compiled(&rules), &event("p2", Phase::New, "person", None, None), at(0, 23 * 60));
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].kind, RuleType::AfterHours);
+    // Its update does not alert again; another person does (cooldown is per object without a plate).
+    assert!(cam.on_event(&compiled(&rules), &event("p2", Phase::Update, "person", None, Some(Direction::In)), at(1, 23 * 60)).is_empty());
+    assert_eq!(cam.on_event(&compiled(&rules), &event("p3", Phase::New, "person", None, None), at(2, 23 * 60)).len(), 1);
+
+    let inbound = vec![rule("night-in", RuleKind::AfterHours { from: "22:00".into(), to: "06:00".into(), types: vec![], direction: Some("in".into()) })];
+    let mut cam = gate();
+    assert!(cam.on_event(&compiled(&inbound), &event("v2", Phase::New, "vehicle", Some("苏ED51712"), None), at(0, 60)).is_empty(), "direction unknown yet");
+    assert!(cam.on_event(&compiled(&inbound), &event("v2", Phase::Update, "vehicle", Some("苏ED51712"), Some(Direction::Out)), at(1, 60)).is_empty());
+    assert_eq!(cam.on_event(&compiled(&inbound), &event("v3", Phase::Update, "vehicle", Some("京PL3N67"), Some(Direction::In)), at(2, 60)).len(), 1);
+}
+
+#[test]
+fn crowding_needs_enough_people_for_long_enough_then_cools_down() {
+    let rules = vec![rule("crowd", RuleKind::Crowding { zone: "square".into(), min_people: 3, min_secs: 10.0 })];
+    let mut cam = gate();
+    let three = vec![("square".to_string(), vec!["a".to_string(), "b".into(), "c".into()])];
+    let two = vec![("square".to_string(), vec!["a".to_string(), "b".into()])];
+    assert!(cam.on_zones(&compiled(&rules), &three, at(0, NOON)).is_empty());
+    assert!(cam.on_zones(&compiled(&rules), &three, at(9, NOON)).is_empty(), "not long enough");
+    // Dropping below the count restarts the clock.
+    assert!(cam.on_zones(&compiled(&rules), &two, at(10, NOON)).is_empty());
+    assert!(cam.on_zones(&compiled(&rules), &three, at(11, NOON)).is_empty());
+    let f = cam.on_zones(&compiled(&rules), &three, at(21, NOON));
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].count, Some(3));
+    assert_eq!(f[0].zone.as_deref(), Some("square"));
+    assert_eq!(f[0].event_ids.len(), 3);
+    assert!(f[0].duration_s.is_some_and(|d| d >= 10.0));
+    // Still crowded: cooling down, no repeat until the cooldown has passed.
+    assert!(cam.on_zones(&compiled(&rules), &three, at(300, NOON)).is_empty());
+    assert_eq!(cam.on_zones(&compiled(&rules), &three, at(622, NOON)).len(), 1);
+    // Another zone, or a rule for another camera, stays quiet.
+    assert!(cam.on_zones(&compiled(&rules), &[("road".to_string(), vec!["x".into(); 5])], at(700, NOON)).is_empty());
+    let elsewhere = vec![Rule { cameras: vec!["other".into()], ..rules[0].clone() }];
+    assert!(gate().on_zones(&compiled(&elsewhere), &three, at(0, NOON)).is_empty());
+}
+
+#[test]
+fn disabled_rules_and_zero_cooldown() {
+    let mut r = rule("w", RuleKind::WatchList { plates: vec!["苏ED51712".into()], tolerance: 0 });
+    r.enabled = false;
+    let mut cam = gate();
+    assert!(cam.on_event(&compiled(&[r.clone()]), &event("e1", Phase::New, "vehicle", Some("苏ED51712"), None), at(0, NOON)).is_empty());
+    r.enabled = true;
+    r.cooldown_secs = 0;
+    assert_eq!(cam.on_event(&compiled(&[r.clone()]), &event("e2", Phase::New, "vehicle", Some("苏ED51712"), None), at(0, NOON)).len(), 1);
+    assert_eq!(cam.on_event(&compiled(&[r]), &event("e3", Phase::New, "vehicle", Some("苏ED51712"), None), at(1, NOON)).len(), 1);
+}

@@ -1,0 +1,221 @@
+//! The duty desk's live feed: what camera threads publish and every open page receives, as typed items
+//! serialised here and nowhere else (`{"type": "event" | "alert" | "ack" | "cameras" | "resync", ...}`),
+//! and the audit records of what duty staff did.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::eventlog::EventLog;
+use crate::payload;
+
+/// Items kept in memory for a page that opens (the rest is in the logs on disk).
+const RECENT: usize = 300;
+
+/// Who acknowledged an alert, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub by: String,
+    pub at: String,
+}
+
+/// One camera's health as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraHealth {
+    pub id: String,
+    pub name: Option<String>,
+    pub state: &'static str,
+    pub since: String,
+    pub last_error: Option<String>,
+    pub fps: f64,
+}
+
+/// One item of the live feed. Events and alerts carry their MQTT payload as published (the page reads the
+/// same fields the platform does).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum FeedItem {
+    Event { event: Value },
+    Alert { alert: Value, ack: Option<Ack> },
+    Ack { alert: String, ack: Ack },
+    Cameras { cameras: Vec<CameraHealth> },
+    /// The page missed items and must reload the recent list.
+    Resync,
+}
+
+impl FeedItem {
+    pub fn event(event: &payload::Event) -> Option<Self> {
+        serde_json::to_value(event).ok().map(|event| FeedItem::Event { event })
+    }
+
+    pub fn alert(alert: &payload::Alert) -> Option<Self> {
+        serde_json::to_value(alert).ok().map(|alert| FeedItem::Alert { alert, ack: None })
+    }
+
+    fn alert_id(&self) -> Option<&str> {
+        match self {
+            FeedItem::Alert { alert, .. } => alert["id"].as_str(),
+            _ => None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What the audit log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Acknowledge,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub action: AuditAction,
+    pub alert: String,
+    pub rule: Option<String>,
+    pub camera: Option<String>,
+    pub by: String,
+    pub role: String,
+    pub at: String,
+}
+
+/// The live feed: a broadcast to open pages plus the recent items and open alerts for pages that open.
+#[derive(Clone)]
+pub struct Feed {
+    tx: broadcast::Sender<Arc<str>>,
+    recent: Arc<Mutex<VecDeque<FeedItem>>>,
+    alerts: Arc<Mutex<HashMap<String, FeedItem>>>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Feed {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(512);
+        Self { tx, recent: Arc::new(Mutex::new(VecDeque::new())), alerts: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// Publishes an item to open pages and the recent list.
+    pub fn publish(&self, item: FeedItem) {
+        if let Some(id) = item.alert_id() {
+            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            alerts.insert(id.to_string(), item.clone());
+            if alerts.len() > 4 * RECENT {
+                let oldest = alerts.keys().min().cloned();
+                if let Some(k) = oldest {
+                    alerts.remove(&k);
+                }
+            }
+        }
+        let text: Arc<str> = Arc::from(item.to_json());
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.push_back(item);
+            while recent.len() > RECENT {
+                recent.pop_front();
+            }
+        }
+        let _ = self.tx.send(text);
+    }
+
+    pub(super) fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.tx.subscribe()
+    }
+
+    pub(crate) fn recent(&self) -> Vec<FeedItem> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    /// An alert still in memory: its payload and its acknowledgement.
+    pub(super) fn alert(&self, id: &str) -> Option<(Value, Option<Ack>)> {
+        match self.alerts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            Some(FeedItem::Alert { alert, ack }) => Some((alert.clone(), ack.clone())),
+            _ => None,
+        }
+    }
+
+    /// Marks an alert acknowledged in the recent list and tells open pages.
+    pub(super) fn acknowledge(&self, id: &str, ack: &Ack) {
+        let set = |item: &mut FeedItem| {
+            if let FeedItem::Alert { alert, ack: slot } = item {
+                if alert["id"] == id {
+                    *slot = Some(ack.clone());
+                }
+            }
+        };
+        if let Some(item) = self.alerts.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
+            set(item);
+        }
+        self.recent.lock().unwrap_or_else(|p| p.into_inner()).iter_mut().for_each(set);
+        self.publish(FeedItem::Ack { alert: id.to_string(), ack: ack.clone() });
+    }
+
+    /// Refills the recent list from the logs on disk after a restart: the last day's events, the alerts
+    /// still within retention and their acknowledgements.
+    pub fn restore(&self, events: &EventLog, alerts: &EventLog, audit: &EventLog) {
+        let now = chrono::Utc::now();
+        let acks: HashMap<String, Ack> = audit
+            .recent_lines(now, 31)
+            .iter()
+            .filter_map(|l| serde_json::from_str::<AuditRecord>(l).ok())
+            .filter(|r| r.action == AuditAction::Acknowledge)
+            .map(|r| (r.alert, Ack { by: r.by, at: r.at }))
+            .collect();
+        let mut items: Vec<(String, FeedItem)> = Vec::new();
+        for line in events.recent_lines(now, 2).iter().rev().take(200) {
+            if let Ok(event) = serde_json::from_str::<Value>(line) {
+                items.push((event["ts"].as_str().unwrap_or_default().to_string(), FeedItem::Event { event }));
+            }
+        }
+        for line in alerts.recent_lines(now, 2).iter().rev().take(100) {
+            if let Ok(alert) = serde_json::from_str::<Value>(line) {
+                let ack = alert["id"].as_str().and_then(|id| acks.get(id)).cloned();
+                items.push((alert["ts"].as_str().unwrap_or_default().to_string(), FeedItem::Alert { alert, ack }));
+            }
+        }
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, item) in items {
+            self.publish(item);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_serialise_with_their_type_tag() {
+        let ack = Ack { by: "duty".into(), at: "2026-11-28T08:00:00.000Z".into() };
+        let v: Value = serde_json::from_str(&FeedItem::Ack { alert: "a1".into(), ack: ack.clone() }.to_json()).unwrap_or_default();
+        assert_eq!(v, serde_json::json!({"type": "ack", "alert": "a1", "ack": {"by": "duty", "at": "2026-11-28T08:00:00.000Z"}}));
+        let v: Value = serde_json::from_str(&FeedItem::Alert { alert: serde_json::json!({"id": "a1"}), ack: None }.to_json()).unwrap_or_default();
+        assert_eq!(v, serde_json::json!({"type": "alert", "alert": {"id": "a1"}, "ack": null}));
+        assert_eq!(FeedItem::Resync.to_json(), r#"{"type":"resync"}"#);
+    }
+
+    #[test]
+    fn an_acknowledged_alert_is_marked_in_memory_and_announced() {
+        let feed = Feed::new();
+        let mut rx = feed.subscribe();
+        feed.publish(FeedItem::Alert { alert: serde_json::json!({"id": "a1", "rule": "r"}), ack: None });
+        let ack = Ack { by: "duty".into(), at: "t".into() };
+        feed.acknowledge("a1", &ack);
+        assert_eq!(feed.alert("a1").map(|(_, a)| a), Some(Some(ack)));
+        assert!(matches!(feed.recent().first(), Some(FeedItem::Alert { ack: Some(_), .. })));
+        let _ = rx.try_recv();
+        let announced = rx.try_recv().map(|t| t.to_string()).unwrap_or_default();
+        assert!(announced.contains("\"type\":\"ack\""), "{announced}");
+    }
+}
