@@ -10,6 +10,7 @@
 //! sent twice, with the same event `id` and `seq`.
 
 pub mod delivery;
+mod outbound;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::outbox::OutboxHandle;
 use crate::payload::AgentState;
 use crate::backoff::Backoff;
-use delivery::Delivery;
+use outbound::Outbound;
 pub use crate::topics::Topics;
 
 /// Why the link could not be set up.
@@ -206,7 +207,7 @@ pub fn start(
     }
     let (client, eventloop) = AsyncClient::new(options, 1024);
     let link = MqttLink { client, topics, state: Arc::new(LinkState::default()), status_changed: Arc::new(Notify::new()) };
-    let delivery = outbox.map(|o| Delivery::new(o, settings.max_inflight as usize));
+    let delivery = outbox.map(|o| Outbound::new(o, settings.max_inflight as usize));
     let task = tokio::spawn(drive(eventloop, link.clone(), status, delivery, cancel, stop_timeout, settings.clone()));
     Ok((link, task))
 }
@@ -215,7 +216,7 @@ async fn drive(
     mut eventloop: EventLoop,
     link: MqttLink,
     status: StatusFn,
-    mut delivery: Option<Delivery>,
+    mut delivery: Option<Outbound>,
     cancel: CancellationToken,
     stop_timeout: Duration,
     settings: Mqtt,
@@ -223,11 +224,11 @@ async fn drive(
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(settings.reconnect_max_secs));
     let committed = delivery.as_ref().map(|d| d.outbox().committed().clone()).unwrap_or_default();
     let mut ack_flush = tokio::time::interval(Duration::from_millis(50));
-    let publish_status = |state: AgentState, delivery: &mut Option<Delivery>| {
+    let publish_status = |state: AgentState, delivery: &mut Option<Outbound>| {
         match link.client.try_publish(link.topics.status(), QoS::AtLeastOnce, true, status(state)) {
             Ok(()) => {
                 if let Some(d) = delivery.as_mut() {
-                    d.sent_other();
+                    d.machine.queued_other();
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot queue status message"),
@@ -277,7 +278,7 @@ async fn drive(
                     // Discard rumqttc's replay queue: the outbox re-sends after the reconnect, in order.
                     eventloop.pending.clear();
                     if let Some(d) = delivery.as_mut() {
-                        d.reset();
+                        d.machine.reset();
                     }
                     let (described, floor) = describe(&e, &settings);
                     backoff.at_least(floor);
@@ -306,14 +307,14 @@ async fn drive(
 
 /// Publishes the retained `stopped` status, waits for its PUBACK (recording other acknowledgements that
 /// arrive meanwhile), then disconnects, so the broker does not fire the last will.
-async fn stop_cleanly(eventloop: &mut EventLoop, link: &MqttLink, status: &StatusFn, mut delivery: Option<&mut Delivery>, timeout: Duration) {
+async fn stop_cleanly(eventloop: &mut EventLoop, link: &MqttLink, status: &StatusFn, mut delivery: Option<&mut Outbound>, timeout: Duration) {
     // Earlier status publishes still queued go out before this one.
-    let mut others_before = delivery.as_deref().map_or(0, Delivery::others_queued);
+    let mut others_before = delivery.as_deref().map_or(0, |d| d.machine.others_queued());
     if link.client.try_publish(link.topics.status(), QoS::AtLeastOnce, true, status(AgentState::Stopped)).is_err() {
         return;
     }
     if let Some(d) = delivery.as_deref_mut() {
-        d.sent_other();
+        d.machine.queued_other();
     }
     let outcome = tokio::time::timeout(timeout, async {
         let mut status_pkid = None;
@@ -356,4 +357,46 @@ async fn stop_cleanly(eventloop: &mut EventLoop, link: &MqttLink, status: &Statu
         _ => tracing::warn!("could not confirm the stopped status with the MQTT broker before the deadline"),
     }
     link.state.connected.store(false, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    fn settings(tls: bool) -> Mqtt {
+        let mut text = String::from("host = \"broker.local\"\nport = 8883\n");
+        if tls {
+            text.push_str("[tls]\nca_file = \"/etc/ca.pem\"\n");
+        }
+        toml::from_str(&text).unwrap()
+    }
+
+    fn io(kind: ErrorKind, text: &str) -> ConnectionError {
+        ConnectionError::Io(Error::new(kind, text.to_string()))
+    }
+
+    #[test]
+    fn connection_errors_are_described_for_operators_with_a_retry_floor() {
+        let cases: Vec<(ConnectionError, bool, &str, u64)> = vec![
+            (ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword), false, "rejected the credentials", 10),
+            (ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized), true, "rejected the credentials", 10),
+            (ConnectionError::ConnectionRefused(ConnectReturnCode::ServiceUnavailable), false, "refused the connection: ServiceUnavailable", 5),
+            (io(ErrorKind::Other, "invalid peer certificate: UnknownIssuer"), true, "is not trusted", 10),
+            (io(ErrorKind::Other, "invalid peer certificate: NotValidForName"), true, "hostname verification", 10),
+            (io(ErrorKind::Other, "invalid peer certificate: Expired"), true, "expired or not yet valid", 10),
+            (io(ErrorKind::Other, "received corrupt message of type InvalidContentType"), true, "does not seem to speak TLS", 5),
+            (io(ErrorKind::Other, "received fatal alert: CertificateRequired"), true, "did not accept the client certificate", 10),
+            (io(ErrorKind::ConnectionReset, "connection reset by peer"), false, "closed the connection during the MQTT handshake", 2),
+            (ConnectionError::NetworkTimeout, false, "closed the connection during the MQTT handshake", 2),
+            (io(ErrorKind::ConnectionRefused, "connection refused"), false, "is not accepting connections", 0),
+            (io(ErrorKind::Other, "something else"), false, "connection to broker broker.local:8883 failed", 0),
+        ];
+        for (error, tls, expected, floor_s) in cases {
+            let (text, floor) = describe(&error, &settings(tls));
+            assert!(text.contains(expected), "{error}: {text:?} lacks {expected:?}");
+            assert!(text.contains("broker.local:8883"), "{text}");
+            assert_eq!(floor, Duration::from_secs(floor_s), "{error}");
+        }
+    }
 }
