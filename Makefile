@@ -69,8 +69,15 @@ models: build
 demo: models
 	scripts/demo.sh $(BIN) $(SHARED)
 
+# Formatting and lints first (cheap, and a failure there says more than a test would), then every test.
+# Tests that need root (installing the .deb) are `#[ignore]`d in a plain `cargo test` and run here when
+# this runs as root, as CI does; elsewhere they show as ignored.
 test: deps
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo test --workspace --locked --no-fail-fast
+	@if [ "$$(id -u)" = 0 ]; then cargo test --locked -p edge-agent --test deploy -- --ignored; \
+	else echo "skipped: the deploy test needs root (make test as root runs it)"; fi
 
 bench: models
 	cargo bench --locked -p edge-agent

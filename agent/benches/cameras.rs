@@ -199,9 +199,7 @@ fn measure_agent(server: &RtspServer, n: usize) -> Rung {
     let rss = rss_mib(pid);
     // Stats are published each second, so the counters lag the window edges alike; the rate over the
     // window is exact to within one interval.
-    let rate = |f: fn(&(u64, u64, u64, String)) -> u64| {
-        ids.iter().map(|id| (f(&after[id]) - f(&before[id])) as f64 / secs).fold(f64::INFINITY, f64::min)
-    };
+    let rate = |f: fn(&(u64, u64, u64, String)) -> u64| ids.iter().map(|id| (f(&after[id]) - f(&before[id])) as f64 / secs).fold(f64::INFINITY, f64::min);
     let restarts = ids.iter().map(|id| after[id].2 - before[id].2).sum();
     let rung = Rung { streams: n, min_fps_in: rate(|c| c.0), min_fps_analysed: Some(rate(|c| c.1)), cpu_percent: cpu, rss_mib: rss, restarts };
     agent.signal("TERM");

@@ -30,12 +30,7 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 fn models(plates: bool) -> Models {
-    let mut m = Models {
-        dir: testkit::shared_dir().join("models"),
-        onnxruntime_library: Some(testkit::ort_library()),
-        intra_threads: 2,
-        ..Models::default()
-    };
+    let mut m = Models { dir: testkit::shared_dir().join("models"), onnxruntime_library: Some(testkit::ort_library()), intra_threads: 2, ..Models::default() };
     m.plates.enabled = plates;
     m
 }
@@ -134,7 +129,10 @@ fn bench_analyze(detect_fps: f64, plates: PlateMode, events: bool) -> f64 {
     detector.shutdown();
     let (took, frames) = best.unwrap();
     let fps = frames as f64 / took.as_secs_f64();
-    println!("analyze, 1280x720 H.264 clip, {seconds:.0} s at 25 fps, detect rate {detect_fps} fps, plates {plates:?}, event layer {} (best of 3)", if events { "on" } else { "off" });
+    println!(
+        "analyze, 1280x720 H.264 clip, {seconds:.0} s at 25 fps, detect rate {detect_fps} fps, plates {plates:?}, event layer {} (best of 3)",
+        if events { "on" } else { "off" }
+    );
     println!("  frames analysed                             {frames:7}");
     println!("  analysed frames per second                  {fps:7.1}");
     println!("  video seconds per wall-clock second         {:7.1}x real time", seconds / took.as_secs_f64());

@@ -82,12 +82,7 @@ fn bench_reader(crops: &[(String, BgrImage)]) {
                 std::hint::black_box(reader.session_mut().run(ort::inputs![name.as_str() => input]).unwrap());
             },
         );
-        println!(
-            "  batch {batch}: agent {:6.2} ms/plate   bare Session::run {:6.2} ms/plate   overhead ratio {:.3}",
-            agent / batch as f64,
-            bare / batch as f64,
-            agent / bare
-        );
+        println!("  batch {batch}: agent {:6.2} ms/plate   bare Session::run {:6.2} ms/plate   overhead ratio {:.3}", agent / batch as f64, bare / batch as f64, agent / bare);
     }
 }
 

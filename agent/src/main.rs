@@ -10,13 +10,10 @@ fn main() -> ExitCode {
         Command::Run { config } => edge_agent::daemon::run(config).map(|()| ExitCode::SUCCESS),
         Command::CheckConfig { config } => Ok(cli::check_config::run(config)),
         Command::Analyze(a) => cli::analyze::run(a),
-        Command::Models { action, dir, config } => models_dir(dir.as_deref(), config.as_deref())
-            .and_then(|dir| cli::models_cmd::run(action, &dir)),
+        Command::Models { action, dir, config } => models_dir(dir.as_deref(), config.as_deref()).and_then(|dir| cli::models_cmd::run(action, &dir)),
         Command::Users { action, config, file } => match file {
             Some(f) => cli::users_cmd::run(action, f),
-            None => edge_config::load_file(config)
-                .map_err(anyhow::Error::from)
-                .and_then(|c| cli::users_cmd::run(action, &edge_agent::daemon::users_file(&c))),
+            None => edge_config::load_file(config).map_err(anyhow::Error::from).and_then(|c| cli::users_cmd::run(action, &edge_agent::daemon::users_file(&c))),
         },
     };
     match result {

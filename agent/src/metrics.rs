@@ -216,8 +216,11 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
     let cameras: Vec<Arc<CameraRecord>> = sources.cameras.read().unwrap_or_else(|p| p.into_inner()).clone();
     let snaps: Vec<_> = cameras.iter().map(|c| (c.id.as_str(), c.snapshot(), c.rates(), c.health())).collect();
 
-    Family::new(&mut out, "edge_agent_uptime_seconds", "gauge", "Seconds since the agent started.")
-        .sample("edge_agent_uptime_seconds", &[], sources.started.elapsed().as_secs_f64().round());
+    Family::new(&mut out, "edge_agent_uptime_seconds", "gauge", "Seconds since the agent started.").sample(
+        "edge_agent_uptime_seconds",
+        &[],
+        sources.started.elapsed().as_secs_f64().round(),
+    );
     let counter = |out: &mut String, name: &str, help: &str, value: &dyn Fn(&crate::stats::CounterSnapshot) -> u64| {
         let mut f = Family::new(out, name, "counter", help);
         for (id, s, _, _) in &snaps {
@@ -230,6 +233,12 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
     counter(&mut out, "edge_agent_camera_detections_total", "Objects detected (people and vehicles).", &|s| s.detections);
     counter(&mut out, "edge_agent_camera_plates_total", "Licence plates read.", &|s| s.plates);
     counter(&mut out, "edge_agent_camera_restarts_total", "Camera pipeline starts, the first included.", &|s| s.restarts);
+    counter(
+        &mut out,
+        "edge_agent_camera_messages_dropped_total",
+        "Messages not sent: detections the MQTT queue had no room for, and events or alerts the outbox did not take.",
+        &|s| s.messages_dropped,
+    );
     {
         let mut f = Family::new(&mut out, "edge_agent_camera_fps", "gauge", "Frames per second over the last sampling interval, by stage (decoded, analysed).");
         for (id, _, (fps_in, fps_analysed), _) in &snaps {
@@ -266,8 +275,20 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
     gauge(&mut out, "edge_agent_outbox_depth", "Messages in the outbox waiting for the broker's acknowledgement.", outbox.depth as f64);
     gauge(&mut out, "edge_agent_outbox_bytes", "Bytes of undelivered messages in the outbox.", outbox.bytes as f64);
     gauge(&mut out, "edge_agent_outbox_oldest_age_seconds", "Age of the oldest undelivered message (0 when empty).", outbox.oldest_age_ms.unwrap_or(0) as f64 / 1000.0);
-    Family::new(&mut out, "edge_agent_outbox_evicted_total", "counter", "Messages evicted from a full outbox, never delivered.")
-        .sample("edge_agent_outbox_evicted_total", &[], outbox.evicted_total as f64);
+    Family::new(&mut out, "edge_agent_outbox_evicted_total", "counter", "Messages evicted from a full outbox, never delivered.").sample(
+        "edge_agent_outbox_evicted_total",
+        &[],
+        outbox.evicted_total as f64,
+    );
+    let writer = sources.outbox.counters();
+    let writer_counters = [
+        ("edge_agent_outbox_appended_total", "Messages committed to the outbox.", &writer.appended_total),
+        ("edge_agent_outbox_commits_total", "Group commits (fsyncs) of the outbox.", &writer.commits_total),
+        ("edge_agent_outbox_commit_errors_total", "Outbox commits that failed and were retried.", &writer.commit_errors_total),
+    ];
+    for (name, help, value) in writer_counters {
+        Family::new(&mut out, name, "counter", help).sample(name, &[], value.load(Ordering::Relaxed) as f64);
+    }
     if let Some(link) = &sources.link {
         gauge(&mut out, "edge_agent_mqtt_connected", "1 while connected to the broker.", f64::from(u8::from(link.connected.load(Ordering::Relaxed))));
         let counters = [

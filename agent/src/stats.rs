@@ -84,7 +84,7 @@ pub struct CameraCounters {
     pub plate_runs: AtomicU64,
     /// Pipeline (re)starts.
     pub restarts: AtomicU64,
-    /// Detection messages not sent because the MQTT queue was full.
+    /// Messages not sent: detections the MQTT queue had no room for, events and alerts the outbox refused.
     pub messages_dropped: AtomicU64,
     /// Inference times by histogram bucket ([`INFERENCE_BUCKETS_S`], plus one for larger), not cumulative.
     pub inference_buckets: [AtomicU64; INFERENCE_BUCKETS_S.len() + 1],

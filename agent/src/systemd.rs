@@ -27,11 +27,7 @@ impl Notifier {
             }
         });
         let for_us = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok()).is_none_or(|pid| pid == std::process::id());
-        let watchdog = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|&us| us > 0 && for_us)
-            .map(Duration::from_micros);
+        let watchdog = std::env::var("WATCHDOG_USEC").ok().and_then(|v| v.parse::<u64>().ok()).filter(|&us| us > 0 && for_us).map(Duration::from_micros);
         Self { socket, watchdog }
     }
 
@@ -80,11 +76,7 @@ fn one_line(s: &str) -> String {
 }
 
 fn connect(path: &str) -> std::io::Result<(UnixDatagram, SocketAddr)> {
-    let addr = if let Some(name) = path.strip_prefix('@') {
-        abstract_addr(name.as_bytes())?
-    } else {
-        SocketAddr::from_pathname(path)?
-    };
+    let addr = if let Some(name) = path.strip_prefix('@') { abstract_addr(name.as_bytes())? } else { SocketAddr::from_pathname(path)? };
     Ok((UnixDatagram::unbound()?, addr))
 }
 

@@ -73,14 +73,7 @@ mod tests {
 
     #[test]
     fn topics_follow_the_grid_path() {
-        let site = Site {
-            city: "xining".into(),
-            district: "chengzhong".into(),
-            town: "nanchuan".into(),
-            village: "xiaozhuang".into(),
-            checkpoint: "east-gate".into(),
-            name: None,
-        };
+        let site = Site { city: "xining".into(), district: "chengzhong".into(), town: "nanchuan".into(), village: "xiaozhuang".into(), checkpoint: "east-gate".into(), name: None };
         let t = Topics::new("checkpoint", &site);
         assert_eq!(t.status(), "checkpoint/xining/chengzhong/nanchuan/xiaozhuang/east-gate/status");
         assert_eq!(t.detections("in-1"), "checkpoint/xining/chengzhong/nanchuan/xiaozhuang/east-gate/in-1/detections");

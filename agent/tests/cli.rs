@@ -61,7 +61,12 @@ fn analyze_finds_people_and_vehicles_where_the_reference_does() {
     let objects = lines(&stdout(&out));
     for (file, label) in expected {
         let reference = golden.iter().find(|g| g["file"] == *file).unwrap();
-        let class = match *label { "person" => 0, "car" => 2, "motorcycle" => 3, _ => unreachable!() };
+        let class = match *label {
+            "person" => 0,
+            "car" => 2,
+            "motorcycle" => 3,
+            _ => unreachable!(),
+        };
         let want: Vec<Vec<f64>> = reference["detections"]
             .as_array()
             .unwrap()
@@ -110,11 +115,7 @@ fn analyze_reports_a_corrupt_video_and_still_analyses_the_rest() {
 #[test]
 fn analyze_with_a_missing_model_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let out = common::command()
-        .env("EDGE_AGENT_MODELS_DIR", dir.path())
-        .args(["analyze", testkit::data("scenes/coco_000000000139.jpg").to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = common::command().env("EDGE_AGENT_MODELS_DIR", dir.path()).args(["analyze", testkit::data("scenes/coco_000000000139.jpg").to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(&dir.path().join("yolox_nano_416.onnx").display().to_string()), "{}", stderr(&out));
 }
@@ -195,13 +196,7 @@ fn analyze_reads_the_plates_in_the_scenes() {
         .iter()
         .map(|p| (p["file"].as_str().unwrap().rsplit('/').next().unwrap().to_string(), p["plate"].as_str().unwrap().to_string(), p["color"].as_str().unwrap().to_string()))
         .collect();
-    assert_eq!(
-        got,
-        vec![
-            ("hy_test_img.jpg".to_string(), "苏ED51712".to_string(), "green".to_string()),
-            ("hy_a.jpg".to_string(), "粤ZP560港".to_string(), "black".to_string())
-        ]
-    );
+    assert_eq!(got, vec![("hy_test_img.jpg".to_string(), "苏ED51712".to_string(), "green".to_string()), ("hy_a.jpg".to_string(), "粤ZP560港".to_string(), "black".to_string())]);
     let p = &plates[0];
     for key in ["confidence", "min_char_confidence", "rows", "corners", "box"] {
         assert!(p.get(key).is_some(), "missing {key} in {p}");

@@ -26,9 +26,7 @@ fn daemon_publishes_status_stats_and_detections_and_stops_cleanly() {
     let cfg = config(dir.path(), Some(broker.port()), &[Cam { id: "gate-in", url: file_url(&clip), extra: "loop_file = true" }], "");
     let mut agent = Agent::start(&cfg);
 
-    let online = sub.wait_for(WAIT, "status online", |m| {
-        status_is(m, "online") && m.json()["cameras"][0]["state"] == "online"
-    });
+    let online = sub.wait_for(WAIT, "status online", |m| status_is(m, "online") && m.json()["cameras"][0]["state"] == "online");
     assert!(online.retain || sub.messages().iter().any(|m| m.topic == online.topic), "status must be retained");
     assert_valid("status.v1.json", &online.json());
     let status = online.json();
@@ -41,9 +39,7 @@ fn daemon_publishes_status_stats_and_detections_and_stops_cleanly() {
     });
     assert_valid("detections.v1.json", &detections.json());
 
-    let stats = sub.wait_for(WAIT, "stats with analysed frames", |m| {
-        m.topic == format!("{BASE}/stats") && m.json()["cameras"][0]["frames_analysed"].as_u64().unwrap_or(0) >= 3
-    });
+    let stats = sub.wait_for(WAIT, "stats with analysed frames", |m| m.topic == format!("{BASE}/stats") && m.json()["cameras"][0]["frames_analysed"].as_u64().unwrap_or(0) >= 3);
     assert_valid("stats.v1.json", &stats.json());
     let cam = &stats.json()["cameras"][0];
     assert_eq!(cam["id"], "gate-in");
@@ -105,9 +101,7 @@ fn bad_cameras_are_reported_and_do_not_stop_a_good_one() {
         }
         let s = m.json();
         let state = |id: &str| s["cameras"].as_array().unwrap().iter().find(|c| c["id"] == id).map(|c| c["state"].clone());
-        state("good") == Some("online".into())
-            && state("dead") == Some("unreachable".into())
-            && state("corrupt") == Some("failed".into())
+        state("good") == Some("online".into()) && state("dead") == Some("unreachable".into()) && state("corrupt") == Some("failed".into())
     });
     assert_valid("status.v1.json", &status.json());
     let cameras = status.json()["cameras"].clone();
@@ -138,9 +132,7 @@ fn daemon_publishes_the_plates_it_reads() {
     let clip = testkit::clips::street_still_1080p();
     let cfg = config(dir.path(), Some(broker.port()), &[Cam { id: "lane-1", url: file_url(&clip), extra: "loop_file = true" }], "");
     let mut agent = Agent::start(&cfg);
-    let message = sub.wait_for(WAIT, "detections with a plate", |m| {
-        m.topic == format!("{BASE}/lane-1/detections") && !m.json()["plates"].as_array().unwrap().is_empty()
-    });
+    let message = sub.wait_for(WAIT, "detections with a plate", |m| m.topic == format!("{BASE}/lane-1/detections") && !m.json()["plates"].as_array().unwrap().is_empty());
     assert_valid("detections.v1.json", &message.json());
     let plate = &message.json()["plates"][0];
     assert_eq!(plate["text"], "苏ED51712");
@@ -163,8 +155,7 @@ fn daemon_publishes_event_chains_with_their_snapshots() {
 
     let end = sub.wait_for(WAIT, "an end event", |m| m.topic == format!("{BASE}/gate-in/events") && m.json()["phase"] == "end");
     let end = end.json();
-    let chain: Vec<serde_json::Value> =
-        sub.messages().iter().filter(|m| m.topic == format!("{BASE}/gate-in/events")).map(|m| m.json()).filter(|e| e["id"] == end["id"]).collect();
+    let chain: Vec<serde_json::Value> = sub.messages().iter().filter(|m| m.topic == format!("{BASE}/gate-in/events")).map(|m| m.json()).filter(|e| e["id"] == end["id"]).collect();
     let phases: Vec<&str> = chain.iter().map(|e| e["phase"].as_str().unwrap()).collect();
     assert_eq!(phases.first(), Some(&"new"), "{phases:?}");
     assert_eq!(phases.last(), Some(&"end"), "{phases:?}");

@@ -183,10 +183,7 @@ fn tls_config(dir: &Path, port: u16, ca: &Path, files: &testkit::tls::TlsFiles, 
     std::fs::write(&pw, format!("{password}\n")).unwrap();
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
-        .replace(
-            "host = \"127.0.0.1\"",
-            &format!("host = \"localhost\"\nusername = \"gate-agent\"\npassword_file = \"{}\"\nreconnect_max_secs = 4", pw.display()),
-        )
+        .replace("host = \"127.0.0.1\"", &format!("host = \"localhost\"\nusername = \"gate-agent\"\npassword_file = \"{}\"\nreconnect_max_secs = 4", pw.display()))
         .replace(
             "[models]",
             &format!(

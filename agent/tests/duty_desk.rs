@@ -26,14 +26,8 @@ fn camera_extra() -> String {
 }
 
 fn add_user(cfg: &std::path::Path, name: &str, role: &str, password: &str) {
-    let mut child = command()
-        .args(["users", "add", name, "--role", role, "--config"])
-        .arg(cfg)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        command().args(["users", "add", name, "--role", role, "--config"]).arg(cfg).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "users add: {}", String::from_utf8_lossy(&out.stderr));
@@ -100,16 +94,32 @@ fn duty_staff_log_in_see_a_watch_list_alert_live_and_acknowledge_it() {
         Duration::from_secs(90),
         "return [...document.querySelectorAll('li.event .plate')].some(p => p.dataset.plate === '苏ED51712')",
     );
-    browser.wait_for("the added camera's health under its name", Duration::from_secs(20), "const c = document.querySelector('.cam[data-camera=\"gate\"]'); return c && c.textContent.includes('东口进村')");
+    browser.wait_for(
+        "the added camera's health under its name",
+        Duration::from_secs(20),
+        "const c = document.querySelector('.cam[data-camera=\"gate\"]'); return c && c.textContent.includes('东口进村')",
+    );
     browser.wait_for("the watch-list alert", Duration::from_secs(60), "return document.querySelector('li.alert .plate[data-plate=\"苏ED51712\"]') !== null");
-    browser.wait_for("the new-alert banner", Duration::from_secs(5), "return !document.getElementById('banner').hidden && document.getElementById('banner').textContent.includes('布控车辆')");
+    browser.wait_for(
+        "the new-alert banner",
+        Duration::from_secs(5),
+        "return !document.getElementById('banner').hidden && document.getElementById('banner').textContent.includes('布控车辆')",
+    );
     // Its snapshot is shown once the car has left and the picture exists.
-    browser.wait_for("the alert's snapshot", Duration::from_secs(60), "const img = document.querySelector('li.alert img.snap'); return img && img.complete && img.naturalWidth > 0");
+    browser.wait_for(
+        "the alert's snapshot",
+        Duration::from_secs(60),
+        "const img = document.querySelector('li.alert img.snap'); return img && img.complete && img.naturalWidth > 0",
+    );
     let alert_id = browser.eval("return document.querySelector('li.alert').id.slice(3)").as_str().unwrap().to_string();
 
     // Acknowledge it; the page shows who did, and the audit log has it.
     browser.click("li.alert button.ack");
-    browser.wait_for("the acknowledgement on the page", Duration::from_secs(10), "const a = document.querySelector('li.alert .acked-by'); return a && a.textContent.includes('duty')");
+    browser.wait_for(
+        "the acknowledgement on the page",
+        Duration::from_secs(10),
+        "const a = document.querySelector('li.alert .acked-by'); return a && a.textContent.includes('duty')",
+    );
     let audit = browser.eval_async("fetch('/api/audit').then(r => r.json()).then(done)");
     let entry = audit["entries"].as_array().unwrap().iter().find(|e| e["alert"] == alert_id.as_str()).unwrap_or_else(|| panic!("ack not in the audit log: {audit}"));
     assert_eq!(entry["by"], "duty");
@@ -240,11 +250,7 @@ fn first_run_set_up_needs_the_code_from_the_log() {
 fn the_page_is_served_over_https_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let tls = testkit::tls::generate(dir.path());
-    let web = format!(
-        "[web]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\n",
-        tls.server_cert.display(),
-        tls.server_key.display()
-    );
+    let web = format!("[web]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\n", tls.server_cert.display(), tls.server_key.display());
     let cfg = config(dir.path(), None, &[], &web);
     add_user(&cfg, "duty", "operator", "village-gate-2026");
     let agent = Agent::start(&cfg);
@@ -261,11 +267,8 @@ fn the_page_is_served_over_https_when_configured() {
     let mut page = client.get(&format!("https://localhost:{port}/login")).call().unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.body_mut().read_to_string().unwrap().contains("卡口值班台"));
-    let login = client
-        .post(&format!("https://localhost:{port}/login"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .send("user=duty&password=village-gate-2026")
-        .unwrap();
+    let login =
+        client.post(&format!("https://localhost:{port}/login")).header("Content-Type", "application/x-www-form-urlencoded").send("user=duty&password=village-gate-2026").unwrap();
     assert_eq!(login.status(), 303);
     let cookie = login.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
     assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");

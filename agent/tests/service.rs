@@ -52,11 +52,15 @@ fn metrics_are_scraped_and_frame_counters_increase() {
         "edge_agent_camera_frames_dropped_total",
         "edge_agent_camera_fps",
         "edge_agent_camera_restarts_total",
+        "edge_agent_camera_messages_dropped_total",
         "edge_agent_camera_state",
         "edge_agent_inference_seconds",
         "edge_agent_outbox_depth",
         "edge_agent_outbox_oldest_age_seconds",
         "edge_agent_outbox_evicted_total",
+        "edge_agent_outbox_appended_total",
+        "edge_agent_outbox_commits_total",
+        "edge_agent_outbox_commit_errors_total",
         "edge_agent_mqtt_connected",
         "edge_agent_mqtt_connects_total",
         "edge_agent_mqtt_connection_errors_total",
@@ -130,9 +134,7 @@ fn sighup_reload_keeps_unchanged_cameras_starts_new_ones_and_rejects_invalid_con
     config(dir.path(), None, &[Cam { extra: "loop_file = true\ndetect_fps = 3\nplates = \"off\"", ..looping_camera("east") }], "");
     agent.signal("HUP");
     agent.wait_log("configuration reloaded", 2, Duration::from_secs(30));
-    let page = scrape_until(&addr, "east back online, west gone", Duration::from_secs(60), |p| {
-        online(p, "east") && !p.contains("camera=\"west\"")
-    });
+    let page = scrape_until(&addr, "east back online, west gone", Duration::from_secs(60), |p| online(p, "east") && !p.contains("camera=\"west\""));
     assert_eq!(restarts(&page, "east"), Some(1.0), "a changed camera starts afresh with its own counters");
     assert!(agent.log().contains("camera removed from the config: stopping it"), "{}", agent.log());
     assert_eq!(metric(&page, "edge_agent_config_reloads_total{result=\"applied\"}"), Some(2.0));

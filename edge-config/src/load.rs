@@ -14,8 +14,7 @@ const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metr
 /// Reads, parses and validates a configuration file. Relative paths inside it are made relative to the
 /// file's directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut config = parse_str(&text).map_err(|issues| ConfigError::Invalid { path: path.to_path_buf(), issues })?;
     resolve_relative_paths(&mut config, &base);
@@ -62,18 +61,9 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
     };
     let cameras: Option<Vec<Option<Camera>>> = match table.get("cameras") {
         None => Some(Vec::new()),
-        Some(toml::Value::Array(items)) => Some(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| section(v.clone(), &format!("cameras[{i}]"), &mut issues))
-                .collect(),
-        ),
+        Some(toml::Value::Array(items)) => Some(items.iter().enumerate().map(|(i, v)| section(v.clone(), &format!("cameras[{i}]"), &mut issues)).collect()),
         Some(other) => {
-            issues.push(Issue::new(
-                "cameras",
-                format!("expected an array of tables ([[cameras]]), found {}", other.type_str()),
-            ));
+            issues.push(Issue::new("cameras", format!("expected an array of tables ([[cameras]]), found {}", other.type_str())));
             None
         }
     };
@@ -94,13 +84,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
     let mut semantic = Vec::new();
     validate_into(&partial, &mut semantic);
     // Cameras that failed to parse are missing from `partial`; map the remaining indices back.
-    let index_map: Vec<usize> = cameras
-        .iter()
-        .flatten()
-        .enumerate()
-        .filter(|(_, c)| c.is_some())
-        .map(|(i, _)| i)
-        .collect();
+    let index_map: Vec<usize> = cameras.iter().flatten().enumerate().filter(|(_, c)| c.is_some()).map(|(i, _)| i).collect();
     let rule_map: Vec<usize> = rules.iter().flatten().enumerate().filter(|(_, r)| r.is_some()).map(|(i, _)| i).collect();
     for mut issue in semantic {
         if site.is_none() && issue.path.starts_with("site") {
@@ -147,14 +131,7 @@ fn section<T: DeserializeOwned>(value: toml::Value, prefix: &str, issues: &mut V
 }
 
 fn placeholder_site() -> Site {
-    Site {
-        city: "x".into(),
-        district: "x".into(),
-        town: "x".into(),
-        village: "x".into(),
-        checkpoint: "x".into(),
-        name: None,
-    }
+    Site { city: "x".into(), district: "x".into(), town: "x".into(), village: "x".into(), checkpoint: "x".into(), name: None }
 }
 
 /// Rewrites `cameras[i]` (an index into the cameras that parsed) to the index in the file.

@@ -65,13 +65,7 @@ pub struct Site {
 impl Site {
     /// The five levels in order, city first.
     pub fn levels(&self) -> [(&'static str, &str); 5] {
-        [
-            ("city", &self.city),
-            ("district", &self.district),
-            ("town", &self.town),
-            ("village", &self.village),
-            ("checkpoint", &self.checkpoint),
-        ]
+        [("city", &self.city), ("district", &self.district), ("town", &self.town), ("village", &self.village), ("checkpoint", &self.checkpoint)]
     }
 
     /// The fixed-depth topic path, e.g. `xining/chengzhong/nanchuan/xiaozhuang/east-gate`.
@@ -731,12 +725,7 @@ impl Default for Plates {
 
 impl Default for Detector {
     fn default() -> Self {
-        Self {
-            file: default_detector_file(),
-            score_threshold: default_score_threshold(),
-            nms_iou_threshold: default_nms_iou_threshold(),
-            labels: default_detector_labels(),
-        }
+        Self { file: default_detector_file(), score_threshold: default_score_threshold(), nms_iou_threshold: default_nms_iou_threshold(), labels: default_detector_labels() }
     }
 }
 

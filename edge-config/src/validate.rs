@@ -153,10 +153,7 @@ fn validate_events(e: &Events, issues: &mut Vec<Issue>) {
         issues.push(Issue::new("events.lost_timeout_secs", format!("{} is out of range (0, 60]", e.lost_timeout_secs)));
     }
     if !(e.track_low_score > 0.0 && e.track_low_score <= e.track_high_score && e.track_high_score < 1.0) {
-        issues.push(Issue::new(
-            "events.track_low_score",
-            format!("need 0 < track_low_score ({}) <= track_high_score ({}) < 1", e.track_low_score, e.track_high_score),
-        ));
+        issues.push(Issue::new("events.track_low_score", format!("need 0 < track_low_score ({}) <= track_high_score ({}) < 1", e.track_low_score, e.track_high_score)));
     }
     if e.snapshot_max_bytes < 8 * 1024 {
         issues.push(Issue::new("events.snapshot_max_bytes", format!("{} is below the 8192-byte minimum", e.snapshot_max_bytes)));
@@ -227,19 +224,19 @@ fn validate_geometry(i: usize, cam: &Camera, issues: &mut Vec<Issue>) {
         if pts.iter().any(|p| !in_unit_square(p)) {
             issues.push(Issue::new(at("points"), "coordinates must be fractions of the frame, 0 to 1"));
         }
-        let area: f64 = (0..pts.len()).map(|k| {
-            let (p, q) = (pts[k], pts[(k + 1) % pts.len()]);
-            p[0] * q[1] - q[0] * p[1]
-        }).sum::<f64>().abs() / 2.0;
+        let area: f64 = (0..pts.len())
+            .map(|k| {
+                let (p, q) = (pts[k], pts[(k + 1) % pts.len()]);
+                p[0] * q[1] - q[0] * p[1]
+            })
+            .sum::<f64>()
+            .abs()
+            / 2.0;
         if area < 1e-4 {
             issues.push(Issue::new(at("points"), format!("the zone is degenerate (area {area:.5} of the frame)")));
         }
         let n = pts.len();
-        let crossing = (0..n).any(|e1| {
-            (e1 + 2..n).any(|e2| {
-                (e2 + 1) % n != e1 && segments_cross(pts[e1], pts[(e1 + 1) % n], pts[e2], pts[(e2 + 1) % n])
-            })
-        });
+        let crossing = (0..n).any(|e1| (e1 + 2..n).any(|e2| (e2 + 1) % n != e1 && segments_cross(pts[e1], pts[(e1 + 1) % n], pts[e2], pts[(e2 + 1) % n])));
         if crossing {
             issues.push(Issue::new(at("points"), "the zone's edges cross each other; list the corners in order around it"));
         }
@@ -296,8 +293,7 @@ fn validate_mqtt(mqtt: &Mqtt, issues: &mut Vec<Issue>) {
             issues.push(Issue::new("mqtt.client_id", "must be 1 to 128 bytes long"));
         }
     }
-    let password_sources =
-        [mqtt.password.is_some(), mqtt.password_file.is_some(), mqtt.password_env.is_some()].iter().filter(|b| **b).count();
+    let password_sources = [mqtt.password.is_some(), mqtt.password_file.is_some(), mqtt.password_env.is_some()].iter().filter(|b| **b).count();
     if password_sources > 1 {
         issues.push(Issue::new("mqtt.password", "set only one of password, password_file and password_env"));
     }

@@ -9,8 +9,7 @@ use models::{runtime::environment, BgrImage, Provider, SessionOptions, Yolox, Yo
 fn load(provider: Provider) -> Yolox {
     let env = environment(Some(&testkit::ort_library()), 2).expect("ONNX Runtime loads");
     let options = SessionOptions { provider, require_provider: true };
-    Yolox::load(env, &testkit::model("yolox_nano_416.onnx"), &options, YoloxSettings::default())
-        .unwrap_or_else(|e| panic!("{} session: {e}", provider.name()))
+    Yolox::load(env, &testkit::model("yolox_nano_416.onnx"), &options, YoloxSettings::default()).unwrap_or_else(|e| panic!("{} session: {e}", provider.name()))
 }
 
 #[test]

@@ -87,9 +87,7 @@ pub fn nms<T: Scored>(mut items: Vec<T>, iou_threshold: f32) -> Vec<T> {
     items.sort_by(|a, b| b.score().total_cmp(&a.score()));
     let mut keep: Vec<T> = Vec::with_capacity(items.len().min(64));
     for item in items {
-        let suppressed = keep
-            .iter()
-            .any(|k| k.class() == item.class() && k.bbox().iou(item.bbox()) > iou_threshold);
+        let suppressed = keep.iter().any(|k| k.class() == item.class() && k.bbox().iou(item.bbox()) > iou_threshold);
         if !suppressed {
             keep.push(item);
         }

@@ -74,11 +74,7 @@ pub fn environment(configured: Option<&Path>, intra_threads: usize) -> Result<&'
         (None, Some(p)) if !p.is_empty() => vec![PathBuf::from(p)],
         _ => default_library_candidates(),
     };
-    let path = candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| ModelError::RuntimeMissing { tried: candidates.clone() })?;
+    let path = candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| ModelError::RuntimeMissing { tried: candidates.clone() })?;
     let builder = ort::init_from(&path).map_err(|e| ModelError::RuntimeLoad { path: path.clone(), reason: e.to_string() })?;
     let load_err = |e: ort::Error| ModelError::RuntimeLoad { path: path.clone(), reason: e.to_string() };
     let pool = ort::environment::GlobalThreadPoolOptions::default()
@@ -129,13 +125,7 @@ pub fn load_session(env: &Environment, path: &Path, options: &SessionOptions) ->
             let attempt = builder()?
                 .with_execution_providers([cuda])
                 .map_err(|e| ModelError::Provider { path: path.to_path_buf(), provider: "cuda", reason: e.to_string() })
-                .and_then(|mut b| {
-                    b.commit_from_file(path).map_err(|e| ModelError::Provider {
-                        path: path.to_path_buf(),
-                        provider: "cuda",
-                        reason: e.to_string(),
-                    })
-                });
+                .and_then(|mut b| b.commit_from_file(path).map_err(|e| ModelError::Provider { path: path.to_path_buf(), provider: "cuda", reason: e.to_string() }));
             match attempt {
                 Ok(session) => Ok(LoadedSession { session, path: path.to_path_buf(), provider: Provider::Cuda }),
                 Err(e) if !options.require_provider => {
@@ -215,10 +205,7 @@ impl TensorContract {
             for (i, (have, want)) in dims.iter().zip(spec.dims).enumerate() {
                 if let Dim::Fixed(w) = want {
                     if have != w {
-                        return Err(mismatch(format!(
-                            "{side} {name:?} has shape {dims:?}, expected {} (dimension {i} is {have}, not {w})",
-                            describe(spec.dims)
-                        )));
+                        return Err(mismatch(format!("{side} {name:?} has shape {dims:?}, expected {} (dimension {i} is {have}, not {w})", describe(spec.dims))));
                     }
                 }
             }

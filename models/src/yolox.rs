@@ -173,16 +173,7 @@ impl Yolox {
         if num_classes != COCO_LABELS.len() {
             return Err(mismatch(format!("output rows have {row_len} values, expected 85 (box, objectness and 80 COCO classes)")));
         }
-        Ok(Self {
-            loaded,
-            tensors,
-            in_w: in_w as u32,
-            in_h: in_h as u32,
-            grid,
-            num_classes,
-            settings,
-            input: LetterboxBuffer::new(letterbox_spec(in_w as u32, in_h as u32)),
-        })
+        Ok(Self { loaded, tensors, in_w: in_w as u32, in_h: in_h as u32, grid, num_classes, settings, input: LetterboxBuffer::new(letterbox_spec(in_w as u32, in_h as u32)) })
     }
 
     /// Model input width and height.

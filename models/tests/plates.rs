@@ -20,10 +20,7 @@ fn dev_set() -> Vec<(String, BgrImage)> {
     let dir = testkit::data("plates-dev");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
-    files
-        .into_iter()
-        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), BgrImage::open(&p).unwrap()))
-        .collect()
+    files.into_iter().map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), BgrImage::open(&p).unwrap())).collect()
 }
 
 #[test]

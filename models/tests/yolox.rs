@@ -54,9 +54,7 @@ fn detections_match_the_reference_decode() {
         }
         // Nothing confident that the reference does not have.
         for d in ours.iter().filter(|d| d.score >= 0.6) {
-            let known = reference["detections"].as_array().unwrap().iter().any(|r| {
-                r["class"].as_u64().unwrap() as usize == d.class_id() && bbox(&r["box"]).iou(&d.bbox) >= 0.5
-            });
+            let known = reference["detections"].as_array().unwrap().iter().any(|r| r["class"].as_u64().unwrap() as usize == d.class_id() && bbox(&r["box"]).iou(&d.bbox) >= 0.5);
             assert!(known, "{file}: unexpected {d:?}");
         }
     }

@@ -94,13 +94,7 @@ impl Broker {
         let mut f = std::fs::File::create(&conf).expect("write mosquitto.conf");
         f.write_all(text.as_bytes()).expect("write mosquitto.conf");
         let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).expect("log file");
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start mosquitto");
+        let child = Command::new(MOSQUITTO).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().expect("start mosquitto");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -226,7 +220,8 @@ impl Subscriber {
                 return m;
             }
             if Instant::now() > deadline {
-                let seen: Vec<String> = self.messages().iter().map(|m| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload).chars().take(120).collect::<String>())).collect();
+                let seen: Vec<String> =
+                    self.messages().iter().map(|m| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload).chars().take(120).collect::<String>())).collect();
                 panic!("timed out waiting for {what}; received {} message(s):\n{}", seen.len(), seen.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -113,11 +113,7 @@ fn encoder(codec: Codec) -> &'static str {
 /// Renders `spec` into `path` (MP4 for H.264/H.265, AVI for MJPEG).
 pub fn render(spec: &ClipSpec, path: &Path) -> anyhow::Result<()> {
     let frames = (spec.seconds * spec.fps as f64).round() as u64;
-    let background = if spec.background.dimensions() == (spec.width, spec.height) {
-        spec.background.clone()
-    } else {
-        resize(&spec.background, spec.width, spec.height)
-    };
+    let background = if spec.background.dimensions() == (spec.width, spec.height) { spec.background.clone() } else { resize(&spec.background, spec.width, spec.height) };
     render_frames(spec.width, spec.height, spec.fps, frames, spec.codec, path, |i, frame| {
         let mut img = background.clone();
         let t = i as f64 / spec.fps as f64;
@@ -149,28 +145,14 @@ pub fn render_pan(img: &RgbImage, w: u32, h: u32, fps: u32, seconds: f64, codec:
 }
 
 /// Encodes `frames` RGB frames produced by `fill(index, buffer)`.
-pub fn render_frames(
-    width: u32,
-    height: u32,
-    fps: u32,
-    frames: u64,
-    codec: Codec,
-    path: &Path,
-    mut fill: impl FnMut(u64, &mut Vec<u8>),
-) -> anyhow::Result<()> {
+pub fn render_frames(width: u32, height: u32, fps: u32, frames: u64, codec: Codec, path: &Path, mut fill: impl FnMut(u64, &mut Vec<u8>)) -> anyhow::Result<()> {
     gst::init()?;
-    let description = format!(
-        "appsrc name=src format=time is-live=false block=true ! videoconvert ! video/x-raw,format=I420 ! {} ! filesink name=sink",
-        encoder(codec)
-    );
+    let description = format!("appsrc name=src format=time is-live=false block=true ! videoconvert ! video/x-raw,format=I420 ! {} ! filesink name=sink", encoder(codec));
     let pipeline = gst::parse::launch(&description)
         .with_context(|| format!("cannot build encoder pipeline `{description}` (missing GStreamer plugin?)"))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| anyhow!("not a pipeline"))?;
-    let src = pipeline
-        .by_name("src")
-        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-        .ok_or_else(|| anyhow!("no appsrc"))?;
+    let src = pipeline.by_name("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or_else(|| anyhow!("no appsrc"))?;
     let sink = pipeline.by_name("sink").ok_or_else(|| anyhow!("no filesink"))?;
     sink.set_property("location", path.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?);
     let caps = gst::Caps::builder("video/x-raw")

@@ -7,8 +7,6 @@
 
 #[cfg(feature = "broker")]
 pub mod broker;
-#[cfg(feature = "broker")]
-pub mod tls;
 #[cfg(feature = "media")]
 pub mod clips;
 #[cfg(feature = "rtsp")]
@@ -17,6 +15,8 @@ pub mod rtsp;
 pub mod schemas;
 #[cfg(feature = "text")]
 pub mod text;
+#[cfg(feature = "broker")]
+pub mod tls;
 
 use std::path::PathBuf;
 

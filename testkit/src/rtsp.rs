@@ -114,10 +114,7 @@ impl RtspServer {
                         auth.add_basic(&rtsp::RTSPAuth::make_basic(user, password), &token);
                         server.set_auth(Some(&auth));
                         factory.add_role_from_structure(
-                            &gst::Structure::builder("viewer")
-                                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
-                                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
-                                .build(),
+                            &gst::Structure::builder("viewer").field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true).field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true).build(),
                         );
                     }
                     server.mount_points().expect("mount points").add_factory("/stream", factory);

@@ -58,12 +58,7 @@ pub fn generate(dir: &Path) -> TlsFiles {
 /// A Mosquitto password file with one user.
 pub fn password_file(dir: &Path, user: &str, password: &str) -> PathBuf {
     let path = dir.join("passwd");
-    let status = std::process::Command::new("/usr/bin/mosquitto_passwd")
-        .args(["-b", "-c"])
-        .arg(&path)
-        .args([user, password])
-        .status()
-        .expect("run mosquitto_passwd");
+    let status = std::process::Command::new("/usr/bin/mosquitto_passwd").args(["-b", "-c"]).arg(&path).args([user, password]).status().expect("run mosquitto_passwd");
     assert!(status.success(), "mosquitto_passwd failed");
     path
 }

@@ -246,19 +246,17 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
                 plates += a.plates.len();
                 print_analysed(&mut out, &shown, None, &a, args.json)
             }),
-            Kind::Video => analyse_video(path, args, &video, &handle, |line| {
-                match line {
-                    VideoLine::Frame(a) => {
-                        objects += a.reported().count();
-                        plates += a.plates.len();
-                        if args.detections {
-                            print_analysed(&mut out, &shown, Some(a.frame.seq), a, args.json);
-                        }
+            Kind::Video => analyse_video(path, args, &video, &handle, |line| match line {
+                VideoLine::Frame(a) => {
+                    objects += a.reported().count();
+                    plates += a.plates.len();
+                    if args.detections {
+                        print_analysed(&mut out, &shown, Some(a.frame.seq), a, args.json);
                     }
-                    VideoLine::Event(e) => {
-                        events += 1;
-                        print_event(&mut out, &shown, e, args.json);
-                    }
+                }
+                VideoLine::Event(e) => {
+                    events += 1;
+                    print_event(&mut out, &shown, e, args.json);
                 }
             }),
         };
@@ -400,13 +398,7 @@ fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, analysed
     let source = |kind| LineSource { kind, file, frame, pts_ms, width: analysed.frame.width(), height: analysed.frame.height() };
     let at = frame.map(|f| format!(" frame {f}")).unwrap_or_default();
     for d in analysed.reported() {
-        let line = ObjectLine {
-            source: source("object"),
-            label: d.label(),
-            class_id: d.class_id(),
-            score: round3(d.score),
-            bbox: d.bbox.to_array(),
-        };
+        let line = ObjectLine { source: source("object"), label: d.label(), class_id: d.class_id(), score: round3(d.score), bbox: d.bbox.to_array() };
         let _ = if json {
             serde_json::to_string(&line).map(|s| writeln!(out, "{s}"))
         } else {

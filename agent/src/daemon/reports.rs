@@ -42,15 +42,7 @@ pub fn status_builder(config: &Config, agent: AgentInfo, records: CameraList) ->
     })
 }
 
-pub async fn publish_stats(
-    link: MqttLink,
-    outbox: OutboxHandle,
-    site: String,
-    records: CameraList,
-    detector: DetectorInfo,
-    interval: Duration,
-    started: Instant,
-) {
+pub async fn publish_stats(link: MqttLink, outbox: OutboxHandle, site: String, records: CameraList, detector: DetectorInfo, interval: Duration, started: Instant) {
     let mut previous: HashMap<String, CounterSnapshot> = HashMap::new();
     let mut last_tick = Instant::now();
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -181,4 +173,3 @@ pub async fn apply_retention(store: SnapshotStore, logs: Vec<Arc<EventLog>>) {
         }
     }
 }
-

@@ -93,9 +93,7 @@ impl LineState {
         }
         let side: i8 = if d > 0.0 { 1 } else { -1 };
         let crossed = match self.last {
-            Some((prev, from)) if prev != side && line.path_meets_segment(from, p) => {
-                Some(if side > 0 { Direction::In } else { Direction::Out })
-            }
+            Some((prev, from)) if prev != side && line.path_meets_segment(from, p) => Some(if side > 0 { Direction::In } else { Direction::Out }),
             _ => None,
         };
         self.last = Some((side, p));

@@ -110,13 +110,7 @@ fn driving_out_reverses_the_direction() {
 fn a_person_missed_for_a_few_frames_stays_one_event() {
     let mut b = builder(1.0);
     let frames: Vec<_> = (0..20)
-        .map(|i| {
-            if (7..10).contains(&i) {
-                (vec![], vec![])
-            } else {
-                (vec![det("person", 100.0 + 30.0 * i as f32, 500.0 + 20.0 * i as f32, 60.0, 180.0)], vec![])
-            }
-        })
+        .map(|i| if (7..10).contains(&i) { (vec![], vec![]) } else { (vec![det("person", 100.0 + 30.0 * i as f32, 500.0 + 20.0 * i as f32, 60.0, 180.0)], vec![]) })
         .collect();
     let events = run(&mut b, &frames);
     let ids: std::collections::BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();

@@ -45,14 +45,7 @@ pub struct Analysed {
 impl Analysed {
     /// The event builder's view of this frame at `time`.
     pub fn input(&self, time: crate::events::FrameTime) -> crate::events::FrameInput<'_> {
-        crate::events::FrameInput {
-            time,
-            width: self.frame.width(),
-            height: self.frame.height(),
-            view: self.frame.view().ok(),
-            detections: &self.detections,
-            plates: &self.plates,
-        }
+        crate::events::FrameInput { time, width: self.frame.width(), height: self.frame.height(), view: self.frame.view().ok(), detections: &self.detections, plates: &self.plates }
     }
 
     /// Detections confident enough to report (payloads, analysis output).
@@ -103,11 +96,7 @@ pub fn yolox_settings(models: &Models) -> Result<YoloxSettings, ModelError> {
         })?;
         classes.push(id);
     }
-    Ok(YoloxSettings {
-        score_threshold: models.detector.score_threshold,
-        nms_iou_threshold: models.detector.nms_iou_threshold,
-        classes,
-    })
+    Ok(YoloxSettings { score_threshold: models.detector.score_threshold, nms_iou_threshold: models.detector.nms_iou_threshold, classes })
 }
 
 /// Session options from the config.
@@ -235,9 +224,7 @@ fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, score_threshold
         let plate_started = Instant::now();
         let mut reads = Vec::new();
         if let (Some(recognizer), true) = (plates.as_mut(), job.plates != PlateMode::Off) {
-            let carriers: Vec<usize> = (0..detections.len())
-                .filter(|&i| detections[i].class.carries_plate() && detections[i].score >= score_threshold)
-                .collect();
+            let carriers: Vec<usize> = (0..detections.len()).filter(|&i| detections[i].class.carries_plate() && detections[i].score >= score_threshold).collect();
             let regions: Vec<_> = carriers.iter().map(|&i| detections[i].bbox).collect();
             match recognizer.recognize(&view, &regions, job.plates == PlateMode::Frame) {
                 Ok(r) => {

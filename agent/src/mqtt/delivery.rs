@@ -49,14 +49,7 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(window: usize) -> Self {
-        Self {
-            window: window.max(1),
-            queued: VecDeque::new(),
-            inflight: HashMap::new(),
-            cursor: 0,
-            acked: BTreeSet::new(),
-            pending_acks: Vec::new(),
-        }
+        Self { window: window.max(1), queued: VecDeque::new(), inflight: HashMap::new(), cursor: 0, acked: BTreeSet::new(), pending_acks: Vec::new() }
     }
 
     fn outstanding(&self) -> usize {

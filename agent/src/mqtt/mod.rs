@@ -21,11 +21,11 @@ use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop,
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::outbox::OutboxHandle;
 use crate::payload::AgentState;
-use crate::backoff::Backoff;
-use outbound::Outbound;
 pub use crate::topics::Topics;
+use outbound::Outbound;
 
 /// Why the link could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -105,8 +105,7 @@ fn password(settings: &Mqtt) -> Result<Option<String>, MqttError> {
         return Ok(Some(p.expose().to_string()));
     }
     if let Some(path) = &settings.password_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| MqttError::PasswordFile { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| MqttError::PasswordFile { path: path.display().to_string(), source })?;
         return Ok(Some(text.lines().next().unwrap_or_default().to_string()));
     }
     if let Some(name) = &settings.password_env {
@@ -116,9 +115,7 @@ fn password(settings: &Mqtt) -> Result<Option<String>, MqttError> {
 }
 
 fn tls_transport(tls: &edge_config::MqttTls) -> Result<Transport, MqttError> {
-    let read = |key: &'static str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| MqttError::TlsFile { key, path: path.display().to_string(), reason: e.to_string() })
-    };
+    let read = |key: &'static str, path: &std::path::Path| std::fs::read(path).map_err(|e| MqttError::TlsFile { key, path: path.display().to_string(), reason: e.to_string() });
     let ca = read("mqtt.tls.ca_file", &tls.ca_file)?;
     if !String::from_utf8_lossy(&ca).contains("-----BEGIN CERTIFICATE-----") {
         return Err(MqttError::TlsFile { key: "mqtt.tls.ca_file", path: tls.ca_file.display().to_string(), reason: "no PEM certificate in the file".into() });
@@ -136,20 +133,19 @@ pub fn describe(e: &ConnectionError, settings: &Mqtt) -> (String, Duration) {
     let text = e.to_string();
     let tls = settings.tls.is_some();
     match e {
-        ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized) => (
-            format!("broker {broker} rejected the credentials (check mqtt.username and the password)"),
-            Duration::from_secs(10),
-        ),
+        ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized) => {
+            (format!("broker {broker} rejected the credentials (check mqtt.username and the password)"), Duration::from_secs(10))
+        }
         ConnectionError::ConnectionRefused(code) => (format!("broker {broker} refused the connection: {code:?}"), Duration::from_secs(5)),
-        _ if text.contains("UnknownIssuer") || text.contains("BadSignature") || text.contains("invalid peer certificate: Other") => (
-            format!("TLS: the certificate of broker {broker} is not trusted: it does not chain to mqtt.tls.ca_file ({text})"),
-            Duration::from_secs(10),
-        ),
-        _ if text.contains("NotValidForName") => (
-            format!("TLS: the certificate of broker {broker} is not valid for host {:?} (hostname verification) ({text})", settings.host),
-            Duration::from_secs(10),
-        ),
-        _ if text.contains("Expired") || text.contains("NotValidYet") => (format!("TLS: the certificate of broker {broker} is expired or not yet valid ({text})"), Duration::from_secs(10)),
+        _ if text.contains("UnknownIssuer") || text.contains("BadSignature") || text.contains("invalid peer certificate: Other") => {
+            (format!("TLS: the certificate of broker {broker} is not trusted: it does not chain to mqtt.tls.ca_file ({text})"), Duration::from_secs(10))
+        }
+        _ if text.contains("NotValidForName") => {
+            (format!("TLS: the certificate of broker {broker} is not valid for host {:?} (hostname verification) ({text})", settings.host), Duration::from_secs(10))
+        }
+        _ if text.contains("Expired") || text.contains("NotValidYet") => {
+            (format!("TLS: the certificate of broker {broker} is expired or not yet valid ({text})"), Duration::from_secs(10))
+        }
         _ if tls
             && (text.contains("InvalidContentType")
                 || text.contains("corrupt message")
@@ -157,24 +153,24 @@ pub fn describe(e: &ConnectionError, settings: &Mqtt) -> (String, Duration) {
                 || text.contains("peer is incompatible")
                 // A plain MQTT listener answers a TLS ClientHello by dropping the connection.
                 || (matches!(e, ConnectionError::Tls(_)) && (text.contains("reset by peer") || text.contains("closed by peer") || text.contains("UnexpectedEof") || text.contains("unexpected end of file")))) =>
-        (
-            format!("TLS handshake with broker {broker} failed: the port does not seem to speak TLS (remove [mqtt.tls] or use the broker's TLS port) ({text})"),
-            Duration::from_secs(5),
-        ),
-        _ if tls && (text.contains("CertificateRequired") || text.contains("certificate required") || text.contains("BadCertificate") || text.contains("UnknownCA")) => (
-            format!("TLS: broker {broker} did not accept the client certificate (mqtt.tls.client_cert_file / client_key_file) ({text})"),
-            Duration::from_secs(10),
-        ),
+        {
+            (
+                format!("TLS handshake with broker {broker} failed: the port does not seem to speak TLS (remove [mqtt.tls] or use the broker's TLS port) ({text})"),
+                Duration::from_secs(5),
+            )
+        }
+        _ if tls && (text.contains("CertificateRequired") || text.contains("certificate required") || text.contains("BadCertificate") || text.contains("UnknownCA")) => {
+            (format!("TLS: broker {broker} did not accept the client certificate (mqtt.tls.client_cert_file / client_key_file) ({text})"), Duration::from_secs(10))
+        }
         _ if !tls
             && (text.contains("closed by peer")
                 || text.contains("reset by peer")
                 || text.contains("UnexpectedEof")
                 || text.contains("unexpected end of file")
                 || matches!(e, ConnectionError::NetworkTimeout)) =>
-        (
-            format!("broker {broker} closed the connection during the MQTT handshake: if this is a TLS port, configure [mqtt.tls] ({text})"),
-            Duration::from_secs(2),
-        ),
+        {
+            (format!("broker {broker} closed the connection during the MQTT handshake: if this is a TLS port, configure [mqtt.tls] ({text})"), Duration::from_secs(2))
+        }
         ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => (format!("broker {broker} is not accepting connections ({text})"), Duration::ZERO),
         _ => (format!("connection to broker {broker} failed: {text}"), Duration::ZERO),
     }
@@ -212,27 +208,17 @@ pub fn start(
     Ok((link, task))
 }
 
-async fn drive(
-    mut eventloop: EventLoop,
-    link: MqttLink,
-    status: StatusFn,
-    mut delivery: Option<Outbound>,
-    cancel: CancellationToken,
-    stop_timeout: Duration,
-    settings: Mqtt,
-) {
+async fn drive(mut eventloop: EventLoop, link: MqttLink, status: StatusFn, mut delivery: Option<Outbound>, cancel: CancellationToken, stop_timeout: Duration, settings: Mqtt) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(settings.reconnect_max_secs));
     let committed = delivery.as_ref().map(|d| d.outbox().committed().clone()).unwrap_or_default();
     let mut ack_flush = tokio::time::interval(Duration::from_millis(50));
-    let publish_status = |state: AgentState, delivery: &mut Option<Outbound>| {
-        match link.client.try_publish(link.topics.status(), QoS::AtLeastOnce, true, status(state)) {
-            Ok(()) => {
-                if let Some(d) = delivery.as_mut() {
-                    d.machine.queued_other();
-                }
+    let publish_status = |state: AgentState, delivery: &mut Option<Outbound>| match link.client.try_publish(link.topics.status(), QoS::AtLeastOnce, true, status(state)) {
+        Ok(()) => {
+            if let Some(d) = delivery.as_mut() {
+                d.machine.queued_other();
             }
-            Err(e) => tracing::warn!(error = %e, "cannot queue status message"),
         }
+        Err(e) => tracing::warn!(error = %e, "cannot queue status message"),
     };
     loop {
         tokio::select! {

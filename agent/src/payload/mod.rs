@@ -7,9 +7,9 @@ mod event;
 use edge_config::Site;
 use serde::Serialize;
 
+pub use crate::events::{FrameSize, Phase};
 pub use alert::{Alert, AlertMatch, AlertPlate};
 pub use event::{Crossing, Event, SnapshotRef, ZoneVisit};
-pub use crate::events::{FrameSize, Phase};
 
 use crate::stats::{CameraRecord, CameraState, CounterSnapshot};
 
@@ -40,13 +40,7 @@ pub struct Grid {
 
 impl From<&Site> for Grid {
     fn from(site: &Site) -> Self {
-        Self {
-            city: site.city.clone(),
-            district: site.district.clone(),
-            town: site.town.clone(),
-            village: site.village.clone(),
-            checkpoint: site.checkpoint.clone(),
-        }
+        Self { city: site.city.clone(), district: site.district.clone(), town: site.town.clone(), village: site.village.clone(), checkpoint: site.checkpoint.clone() }
     }
 }
 
@@ -105,14 +99,7 @@ pub struct CameraStatus {
 impl CameraStatus {
     pub fn of(record: &CameraRecord) -> Self {
         let h = record.health();
-        Self {
-            id: record.id.clone(),
-            state: h.state,
-            since: timestamp(h.since),
-            last_error: h.last_error,
-            frame_size: h.frame_size.map(|(w, h)| [w, h]),
-            decoder: h.decoder,
-        }
+        Self { id: record.id.clone(), state: h.state, since: timestamp(h.since), last_error: h.last_error, frame_size: h.frame_size.map(|(w, h)| [w, h]), decoder: h.decoder }
     }
 }
 
@@ -200,10 +187,8 @@ impl CameraStats {
         let secs = now.at.duration_since(before.at).as_secs_f64().max(1e-3);
         let runs = now.inference_runs - before.inference_runs;
         let plate_runs = now.plate_runs - before.plate_runs;
-        let inference_ms = (runs > 0).then(|| InferenceMs {
-            mean: round2((now.inference_us_total - before.inference_us_total) as f64 / runs as f64 / 1000.0),
-            max: round2(max.as_secs_f64() * 1000.0),
-        });
+        let inference_ms = (runs > 0)
+            .then(|| InferenceMs { mean: round2((now.inference_us_total - before.inference_us_total) as f64 / runs as f64 / 1000.0), max: round2(max.as_secs_f64() * 1000.0) });
         let health = record.health();
         Self {
             id: record.id.clone(),
@@ -301,4 +286,3 @@ pub fn round2(v: f64) -> f64 {
 pub fn round3(v: f32) -> f32 {
     (v * 1000.0).round() / 1000.0
 }
-

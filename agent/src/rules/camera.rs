@@ -66,14 +66,7 @@ impl CameraRules {
     }
 
     fn for_event(&self, rule: &ActiveRule, e: &ObjectEvent, now: Now) -> Finding {
-        Finding {
-            event_id: Some(e.id.clone()),
-            event_ids: vec![e.id.clone()],
-            class: Some(e.class),
-            direction: e.direction,
-            plate: e.plate.clone(),
-            ..self.finding(rule, now)
-        }
+        Finding { event_id: Some(e.id.clone()), event_ids: vec![e.id.clone()], class: Some(e.class), direction: e.direction, plate: e.plate.clone(), ..self.finding(rule, now) }
     }
 
     /// Evaluates the event-driven rules on one event.

@@ -70,9 +70,18 @@ impl RuleType {
 /// What an enabled rule checks, parsed and normalised.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
-    WatchList { plates: Vec<String>, tolerance: u8 },
-    KeyRegion { prefixes: Vec<String> },
-    Crowding { zone: String, min_people: u32, min_secs: f64 },
+    WatchList {
+        plates: Vec<String>,
+        tolerance: u8,
+    },
+    KeyRegion {
+        prefixes: Vec<String>,
+    },
+    Crowding {
+        zone: String,
+        min_people: u32,
+        min_secs: f64,
+    },
     AfterHours {
         /// Minutes after local midnight; the window `[from, to)` may pass midnight.
         from: u32,

@@ -54,13 +54,7 @@ impl SupervisorSettings {
 
 /// Runs a camera until `cancel` fires (or a non-looping file ends), calling `on_frame` for every frame and
 /// `on_state` whenever the camera's state changes. Blocks: run it on a dedicated thread.
-pub fn run_camera(
-    mut settings: SupervisorSettings,
-    record: Arc<CameraRecord>,
-    cancel: CancellationToken,
-    on_state: &(dyn Fn() + Send + Sync),
-    mut on_frame: impl FnMut(Frame),
-) {
+pub fn run_camera(mut settings: SupervisorSettings, record: Arc<CameraRecord>, cancel: CancellationToken, on_state: &(dyn Fn() + Send + Sync), mut on_frame: impl FnMut(Frame)) {
     let camera = settings.source.camera_id.clone();
     let url = settings.source.url.redacted().to_string();
     let is_file = settings.source.url.scheme().as_deref() == Some("file");

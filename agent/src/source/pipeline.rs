@@ -225,11 +225,8 @@ const REQUIRED_ELEMENTS: &[(&str, &str)] = &[
 /// Initialises GStreamer once and checks the elements the pipelines need exist.
 pub fn init() -> Result<(), String> {
     gst::init().map_err(|e| format!("GStreamer cannot be initialised: {e}"))?;
-    let missing: Vec<String> = REQUIRED_ELEMENTS
-        .iter()
-        .filter(|(name, _)| gst::ElementFactory::find(name).is_none())
-        .map(|(name, pkg)| format!("{name} (package {pkg})"))
-        .collect();
+    let missing: Vec<String> =
+        REQUIRED_ELEMENTS.iter().filter(|(name, _)| gst::ElementFactory::find(name).is_none()).map(|(name, pkg)| format!("{name} (package {pkg})")).collect();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -242,17 +239,13 @@ impl Pipeline {
     /// [`Pipeline::next`].
     pub fn open(settings: SourceSettings, record: Arc<CameraRecord>) -> Result<Self, SourceError> {
         let fail = |kind: FailureKind, message: String| SourceError { camera: settings.camera_id.clone(), kind, message };
-        let make = |factory: &str| {
-            gst::ElementFactory::make(factory)
-                .build()
-                .map_err(|_| fail(FailureKind::MissingPlugin, format!("GStreamer element {factory} is not installed")))
-        };
+        let make =
+            |factory: &str| gst::ElementFactory::make(factory).build().map_err(|_| fail(FailureKind::MissingPlugin, format!("GStreamer element {factory} is not installed")));
 
         let choice = settings.decoder;
         if !family_prefixes(choice).is_empty() {
-            let available = gst::ElementFactory::factories_with_type(gst::ElementFactoryType::DECODER, gst::Rank::NONE)
-                .into_iter()
-                .any(|f| is_video_decoder(&f) && in_family(&f, choice));
+            let available =
+                gst::ElementFactory::factories_with_type(gst::ElementFactoryType::DECODER, gst::Rank::NONE).into_iter().any(|f| is_video_decoder(&f) && in_family(&f, choice));
             if !available {
                 return Err(fail(
                     FailureKind::MissingPlugin,
@@ -304,27 +297,14 @@ impl Pipeline {
 
         let live = settings.mode == Mode::Live;
         let is_file = settings.url.scheme().as_deref() == Some("file");
-        let appsink = gst_app::AppSink::builder()
-            .name("frames")
-            .max_buffers(if live { 1 } else { 2 })
-            .drop(live)
-            .sync(live && is_file)
-            .enable_last_sample(false)
-            .build();
+        let appsink = gst_app::AppSink::builder().name("frames").max_buffers(if live { 1 } else { 2 }).drop(live).sync(live && is_file).enable_last_sample(false).build();
 
-        pipeline
-            .add_many([&decode, &convert, &scale, &out_caps, appsink.upcast_ref()])
-            .map_err(|e| fail(FailureKind::Other, format!("cannot assemble pipeline: {e}")))?;
-        gst::Element::link_many([&convert, &scale, &out_caps, appsink.upcast_ref()])
-            .map_err(|e| fail(FailureKind::Other, format!("cannot link pipeline: {e}")))?;
+        pipeline.add_many([&decode, &convert, &scale, &out_caps, appsink.upcast_ref()]).map_err(|e| fail(FailureKind::Other, format!("cannot assemble pipeline: {e}")))?;
+        gst::Element::link_many([&convert, &scale, &out_caps, appsink.upcast_ref()]).map_err(|e| fail(FailureKind::Other, format!("cannot link pipeline: {e}")))?;
 
         let rate_sink = convert.static_pad("sink").ok_or_else(|| fail(FailureKind::Other, "videoconvert has no sink pad".into()))?;
         decode.connect_pad_added(move |_, pad| {
-            let is_video = pad
-                .current_caps()
-                .or_else(|| Some(pad.query_caps(None)))
-                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
-                .unwrap_or(false);
+            let is_video = pad.current_caps().or_else(|| Some(pad.query_caps(None))).and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/"))).unwrap_or(false);
             if is_video && !rate_sink.is_linked() {
                 if let Err(e) = pad.link(&rate_sink) {
                     tracing::warn!(error = ?e, "cannot link decoded video pad");
@@ -430,8 +410,9 @@ impl Pipeline {
         } else if let Some(r) = e.kind::<gst::ResourceError>() {
             match r {
                 gst::ResourceError::NotAuthorized => FailureKind::Unauthorized,
-                gst::ResourceError::NotFound | gst::ResourceError::OpenRead | gst::ResourceError::OpenReadWrite
-                | gst::ResourceError::Read | gst::ResourceError::Busy => FailureKind::Unreachable,
+                gst::ResourceError::NotFound | gst::ResourceError::OpenRead | gst::ResourceError::OpenReadWrite | gst::ResourceError::Read | gst::ResourceError::Busy => {
+                    FailureKind::Unreachable
+                }
                 _ => FailureKind::Other,
             }
         } else if let Some(s) = e.kind::<gst::StreamError>() {
@@ -477,8 +458,7 @@ impl Pipeline {
         let mapped = buffer.into_mapped_buffer_readable().map_err(|_| self.error(FailureKind::Other, "cannot map frame".into()))?;
         let stride = info.stride().first().copied().unwrap_or(0).max(0) as usize;
         let (width, height) = (info.width(), info.height());
-        BgrView::new(width, height, stride, mapped.as_slice())
-            .map_err(|e| self.error(FailureKind::Other, format!("frame buffer does not match its caps: {e}")))?;
+        BgrView::new(width, height, stride, mapped.as_slice()).map_err(|e| self.error(FailureKind::Other, format!("frame buffer does not match its caps: {e}")))?;
         self.seq += 1;
         Ok(Next::Frame(Frame { seq: self.seq, pts, width, height, stride, pixels: Pixels::Gst(mapped) }))
     }
@@ -508,10 +488,13 @@ fn configure_source(source: &gst::Element, transport: RtspTransport, latency_ms:
     let factory = source.factory().map(|f| f.name().to_string()).unwrap_or_default();
     match factory.as_str() {
         "rtspsrc" => {
-            source.set_property_from_str("protocols", match transport {
-                RtspTransport::Tcp => "tcp",
-                RtspTransport::Udp => "udp",
-            });
+            source.set_property_from_str(
+                "protocols",
+                match transport {
+                    RtspTransport::Tcp => "tcp",
+                    RtspTransport::Udp => "udp",
+                },
+            );
             source.set_property("latency", latency_ms);
             if source.has_property("tcp-timeout") {
                 source.set_property("tcp-timeout", 10_000_000u64);

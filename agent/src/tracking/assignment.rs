@@ -68,11 +68,8 @@ pub fn assign(costs: &[Vec<f64>], max_cost: f64) -> Vec<(usize, usize)> {
             }
         }
     }
-    let mut out: Vec<(usize, usize)> = (1..=m)
-        .filter(|&j| p[j] != 0)
-        .map(|j| if transposed { (j - 1, p[j] - 1) } else { (p[j] - 1, j - 1) })
-        .filter(|&(r, c)| costs[r][c] < max_cost)
-        .collect();
+    let mut out: Vec<(usize, usize)> =
+        (1..=m).filter(|&j| p[j] != 0).map(|j| if transposed { (j - 1, p[j] - 1) } else { (p[j] - 1, j - 1) }).filter(|&(r, c)| costs[r][c] < max_cost).collect();
     out.sort_unstable();
     out
 }

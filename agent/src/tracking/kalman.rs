@@ -35,16 +35,7 @@ impl Kalman {
         let h = z[3];
         let mut x = [0.0; N];
         x[..M].copy_from_slice(&z);
-        let std = [
-            2.0 * STD_POSITION * h,
-            2.0 * STD_POSITION * h,
-            1e-2,
-            2.0 * STD_POSITION * h,
-            10.0 * STD_VELOCITY * h,
-            10.0 * STD_VELOCITY * h,
-            1e-5,
-            10.0 * STD_VELOCITY * h,
-        ];
+        let std = [2.0 * STD_POSITION * h, 2.0 * STD_POSITION * h, 1e-2, 2.0 * STD_POSITION * h, 10.0 * STD_VELOCITY * h, 10.0 * STD_VELOCITY * h, 1e-5, 10.0 * STD_VELOCITY * h];
         let mut p = [[0.0; N]; N];
         for i in 0..N {
             p[i][i] = std[i] * std[i];
@@ -84,16 +75,7 @@ impl Kalman {
             }
         }
         let h = self.x[3].max(1.0);
-        let q = [
-            STD_POSITION * h,
-            STD_POSITION * h,
-            1e-2,
-            STD_POSITION * h,
-            STD_VELOCITY * h,
-            STD_VELOCITY * h,
-            1e-5,
-            STD_VELOCITY * h,
-        ];
+        let q = [STD_POSITION * h, STD_POSITION * h, 1e-2, STD_POSITION * h, STD_VELOCITY * h, STD_VELOCITY * h, 1e-5, STD_VELOCITY * h];
         for i in 0..N {
             p[i][i] += q[i] * q[i] * dt.max(1e-3);
         }

@@ -47,16 +47,7 @@ pub struct TrackerSettings {
 
 impl Default for TrackerSettings {
     fn default() -> Self {
-        Self {
-            high_score: 0.5,
-            low_score: 0.1,
-            new_track_score: 0.5,
-            match_iou: 0.2,
-            low_match_iou: 0.4,
-            confirm_hits: 3,
-            lost_timeout_s: 2.0,
-            frame_interval_s: 0.2,
-        }
+        Self { high_score: 0.5, low_score: 0.1, new_track_score: 0.5, match_iou: 0.2, low_match_iou: 0.4, confirm_hits: 3, lost_timeout_s: 2.0, frame_interval_s: 0.2 }
     }
 }
 
@@ -185,9 +176,7 @@ impl Tracker {
             t.last_predicted_s = time_s;
         }
         let high: Vec<usize> = (0..detections.len()).filter(|&i| detections[i].score >= s.high_score).collect();
-        let low: Vec<usize> = (0..detections.len())
-            .filter(|&i| detections[i].score < s.high_score && detections[i].score >= s.low_score)
-            .collect();
+        let low: Vec<usize> = (0..detections.len()).filter(|&i| detections[i].score < s.high_score && detections[i].score >= s.low_score).collect();
 
         let mut matched_track = vec![false; self.tracks.len()];
         let mut matches: Vec<(usize, usize)> = Vec::new();
@@ -291,11 +280,7 @@ impl Tracker {
 
     /// Ends every confirmed track and drops the tentative ones (end of stream, shutdown).
     pub fn finish(&mut self) -> Vec<TrackEvent> {
-        let events = self
-            .tracks
-            .iter()
-            .map(|t| if t.state == TrackState::Tentative { TrackEvent::Dropped { id: t.id } } else { TrackEvent::Ended { id: t.id } })
-            .collect();
+        let events = self.tracks.iter().map(|t| if t.state == TrackState::Tentative { TrackEvent::Dropped { id: t.id } } else { TrackEvent::Ended { id: t.id } }).collect();
         self.tracks.clear();
         events
     }
@@ -413,9 +398,7 @@ mod tests {
     #[test]
     fn flickering_noise_is_never_confirmed() {
         let mut t = Tracker::new(settings());
-        let frames: Vec<Vec<Observation>> = (0..10)
-            .map(|i| if i % 2 == 0 { vec![obs(500.0, 500.0, 50.0, 50.0, 0.6, "person")] } else { vec![] })
-            .collect();
+        let frames: Vec<Vec<Observation>> = (0..10).map(|i| if i % 2 == 0 { vec![obs(500.0, 500.0, 50.0, 50.0, 0.6, "person")] } else { vec![] }).collect();
         let (_, events) = run(&mut t, &frames);
         assert_eq!(count(&events, |e| matches!(e, TrackEvent::Confirmed { .. })), 0);
     }
@@ -423,9 +406,8 @@ mod tests {
     #[test]
     fn a_car_and_a_person_side_by_side_do_not_swap() {
         let mut t = Tracker::new(settings());
-        let frames: Vec<Vec<Observation>> = (0..10)
-            .map(|i| vec![obs(400.0 + 5.0 * i as f32, 300.0, 300.0, 250.0, 0.9, "car"), obs(420.0 + 5.0 * i as f32, 320.0, 80.0, 220.0, 0.9, "person")])
-            .collect();
+        let frames: Vec<Vec<Observation>> =
+            (0..10).map(|i| vec![obs(400.0 + 5.0 * i as f32, 300.0, 300.0, 250.0, 0.9, "car"), obs(420.0 + 5.0 * i as f32, 320.0, 80.0, 220.0, 0.9, "person")]).collect();
         let (ids, _) = run(&mut t, &frames);
         assert_ne!(ids[5][0], ids[5][1]);
         assert_eq!(t.track(ids[5][0].unwrap()).unwrap().label(), "car");

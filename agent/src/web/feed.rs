@@ -38,10 +38,20 @@ pub struct CameraHealth {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum FeedItem {
-    Event { event: Value },
-    Alert { alert: Value, ack: Option<Ack> },
-    Ack { alert: String, ack: Ack },
-    Cameras { cameras: Vec<CameraHealth> },
+    Event {
+        event: Value,
+    },
+    Alert {
+        alert: Value,
+        ack: Option<Ack>,
+    },
+    Ack {
+        alert: String,
+        ack: Ack,
+    },
+    Cameras {
+        cameras: Vec<CameraHealth>,
+    },
     /// The page missed items and must reload the recent list.
     Resync,
 }

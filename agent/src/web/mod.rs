@@ -195,7 +195,8 @@ struct LoginQuery {
 async fn login_page(State(s): State<WebState>, Query(q): Query<LoginQuery>) -> Response {
     let en = q.lang.as_deref().unwrap_or(&s.language) == "en";
     let t = |zh: &'static str, en_text: &'static str| if en { en_text } else { zh };
-    let error = if q.error.is_some() { format!("<p class=\"error\" id=\"login-error\">{}</p>", t("用户名或密码错误", "Wrong user name or password")) } else { String::new() };
+    let error =
+        if q.error.is_some() { format!("<p class=\"error\" id=\"login-error\">{}</p>", t("用户名或密码错误", "Wrong user name or password")) } else { String::new() };
     let setup = if s.setup_code.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
         format!("<p><a href=\"/setup{}\">{}</a></p>", if en { "?lang=en" } else { "" }, t("首次使用：创建值班账号", "First use: create the duty account"))
     } else {
@@ -265,7 +266,11 @@ async fn setup_page(State(s): State<WebState>, Query(q): Query<LoginQuery>) -> R
     }
     let en = q.lang.as_deref().unwrap_or(&s.language) == "en";
     let t = |zh: &'static str, en_text: &'static str| if en { en_text } else { zh };
-    let error = if q.error.is_some() { format!("<p class=\"error\">{}</p>", t("设置码错误、用户名无效或密码少于 8 位", "Wrong set-up code, invalid name, or password under 8 characters")) } else { String::new() };
+    let error = if q.error.is_some() {
+        format!("<p class=\"error\">{}</p>", t("设置码错误、用户名无效或密码少于 8 位", "Wrong set-up code, invalid name, or password under 8 characters"))
+    } else {
+        String::new()
+    };
     let body = format!(
         include_str!("assets/setup.html"),
         hint = t("设置码在本机日志中（journalctl -u edge-agent）。", "The set-up code is in this PC's log (journalctl -u edge-agent)."),
@@ -379,11 +384,7 @@ struct StreamState {
     ticker: tokio::time::Interval,
 }
 
-fn futures_stream(
-    rx: broadcast::Receiver<Arc<str>>,
-    state: WebState,
-    expires: Instant,
-) -> impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>> {
+fn futures_stream(rx: broadcast::Receiver<Arc<str>>, state: WebState, expires: Instant) -> impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>> {
     // The interval's first tick is immediate: camera health goes out first.
     let ticker = tokio::time::interval(Duration::from_secs(5));
     futures_util::stream::unfold(StreamState { rx, state, expires, ticker }, |mut st| async move {

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rand::Rng;
 use argon2::Argon2;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// What a signed-in person may do.

@@ -37,7 +37,8 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a phone-sized window.
     pub fn start(width: u32, height: u32) -> Self {
         let port = testkit::broker::free_port();
-        let driver = Command::new("chromedriver").arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("chromedriver (Debian package chromium-driver)");
+        let driver =
+            Command::new("chromedriver").arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("chromedriver (Debian package chromium-driver)");
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while ureq::get(&format!("{base}/status")).call().is_err() {

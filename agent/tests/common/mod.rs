@@ -48,13 +48,10 @@ pub fn file_url(path: &Path) -> String {
 /// Writes an agent config into `dir` and returns its path.
 pub fn config(dir: &Path, broker_port: Option<u16>, cameras: &[Cam], extra: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let mut text = String::from(
-        "[site]\ncity = \"xining\"\ndistrict = \"chengzhong\"\ntown = \"nanchuan\"\nvillage = \"xiaozhuang\"\ncheckpoint = \"east-gate\"\nname = \"小庄村东口\"\n\n",
-    );
+    let mut text =
+        String::from("[site]\ncity = \"xining\"\ndistrict = \"chengzhong\"\ntown = \"nanchuan\"\nvillage = \"xiaozhuang\"\ncheckpoint = \"east-gate\"\nname = \"小庄村东口\"\n\n");
     if let Some(port) = broker_port {
-        text.push_str(&format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nkeep_alive_secs = 5\nstats_interval_secs = 1\ndetections_interval_ms = 200\n\n"
-        ));
+        text.push_str(&format!("[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nkeep_alive_secs = 5\nstats_interval_secs = 1\ndetections_interval_ms = 200\n\n"));
     }
     text.push_str(&format!("[models]\ndir = \"{}\"\n\n", testkit::shared_dir().join("models").display()));
     text.push_str(&format!("[storage]\nstate_dir = \"{}\"\n\n", dir.join("state").display()));
@@ -110,13 +107,7 @@ impl Agent {
     fn spawn(mut cmd: Command, config: &Path) -> Self {
         let log = config.with_extension("log");
         let file = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start edge-agent run");
+        let child = cmd.args(["run", "--config"]).arg(config).stdout(Stdio::null()).stderr(file).spawn().expect("start edge-agent run");
         Self { child: Some(child), log }
     }
 
@@ -181,7 +172,6 @@ impl Drop for Agent {
         }
     }
 }
-
 
 /// Sends one raw HTTP/1.1 request (`Connection: close` added) and returns the whole response, headers
 /// included, without following redirects.

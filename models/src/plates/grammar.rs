@@ -101,38 +101,18 @@ pub struct Template {
 pub fn templates() -> Vec<Template> {
     use PlateColour::*;
     use Slot::*;
-    let mut out = vec![Template {
-        name: "standard",
-        slots: vec![Province, Letter, Alnum, Alnum, Alnum, Alnum, Alnum],
-        colours: &[Blue, Yellow, Black, White],
-    }];
+    let mut out = vec![Template { name: "standard", slots: vec![Province, Letter, Alnum, Alnum, Alnum, Alnum, Alnum], colours: &[Blue, Yellow, Black, White] }];
     for suffix in SUFFIXES.chars() {
         let colours: &'static [PlateColour] = match suffix {
             '学' | '挂' => &[Yellow],
             '警' => &[White],
             _ => &[Black],
         };
-        out.push(Template {
-            name: "suffixed",
-            slots: vec![Province, Letter, Alnum, Alnum, Alnum, Alnum, Fixed(suffix)],
-            colours,
-        });
+        out.push(Template { name: "suffixed", slots: vec![Province, Letter, Alnum, Alnum, Alnum, Alnum, Fixed(suffix)], colours });
     }
-    out.push(Template {
-        name: "new-energy-small",
-        slots: vec![Province, Letter, NewEnergy, Alnum, Digit, Digit, Digit, Digit],
-        colours: &[Green],
-    });
-    out.push(Template {
-        name: "new-energy-large",
-        slots: vec![Province, Letter, Digit, Digit, Digit, Digit, Digit, NewEnergy],
-        colours: &[Green],
-    });
-    out.push(Template {
-        name: "embassy",
-        slots: vec![Fixed(EMBASSY), Digit, Digit, Digit, Digit, Digit, Digit],
-        colours: &[Black],
-    });
+    out.push(Template { name: "new-energy-small", slots: vec![Province, Letter, NewEnergy, Alnum, Digit, Digit, Digit, Digit], colours: &[Green] });
+    out.push(Template { name: "new-energy-large", slots: vec![Province, Letter, Digit, Digit, Digit, Digit, Digit, NewEnergy], colours: &[Green] });
+    out.push(Template { name: "embassy", slots: vec![Fixed(EMBASSY), Digit, Digit, Digit, Digit, Digit, Digit], colours: &[Black] });
     out
 }
 
@@ -150,9 +130,7 @@ pub fn alphabet() -> String {
 /// The template `text` matches, if any.
 pub fn matching_template(text: &str) -> Option<Template> {
     let chars: Vec<char> = text.chars().collect();
-    templates()
-        .into_iter()
-        .find(|t| t.slots.len() == chars.len() && t.slots.iter().zip(&chars).all(|(s, c)| s.allows(*c)))
+    templates().into_iter().find(|t| t.slots.len() == chars.len() && t.slots.iter().zip(&chars).all(|(s, c)| s.allows(*c)))
 }
 
 /// Whether `text` is a well-formed plate number.

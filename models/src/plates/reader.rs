@@ -100,21 +100,14 @@ impl PlateReader {
         let loaded = load_session(env, path, options)?;
         let tensors = CONTRACT.check(&loaded.session, path)?;
         let mismatch = |m: String| ModelError::Contract { path: path.to_path_buf(), model: CONTRACT.model, mismatch: m };
-        let dictionary = loaded
-            .session
-            .metadata()
-            .ok()
-            .and_then(|m| m.custom(DICTIONARY_KEY))
-            .ok_or_else(|| mismatch(format!("no {DICTIONARY_KEY:?} dictionary in the model metadata")))?;
+        let dictionary =
+            loaded.session.metadata().ok().and_then(|m| m.custom(DICTIONARY_KEY)).ok_or_else(|| mismatch(format!("no {DICTIONARY_KEY:?} dictionary in the model metadata")))?;
         let mut classes = vec![String::new()];
         classes.extend(dictionary.split('\n').map(|s| s.trim_end_matches('\r').to_string()));
         classes.push(String::new()); // trailing space class
         let declared = tensors.output_shape[2];
         if declared > 0 && declared as usize != classes.len() {
-            return Err(mismatch(format!(
-                "output has {declared} classes, the metadata dictionary gives {} (+ blank and space)",
-                classes.len() - 2
-            )));
+            return Err(mismatch(format!("output has {declared} classes, the metadata dictionary gives {} (+ blank and space)", classes.len() - 2)));
         }
         let index = |c: char| classes.iter().position(|s| s.chars().eq(std::iter::once(c)));
         let missing: String = alphabet().chars().filter(|c| index(*c).is_none()).collect();

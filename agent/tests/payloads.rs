@@ -1,0 +1,156 @@
+//! Golden payloads for alerts, status and stats (the event chain has its own in `events.rs`): fixed inputs,
+//! byte-for-byte expected JSON, and the JSON Schema on top.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use edge_agent::events::geometry::Direction;
+use edge_agent::events::voting::VotedPlate;
+use edge_agent::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, Grid, InferenceMs, LinkStats, OutboxStats};
+use edge_agent::rules::{Finding, PlateMatch, RuleType};
+use edge_agent::stats::CameraState;
+use edge_agent::topics::{Origin, Topics};
+use edge_config::{Severity, Site};
+use models::plates::PlateColour;
+use models::ObjectClass;
+use testkit::schemas::assert_valid;
+
+fn site() -> Site {
+    Site {
+        city: "xining".into(),
+        district: "chengzhong".into(),
+        town: "nanchuan".into(),
+        village: "xiaozhuang".into(),
+        checkpoint: "east-gate".into(),
+        name: Some("小庄村东口".into()),
+    }
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+/// Compares with the golden file, or writes it with `UPDATE_GOLDEN=1`.
+fn assert_golden(name: &str, text: &str) {
+    let path = testkit::workspace_dir().join("agent/tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, text).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text, golden, "{name} changed; if intended, rerun with UPDATE_GOLDEN=1 and review the diff");
+}
+
+#[test]
+fn alert_payloads_match_the_golden_file() {
+    let origin = Arc::new(Origin { topics: Some(Topics::new("checkpoint", &site())), site: site(), camera: "gate-in".into() });
+    let watch = Finding {
+        id: "0193d9c0-0000-7000-8000-0000000000a1".into(),
+        at: at("2026-11-28T08:00:02.000Z"),
+        origin: origin.clone(),
+        rule: "stolen".into(),
+        kind: RuleType::WatchList,
+        severity: Severity::Critical,
+        event_id: Some("0193d9c0-0000-7000-8000-000000000000".into()),
+        event_ids: vec!["0193d9c0-0000-7000-8000-000000000000".into()],
+        class: Some(ObjectClass::CAR),
+        direction: Some(Direction::In),
+        plate: Some(VotedPlate { text: "京PL3B67".into(), confidence: 0.91234, min_char_confidence: 0.8, color: PlateColour::Blue, rows: 1, reads: 4, votes: 5 }),
+        matched: Some(PlateMatch { entry: "京PL3N67".into(), distance: 1, position: Some(4) }),
+        prefix: None,
+        zone: None,
+        count: None,
+        duration_s: None,
+    };
+    let crowd = Finding {
+        id: "0193d9c0-0000-7000-8000-0000000000a2".into(),
+        rule: "crowd".into(),
+        kind: RuleType::Crowding,
+        severity: Severity::Warning,
+        event_ids: vec!["0193d9c0-0000-7000-8000-000000000000".into(), "0193d9c0-0000-7000-8000-000000000001".into()],
+        class: Some(ObjectClass::PERSON),
+        direction: None,
+        plate: None,
+        matched: None,
+        zone: Some("square".into()),
+        count: Some(2),
+        duration_s: Some(12.3456),
+        ..watch.clone()
+    };
+    let mut text = String::new();
+    for f in [&watch, &crowd] {
+        let alert = payload::Alert::from(f);
+        assert_valid("alert.v1.json", &serde_json::to_value(&alert).unwrap());
+        text.push_str(&serde_json::to_string(&alert).unwrap());
+        text.push('\n');
+    }
+    assert_golden("alerts.jsonl", &text);
+}
+
+#[test]
+fn status_payload_matches_the_golden_file() {
+    let status = payload::Status {
+        schema: payload::STATUS_SCHEMA,
+        state: AgentState::Online,
+        site: site().path(),
+        grid: Grid::from(&site()),
+        name: site().name,
+        agent: AgentInfo { version: "0.1.0", hostname: "checkpoint-pc".into(), started_at: "2026-11-28T07:59:00.000Z".into() },
+        ts: "2026-11-28T08:00:00.000Z".into(),
+        cameras: vec![
+            CameraStatus {
+                id: "gate-in".into(),
+                state: CameraState::Online,
+                since: "2026-11-28T07:59:05.000Z".into(),
+                last_error: None,
+                frame_size: Some([1920, 1080]),
+                decoder: Some("avdec_h264 (software)".into()),
+            },
+            CameraStatus {
+                id: "gate-out".into(),
+                state: CameraState::Unauthorized,
+                since: "2026-11-28T07:59:06.000Z".into(),
+                last_error: Some("the camera rejected the credentials".into()),
+                frame_size: None,
+                decoder: None,
+            },
+        ],
+    };
+    let value = serde_json::to_value(&status).unwrap();
+    assert_valid("status.v1.json", &value);
+    assert_golden("status.json", &format!("{}\n", serde_json::to_string(&status).unwrap()));
+}
+
+#[test]
+fn stats_payload_matches_the_golden_file() {
+    let stats = payload::Stats {
+        schema: payload::STATS_SCHEMA,
+        site: site().path(),
+        ts: "2026-11-28T08:01:00.000Z".into(),
+        interval_s: 60.0,
+        uptime_s: 120.5,
+        detector: payload::DetectorStats { model: "yolox_nano.onnx".into(), provider: "cpu", input: [416, 416] },
+        outbox: OutboxStats { depth: 3, bytes: 4096, oldest_age_s: Some(1.25), evicted_total: 0 },
+        mqtt: LinkStats { connects_total: 1, connection_errors_total: 2, sent_total: 40, acked_total: 37 },
+        cameras: vec![CameraStats {
+            id: "gate-in".into(),
+            state: CameraState::Online,
+            last_error: None,
+            frames_in: 1500,
+            frames_analysed: 300,
+            frames_dropped: 2,
+            frames_skipped: 1198,
+            fps_in: 25.0,
+            fps_analysed: 5.0,
+            detections: 420,
+            inference_ms: Some(InferenceMs { mean: 20.41, max: 35.2 }),
+            plates: 57,
+            plate_ms: Some(12.5),
+            restarts: 1,
+            messages_dropped: 0,
+        }],
+    };
+    let value = serde_json::to_value(&stats).unwrap();
+    assert_valid("stats.v1.json", &value);
+    assert_golden("stats.json", &format!("{}\n", serde_json::to_string(&stats).unwrap()));
+}
