@@ -170,3 +170,21 @@ fn disabled_rules_and_zero_cooldown() {
     assert_eq!(cam.on_event(&compiled(&[r.clone()]), &event("e2", Phase::New, "vehicle", Some("苏ED51712"), None), at(0, NOON)).len(), 1);
     assert_eq!(cam.on_event(&compiled(&[r]), &event("e3", Phase::New, "vehicle", Some("苏ED51712"), None), at(1, NOON)).len(), 1);
 }
+
+#[test]
+fn rules_are_compiled_once_and_a_value_validation_would_reject_leaves_only_that_rule_out() {
+    let good = rule("night", RuleKind::AfterHours { from: "22:30".into(), to: "06:00".into(), types: vec!["vehicle".into()], direction: Some("out".into()) });
+    let bad = rule("broken", RuleKind::AfterHours { from: "25:00".into(), to: "06:00".into(), types: vec![], direction: None });
+    let mut off = rule("off", RuleKind::KeyRegion { prefixes: vec!["鄂 a".into()] });
+    off.enabled = false;
+    let set = compiled(&[good, bad, off, rule("region", RuleKind::KeyRegion { prefixes: vec!["鄂 a".into()] })]);
+    let ids: Vec<&str> = set.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["night", "region"]);
+    assert_eq!(set.iter().next().map(|r| &r.check), Some(&Check::AfterHours { from: 22 * 60 + 30, to: 6 * 60, kinds: vec![ObjectKind::Vehicle], direction: Some(Direction::Out) }));
+    assert_eq!(set.iter().nth(1).map(|r| &r.check), Some(&Check::KeyRegion { prefixes: vec!["鄂A".into()] }), "prefixes normalised at load");
+    assert!(!set.has_crowding());
+    let shared = shared(set.source());
+    assert!(!replace(&shared, set.source()), "the same rules are not swapped");
+    assert!(replace(&shared, &[]));
+    assert!(current(&shared).is_empty());
+}

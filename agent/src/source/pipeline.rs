@@ -9,7 +9,7 @@
 //! camera analysed at 5 fps converts only 5 frames a second. In live mode the appsink keeps one buffer and drops older ones (newest
 //! frame wins, never a queue); in offline mode (`analyze`) it blocks upstream so every sampled frame is seen.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,8 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use models::{BgrImage, BgrView};
 
+use super::decoder;
+use super::gate::{self, RateGate};
 use crate::stats::CameraRecord;
 
 /// How frames are handed over.
@@ -58,42 +60,6 @@ impl SourceSettings {
             latency_ms: edge_config::default_rtsp_latency_ms(),
             decoder: DecoderChoice::Auto,
         }
-    }
-}
-
-/// Factory-name prefixes of each hardware decoder family.
-fn family_prefixes(choice: DecoderChoice) -> &'static [&'static str] {
-    match choice {
-        DecoderChoice::Vaapi => &["vaapi", "va"],
-        DecoderChoice::Nvcodec => &["nv"],
-        DecoderChoice::V4l2 => &["v4l2"],
-        DecoderChoice::Auto | DecoderChoice::Software => &[],
-    }
-}
-
-/// Video decoders, and image decoders (jpegdec decodes MJPEG streams).
-fn is_video_decoder(factory: &gst::ElementFactory) -> bool {
-    let klass = factory.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default();
-    klass.contains("Decoder") && (klass.contains("Video") || klass.contains("Image"))
-}
-
-fn is_hardware(factory: &gst::ElementFactory) -> bool {
-    factory.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default().contains("Hardware")
-}
-
-/// Whether `factory` belongs to the hardware family `choice`.
-fn in_family(factory: &gst::ElementFactory, choice: DecoderChoice) -> bool {
-    let name = factory.name();
-    is_hardware(factory) && family_prefixes(choice).iter().any(|p| name.starts_with(p))
-}
-
-/// The Debian package that provides a decoder family.
-fn family_package(choice: DecoderChoice) -> &'static str {
-    match choice {
-        DecoderChoice::Vaapi => "gstreamer1.0-vaapi (or the va plugin of gstreamer1.0-plugins-bad) and the VA driver",
-        DecoderChoice::Nvcodec => "gstreamer1.0-plugins-bad built with nvcodec, and the NVIDIA driver",
-        DecoderChoice::V4l2 => "gstreamer1.0-plugins-good (v4l2codecs) and a V4L2 decoder device",
-        DecoderChoice::Auto | DecoderChoice::Software => "gstreamer1.0-libav",
     }
 }
 
@@ -179,39 +145,7 @@ pub struct Pipeline {
     bus: gst::Bus,
     seq: u64,
     /// The stream's frame rate ×1000, once the decoder announced it (0 = unknown or variable).
-    input_fps: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// Lets frames through at `fps` by their timestamps. Frames without a timestamp pass. A jump back in time
-/// (a file looping, a stream restarting) starts over.
-#[derive(Debug, Clone)]
-pub struct RateGate {
-    interval: Duration,
-    next_due: Option<Duration>,
-}
-
-impl RateGate {
-    pub fn new(fps: f64) -> Self {
-        Self { interval: Duration::from_secs_f64(1.0 / fps.max(0.001)), next_due: None }
-    }
-
-    pub fn admit(&mut self, pts: Option<Duration>) -> bool {
-        let Some(pts) = pts else { return true };
-        // Half a millisecond of slack for rounded timestamps (25 fps streams at 5 fps).
-        let slack = Duration::from_micros(500);
-        match self.next_due {
-            Some(due) if pts + slack < due && pts + 2 * self.interval >= due => false,
-            Some(due) if pts + slack >= due && pts < due + self.interval => {
-                self.next_due = Some(due + self.interval);
-                true
-            }
-            // First frame, a jump forward (gap) or back (loop): start the schedule here.
-            _ => {
-                self.next_due = Some(pts + self.interval);
-                true
-            }
-        }
-    }
+    input_fps: Arc<AtomicU64>,
 }
 
 /// Elements every pipeline needs, with the Debian package that provides each.
@@ -243,16 +177,7 @@ impl Pipeline {
             |factory: &str| gst::ElementFactory::make(factory).build().map_err(|_| fail(FailureKind::MissingPlugin, format!("GStreamer element {factory} is not installed")));
 
         let choice = settings.decoder;
-        if !family_prefixes(choice).is_empty() {
-            let available =
-                gst::ElementFactory::factories_with_type(gst::ElementFactoryType::DECODER, gst::Rank::NONE).into_iter().any(|f| is_video_decoder(&f) && in_family(&f, choice));
-            if !available {
-                return Err(fail(
-                    FailureKind::MissingPlugin,
-                    format!("decoder = {:?} but no such hardware video decoder is installed (needs {})", choice.as_str(), family_package(choice)),
-                ));
-            }
-        }
+        decoder::check_available(choice).map_err(|message| fail(FailureKind::MissingPlugin, message))?;
 
         let pipeline = gst::Pipeline::with_name(&format!("camera-{}", settings.camera_id));
         let decode = make("uridecodebin")?;
@@ -266,22 +191,7 @@ impl Pipeline {
             }
             None
         });
-        if choice != DecoderChoice::Auto {
-            // Steer decodebin: skip decoders that are not the requested kind.
-            let result_class = glib::Type::from_name("GstAutoplugSelectResult").and_then(glib::EnumClass::with_type);
-            if let Some(class) = result_class {
-                decode.connect("autoplug-select", false, move |values| {
-                    let factory = values.get(3).and_then(|v| v.get::<gst::ElementFactory>().ok())?;
-                    let skip = is_video_decoder(&factory)
-                        && match choice {
-                            DecoderChoice::Software => is_hardware(&factory),
-                            _ => !in_family(&factory, choice),
-                        };
-                    // 0 = try, 2 = skip.
-                    class.to_value(if skip { 2 } else { 0 })
-                });
-            }
-        }
+        decoder::steer(&decode, choice);
 
         // Frames beyond the detect rate are dropped by a timestamp gate on the converter's input (see
         // `RateGate`), not by videorate: GStreamer 1.22's videorate aborts the process on variable-rate
@@ -318,50 +228,10 @@ impl Pipeline {
             }
         });
 
-        // Note which decoder decodebin picked, for the log and the status.
-        let noted = record.clone();
-        let camera = settings.camera_id.clone();
-        pipeline.connect_deep_element_added(move |_, _, element| {
-            if let Some(factory) = element.factory() {
-                if is_video_decoder(&factory) {
-                    let kind = if is_hardware(&factory) { "hardware" } else { "software" };
-                    tracing::info!(camera = %camera, decoder = %factory.name(), kind, "video decoder chosen");
-                    noted.set_decoder(format!("{} ({kind})", factory.name()));
-                }
-            }
-        });
-
-        // Count frames out of the decoder, drop those beyond the detect rate, note the stream's frame rate.
-        let counters = record.clone();
-        let input_fps = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let fps_out = input_fps.clone();
-        let gate = std::sync::Mutex::new(RateGate::new(settings.detect_fps));
+        decoder::note_choice(&pipeline, record.clone(), settings.camera_id.clone());
+        let input_fps = Arc::new(AtomicU64::new(0));
         if let Some(pad) = convert.static_pad("sink") {
-            // Buffers and events in separate probes: a buffer beyond the detect rate is taken out of the
-            // probe and the probe reports it handled (returning `Drop` from a probe that also sees events
-            // makes GStreamer 1.22 unref a NULL object).
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else { return gst::PadProbeReturn::Ok };
-                counters.counters.frames_in.fetch_add(1, Ordering::Relaxed);
-                let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
-                if !gate.lock().unwrap_or_else(|p| p.into_inner()).admit(pts) {
-                    drop(info.data.take());
-                    return gst::PadProbeReturn::Handled;
-                }
-                counters.counters.frames_sampled.fetch_add(1, Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
-            });
-            pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-                if let Some(gst::PadProbeData::Event(e)) = &info.data {
-                    if let gst::EventView::Caps(c) = e.view() {
-                        let rate = c.caps().structure(0).and_then(|s| s.get::<gst::Fraction>("framerate").ok());
-                        if let Some(r) = rate.filter(|r| r.numer() > 0 && r.denom() > 0) {
-                            fps_out.store((r.numer() as f64 / r.denom() as f64 * 1000.0) as u64, Ordering::Relaxed);
-                        }
-                    }
-                }
-                gst::PadProbeReturn::Ok
-            });
+            gate::install(&pad, RateGate::new(settings.detect_fps), record, input_fps.clone());
         }
 
         let bus = pipeline.bus().ok_or_else(|| fail(FailureKind::Other, "pipeline has no bus".into()))?;
@@ -404,7 +274,8 @@ impl Pipeline {
 
     fn classify(&self, err: &gst::message::Error) -> SourceError {
         let e = err.error();
-        let from_hw_decoder = err.src().and_then(|s| s.downcast_ref::<gst::Element>().and_then(|el| el.factory())).is_some_and(|f| is_video_decoder(&f) && is_hardware(&f));
+        let from_hw_decoder =
+            err.src().and_then(|s| s.downcast_ref::<gst::Element>().and_then(|el| el.factory())).is_some_and(|f| decoder::is_video_decoder(&f) && decoder::is_hardware(&f));
         let kind = if from_hw_decoder {
             FailureKind::HardwareDecoder
         } else if let Some(r) = e.kind::<gst::ResourceError>() {
@@ -508,32 +379,5 @@ fn configure_source(source: &gst::Element, transport: RtspTransport, latency_ms:
             }
         }
         _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(gate: &mut RateGate, fps_in: f64, frames: usize) -> Vec<usize> {
-        (0..frames).filter(|&i| gate.admit(Some(Duration::from_secs_f64(i as f64 / fps_in)))).collect()
-    }
-
-    #[test]
-    fn the_gate_holds_the_detect_rate() {
-        assert_eq!(run(&mut RateGate::new(5.0), 25.0, 26), vec![0, 5, 10, 15, 20, 25]);
-        assert_eq!(run(&mut RateGate::new(2.5), 25.0, 25), vec![0, 10, 20]);
-        // A slower stream passes whole.
-        assert_eq!(run(&mut RateGate::new(5.0), 2.0, 4), vec![0, 1, 2, 3]);
-    }
-
-    #[test]
-    fn the_gate_restarts_after_a_jump_back_or_a_gap() {
-        let mut g = RateGate::new(5.0);
-        assert!(g.admit(Some(Duration::from_secs(10))));
-        assert!(!g.admit(Some(Duration::from_millis(10_040))));
-        assert!(g.admit(Some(Duration::ZERO)), "file rewound");
-        assert!(g.admit(Some(Duration::from_secs(100))), "gap");
-        assert!(g.admit(None));
     }
 }
