@@ -44,7 +44,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let outbox = Outbox::open(&dir.path().join("outbox.redb")).unwrap();
-        let (writer, handle) = OutboxWriter::start(outbox, Bounds { max_bytes: 1 << 30, max_age_ms: u64::MAX }).unwrap();
+        let (writer, handle) = OutboxWriter::start(outbox, Bounds { max_bytes: 1 << 30, ..Bounds::UNLIMITED }).unwrap();
         let site = Site { city: "xining".into(), district: "chengzhong".into(), town: "nanchuan".into(), village: "xiaozhuang".into(), checkpoint: "east-gate".into(), name: None };
         let settings: Mqtt = toml::from_str(&format!("host = \"127.0.0.1\"\nport = {}\n", broker.port())).unwrap();
         let cancel = CancellationToken::new();

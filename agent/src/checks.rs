@@ -59,6 +59,43 @@ pub fn environment_issues(config: &Config) -> Vec<Issue> {
     issues
 }
 
+/// Settings that work but expose the checkpoint: reported as warnings by `check-config` and at start.
+pub fn security_warnings(config: &Config) -> Vec<Issue> {
+    let mut warnings = Vec::new();
+    if let Some(mqtt) = config.mqtt.as_ref().filter(|m| m.tls.is_none() && !is_loopback(&m.host)) {
+        warnings.push(Issue::new(
+            "mqtt",
+            format!("plain MQTT to {}:{}: the broker password, events and snapshots cross the network unencrypted; configure [mqtt.tls]", mqtt.host, mqtt.port),
+        ));
+    }
+    let web = &config.web;
+    if web.enabled && web.tls_cert_file.is_none() {
+        let host = web.listen.rsplit_once(':').map_or(web.listen.as_str(), |(h, _)| h).trim_matches(['[', ']']);
+        if !is_loopback(host) {
+            warnings.push(Issue::new(
+                "web.listen",
+                format!("the duty desk is served on {} over plain HTTP: passwords and pictures cross the office network unencrypted; set web.tls_cert_file and web.tls_key_file, or listen on 127.0.0.1", web.listen),
+            ));
+        }
+    }
+    warnings
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The soft limit on open files of this process (from `/proc/self/limits`).
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Fewest open files the agent wants: cameras (sockets, decoder threads' pipes), snapshots, MQTT, the
+/// outbox and up to 256 duty desk connections.
+pub const MIN_OPEN_FILES: u64 = 4096;
+
 /// The local path of a `file://` URL.
 pub fn file_path(url: &str) -> Option<std::path::PathBuf> {
     url::Url::parse(url).ok()?.to_file_path().ok()

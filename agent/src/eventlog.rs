@@ -52,6 +52,15 @@ impl EventLog {
 
     /// Appends one line (the file is flushed; the outbox is what guarantees delivery, this is the record).
     pub fn append(&self, at: DateTime<Utc>, line: &[u8]) -> std::io::Result<()> {
+        self.write(at, line, false)
+    }
+
+    /// Appends one line and waits until it is on disk (the audit log).
+    pub fn append_synced(&self, at: DateTime<Utc>, line: &[u8]) -> std::io::Result<()> {
+        self.write(at, line, true)
+    }
+
+    fn write(&self, at: DateTime<Utc>, line: &[u8], sync: bool) -> std::io::Result<()> {
         let day = at.date_naive();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.as_ref().is_none_or(|(d, _)| *d != day) {
@@ -64,6 +73,9 @@ impl EventLog {
             buf.extend_from_slice(line);
             buf.push(b'\n');
             file.write_all(&buf)?;
+            if sync {
+                file.sync_data()?;
+            }
         }
         Ok(())
     }

@@ -221,19 +221,24 @@ fn retention_removes_expired_snapshots_and_logs() {
 }
 
 #[test]
-fn first_run_set_up_needs_the_code_from_the_log() {
+fn first_run_set_up_needs_the_code_from_the_root_only_file() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), None, &[], "");
     let agent = Agent::start(&cfg);
     let addr = web_addr(&agent);
-    agent.wait_log("setup_code=", 1, Duration::from_secs(10));
-    let log = agent.log();
-    let code = log.split("setup_code=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    // The code is in a file only its owner can read, and never in the log.
+    let code_file = dir.path().join("state/setup-code");
+    agent.wait_log("set-up code", 1, Duration::from_secs(10));
+    let code = std::fs::read_to_string(&code_file).unwrap().trim().to_string();
+    assert_eq!(code.len(), 32, "128 bits, hex: {code}");
+    assert_eq!(std::fs::metadata(&code_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!agent.log().contains(&code), "the set-up code is in the log");
     let setup = |code: &str| {
         let body = format!("code={code}&user=duty&password=village-gate-2026");
         post_form(&addr, "/setup", &body)
     };
-    // Without the code from the log, no account.
+    // Without the code, no account.
     assert!(setup("not-the-code").contains("location: /setup?error=1"));
     assert!(!dir.path().join("state/users.json").exists());
     assert!(setup(&code).contains("location: /login"));

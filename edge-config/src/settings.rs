@@ -335,6 +335,10 @@ pub struct Web {
     pub tls_cert_file: Option<PathBuf>,
     #[serde(default)]
     pub tls_key_file: Option<PathBuf>,
+    /// Host names (besides this PC's own name, `localhost` and IP addresses) the page may be reached by,
+    /// e.g. a DNS name the village office uses for this PC. Requests for any other name are refused.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Web {
@@ -347,6 +351,7 @@ impl Default for Web {
             language: default_language(),
             tls_cert_file: None,
             tls_key_file: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }

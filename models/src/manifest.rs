@@ -121,7 +121,9 @@ pub fn sha256_file(path: &Path) -> Result<String, std::io::Error> {
 /// Checks the copy of `entry` in `dir`.
 pub fn verify(dir: &Path, entry: &'static ModelEntry) -> Result<PathBuf, ManifestError> {
     let path = dir.join(entry.file);
-    if !path.exists() {
+    // A link in place of a model is not an installed model (and is never followed: `models fetch` runs as
+    // root in a directory the service user may write to).
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
         return Err(ManifestError::Missing { path });
     }
     let actual = sha256_file(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
@@ -177,8 +179,9 @@ pub fn install_from_wheel(wheel: &Path, dest_dir: &Path, entry: &'static ModelEn
 }
 
 /// Installs `bytes` (read from `origin`, named in errors) as `entry` in `dest_dir`: the digest is checked
-/// first, then the file is written under a temporary name, fsynced and renamed, so a half-written or wrong
-/// model is never visible.
+/// first, then the file is written under a fresh temporary name (created exclusively, so a file or link
+/// planted there is never written through), fsynced and renamed over the model (replacing a link planted
+/// there rather than following it), so a half-written or wrong model is never visible.
 pub fn install_bytes(origin: &Path, dest_dir: &Path, entry: &'static ModelEntry, bytes: &[u8]) -> Result<PathBuf, ManifestError> {
     let actual = hex::encode(Sha256::digest(bytes));
     if actual != entry.sha256 {
@@ -189,15 +192,29 @@ pub fn install_bytes(origin: &Path, dest_dir: &Path, entry: &'static ModelEntry,
         move |source| ManifestError::Io { path, source }
     };
     std::fs::create_dir_all(dest_dir).map_err(io(dest_dir))?;
-    let tmp = dest_dir.join(format!(".{}.partial", entry.file));
     let dest = dest_dir.join(entry.file);
-    {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
+    let (tmp, mut f) = create_exclusive(dest_dir, entry.file).map_err(io(dest_dir))?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all()).and_then(|()| std::fs::rename(&tmp, &dest));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(&dest)(e));
     }
-    std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
     Ok(dest)
+}
+
+/// A new file `.{name}.{pid}-{n}.partial` in `dir`, created with `O_EXCL` (never an existing file or link).
+fn create_exclusive(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mut last = None;
+    for n in 0..16u32 {
+        let tmp = dir.join(format!(".{name}.{}-{}.partial", std::process::id(), nanos.wrapping_add(n)));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
 }
 
 #[cfg(test)]

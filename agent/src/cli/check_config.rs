@@ -10,6 +10,9 @@ pub fn run(path: &Path) -> ExitCode {
         Ok(config) => {
             let issues = crate::checks::environment_issues(&config);
             if issues.is_empty() {
+                for warning in crate::checks::security_warnings(&config) {
+                    eprintln!("warning: {warning}");
+                }
                 let enabled = config.cameras.iter().filter(|c| c.enabled).count();
                 println!(
                     "{}: OK (site {}, {} camera(s), {} enabled, MQTT {})",

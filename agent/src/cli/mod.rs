@@ -59,6 +59,40 @@ pub enum Command {
         #[arg(long, global = true, value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// The duty desk's audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+        /// Configuration file to take the state directory from. Default: /etc/edge-agent/agent.toml.
+        #[arg(long, global = true, value_name = "FILE", default_value = "/etc/edge-agent/agent.toml")]
+        config: PathBuf,
+        /// The audit directory itself (`{state_dir}/audit`), instead of taking it from the config.
+        #[arg(long, global = true, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Checks that no record was edited, deleted or inserted (each record carries the hash of the one
+    /// before it); exits 1 and names the first broken line if one was.
+    Verify,
+}
+
+/// `edge-agent audit verify`.
+pub fn audit(action: &AuditAction, dir: &Path) -> anyhow::Result<std::process::ExitCode> {
+    match action {
+        AuditAction::Verify => match crate::web::audit::verify(dir) {
+            Ok(n) => {
+                println!("{}: {n} record(s), the chain is intact", dir.display());
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(std::process::ExitCode::from(1))
+            }
+        },
+    }
 }
 
 /// Environment variable naming the models directory when no config is given.

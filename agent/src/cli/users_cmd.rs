@@ -19,7 +19,7 @@ pub enum UsersAction {
     },
     /// List the accounts and their roles.
     List,
-    /// Remove an account (its open sessions end at their expiry).
+    /// Remove an account (its open sessions end at once).
     Remove { name: String },
 }
 
@@ -34,13 +34,7 @@ pub fn run(action: &UsersAction, file: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         UsersAction::Add { name, role } => {
-            let stdin = std::io::stdin();
-            if stdin.is_terminal() {
-                eprint!("password for {name}: ");
-                let _ = std::io::stderr().flush();
-            }
-            let mut password = String::new();
-            stdin.lock().read_line(&mut password)?;
+            let password = read_password(name)?;
             users.set(name, *role, password.trim_end_matches(['\r', '\n']))?;
             println!("{name} ({}) saved in {}", role.as_str(), file.display());
         }
@@ -50,18 +44,25 @@ pub fn run(action: &UsersAction, file: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     users.save(file)?;
-    give_to_directory_owner(file);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run as root for the service, the file must belong to the service user who owns the state directory.
-fn give_to_directory_owner(file: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let Some(owner) = file.parent().and_then(|d| std::fs::metadata(d).ok()) else { return };
-    let Ok(meta) = std::fs::metadata(file) else { return };
-    if meta.uid() != owner.uid() {
-        if let Err(e) = std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid())) {
-            eprintln!("warning: cannot give {} to the directory's owner: {e}", file.display());
-        }
+/// The first line of standard input; on a terminal, asked for and read without echo (`stty -echo`).
+fn read_password(name: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    let stty = |arg: &str| std::process::Command::new("stty").arg(arg).stdin(std::process::Stdio::inherit()).status().is_ok_and(|s| s.success());
+    let hidden = terminal && stty("-echo");
+    if terminal {
+        eprint!("password for {name}: ");
+        let _ = std::io::stderr().flush();
     }
+    let mut password = String::new();
+    let read = stdin.lock().read_line(&mut password);
+    if hidden {
+        stty("echo");
+        eprintln!();
+    }
+    read?;
+    Ok(password)
 }

@@ -41,7 +41,7 @@ use crate::payload::AgentInfo;
 use crate::snapshots::SnapshotStore;
 use crate::systemd::Notifier;
 use crate::topics::Topics;
-use crate::web::{self, Feed};
+use crate::web::{self, AuditLog, Feed};
 use signals::{Signal, Signals};
 use sink::LocalRecord;
 use topology::{CameraDeps, Fleet};
@@ -72,6 +72,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         // Signals are handled from the first moment, so a stop during start-up is clean too.
         let mut signals = Signals::install()?;
         let config = load_checked(config_path)?;
+        for warning in crate::checks::security_warnings(&config) {
+            tracing::warn!("{warning}");
+        }
+        match crate::checks::open_files_limit() {
+            Some(n) if n < crate::checks::MIN_OPEN_FILES => {
+                tracing::warn!(limit = n, wanted = crate::checks::MIN_OPEN_FILES, "the open-file limit is low: raise it (LimitNOFILE= in the unit, ulimit -n)")
+            }
+            _ => {}
+        }
         crate::source::pipeline::init().map_err(anyhow::Error::msg)?;
         let Some(detector) = load_detector(&config, &mut signals).await? else {
             tracing::info!("stopped during start-up");
@@ -144,7 +153,7 @@ impl Agent {
         let mqtt = start_mqtt(config, &cameras, &outbox, &mqtt_cancel)?;
         let link = mqtt.as_ref().map(|(link, _)| link.clone());
         let (local, audit) = local_record(config).await;
-        let mut background = vec![tokio::spawn(reports::apply_retention(local.snapshots.clone(), vec![local.events.clone(), local.alerts.clone(), audit.clone()]))];
+        let mut background = vec![tokio::spawn(reports::apply_retention(local.snapshots.clone(), vec![local.events.clone(), local.alerts.clone(), audit.log().clone()]))];
         let cameras_cancel = CancellationToken::new();
         let Some(handle) = detector.handle() else { bail!("detector stopped before cameras started") };
         let deps = CameraDeps {
@@ -244,7 +253,11 @@ fn open_outbox(config: &Config) -> anyhow::Result<(OutboxWriter, OutboxHandle)> 
     let outbox = Outbox::open(&path).with_context(|| "cannot open the outbox")?;
     let pending = outbox.stats().map(|s| s.depth).unwrap_or(0);
     tracing::info!(path = %path.display(), pending, "outbox open");
-    let bounds = Bounds { max_bytes: config.storage.outbox_max_bytes, max_age_ms: config.storage.outbox_max_age_hours * 3_600_000 };
+    let bounds = Bounds {
+        max_bytes: config.storage.outbox_max_bytes,
+        max_age_ms: config.storage.outbox_max_age_hours * 3_600_000,
+        snapshot_max_age_ms: u64::from(config.storage.snapshot_retention_days) * 86_400_000,
+    };
     Ok(OutboxWriter::start(outbox, bounds)?)
 }
 
@@ -259,7 +272,7 @@ fn start_mqtt(config: &Config, cameras: &CameraList, outbox: &OutboxHandle, canc
 }
 
 /// The local logs, snapshot store and duty desk feed (refilled from the logs); and the audit log.
-async fn local_record(config: &Config) -> (LocalRecord, Arc<EventLog>) {
+async fn local_record(config: &Config) -> (LocalRecord, Arc<AuditLog>) {
     let storage = &config.storage;
     let local = LocalRecord {
         events: Arc::new(EventLog::new(&storage.state_dir, storage.event_log_retention_days)),
@@ -267,7 +280,7 @@ async fn local_record(config: &Config) -> (LocalRecord, Arc<EventLog>) {
         snapshots: SnapshotStore::new(&storage.state_dir, storage.snapshot_retention_days),
         feed: config.web.enabled.then(Feed::new),
     };
-    let audit = Arc::new(EventLog::named(&storage.state_dir, "audit", web::AUDIT_RETENTION_DAYS));
+    let audit = Arc::new(AuditLog::open(&storage.state_dir));
     if let Some(feed) = &local.feed {
         let (feed, events, alerts, audit) = (feed.clone(), local.events.clone(), local.alerts.clone(), audit.clone());
         tokio::task::spawn_blocking(move || feed.restore(&events, &alerts, &audit)).await.ok();
@@ -287,7 +300,7 @@ fn start_reports(config: &Config, link: Option<&MqttLink>, outbox: &OutboxHandle
 
 /// The metrics endpoint and the duty desk, each when enabled; one that cannot start is logged and the
 /// agent runs on without it.
-async fn start_endpoints(config: &Config, sources: &metrics::Sources, fleet: &Fleet, local: &LocalRecord, audit: Arc<EventLog>, cancel: &CancellationToken) -> Vec<JoinHandle<()>> {
+async fn start_endpoints(config: &Config, sources: &metrics::Sources, fleet: &Fleet, local: &LocalRecord, audit: Arc<AuditLog>, cancel: &CancellationToken) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     if config.metrics.enabled {
         let served = metrics::serve(&config.metrics.listen, sources.clone(), cancel.clone()).await;
@@ -302,13 +315,16 @@ async fn start_endpoints(config: &Config, sources: &metrics::Sources, fleet: &Fl
             snapshots: local.snapshots.clone(),
             audit,
             users_file: users_file(config),
-            sessions: Arc::default(),
+            sessions: web::Sessions::default(),
             session_ttl: Duration::from_secs(u64::from(w.session_hours) * 3600),
             language: w.language.clone(),
             site_name: config.site.name.clone().unwrap_or_else(|| config.site.path()),
             retention_days: config.storage.snapshot_retention_days,
-            secure_cookie: w.tls_cert_file.is_some(),
+            tls: w.tls_cert_file.is_some(),
             setup_code: Arc::default(),
+            setup_code_file: config.storage.state_dir.join("setup-code"),
+            guard: Arc::default(),
+            allowed_hosts: Arc::new(web::allowed_hosts(&w.allowed_hosts)),
         };
         let tls = w.tls_cert_file.clone().zip(w.tls_key_file.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };

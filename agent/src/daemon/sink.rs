@@ -119,9 +119,11 @@ impl<Q: Queue> EventSink<Q> {
             kind = alert.kind.as_str(),
             severity = alert.severity,
             event = alert.event_id.as_deref().unwrap_or("-"),
-            plate = alert.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"),
             "alert"
         );
+        // Plates are personal data: in the journal (kept by journald's rules, not the agent's retention)
+        // only at debug level.
+        tracing::debug!(alert = %alert.id, plate = alert.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"), "alert plate");
         let Ok(bytes) = serde_json::to_vec(&alert) else { return };
         self.queue(Kind::Alert, self.topics.alerts(&self.camera), bytes.clone(), "alert", &alert.id);
         let item = self.local.feed.as_ref().and_then(|_| FeedItem::alert(&alert));
@@ -139,8 +141,8 @@ impl<Q: Queue> EventSink<Q> {
         let now = chrono::Utc::now();
         for local in self.pending.drain(..) {
             if let Some(e) = &local.announce {
-                let plate = e.plate.as_ref().map_or("-", |p| p.text.as_str());
-                tracing::info!(camera = %self.camera, event = %e.id, phase = ?e.phase, label = e.class.label(), direction = ?e.direction, plate, "event");
+                tracing::info!(camera = %self.camera, event = %e.id, phase = ?e.phase, label = e.class.label(), direction = ?e.direction, plate_read = e.plate.is_some(), "event");
+                tracing::debug!(event = %e.id, plate = e.plate.as_ref().map_or("-", |p| p.text.as_str()), "event plate");
             }
             if let Err(err) = local.log.append(now, &local.line) {
                 tracing::warn!(camera = %self.camera, dir = %local.log.dir().display(), error = %err, "cannot write the local log");

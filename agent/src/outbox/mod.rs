@@ -118,6 +118,14 @@ pub fn now_ms() -> u64 {
 pub struct Bounds {
     pub max_bytes: u64,
     pub max_age_ms: u64,
+    /// Snapshots (pictures of people and vehicles) are kept no longer than the snapshot retention, even
+    /// when the outbox keeps other messages longer.
+    pub snapshot_max_age_ms: u64,
+}
+
+impl Bounds {
+    /// No limits (tests and benchmarks).
+    pub const UNLIMITED: Bounds = Bounds { max_bytes: u64::MAX, max_age_ms: u64::MAX, snapshot_max_age_ms: u64::MAX };
 }
 
 /// A point-in-time view of the outbox.
@@ -218,6 +226,43 @@ impl Outbox {
         Ok((keys, evicted))
     }
 
+    /// Deletes snapshot messages made before `cutoff_ms` (the snapshot retention) wherever they are in the
+    /// queue; returns how many.
+    pub fn expire_snapshots(&self, cutoff_ms: u64) -> Result<u64, OutboxError> {
+        let txn = self.begin_write()?;
+        let mut n = 0u64;
+        {
+            let mut table = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let mut expired = Vec::new();
+            for item in table.iter().map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                let Some(m) = Message::decode(v.value()) else { continue };
+                if m.created_ms >= cutoff_ms {
+                    break;
+                }
+                if m.kind == Kind::Snapshot {
+                    expired.push((k.value(), v.value().len() as u64));
+                }
+            }
+            let mut freed = 0;
+            for (k, len) in expired {
+                table.remove(k).map_err(|e| self.err(e))?;
+                freed += len;
+                n += 1;
+            }
+            if n > 0 {
+                let get = |meta: &redb::Table<&str, u64>, k: &str| meta.get(k).map(|v| v.map_or(0, |g| g.value()));
+                let bytes = get(&meta, BYTES).map_err(|e| self.err(e))?.saturating_sub(freed);
+                let total = get(&meta, EVICTED).map_err(|e| self.err(e))? + n;
+                meta.insert(BYTES, bytes).map_err(|e| self.err(e))?;
+                meta.insert(EVICTED, total).map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
     /// Up to `limit` messages with keys after `after` (and at most `max_bytes` of payload, but always one),
     /// oldest first.
     pub fn read_after(&self, after: u64, limit: usize, max_bytes: usize) -> Result<Vec<(u64, Message)>, OutboxError> {
@@ -264,7 +309,7 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    const ROOMY: Bounds = Bounds { max_bytes: 1 << 30, max_age_ms: u64::MAX };
+    const ROOMY: Bounds = Bounds { max_bytes: 1 << 30, ..Bounds::UNLIMITED };
 
     #[test]
     fn records_round_trip() {
@@ -309,7 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(&dir.path().join("outbox.redb")).unwrap();
         let msgs: Vec<Message> = (0..10).map(|i| Message::new(Kind::Event, "t".into(), vec![i as u8; 1000])).collect();
-        let bound = Bounds { max_bytes: 5 * msgs[0].stored_len(), max_age_ms: u64::MAX };
+        let bound = Bounds { max_bytes: 5 * msgs[0].stored_len(), ..Bounds::UNLIMITED };
         let (keys, evicted) = outbox.commit(&msgs, &[], bound).unwrap();
         assert_eq!(evicted, 5);
         assert_eq!(outbox.keys().unwrap(), &keys[5..]);
@@ -323,8 +368,22 @@ mod tests {
         let mut old = Message::new(Kind::Event, "t".into(), b"old".to_vec());
         old.created_ms -= 10_000;
         let new = Message::new(Kind::Event, "t".into(), b"new".to_vec());
-        let (_, evicted) = outbox.commit(&[old, new], &[], Bounds { max_bytes: u64::MAX, max_age_ms: 5_000 }).unwrap();
+        let (_, evicted) = outbox.commit(&[old, new], &[], Bounds { max_age_ms: 5_000, ..Bounds::UNLIMITED }).unwrap();
         assert_eq!(evicted, 1);
         assert_eq!(outbox.read_after(0, 10, usize::MAX).unwrap()[0].1.payload, b"new");
+    }
+
+    #[test]
+    fn snapshots_older_than_their_retention_are_expired_wherever_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.redb")).unwrap();
+        let at = |kind, created_ms| Message { kind, topic: "t".into(), payload: vec![0; 10], created_ms };
+        let now = now_ms();
+        let old = now - 10_000;
+        outbox.commit(&[at(Kind::Event, old), at(Kind::Snapshot, old), at(Kind::Event, old), at(Kind::Snapshot, now)], &[], ROOMY).unwrap();
+        assert_eq!(outbox.expire_snapshots(now - 5_000).unwrap(), 1);
+        let kinds: Vec<Kind> = outbox.read_after(0, 10, 1 << 20).unwrap().into_iter().map(|(_, m)| m.kind).collect();
+        assert_eq!(kinds, [Kind::Event, Kind::Event, Kind::Snapshot], "old events stay, the recent snapshot stays");
+        assert_eq!(outbox.stats().unwrap().evicted_total, 1);
     }
 }

@@ -130,6 +130,8 @@ fn run(outbox: &Outbox, bounds: Bounds, rx: &Receiver<Op>, committed: &Notify, c
     let mut waiters: Vec<Sender<()>> = Vec::new();
     let mut disconnected = false;
     let mut last_commit = Instant::now();
+    // The first sweep runs at start.
+    let mut last_snapshot_sweep = Instant::now().checked_sub(IDLE_SWEEP).unwrap_or_else(Instant::now);
     while !disconnected || !messages.is_empty() || !acked.is_empty() {
         // Wait for the first operation of a group (or sweep for age now and then).
         if messages.is_empty() && acked.is_empty() && waiters.is_empty() && !disconnected {
@@ -147,6 +149,17 @@ fn run(outbox: &Outbox, bounds: Bounds, rx: &Receiver<Op>, committed: &Notify, c
                 Ok(op) => take(op, &mut messages, &mut acked, &mut waiters),
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => disconnected = true,
+            }
+        }
+        if last_snapshot_sweep.elapsed() >= IDLE_SWEEP {
+            last_snapshot_sweep = Instant::now();
+            match outbox.expire_snapshots(super::now_ms().saturating_sub(bounds.snapshot_max_age_ms)) {
+                Ok(0) => {}
+                Ok(n) => {
+                    counters.evicted_total.fetch_add(n, Ordering::Relaxed);
+                    tracing::info!(snapshots = n, "snapshots older than the snapshot retention removed from the outbox undelivered");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot expire old snapshots in the outbox"),
             }
         }
         let idle_sweep = messages.is_empty() && acked.is_empty() && last_commit.elapsed() >= IDLE_SWEEP;
@@ -206,7 +219,7 @@ mod tests {
     fn appends_are_committed_in_groups_and_acks_delete() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(&dir.path().join("o.redb")).unwrap();
-        let (writer, handle) = OutboxWriter::start(outbox, Bounds { max_bytes: 1 << 30, max_age_ms: u64::MAX }).unwrap();
+        let (writer, handle) = OutboxWriter::start(outbox, Bounds { max_bytes: 1 << 30, ..Bounds::UNLIMITED }).unwrap();
         for i in 0..100 {
             handle.append(Message::new(Kind::Event, format!("t/{i}"), vec![1; 100])).unwrap();
         }
@@ -226,7 +239,7 @@ mod tests {
     fn an_append_after_the_writer_stopped_hands_the_message_back() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(&dir.path().join("o.redb")).unwrap();
-        let (writer, handle) = OutboxWriter::start(outbox, Bounds { max_bytes: 1 << 30, max_age_ms: u64::MAX }).unwrap();
+        let (writer, handle) = OutboxWriter::start(outbox, Bounds { max_bytes: 1 << 30, ..Bounds::UNLIMITED }).unwrap();
         let (tx, rx) = bounded::<Op>(1);
         drop(rx);
         let orphan = OutboxHandle { tx, ..handle.clone() };

@@ -1,15 +1,33 @@
-//! Signing in and out, and the first-run set-up of the first operator account.
+//! Signing in and out, and the first-run set-up of the first operator account. Both go through the
+//! guessing limits of [`super::guard`]; the log never names the account of a failed sign-in (often a
+//! mistyped password), only counts and addresses (in the audit log, per minute).
 
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
+use chrono::Utc;
 use serde::Deserialize;
 
+use super::audit::{AuditAction, AuditRecord};
 use super::users::{Role, UsersFile};
-use super::{random_token, security_headers, Session, WebState};
+use super::{SetupRefused, WebState};
+
+/// The account name the set-up page counts its failures under.
+const SETUP_ACCOUNT: &str = "#set-up";
+
+/// `429` with `Retry-After`, for a blocked address or account or no free check slot.
+fn too_many(retry_after: Duration) -> Response {
+    let secs = retry_after.as_secs().max(1);
+    let mut r = (StatusCode::TOO_MANY_REQUESTS, format!("too many attempts: try again in {secs} s\n")).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
 
 #[derive(Deserialize)]
 pub(super) struct LoginQuery {
@@ -24,7 +42,7 @@ pub(super) async fn login_page(State(s): State<WebState>, Query(q): Query<LoginQ
     let t = |zh: &'static str, en_text: &'static str| if en { en_text } else { zh };
     let error =
         if q.error.is_some() { format!("<p class=\"error\" id=\"login-error\">{}</p>", t("用户名或密码错误", "Wrong user name or password")) } else { String::new() };
-    let setup = if s.setup_code.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+    let setup = if s.setup_open() {
         format!("<p><a href=\"/setup{}\">{}</a></p>", if en { "?lang=en" } else { "" }, t("首次使用：创建值班账号", "First use: create the duty account"))
     } else {
         String::new()
@@ -48,15 +66,30 @@ pub(super) struct LoginForm {
     password: String,
 }
 
-pub(super) async fn login(State(s): State<WebState>, Form(f): Form<LoginForm>) -> Response {
+pub(super) async fn login(State(s): State<WebState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(f): Form<LoginForm>) -> Response {
+    let address = peer.ip();
+    let name = f.user.trim().to_string();
+    if let Err(wait) = s.guard.admit(address, &name) {
+        return too_many(wait);
+    }
+    let Some(_slot) = s.guard.slot().await else { return too_many(Duration::from_secs(1)) };
+    // Blocked meanwhile by the attempts that held the slots before this one.
+    if let Err(wait) = s.guard.admit(address, &name) {
+        return too_many(wait);
+    }
     let path = s.users_file.clone();
-    let (name, password) = (f.user.clone(), f.password);
-    let checked = tokio::task::spawn_blocking(move || UsersFile::load(&path).map(|u| u.check(&name, &password).map(|u| (u.name.clone(), u.role)))).await;
+    let (account, password) = (name.clone(), f.password);
+    let checked = tokio::task::spawn_blocking(move || UsersFile::load(&path).map(|u| u.check(&account, &password).cloned())).await;
     match checked {
-        Ok(Ok(Some((user, role)))) => {
-            let token = random_token(32);
-            s.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(token.clone(), Session { user: user.clone(), role, expires: Instant::now() + s.session_ttl });
-            tracing::info!(user = %user, role = role.as_str(), "duty desk sign-in");
+        Ok(Ok(Some(user))) => {
+            s.guard.succeeded(address, &name);
+            let token = s.sessions.start(&user, s.session_ttl);
+            tracing::info!(user = %user.name, role = user.role.as_str(), address = %address, "duty desk sign-in");
+            let mut record = AuditRecord::new(AuditAction::SignIn, Utc::now());
+            record.by = Some(user.name.clone());
+            record.role = Some(user.role.as_str().to_string());
+            record.address = Some(address.to_string());
+            s.audit(record).await;
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = header::HeaderValue::from_str(&s.cookie(&token, s.session_ttl.as_secs())) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
@@ -68,17 +101,18 @@ pub(super) async fn login(State(s): State<WebState>, Form(f): Form<LoginForm>) -
             Redirect::to("/login?error=1").into_response()
         }
         _ => {
-            tracing::warn!(user = %f.user.chars().take(32).collect::<String>(), "duty desk sign-in failed");
-            // Slows down guessing.
-            tokio::time::sleep(Duration::from_millis(700)).await;
+            s.guard.failed(address, &name);
+            tracing::debug!(address = %address, "duty desk sign-in failed");
             Redirect::to("/login?error=1").into_response()
         }
     }
 }
 
 pub(super) async fn logout(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    if let Some(session) = s.session(&headers) {
-        s.sessions.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, v| !(v.user == session.user && v.expires == session.expires));
+    if let Some(session) = WebState::token(&headers).and_then(|t| s.sessions.end(&t)) {
+        let mut record = AuditRecord::new(AuditAction::SignOut, Utc::now());
+        record.by = Some(session.user);
+        s.audit(record).await;
     }
     let mut r = Redirect::to("/login").into_response();
     if let Ok(v) = header::HeaderValue::from_str(&s.cookie("", 0)) {
@@ -88,7 +122,7 @@ pub(super) async fn logout(State(s): State<WebState>, headers: HeaderMap) -> Res
 }
 
 pub(super) async fn setup_page(State(s): State<WebState>, Query(q): Query<LoginQuery>) -> Response {
-    if s.setup_code.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+    if !s.setup_open() {
         return Redirect::to("/login").into_response();
     }
     let en = q.lang.as_deref().unwrap_or(&s.language) == "en";
@@ -100,7 +134,14 @@ pub(super) async fn setup_page(State(s): State<WebState>, Query(q): Query<LoginQ
     };
     let body = format!(
         include_str!("assets/setup.html"),
-        hint = t("设置码在本机日志中（journalctl -u edge-agent）。", "The set-up code is in this PC's log (journalctl -u edge-agent)."),
+        hint = {
+            let file = html_escape(&s.setup_code_file.display().to_string());
+            if en {
+                format!("The set-up code is in the file {file} on this PC, readable by root: <code>sudo cat {file}</code>. It is valid for 24 hours.")
+            } else {
+                format!("设置码在本机文件 {file} 中（需 root 权限：<code>sudo cat {file}</code>），24 小时内有效。")
+            }
+        },
         code = t("设置码", "Set-up code"),
         user = t("用户名", "User name"),
         password = t("密码（至少 8 位）", "Password (8+ characters)"),
@@ -117,27 +158,48 @@ pub(super) struct SetupForm {
     password: String,
 }
 
-pub(super) async fn setup(State(s): State<WebState>, Form(f): Form<SetupForm>) -> Response {
-    let expected = s.setup_code.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let Some(expected) = expected else { return Redirect::to("/login").into_response() };
-    if f.code.trim() != expected {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        return Redirect::to("/setup?error=1").into_response();
+pub(super) async fn setup(State(s): State<WebState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(f): Form<SetupForm>) -> Response {
+    let address = peer.ip();
+    if let Err(wait) = s.guard.admit(address, SETUP_ACCOUNT) {
+        return too_many(wait);
     }
+    match s.check_setup_code(&f.code) {
+        Ok(()) => {}
+        Err(SetupRefused::Closed) => return Redirect::to("/login").into_response(),
+        Err(refused) => {
+            s.guard.failed(address, SETUP_ACCOUNT);
+            if refused == SetupRefused::Locked {
+                let mut record = AuditRecord::new(AuditAction::SetUpLocked, Utc::now());
+                record.address = Some(address.to_string());
+                s.audit(record).await;
+                return Redirect::to("/login").into_response();
+            }
+            return Redirect::to("/setup?error=1").into_response();
+        }
+    }
+    let Some(_slot) = s.guard.slot().await else { return too_many(Duration::from_secs(1)) };
     let path = s.users_file.clone();
+    let name = f.user.trim().to_string();
+    let account = name.clone();
     let created = tokio::task::spawn_blocking(move || {
         let mut file = UsersFile::load(&path)?;
         if !file.users.is_empty() {
             return Ok(false);
         }
-        file.set(f.user.trim(), Role::Operator, &f.password)?;
+        file.set(&account, Role::Operator, &f.password)?;
         file.save(&path).map(|()| true)
     })
     .await;
     match created {
         Ok(Ok(true)) => {
             *s.setup_code.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            tracing::info!("duty desk: first operator account created through the set-up page");
+            let _ = std::fs::remove_file(&s.setup_code_file);
+            tracing::info!(user = %name, "duty desk: first operator account created through the set-up page");
+            let mut record = AuditRecord::new(AuditAction::SetUp, Utc::now());
+            record.by = Some(name);
+            record.role = Some(Role::Operator.as_str().to_string());
+            record.address = Some(address.to_string());
+            s.audit(record).await;
             Redirect::to("/login").into_response()
         }
         Ok(Ok(false)) => Redirect::to("/login").into_response(),
@@ -148,7 +210,7 @@ pub(super) async fn setup(State(s): State<WebState>, Form(f): Form<SetupForm>) -
 /// A small page (sign-in, set-up) around `body`.
 fn card_page(en: bool, title: &str, body: &str) -> Response {
     let page = format!(include_str!("assets/page.html"), lang = if en { "en" } else { "zh-CN" }, title = title, body = body);
-    security_headers(Html(page).into_response())
+    Html(page).into_response()
 }
 
 fn html_escape(s: &str) -> String {

@@ -1,6 +1,5 @@
 //! The duty desk's live feed: what camera threads publish and every open page receives, as typed items
-//! serialised here and nowhere else (`{"type": "event" | "alert" | "ack" | "cameras" | "resync", ...}`),
-//! and the audit records of what duty staff did.
+//! serialised here and nowhere else (`{"type": "event" | "alert" | "ack" | "cameras" | "resync", ...}`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -9,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use super::audit::{AuditAction, AuditLog};
 use crate::eventlog::EventLog;
 use crate::payload;
 
@@ -75,25 +75,6 @@ impl FeedItem {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
-}
-
-/// What the audit log records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditAction {
-    Acknowledge,
-}
-
-/// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    pub action: AuditAction,
-    pub alert: String,
-    pub rule: Option<String>,
-    pub camera: Option<String>,
-    pub by: String,
-    pub role: String,
-    pub at: String,
 }
 
 /// The live feed: a broadcast to open pages plus the recent items and open alerts for pages that open.
@@ -173,14 +154,13 @@ impl Feed {
 
     /// Refills the recent list from the logs on disk after a restart: the last day's events, the alerts
     /// still within retention and their acknowledgements.
-    pub fn restore(&self, events: &EventLog, alerts: &EventLog, audit: &EventLog) {
+    pub fn restore(&self, events: &EventLog, alerts: &EventLog, audit: &AuditLog) {
         let now = chrono::Utc::now();
         let acks: HashMap<String, Ack> = audit
-            .recent_lines(now, 31)
-            .iter()
-            .filter_map(|l| serde_json::from_str::<AuditRecord>(l).ok())
+            .recent(31)
+            .into_iter()
             .filter(|r| r.action == AuditAction::Acknowledge)
-            .map(|r| (r.alert, Ack { by: r.by, at: r.at }))
+            .filter_map(|r| Some((r.alert?, Ack { by: r.by.unwrap_or_default(), at: r.at })))
             .collect();
         let mut items: Vec<(String, FeedItem)> = Vec::new();
         for line in events.recent_lines(now, 2).iter().rev().take(200) {

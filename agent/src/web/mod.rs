@@ -3,16 +3,27 @@
 //! uplink down: everything it shows comes from this PC. Every asset is served by the agent (no CDN).
 //!
 //! Access: a login is required for everything but the login page and static assets; accounts come from
-//! the users file (`edge-agent users add`) or the first-run set-up, which needs a one-time code printed in
-//! the agent's log. Sessions are random 256-bit tokens in an `HttpOnly`, `SameSite=Strict` cookie and
-//! expire after `web.session_hours`. Viewers see; operators also acknowledge. Every acknowledgement is
-//! appended to the audit log (`{state_dir}/audit/`).
+//! the users file (`edge-agent users add`) or the first-run set-up, which needs a one-time code the agent
+//! writes to a file only root and the service user can read. Sessions ([`session`]) expire after
+//! `web.session_hours` and end at once on sign-out or an account change. Viewers see; operators also
+//! acknowledge. Sign-ins, account changes and acknowledgements go to the chained audit log ([`audit`]).
+//! Every request passes [`policy`] (Host allow-list, same-origin check on changes, security headers), and
+//! the server ([`server`]) limits connections and header time; [`guard`] limits guessing.
 
+pub mod audit;
 mod auth;
 mod feed;
+pub mod guard;
+mod policy;
+mod server;
+pub mod session;
+mod tls;
 pub mod users;
 
-pub use feed::{Ack, AuditAction, AuditRecord, CameraHealth, Feed, FeedItem};
+pub use audit::{AuditAction, AuditLog, AuditRecord, AUDIT_RETENTION_DAYS};
+pub use feed::{Ack, CameraHealth, Feed, FeedItem};
+pub use policy::allowed_hosts;
+pub use session::{random_token, Session, Sessions};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,19 +38,19 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use rand::Rng;
 use serde_json::json;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::eventlog::EventLog;
 use crate::metrics::CameraList;
 use crate::snapshots::SnapshotStore;
 use users::{Role, UsersFile};
 
 const COOKIE: &str = "edge_session";
-/// How long acknowledgements stay in the audit log.
-pub const AUDIT_RETENTION_DAYS: u32 = 365;
+/// How long a set-up code stays valid.
+const SETUP_CODE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Wrong set-up codes before the code is invalidated.
+const SETUP_CODE_TRIES: u32 = 5;
 
 /// Camera display names by id, shared with the daemon so a reload updates them.
 pub type CameraNames = Arc<std::sync::RwLock<HashMap<String, String>>>;
@@ -47,6 +58,14 @@ pub type CameraNames = Arc<std::sync::RwLock<HashMap<String, String>>>;
 /// Display names from a config (the id where a camera has no name).
 pub fn camera_names(config: &edge_config::Config) -> HashMap<String, String> {
     config.cameras.iter().map(|c| (c.id.clone(), c.name.clone().unwrap_or_else(|| c.id.clone()))).collect()
+}
+
+/// The one-time code that lets the first operator account be created.
+#[derive(Debug, Clone)]
+pub struct SetupCode {
+    code: String,
+    expires: Instant,
+    failures: u32,
 }
 
 /// What the web server needs.
@@ -57,100 +76,198 @@ pub struct WebState {
     /// Display names by camera id; replaced on reload.
     pub camera_names: CameraNames,
     pub snapshots: SnapshotStore,
-    pub audit: Arc<EventLog>,
+    pub audit: Arc<AuditLog>,
     pub users_file: PathBuf,
-    pub sessions: Arc<Mutex<HashMap<String, Session>>>,
+    pub sessions: Sessions,
     pub session_ttl: Duration,
     pub language: String,
     pub site_name: String,
     pub retention_days: u32,
-    pub secure_cookie: bool,
-    /// One-time code for the first-run set-up (while there are no accounts).
-    pub setup_code: Arc<Mutex<Option<String>>>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub user: String,
-    pub role: Role,
-    pub expires: Instant,
-}
-
-fn random_token(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    rand::rng().fill(&mut b[..]);
-    hex::encode(b)
+    /// Served over TLS: `Secure` cookies and HSTS.
+    pub tls: bool,
+    /// The first-run set-up code, while there are no accounts.
+    pub setup_code: Arc<Mutex<Option<SetupCode>>>,
+    /// Where the set-up code is written (0600; root and the service user can read it).
+    pub setup_code_file: PathBuf,
+    pub guard: Arc<guard::Guard>,
+    /// Host names the page answers to (see [`policy`]).
+    pub allowed_hosts: Arc<Vec<String>>,
 }
 
 impl WebState {
-    fn session(&self, headers: &HeaderMap) -> Option<Session> {
-        let token = headers
+    fn token(headers: &HeaderMap) -> Option<String> {
+        headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().split_once('='))
             .find(|(k, _)| *k == COOKIE)
-            .map(|(_, v)| v.to_string())?;
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        sessions.retain(|_, s| s.expires > now);
-        sessions.get(&token).cloned()
+            .map(|(_, v)| v.to_string())
+    }
+
+    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        self.sessions.get(&Self::token(headers)?)
     }
 
     fn cookie(&self, token: &str, max_age: u64) -> String {
-        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        let secure = if self.tls { "; Secure" } else { "" };
         format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
     }
 
-    /// If no account exists, makes (once) and logs the set-up code.
+    /// If no account exists, makes a set-up code (128 bits, valid for a day) and writes it to
+    /// [`WebState::setup_code_file`]; the log says where, never the code.
     pub fn prepare_setup(&self) {
         let none = UsersFile::load(&self.users_file).map(|f| f.users.is_empty()).unwrap_or(false);
         let mut code = self.setup_code.lock().unwrap_or_else(|p| p.into_inner());
         if none && code.is_none() {
-            let c = random_token(4);
-            tracing::warn!(
-                setup_code = %c,
-                users_file = %self.users_file.display(),
-                "duty desk has no accounts: open the page and create the first operator with this set-up code, or run `edge-agent users add NAME --role operator`"
-            );
-            *code = Some(c);
+            let c = random_token(16);
+            match write_secret(&self.setup_code_file, &c) {
+                Ok(()) => {
+                    tracing::warn!(
+                        file = %self.setup_code_file.display(),
+                        users_file = %self.users_file.display(),
+                        "duty desk has no accounts: create the first operator on the page with the one-time set-up code in this file (valid 24 h), or run `edge-agent users add NAME --role operator`"
+                    );
+                    *code = Some(SetupCode { code: c, expires: Instant::now() + SETUP_CODE_TTL, failures: 0 });
+                }
+                Err(e) => tracing::error!(file = %self.setup_code_file.display(), error = %e, "cannot write the set-up code; create the first account with `edge-agent users add`"),
+            }
         } else if !none {
             *code = None;
+            let _ = std::fs::remove_file(&self.setup_code_file);
         }
     }
+
+    /// Whether the set-up page is open.
+    fn setup_open(&self) -> bool {
+        self.setup_code.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|c| c.expires > Instant::now())
+    }
+
+    /// Checks a set-up code in constant time; too many wrong codes invalidate it.
+    fn check_setup_code(&self, given: &str) -> Result<(), SetupRefused> {
+        let mut slot = self.setup_code.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(code) = slot.as_mut() else { return Err(SetupRefused::Closed) };
+        if code.expires <= Instant::now() {
+            *slot = None;
+            let _ = std::fs::remove_file(&self.setup_code_file);
+            return Err(SetupRefused::Closed);
+        }
+        if constant_time_eq(given.trim().as_bytes(), code.code.as_bytes()) {
+            return Ok(());
+        }
+        code.failures += 1;
+        if code.failures >= SETUP_CODE_TRIES {
+            *slot = None;
+            let _ = std::fs::remove_file(&self.setup_code_file);
+            tracing::warn!("duty desk: set-up code invalidated after {SETUP_CODE_TRIES} wrong attempts; restart the agent for a new one, or use `edge-agent users add`");
+            return Err(SetupRefused::Locked);
+        }
+        Err(SetupRefused::Wrong)
+    }
+
+    /// Writes an audit record off the async runtime; `false` when it could not be written.
+    async fn audit(&self, record: AuditRecord) -> bool {
+        let audit = self.audit.clone();
+        match tokio::task::spawn_blocking(move || audit.append(record)).await {
+            Ok(Ok(())) => true,
+            _ => {
+                tracing::error!("cannot write the audit log");
+                false
+            }
+        }
+    }
+}
+
+/// Why a set-up code was refused.
+#[derive(Debug, PartialEq, Eq)]
+enum SetupRefused {
+    Wrong,
+    /// Too many wrong codes: invalidated now.
+    Locked,
+    /// No code (accounts exist, it expired, or it was invalidated).
+    Closed,
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Writes `text` to a new file only the owner can read (a file already there, or a link planted in its
+/// place, is removed first, never followed).
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(format!("{text}\n").as_bytes())?;
+    f.sync_all()
 }
 
 /// Starts the web server. Returns the bound address once listening.
 pub async fn serve(listen: &str, state: WebState, tls: Option<(PathBuf, PathBuf)>, cancel: CancellationToken) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     state.prepare_setup();
+    tokio::spawn(session::watch_users(state.users_file.clone(), state.sessions.clone(), state.audit.clone(), cancel.clone()));
+    let (guard, audit) = (state.guard.clone(), state.audit.clone());
+    tokio::spawn(report_failed_sign_ins(guard.clone(), audit.clone(), cancel.clone()));
     let app = router(state);
     let addr: SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("web.listen {listen}: {e}"))?;
-    match tls {
-        None => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("web.listen {listen}: {e}"))?;
-            let bound = listener.local_addr()?;
-            let task = tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await {
-                    tracing::error!(error = %e, "duty desk web server failed");
-                }
-            });
-            Ok((bound, task))
+    let acceptor = tls.map(|(cert, key)| tls::acceptor(&cert, &key)).transpose()?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("web.listen {listen}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        server::run(listener, app, acceptor, server::Limits::default(), cancel).await;
+        // What the last minute's report has not written yet.
+        let _ = tokio::task::spawn_blocking(move || write_failed_sign_ins(&guard, &audit)).await;
+    });
+    Ok((bound, task))
+}
+
+/// Writes the failed sign-ins of each minute to the audit log, as counts per address (no user names).
+async fn report_failed_sign_ins(guard: Arc<guard::Guard>, audit: Arc<AuditLog>, cancel: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticker.tick() => {}
         }
-        Some((cert, key)) => tls::serve(addr, app, &cert, &key, cancel).await,
+        let (guard, audit) = (guard.clone(), audit.clone());
+        let _ = tokio::task::spawn_blocking(move || write_failed_sign_ins(&guard, &audit)).await;
     }
 }
 
-mod tls;
+fn write_failed_sign_ins(guard: &guard::Guard, audit: &AuditLog) {
+    let failed = guard.take_failed();
+    if failed.is_empty() {
+        return;
+    }
+    let total: u64 = failed.values().sum();
+    tracing::warn!(failed = total, addresses = failed.len(), "duty desk: failed sign-ins");
+    for (address, count) in failed {
+        let mut r = AuditRecord::new(AuditAction::SignInFailures, Utc::now());
+        r.address = Some(address.to_string());
+        r.count = Some(count);
+        if let Err(e) = audit.append(r) {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
+    }
+}
 
 pub fn router(state: WebState) -> Router {
+    let policy = axum::middleware::from_fn_with_state(state.clone(), policy::enforce);
     Router::new()
         .route("/", get(index))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/setup", get(auth::setup_page).post(auth::setup))
-        .route("/static/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("assets/app.js")) }))
-        .route("/static/app.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("assets/app.css")) }))
+        .route("/static/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], include_str!("assets/app.js")) }))
+        .route("/static/app.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], include_str!("assets/app.css")) }))
         .route("/api/me", get(me))
         .route("/api/recent", get(recent))
         .route("/api/stream", get(stream))
@@ -158,6 +275,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/alerts/{id}/ack", post(ack))
         .route("/api/audit", get(audit))
         .route("/snapshots/{id}", get(snapshot))
+        .layer(policy)
         .with_state(state)
 }
 
@@ -165,23 +283,11 @@ fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, Json(json!({"error": "login required"}))).into_response()
 }
 
-fn security_headers(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
-    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"),
-    );
-    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    r
-}
-
 async fn index(State(s): State<WebState>, headers: HeaderMap) -> Response {
     if s.session(&headers).is_none() {
         return Redirect::to("/login").into_response();
     }
-    security_headers(Html(include_str!("assets/index.html")).into_response())
+    Html(include_str!("assets/index.html")).into_response()
 }
 
 async fn me(State(s): State<WebState>, headers: HeaderMap) -> Response {
@@ -236,9 +342,8 @@ async fn stream(State(s): State<WebState>, headers: HeaderMap) -> Response {
     let Some(session) = s.session(&headers) else { return unauthorized() };
     let rx = s.feed.subscribe();
     let state = s.clone();
-    let expires = session.expires;
     // Live items as they come, and camera health every 5 s; the stream ends when the session does.
-    let items = futures_stream(rx, state, expires);
+    let items = futures_stream(rx, state, session);
     Sse::new(items).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
 }
 
@@ -246,18 +351,19 @@ async fn stream(State(s): State<WebState>, headers: HeaderMap) -> Response {
 struct StreamState {
     rx: broadcast::Receiver<Arc<str>>,
     state: WebState,
-    expires: Instant,
+    session: Session,
     ticker: tokio::time::Interval,
 }
 
-fn futures_stream(rx: broadcast::Receiver<Arc<str>>, state: WebState, expires: Instant) -> impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>> {
+fn futures_stream(rx: broadcast::Receiver<Arc<str>>, state: WebState, session: Session) -> impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>> {
     // The interval's first tick is immediate: camera health goes out first.
     let ticker = tokio::time::interval(Duration::from_secs(5));
-    futures_util::stream::unfold(StreamState { rx, state, expires, ticker }, |mut st| async move {
-        if Instant::now() >= st.expires {
+    futures_util::stream::unfold(StreamState { rx, state, session, ticker }, |mut st| async move {
+        if Instant::now() >= st.session.expires {
             return None;
         }
         let data = tokio::select! {
+            _ = st.session.ended.cancelled() => return None,
             item = st.rx.recv() => match item {
                 Ok(text) => text.to_string(),
                 // A slow page missed some: it reloads the recent list.
@@ -283,20 +389,15 @@ async fn ack(State(s): State<WebState>, headers: HeaderMap, UrlPath(id): UrlPath
     }
     let now = Utc::now();
     let ack = Ack { by: session.user.clone(), at: crate::payload::timestamp(now) };
-    let record = AuditRecord {
-        action: AuditAction::Acknowledge,
-        alert: id.clone(),
-        rule: alert["rule"].as_str().map(str::to_string),
-        camera: alert["camera"].as_str().map(str::to_string),
-        by: session.user.clone(),
-        role: session.role.as_str().to_string(),
-        at: ack.at.clone(),
-    };
-    let audit = s.audit.clone();
-    let line = serde_json::to_string(&record).unwrap_or_default();
-    let written = tokio::task::spawn_blocking(move || audit.append(now, line.as_bytes())).await;
-    if !matches!(written, Ok(Ok(()))) {
-        tracing::error!(alert = %id, "cannot write the audit log; acknowledgement refused");
+    let mut record = AuditRecord::new(AuditAction::Acknowledge, now);
+    record.alert = Some(id.clone());
+    record.rule = alert["rule"].as_str().map(str::to_string);
+    record.camera = alert["camera"].as_str().map(str::to_string);
+    record.by = Some(session.user.clone());
+    record.role = Some(session.role.as_str().to_string());
+    record.at = ack.at.clone();
+    if !s.audit(record).await {
+        tracing::error!(alert = %id, "acknowledgement refused: the audit log is not writable");
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "audit log not writable"}))).into_response();
     }
     tracing::info!(alert = %id, user = %session.user, "alert acknowledged");
@@ -309,8 +410,9 @@ async fn audit(State(s): State<WebState>, headers: HeaderMap) -> Response {
         return unauthorized();
     }
     let log = s.audit.clone();
-    let lines = tokio::task::spawn_blocking(move || log.recent_lines(Utc::now(), 31)).await.unwrap_or_default();
-    let entries: Vec<AuditRecord> = lines.iter().rev().filter_map(|l| serde_json::from_str(l).ok()).take(500).collect();
+    let records = tokio::task::spawn_blocking(move || log.recent(31)).await.unwrap_or_default();
+    // The page lists acknowledgements; `edge-agent audit verify` and the files hold the rest.
+    let entries: Vec<AuditRecord> = records.into_iter().rev().filter(|r| r.action == AuditAction::Acknowledge).take(500).collect();
     Json(json!({ "entries": entries })).into_response()
 }
 
@@ -324,7 +426,8 @@ async fn snapshot(State(s): State<WebState>, headers: HeaderMap, UrlPath(id): Ur
     }
     let store = s.snapshots.clone();
     match tokio::task::spawn_blocking(move || store.find(&id).and_then(|p| std::fs::read(p).ok())).await {
-        Ok(Some(bytes)) => ([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=3600")], bytes).into_response(),
+        // Pictures of people must not stay in a shared duty PC's browser cache after sign-out.
+        Ok(Some(bytes)) => ([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-store")], bytes).into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -1,16 +1,11 @@
-//! HTTPS for the duty desk (rustls): accepts TLS connections and hands each to hyper with the same router.
+//! HTTPS for the duty desk (rustls): the server configuration from the certificate and key files.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls;
-use tokio_util::sync::CancellationToken;
 
 fn server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -28,39 +23,7 @@ fn server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig
         .map_err(|e| anyhow::anyhow!("web.tls_cert_file/web.tls_key_file: {e}"))
 }
 
-pub async fn serve(addr: SocketAddr, app: Router, cert: &Path, key: &Path, cancel: CancellationToken) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(cert, key)?));
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("web.listen {addr}: {e}"))?;
-    let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = cancel.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "duty desk: accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let (acceptor, app) = (acceptor.clone(), app.clone());
-            tokio::spawn(async move {
-                let tls = match acceptor.accept(stream).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::debug!(peer = %peer, error = %e, "duty desk: TLS handshake failed");
-                        return;
-                    }
-                };
-                let service = TowerToHyperService::new(app);
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
-                    tracing::debug!(peer = %peer, error = %e, "duty desk: connection ended with an error");
-                }
-            });
-        }
-    });
-    Ok((bound, task))
+/// The TLS acceptor for the configured certificate and key.
+pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(cert, key)?)))
 }

@@ -54,40 +54,59 @@ pub enum UsersError {
     BadName(String),
     #[error("passwords need at least {MIN_PASSWORD_CHARS} characters")]
     ShortPassword,
+    #[error("{0}: is a symbolic link; refusing to follow it (the users file must be a plain file)")]
+    Link(PathBuf),
     #[error("no user {0:?}")]
     NoSuchUser(String),
     #[error("cannot hash the password: {0}")]
     Hash(String),
 }
 
+/// Letters (Chinese names too) and digits, `.`, `-` and `_`: nothing that could forge a log line or
+/// break out of HTML.
 pub fn valid_name(name: &str) -> bool {
-    (1..=32).contains(&name.chars().count()) && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    (1..=32).contains(&name.chars().count()) && name.chars().all(|c| (c.is_alphanumeric() && !c.is_control()) || matches!(c, '.' | '-' | '_'))
 }
 
 impl UsersFile {
-    /// Reads the file; a missing file is an empty list.
+    /// Reads the file; a missing file is an empty list. A symbolic link is refused, never followed: `users`
+    /// runs as root on a file in a directory the service user owns.
     pub fn load(path: &Path) -> Result<Self, UsersError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| UsersError::Parse { path: path.to_path_buf(), reason: e.to_string() }),
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path);
+        let mut text = String::new();
+        match opened.and_then(|mut f| f.read_to_string(&mut text)) {
+            Ok(_) => serde_json::from_str(&text).map_err(|e| UsersError::Parse { path: path.to_path_buf(), reason: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(UsersError::Link(path.to_path_buf())),
             Err(source) => Err(UsersError::Io { path: path.to_path_buf(), source }),
         }
     }
 
-    /// Writes the file (owner-only permissions, temporary name then rename).
+    /// Writes the file: a fresh temporary file in the same directory (created exclusively, owner-only),
+    /// given to the directory's owner through the open descriptor, fsynced, then renamed over the file (a
+    /// link planted in its place is refused). Nothing is ever written through a link.
     pub fn save(&self, path: &Path) -> Result<(), UsersError> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::MetadataExt;
         let io = |source| UsersError::Io { path: path.to_path_buf(), source };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(UsersError::Link(path.to_path_buf()));
         }
-        let tmp = path.with_extension("json.partial");
         let text = serde_json::to_string_pretty(self).map_err(|e| UsersError::Parse { path: path.to_path_buf(), reason: e.to_string() })?;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        let mut tmp = tempfile::Builder::new().prefix(".users.").suffix(".partial").tempfile_in(dir).map_err(io)?;
+        let owner = std::fs::metadata(dir).map_err(io)?;
+        let file = tmp.as_file();
+        if file.metadata().map_err(io)?.uid() != owner.uid() {
+            std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid())).map_err(io)?;
+        }
+        tmp.write_all(text.as_bytes()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
     }
 
     /// Adds the user, or sets a new password and role for an existing one.
