@@ -14,6 +14,10 @@ SHARED      ?= ../shared
 BIN         := target/release/edge-agent
 CARGO_DEB_VERSION := 3.8.0
 CARGO_DEB   := $(DEPS)/cargo-deb/bin/cargo-deb
+CARGO_AUDIT_VERSION := 0.22.2
+CARGO_AUDIT := $(DEPS)/cargo-audit/bin/cargo-audit
+# The RustSec advisory database cargo audit reads (fetched from the internet).
+ADVISORY_DB := https://github.com/rustsec/advisory-db.git
 
 # Debian packages the agent needs to build, run and be tested (GStreamer with the codecs and RTSP, the
 # Mosquitto broker the tests start on loopback ports, a CJK font the tests render signs with, and
@@ -30,7 +34,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export ORT_DYLIB_PATH := $(abspath $(ORT_LIB))
 export EDGE_AGENT_MODELS_DIR := $(abspath $(MODELS_DIR))
 
-.PHONY: deps system-deps onnxruntime cargo-deb build models demo test bench deb clean-deps
+.PHONY: deps system-deps onnxruntime cargo-deb build models demo test bench deb clean-deps audit-deps
 
 deps: system-deps onnxruntime cargo-deb
 
@@ -75,6 +79,7 @@ demo: models
 test: deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	@$(MAKE) --no-print-directory audit-deps
 	cargo test --workspace --locked --no-fail-fast
 	@if [ "$$(id -u)" = 0 ]; then cargo test --locked -p edge-agent --test deploy -- --ignored; \
 	else echo "skipped: the deploy test needs root (make test as root runs it)"; fi
@@ -85,6 +90,16 @@ bench: models
 # The release package: target/debian/edge-agent_<version>_<arch>.deb
 deb: build
 	$(CARGO_DEB) -p edge-agent --no-build
+
+# Known vulnerabilities in the locked dependencies. The advisory database comes from the internet: where
+# it cannot be reached (CI, checkpoint networks) this says so and the tests go on.
+audit-deps:
+	@if timeout 20 git ls-remote --heads $(ADVISORY_DB) >/dev/null 2>&1; then \
+		[ -x $(CARGO_AUDIT) ] || cargo install --quiet --locked --version $(CARGO_AUDIT_VERSION) --root $(DEPS)/cargo-audit cargo-audit; \
+		$(CARGO_AUDIT) audit; \
+	else \
+		echo "skipped: cargo audit: the RustSec advisory database ($(ADVISORY_DB)) cannot be reached from this machine"; \
+	fi
 
 clean-deps:
 	rm -rf $(DEPS)

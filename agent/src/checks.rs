@@ -106,3 +106,24 @@ pub fn plates_in_use(config: &Config) -> bool {
     // With no cameras yet (a fresh install), plates are loaded so cameras added by a reload can read them.
     config.models.plates.enabled && (config.cameras.is_empty() || config.cameras.iter().any(|c| c.enabled && c.plates != edge_config::PlateMode::Off))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!("[site]\ncity = \"a\"\ndistrict = \"b\"\ntown = \"c\"\nvillage = \"d\"\ncheckpoint = \"e\"\n\n{extra}");
+        edge_config::parse_str(&text).unwrap()
+    }
+
+    #[test]
+    fn plaintext_mqtt_off_this_pc_and_a_plain_http_desk_on_all_interfaces_are_warned_about() {
+        let warned = |extra: &str| security_warnings(&config(extra)).into_iter().map(|i| i.path).collect::<Vec<_>>();
+        assert_eq!(warned("[mqtt]\nhost = \"10.1.2.3\"\n"), ["mqtt", "web.listen"], "defaults: plain MQTT, page on 0.0.0.0 over HTTP");
+        assert_eq!(warned("[mqtt]\nhost = \"127.0.0.1\"\n[web]\nlisten = \"127.0.0.1:8080\"\n"), Vec::<String>::new());
+        assert_eq!(warned("[web]\nlisten = \"[::1]:8080\"\n"), Vec::<String>::new());
+        assert_eq!(warned("[web]\nenabled = false\n"), Vec::<String>::new());
+        assert_eq!(warned("[web]\nlisten = \"192.168.1.20:8080\"\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n"), Vec::<String>::new());
+        assert!(open_files_limit().is_some_and(|n| n > 0));
+    }
+}

@@ -355,7 +355,7 @@ fn cross_site_posts_are_refused_and_every_response_carries_the_security_headers(
         ("POST", "/login", vec!["Origin: http://evil.example"]),
     ] {
         let response = head(&http_raw(&addr, method, path, &headers, ""));
-        for header in ["x-content-type-options: nosniff", "x-frame-options: deny", "referrer-policy: no-referrer", "form-action 'self'", "base-uri 'none'"] {
+        for header in ["x-content-type-options: nosniff", "x-frame-options: deny", "referrer-policy: same-origin", "form-action 'self'", "base-uri 'none'"] {
             assert!(response.contains(header), "{method} {path} lacks {header}:\n{response}");
         }
         if path.starts_with("/api") || path.starts_with("/snapshots") {

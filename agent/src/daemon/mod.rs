@@ -55,12 +55,22 @@ const STEP_DEADLINE: Duration = Duration::from_secs(10);
 /// reconnect starts fresh GStreamer streaming threads, so without a cap resident memory climbs by
 /// about a megabyte per reconnect until the arena limit is reached (measured: 129 → 147 MB over
 /// 15 reconnects, flat afterwards); with two arenas it stays within 5 % of the first reconnect.
+///
+/// Allocations of 16 MiB and more (each duty desk password check allocates 19 MiB for Argon2id) are always
+/// mapped and so returned to the system when freed: glibc's moving threshold would otherwise keep them in
+/// the heap after the first one, and a burst of sign-ins would leave tens of megabytes resident.
 #[allow(unsafe_code)] // the one FFI call in the agent: an allocator setting glibc offers no safe wrapper for
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only adjusts allocator parameters; it is called before other threads exist.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    {
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            // SAFETY: mallopt only adjusts allocator parameters; it is called before other threads exist.
+            unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+        }
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+            // SAFETY: as above.
+            unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20) };
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 //!   another site cannot submit forms here, whatever the browser does with `SameSite` cookies. Clients that
 //!   send neither (command-line tools) are not browsers and pass.
 //! - **Security headers on every response**: `nosniff`, no framing, a strict CSP (no inline code, forms
-//!   only to this page, no `<base>`), no referrer, HSTS under TLS, and `no-store` unless a route chose
+//!   only to this page, no `<base>`), no referrer to other sites, HSTS under TLS, and `no-store` unless a route chose
 //!   its own caching (the static script and style: `no-cache`).
 
 use axum::extract::{Request, State};
@@ -53,10 +53,9 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
 /// Whether a state-changing request comes from this page.
 fn same_origin(headers: &HeaderMap, tls: bool) -> bool {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    // Browsers that send Fetch metadata say it themselves (and may send `Origin: null` on form posts).
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site != "same-origin" {
-            return false;
-        }
+        return site == "same-origin";
     }
     match (text(header::ORIGIN), text(header::HOST)) {
         (None, _) => true,
@@ -82,7 +81,8 @@ pub async fn enforce(State(s): State<WebState>, request: Request, next: Next) ->
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: with it Chromium sends `Origin: null` on the page's own form posts.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if s.tls {
         h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
     }
@@ -127,6 +127,8 @@ mod tests {
         assert!(!same_origin(&headers(&[("host", "gate-pc:8080"), ("origin", "http://gate-pc:8080")]), true), "the scheme counts");
         assert!(!same_origin(&headers(&[("host", "gate-pc:8080"), ("sec-fetch-site", "cross-site")]), false));
         assert!(same_origin(&headers(&[("host", "gate-pc:8080"), ("sec-fetch-site", "same-origin")]), false));
+        assert!(same_origin(&headers(&[("host", "gate-pc:8080"), ("origin", "null"), ("sec-fetch-site", "same-origin")]), false));
+        assert!(!same_origin(&headers(&[("host", "gate-pc:8080"), ("origin", "null")]), false));
         assert!(same_origin(&headers(&[("host", "gate-pc:8080")]), false), "no browser headers: not a browser");
     }
 }
