@@ -51,11 +51,34 @@ pub struct ReloadCounters {
     pub rejected: std::sync::atomic::AtomicU64,
 }
 
+/// How the agent is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Not checked yet.
+    Starting,
+    Ok,
+    /// Running, but something needs attention (a camera or the broker cannot be reached).
+    Degraded,
+    /// A main loop is stuck: the watchdog lets systemd restart the agent.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "starting",
+            HealthStatus::Ok => "ok",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
 /// The latest health verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
-    /// `ok`, `degraded` (running, but something needs attention) or `unhealthy` (a main loop is stuck).
-    pub status: &'static str,
+    pub status: HealthStatus,
     /// What is wrong, for people.
     pub problems: Vec<String>,
     #[serde(skip)]
@@ -64,13 +87,13 @@ pub struct Health {
 
 impl Default for Health {
     fn default() -> Self {
-        Self { status: "starting", problems: Vec::new(), checked: None }
+        Self { status: HealthStatus::Starting, problems: Vec::new(), checked: None }
     }
 }
 
 impl Health {
     pub fn is_unhealthy(&self) -> bool {
-        self.status == "unhealthy"
+        self.status == HealthStatus::Unhealthy
     }
 }
 
@@ -118,11 +141,11 @@ impl HealthCheck {
             }
         }
         let status = if !stuck.is_empty() {
-            "unhealthy"
+            HealthStatus::Unhealthy
         } else if !degraded.is_empty() {
-            "degraded"
+            HealthStatus::Degraded
         } else {
-            "ok"
+            HealthStatus::Ok
         };
         stuck.extend(degraded);
         let health = Health { status, problems: stuck, checked: Some(Instant::now()) };

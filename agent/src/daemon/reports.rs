@@ -10,7 +10,7 @@ use edge_config::Config;
 
 use crate::eventlog::EventLog;
 use crate::inference::DetectorInfo;
-use crate::metrics::{self, CameraList};
+use crate::metrics::{self, CameraList, HealthStatus};
 use crate::mqtt::{MqttLink, StatusFn};
 use crate::outbox::OutboxHandle;
 use crate::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, Grid};
@@ -102,7 +102,7 @@ pub async fn publish_stats(link: MqttLink, outbox: OutboxHandle, site: String, r
 pub async fn watchdog(check: metrics::HealthCheck, notifier: Arc<Notifier>) {
     let period = notifier.watchdog().map_or(Duration::from_secs(10), |w| (w / 3).min(Duration::from_secs(10)));
     let mut ticker = tokio::time::interval(period);
-    let mut last_status = "";
+    let mut last_status = HealthStatus::Starting;
     loop {
         ticker.tick().await;
         let health = check.evaluate().await;
@@ -112,12 +112,13 @@ pub async fn watchdog(check: metrics::HealthCheck, notifier: Arc<Notifier>) {
             }
         } else {
             notifier.keep_alive();
-            if last_status == "unhealthy" {
+            if last_status == HealthStatus::Unhealthy {
                 tracing::info!("agent healthy again");
             }
         }
-        if last_status != health.status || health.status != "ok" {
-            let summary = if health.problems.is_empty() { health.status.to_string() } else { format!("{}: {}", health.status, health.problems.join("; ")) };
+        if last_status != health.status || health.status != HealthStatus::Ok {
+            let status = health.status.as_str();
+            let summary = if health.problems.is_empty() { status.to_string() } else { format!("{status}: {}", health.problems.join("; ")) };
             notifier.status(&summary);
         }
         last_status = health.status;
