@@ -61,6 +61,8 @@ fn alert_payloads_match_the_golden_file() {
         zone: None,
         count: None,
         duration_s: None,
+        reason: None,
+        provenance: None,
     };
     let crowd = Finding {
         id: "0193d9c0-0000-7000-8000-0000000000a2".into(),

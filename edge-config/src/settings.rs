@@ -37,6 +37,9 @@ pub struct Config {
     /// Alert rules, evaluated on every event.
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Policy from the platform: signing keys. *(restart)*
+    #[serde(default)]
+    pub control: Control,
     /// The cameras this agent watches.
     #[serde(default)]
     pub cameras: Vec<Camera>,
@@ -450,7 +453,11 @@ pub enum RuleKind {
     /// Plates to look out for. `tolerance = 1` also matches a read that differs from a listed plate in exactly
     /// one character at the same position (one misread character; a missing or extra character never matches).
     WatchList {
+        #[serde(default)]
         plates: Vec<String>,
+        /// Listed plates with an expiry and a reason shown to duty staff.
+        #[serde(default)]
+        entries: Vec<WatchEntry>,
         #[serde(default)]
         tolerance: u8,
     },
@@ -469,6 +476,38 @@ pub enum RuleKind {
         #[serde(default)]
         direction: Option<String>,
     },
+}
+
+/// A watch-list entry that expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchEntry {
+    pub plate: String,
+    /// RFC 3339 time after which the entry no longer matches.
+    #[serde(default)]
+    pub until: Option<String>,
+    /// Why the vehicle is listed, shown to duty staff (at most 200 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Policy from the platform (see the README, "Managing checkpoints from the platform").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// Take policy documents from the platform over MQTT (needs `[mqtt]`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Ed25519 public keys (64 hex characters each). When any is set, policy documents must be signed by one
+    /// of them; otherwise they are trusted as the broker's ACL lets them through.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self { enabled: true, trusted_keys: Vec::new() }
+    }
 }
 
 /// Tracking objects and turning them into events.
@@ -791,7 +830,7 @@ impl Config {
     /// restart. Built from an exhaustive destructure, so a new section must be sorted into "reloadable" or
     /// "restart" here before the crate compiles.
     pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
-        let Config { site, mqtt, models, storage, events: _, metrics, web, rules: _, cameras: _ } = self;
+        let Config { site, mqtt, models, storage, events: _, metrics, web, rules: _, control, cameras: _ } = self;
         let mut changed = Vec::new();
         for (name, differs) in [
             ("site", *site != new.site),
@@ -800,6 +839,7 @@ impl Config {
             ("storage", *storage != new.storage),
             ("metrics", *metrics != new.metrics),
             ("web", *web != new.web),
+            ("control", *control != new.control),
         ] {
             if differs {
                 changed.push(name);

@@ -27,6 +27,7 @@ pub(crate) fn validate_into(config: &Config, issues: &mut Vec<Issue>) {
     validate_cameras(&config.cameras, issues);
     validate_web(&config.web, issues);
     validate_rules(config, issues);
+    validate_control(&config.control, issues);
 }
 
 fn validate_web(w: &crate::settings::Web, issues: &mut Vec<Issue>) {
@@ -71,14 +72,27 @@ fn validate_rules(config: &Config, issues: &mut Vec<Issue>) {
             }
         }
         match &rule.kind {
-            RuleKind::WatchList { plates, tolerance } => {
-                if plates.is_empty() {
+            RuleKind::WatchList { plates, entries, tolerance } => {
+                if plates.is_empty() && entries.is_empty() {
                     issues.push(Issue::new(at("plates"), "must list at least one plate"));
                 }
-                for (j, p) in plates.iter().enumerate() {
+                let listed =
+                    plates.iter().enumerate().map(|(j, p)| (format!("plates[{j}]"), p)).chain(entries.iter().enumerate().map(|(j, e)| (format!("entries[{j}].plate"), &e.plate)));
+                for (path, p) in listed {
                     let n = p.chars().filter(|c| !c.is_whitespace() && *c != '·' && *c != '-').count();
                     if !(7..=8).contains(&n) {
-                        issues.push(Issue::new(at(&format!("plates[{j}]")), format!("{p:?} is not a plate number (7 or 8 characters, e.g. 苏ED51712)")));
+                        issues.push(Issue::new(at(&path), format!("{p:?} is not a plate number (7 or 8 characters, e.g. 苏ED51712)")));
+                    }
+                }
+                for (j, e) in entries.iter().enumerate() {
+                    if e.until.as_deref().is_some_and(|u| chrono::DateTime::parse_from_rfc3339(u).is_err()) {
+                        issues.push(Issue::new(
+                            at(&format!("entries[{j}].until")),
+                            format!("{:?} is not an RFC 3339 time such as 2026-12-01T00:00:00+08:00", e.until.as_deref().unwrap_or_default()),
+                        ));
+                    }
+                    if e.reason.as_deref().is_some_and(|r| r.chars().count() > 200 || r.chars().any(char::is_control)) {
+                        issues.push(Issue::new(at(&format!("entries[{j}].reason")), "at most 200 characters, on one line"));
                     }
                 }
                 if *tolerance > 1 {
@@ -257,10 +271,26 @@ pub fn check_topic_level(level: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Topic levels the agent uses itself: a city named like this would share topics with the policy tree, a
+/// camera named like this with the site's own topics.
+pub const RESERVED_CITY: &str = "policy";
+pub const RESERVED_CAMERA_IDS: [&str; 5] = ["policy", "commands", "results", "status", "stats"];
+
 fn validate_site(site: &Site, issues: &mut Vec<Issue>) {
     for (name, value) in site.levels() {
         if let Err(msg) = check_topic_level(value) {
             issues.push(Issue::new(format!("site.{name}"), format!("{value:?} {msg}")));
+        }
+    }
+    if site.city == RESERVED_CITY {
+        issues.push(Issue::new("site.city", format!("{RESERVED_CITY:?} is reserved for the policy topics ({{prefix}}/policy/...)")));
+    }
+}
+
+fn validate_control(control: &crate::settings::Control, issues: &mut Vec<Issue>) {
+    for (i, key) in control.trusted_keys.iter().enumerate() {
+        if key.len() != 64 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
+            issues.push(Issue::new(format!("control.trusted_keys[{i}]"), "not an Ed25519 public key: 64 hex characters expected (edge-agent policy keygen)"));
         }
     }
 }
@@ -354,6 +384,9 @@ fn validate_cameras(cameras: &[Camera], issues: &mut Vec<Issue>) {
             issues.push(Issue::new(at("id"), format!("{:?} {msg}", cam.id)));
         } else if let Some(c) = cam.id.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
             issues.push(Issue::new(at("id"), format!("{:?} contains {c:?}; use letters, digits, '-' and '_'", cam.id)));
+        }
+        if RESERVED_CAMERA_IDS.contains(&cam.id.as_str()) {
+            issues.push(Issue::new(at("id"), format!("{:?} is reserved for the site's own topics", cam.id)));
         }
         if let Some(first) = seen.insert(cam.id.as_str(), i) {
             issues.push(Issue::new(at("id"), format!("duplicate camera id {:?} (also cameras[{first}])", cam.id)));

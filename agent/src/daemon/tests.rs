@@ -189,7 +189,7 @@ fn a_passing_car_becomes_one_event_chain_in_the_outbox_then_in_the_local_record(
 fn a_watch_listed_plate_raises_one_alert_after_its_event_and_logs_it() {
     let rule = Rule {
         id: "stolen".into(),
-        kind: RuleKind::WatchList { plates: vec!["苏ED51712".into()], tolerance: 0 },
+        kind: RuleKind::WatchList { plates: vec!["苏ED51712".into()], entries: vec![], tolerance: 0 },
         severity: Severity::Critical,
         cameras: vec![],
         cooldown_secs: 600,

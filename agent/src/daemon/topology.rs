@@ -191,7 +191,7 @@ pub async fn reload(path: &Path, initial: &Config, fleet: &mut Fleet) -> Result<
         tracing::warn!(section, "[{section}] changed: it is read only at start, restart the agent to apply it (systemctl restart edge-agent)");
     }
     *fleet.deps.camera_names.write().unwrap_or_else(|p| p.into_inner()) = web::camera_names(&new);
-    if rules::replace(&fleet.deps.rules, &new.rules) {
+    if rules::replace(&fleet.deps.rules, &new.rules, &[]) {
         tracing::info!(rules = new.rules.len(), "alert rules updated");
     }
     match fleet.apply(&new).await {

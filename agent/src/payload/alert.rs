@@ -42,6 +42,14 @@ pub struct Alert {
     pub duration_s: Option<f64>,
     /// Where the triggering event's snapshot is (or will be, once the object has left) published.
     pub snapshot_topic: Option<String>,
+    /// Watch list: why the plate is listed, when the entry says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Rules from the platform's policy: the grid level and the document version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +92,9 @@ impl From<&Finding> for Alert {
             zone: f.zone.clone(),
             count: f.count,
             duration_s: f.duration_s.map(round2),
+            reason: f.reason.clone(),
+            level: f.provenance.as_ref().map(|p| p.level),
+            policy_version: f.provenance.as_ref().map(|p| p.version),
         }
     }
 }

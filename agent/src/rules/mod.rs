@@ -37,13 +37,31 @@ pub fn current(rules: &SharedRules) -> Arc<RuleSet> {
     rules.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// Replaces the rules in force; returns whether they differ from the ones before.
-pub fn replace(shared: &SharedRules, rules: &[Rule]) -> bool {
-    if current(shared).source() == rules {
+/// Replaces the rules in force (with where each came from, see [`RuleSet::compile_with`]); returns whether
+/// they differ from the ones before.
+pub fn replace(shared: &SharedRules, rules: &[Rule], provenance: &[Option<Provenance>]) -> bool {
+    let now = current(shared);
+    if now.source() == rules && now.provenance == provenance {
         return false;
     }
-    *shared.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(RuleSet::compile(rules));
+    *shared.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(RuleSet::compile_with(rules, provenance));
     true
+}
+
+/// Where a rule came from when it is not the local config's: the platform's policy level and document
+/// version. Alerts carry both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub level: &'static str,
+    pub version: u64,
+}
+
+/// A listed plate, normalised, with its expiry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub plate: String,
+    pub until: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
 }
 
 /// The kinds of rule, as alerts name them.
@@ -71,7 +89,7 @@ impl RuleType {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
     WatchList {
-        plates: Vec<String>,
+        plates: Vec<Listed>,
         tolerance: u8,
     },
     KeyRegion {
@@ -101,6 +119,8 @@ pub struct ActiveRule {
     pub cameras: Vec<String>,
     pub cooldown_secs: u64,
     pub check: Check,
+    /// `None` for the local config's rules.
+    pub provenance: Option<Provenance>,
 }
 
 impl ActiveRule {
@@ -122,6 +142,7 @@ impl ActiveRule {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuleSet {
     source: Vec<Rule>,
+    provenance: Vec<Option<Provenance>>,
     rules: Vec<ActiveRule>,
 }
 
@@ -130,14 +151,26 @@ impl RuleSet {
     /// after-hours time that is not `HH:MM`, an unknown type or direction) leaves that rule out too, with a
     /// warning, so one bad rule never stops the others.
     pub fn compile(rules: &[Rule]) -> Self {
-        let active = rules.iter().filter(|r| r.enabled).filter_map(|r| match compile_check(&r.kind) {
-            Ok(check) => Some(ActiveRule { id: r.id.clone(), severity: r.severity, cameras: r.cameras.clone(), cooldown_secs: r.cooldown_secs, check }),
+        Self::compile_with(rules, &[])
+    }
+
+    /// Like [`RuleSet::compile`], with the provenance of each rule (missing entries: local rules).
+    pub fn compile_with(rules: &[Rule], provenance: &[Option<Provenance>]) -> Self {
+        let active = rules.iter().enumerate().filter(|(_, r)| r.enabled).filter_map(|(i, r)| match compile_check(&r.kind) {
+            Ok(check) => Some(ActiveRule {
+                id: r.id.clone(),
+                severity: r.severity,
+                cameras: r.cameras.clone(),
+                cooldown_secs: r.cooldown_secs,
+                check,
+                provenance: provenance.get(i).cloned().flatten(),
+            }),
             Err(reason) => {
                 tracing::warn!(rule = %r.id, reason, "rule not applied");
                 None
             }
         });
-        Self { source: rules.to_vec(), rules: active.collect() }
+        Self { source: rules.to_vec(), provenance: provenance.to_vec(), rules: active.collect() }
     }
 
     /// The configured rules this set was compiled from.
@@ -161,7 +194,17 @@ impl RuleSet {
 
 fn compile_check(kind: &RuleKind) -> Result<Check, String> {
     Ok(match kind {
-        RuleKind::WatchList { plates, tolerance } => Check::WatchList { plates: plates.iter().map(|p| normalise_plate(p)).collect(), tolerance: *tolerance },
+        RuleKind::WatchList { plates, entries, tolerance } => {
+            let mut listed: Vec<Listed> = plates.iter().map(|p| Listed { plate: normalise_plate(p), until: None, reason: None }).collect();
+            for e in entries {
+                let until = match &e.until {
+                    None => None,
+                    Some(u) => Some(DateTime::parse_from_rfc3339(u).map_err(|_| format!("{u:?} is not an RFC 3339 time"))?.with_timezone(&Utc)),
+                };
+                listed.push(Listed { plate: normalise_plate(&e.plate), until, reason: e.reason.clone() });
+            }
+            Check::WatchList { plates: listed, tolerance: *tolerance }
+        }
         RuleKind::KeyRegion { prefixes } => Check::KeyRegion { prefixes: prefixes.iter().map(|p| normalise_plate(p)).collect() },
         RuleKind::Crowding { zone, min_people, min_secs } => Check::Crowding { zone: zone.clone(), min_people: *min_people, min_secs: *min_secs },
         RuleKind::AfterHours { from, to, types, direction } => {
@@ -213,6 +256,28 @@ pub fn match_watch_list(read: &str, list: &[String], tolerance: u8) -> Option<Pl
         };
         if best.as_ref().is_none_or(|b| found.distance < b.distance) {
             best = Some(found);
+        }
+    }
+    best
+}
+
+/// Like [`match_watch_list`] over listed entries still in force at `now`; returns the match and the entry.
+pub fn match_listed<'a>(read: &str, list: &'a [Listed], tolerance: u8, now: DateTime<Utc>) -> Option<(PlateMatch, &'a Listed)> {
+    let read: Vec<char> = normalise_plate(read).chars().collect();
+    let mut best: Option<(PlateMatch, &Listed)> = None;
+    for entry in list.iter().filter(|e| e.until.is_none_or(|u| u > now)) {
+        let listed: Vec<char> = entry.plate.chars().collect();
+        if listed.len() != read.len() {
+            continue;
+        }
+        let differing: Vec<usize> = (0..read.len()).filter(|&i| read[i] != listed[i]).collect();
+        let found = match differing.as_slice() {
+            [] => PlateMatch { entry: entry.plate.clone(), distance: 0, position: None },
+            [p] if tolerance >= 1 => PlateMatch { entry: entry.plate.clone(), distance: 1, position: Some(*p) },
+            _ => continue,
+        };
+        if best.as_ref().is_none_or(|(b, _)| found.distance < b.distance) {
+            best = Some((found, entry));
         }
     }
     best
@@ -274,6 +339,10 @@ pub struct Finding {
     pub zone: Option<String>,
     pub count: Option<u32>,
     pub duration_s: Option<f64>,
+    /// Watch list: why the plate is listed.
+    pub reason: Option<String>,
+    /// Set for rules from the platform's policy.
+    pub provenance: Option<Provenance>,
 }
 
 impl Finding {

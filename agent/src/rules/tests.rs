@@ -72,7 +72,7 @@ fn watch_list_matches_exactly_and_with_one_misread_character_only_when_tolerant(
 
 #[test]
 fn watch_list_alerts_once_per_listed_plate_within_the_cooldown() {
-    let rules = vec![rule("stolen", RuleKind::WatchList { plates: vec!["京PL3N67".into()], tolerance: 1 })];
+    let rules = vec![rule("stolen", RuleKind::WatchList { plates: vec!["京PL3N67".into()], entries: vec![], tolerance: 1 })];
     let mut cam = gate();
     // The first pass: a misread on `new`, the exact plate on `update`: one alert.
     let found = cam.on_event(&compiled(&rules), &event("e1", Phase::New, "vehicle", Some("京PL3B67"), None), at(0, NOON));
@@ -161,7 +161,7 @@ fn crowding_needs_enough_people_for_long_enough_then_cools_down() {
 
 #[test]
 fn disabled_rules_and_zero_cooldown() {
-    let mut r = rule("w", RuleKind::WatchList { plates: vec!["苏ED51712".into()], tolerance: 0 });
+    let mut r = rule("w", RuleKind::WatchList { plates: vec!["苏ED51712".into()], entries: vec![], tolerance: 0 });
     r.enabled = false;
     let mut cam = gate();
     assert!(cam.on_event(&compiled(&[r.clone()]), &event("e1", Phase::New, "vehicle", Some("苏ED51712"), None), at(0, NOON)).is_empty());
@@ -184,7 +184,29 @@ fn rules_are_compiled_once_and_a_value_validation_would_reject_leaves_only_that_
     assert_eq!(set.iter().nth(1).map(|r| &r.check), Some(&Check::KeyRegion { prefixes: vec!["鄂A".into()] }), "prefixes normalised at load");
     assert!(!set.has_crowding());
     let shared = shared(set.source());
-    assert!(!replace(&shared, set.source()), "the same rules are not swapped");
-    assert!(replace(&shared, &[]));
+    assert!(!replace(&shared, set.source(), &[]), "the same rules are not swapped");
+    assert!(replace(&shared, &[], &[]));
     assert!(current(&shared).is_empty());
+}
+
+#[test]
+fn expired_watch_list_entries_stop_matching_and_listed_reasons_reach_the_alert() {
+    let entry = |plate: &str, until: &str, reason: &str| edge_config::WatchEntry { plate: plate.into(), until: Some(until.into()), reason: Some(reason.into()) };
+    let rules = vec![rule(
+        "wanted",
+        RuleKind::WatchList {
+            plates: vec![],
+            entries: vec![entry("京PL3N67", "2027-01-16T00:00:00Z", "盗抢车辆"), entry("苏ED51712", "2027-01-15T07:00:00+08:00", "已过期")],
+            tolerance: 0,
+        },
+    )];
+    let provenance = vec![Some(Provenance { level: "town", version: 7 })];
+    let set = RuleSet::compile_with(&rules, &provenance);
+    let mut cam = gate();
+    // at(0) is 2027-01-15T08:00:00Z: the second entry expired at 2027-01-14T23:00:00Z, the first has not.
+    assert!(cam.on_event(&set, &event("e1", Phase::New, "vehicle", Some("苏ED51712"), None), at(0, NOON)).is_empty(), "expired entry");
+    let f = cam.on_event(&set, &event("e2", Phase::New, "vehicle", Some("京PL3N67"), None), at(0, NOON));
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].reason.as_deref(), Some("盗抢车辆"));
+    assert_eq!(f[0].provenance, Some(Provenance { level: "town", version: 7 }));
 }
