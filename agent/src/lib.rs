@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod checks;
 pub mod cli;
+pub mod control;
 pub mod daemon;
 pub mod eventlog;
 pub mod events;
