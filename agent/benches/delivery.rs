@@ -49,7 +49,7 @@ fn main() {
         let settings: Mqtt = toml::from_str(&format!("host = \"127.0.0.1\"\nport = {}\n", broker.port())).unwrap();
         let cancel = CancellationToken::new();
         let status = std::sync::Arc::new(|_: AgentState| b"{}".to_vec());
-        let (link, task) = mqtt::start(&settings, &site, status, Some(handle.clone()), cancel.clone(), Duration::from_secs(5)).unwrap();
+        let (link, task) = mqtt::start(&settings, &site, status, Some(handle.clone()), cancel.clone(), Duration::from_secs(5), None).unwrap();
         while !link.is_connected() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
             Some(f) => cli::users_cmd::run(action, f),
             None => edge_config::load_file(config).map_err(anyhow::Error::from).and_then(|c| cli::users_cmd::run(action, &edge_agent::daemon::users_file(&c))),
         },
+        Command::Policy { action } => cli::policy_cmd::run(action),
         Command::Audit { action, config, dir } => match dir {
             Some(d) => cli::audit(action, d),
             None => edge_config::load_file(config).map_err(anyhow::Error::from).and_then(|c| cli::audit(action, &c.storage.state_dir.join("audit"))),

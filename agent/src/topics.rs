@@ -36,6 +36,11 @@ impl Topics {
         &self.base
     }
 
+    /// Retained report of the policy in force (see `crate::control`).
+    pub fn policy_reported(&self) -> String {
+        format!("{}/policy", self.base)
+    }
+
     /// Retained agent status, with last will `offline`.
     pub fn status(&self) -> String {
         format!("{}/status", self.base)

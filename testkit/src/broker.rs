@@ -180,8 +180,21 @@ impl Subscriber {
         Self::connect_with(port, filter, client_id, false)
     }
 
+    /// Signed in as `user` (a broker with a password file and an ACL).
+    pub fn connect_as(port: u16, filter: &str, user: &str, password: &str) -> Self {
+        let id = format!("test-sub-{}", free_port());
+        Self::connect_full(port, filter, &id, true, Some((user, password)))
+    }
+
     fn connect_with(port: u16, filter: &str, id: &str, clean: bool) -> Self {
+        Self::connect_full(port, filter, id, clean, None)
+    }
+
+    fn connect_full(port: u16, filter: &str, id: &str, clean: bool, credentials: Option<(&str, &str)>) -> Self {
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
         options.set_keep_alive(Duration::from_secs(5));
         options.set_clean_session(clean);
         options.set_max_packet_size(16 << 20, 1 << 20);

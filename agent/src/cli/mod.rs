@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod check_config;
 pub mod models_cmd;
+pub mod policy_cmd;
 pub mod users_cmd;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,11 @@ pub enum Command {
         /// The users file itself, instead of taking it from the config.
         #[arg(long, global = true, value_name = "FILE")]
         file: Option<PathBuf>,
+    },
+    /// Signing keys and documents for the platform's policy.
+    Policy {
+        #[command(subcommand)]
+        action: policy_cmd::PolicyAction,
     },
     /// The duty desk's audit log.
     Audit {

@@ -243,8 +243,13 @@ impl Policy {
     }
 
     /// The config in force now and the provenance of its rules.
+    pub fn effective(&self) -> (Config, Vec<Option<Provenance>>) {
+        merge(&self.local, &self.in_force)
+    }
+
+    /// [`Policy::effective`], as a decision to apply.
     pub fn decision(&self) -> Decision {
-        let (merged, provenance) = merge(&self.local, &self.in_force);
+        let (merged, provenance) = self.effective();
         Decision::Apply(Box::new(merged), provenance)
     }
 

@@ -14,6 +14,7 @@
 //! running after it is logged.
 
 mod camera;
+mod policy;
 mod reports;
 mod signals;
 mod sink;
@@ -145,6 +146,8 @@ struct Agent {
     outbox: OutboxHandle,
     mqtt: Option<(MqttLink, JoinHandle<()>)>,
     mqtt_cancel: CancellationToken,
+    /// The platform's policy, merged into the local config.
+    policy: policy::PolicyLink,
     sources: metrics::Sources,
     /// Stats, rates, watchdog and retention: aborted at shutdown.
     background: Vec<JoinHandle<()>>,
@@ -160,8 +163,12 @@ impl Agent {
         let cameras: CameraList = Arc::new(RwLock::new(Vec::new()));
         let (outbox_writer, outbox) = open_outbox(config)?;
         let mqtt_cancel = CancellationToken::new();
-        let mqtt = start_mqtt(config, &cameras, &outbox, &mqtt_cancel)?;
+        // The persisted policy applies before any broker connection.
+        let (mut policy, inbound) = policy::PolicyLink::load(config);
+        let (effective, provenance) = policy.effective();
+        let mqtt = start_mqtt(config, &cameras, &outbox, &mqtt_cancel, inbound)?;
         let link = mqtt.as_ref().map(|(link, _)| link.clone());
+        policy.attach(link.clone());
         let (local, audit) = local_record(config).await;
         let mut background = vec![tokio::spawn(reports::apply_retention(local.snapshots.clone(), vec![local.events.clone(), local.alerts.clone(), audit.log().clone()]))];
         let cameras_cancel = CancellationToken::new();
@@ -175,12 +182,12 @@ impl Agent {
             detections_interval: config.mqtt.as_ref().map(|m| Duration::from_millis(m.detections_interval_ms)).filter(|d| !d.is_zero()),
             outbox: outbox.clone(),
             local: local.clone(),
-            rules: crate::rules::shared(&config.rules),
+            rules: Arc::new(RwLock::new(Arc::new(crate::rules::RuleSet::compile_with(&effective.rules, &provenance)))),
             camera_names: Arc::new(RwLock::new(web::camera_names(config))),
             cancel: cameras_cancel.clone(),
         };
         let mut fleet = Fleet::new(deps, cameras.clone());
-        fleet.apply(config).await?;
+        fleet.apply(&effective).await?;
         if config.cameras.is_empty() {
             tracing::warn!("no cameras configured: running idle; add [[cameras]] to the config and reload (SIGHUP)");
         }
@@ -198,30 +205,55 @@ impl Agent {
         let notifier = Arc::new(Notifier::from_env());
         let check = metrics::HealthCheck { sources: sources.clone(), mqtt_task: mqtt.as_ref().map(|(_, task)| task.abort_handle()) };
         background.push(tokio::spawn(reports::watchdog(check, notifier.clone())));
-        Ok(Self { notifier, fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, sources, background, http, http_cancel, cameras_cancel })
+        Ok(Self { notifier, fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, sources, background, http, http_cancel, cameras_cancel })
     }
 
-    /// Says the agent is ready, then reloads on SIGHUP until a stop signal.
+    /// Says the agent is ready, then reloads on SIGHUP and applies the platform's policy until a stop signal.
     async fn serve(&mut self, config_path: &Path, config: &Config, signals: &mut Signals) {
         self.notifier.ready(&self.fleet.summary());
         tracing::info!(cameras = self.fleet.len(), watchdog = ?self.notifier.watchdog(), systemd = self.notifier.is_active(), "agent ready");
-        while let Signal::Reload = signals.next().await {
-            self.notifier.reloading();
-            let counter = match topology::reload(config_path, config, &mut self.fleet).await {
-                Ok(()) => &self.sources.reloads.ok,
-                Err(()) => &self.sources.reloads.rejected,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            if let Some((link, _)) = &self.mqtt {
-                link.status_changed();
+        loop {
+            tokio::select! {
+                signal = signals.next() => match signal {
+                    Signal::Stop => break,
+                    Signal::Reload => self.reload(config_path, config).await,
+                },
+                (level, payload) = self.policy.next() => {
+                    if let Some((effective, provenance)) = self.policy.offer(level, &payload) {
+                        let _ = topology::apply(&mut self.fleet, &effective, &provenance).await;
+                        self.changed();
+                    }
+                }
             }
-            self.notifier.ready(&self.fleet.summary());
         }
+    }
+
+    async fn reload(&mut self, config_path: &Path, config: &Config) {
+        self.notifier.reloading();
+        let applied = match topology::read_new(config_path, config) {
+            Some(new) => {
+                let (effective, provenance) = self.policy.set_local(new);
+                topology::apply(&mut self.fleet, &effective, &provenance).await.inspect(|()| tracing::info!("configuration reloaded"))
+            }
+            None => Err(()),
+        };
+        let counter = if applied.is_ok() { &self.sources.reloads.ok } else { &self.sources.reloads.rejected };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.changed();
+    }
+
+    /// Cameras may have changed: the status and systemd hear of it.
+    fn changed(&self) {
+        if let Some((link, _)) = &self.mqtt {
+            link.status_changed();
+        }
+        self.notifier.ready(&self.fleet.summary());
     }
 
     /// Stops everything in order: cameras, detector, endpoints, outbox flush, MQTT, outbox writer.
     async fn shutdown(self) {
-        let Self { notifier, mut fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, sources, background, http, http_cancel, cameras_cancel } = self;
+        let Self { notifier, mut fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, sources, background, http, http_cancel, cameras_cancel } = self;
+        drop(policy);
         notifier.stopping();
         tracing::info!("shutting down: stopping cameras");
         http_cancel.cancel();
@@ -272,13 +304,19 @@ fn open_outbox(config: &Config) -> anyhow::Result<(OutboxWriter, OutboxHandle)> 
 }
 
 /// Starts the MQTT task when a broker is configured.
-fn start_mqtt(config: &Config, cameras: &CameraList, outbox: &OutboxHandle, cancel: &CancellationToken) -> anyhow::Result<Option<(MqttLink, JoinHandle<()>)>> {
+fn start_mqtt(
+    config: &Config,
+    cameras: &CameraList,
+    outbox: &OutboxHandle,
+    cancel: &CancellationToken,
+    inbound: Option<mqtt::Inbound>,
+) -> anyhow::Result<Option<(MqttLink, JoinHandle<()>)>> {
     let Some(settings) = &config.mqtt else {
         tracing::warn!("no [mqtt] section in the config: running standalone, events are kept in the outbox and the local event log");
         return Ok(None);
     };
     let status = reports::status_builder(config, AgentInfo::current(chrono::Utc::now()), cameras.clone());
-    Ok(Some(mqtt::start(settings, &config.site, status, Some(outbox.clone()), cancel.clone(), Duration::from_secs(5))?))
+    Ok(Some(mqtt::start(settings, &config.site, status, Some(outbox.clone()), cancel.clone(), Duration::from_secs(5), inbound)?))
 }
 
 /// The local logs, snapshot store and duty desk feed (refilled from the logs); and the audit log.

@@ -165,9 +165,9 @@ impl Fleet {
 }
 
 /// Re-reads the config after SIGHUP. An invalid file (or one this machine cannot run) is rejected with every
-/// problem logged, and the running cameras stay as they are. Otherwise the cameras are reconciled and the
-/// rules swapped; sections read only at start are named when they changed.
-pub async fn reload(path: &Path, initial: &Config, fleet: &mut Fleet) -> Result<(), ()> {
+/// problem logged (`None`), and the running cameras stay as they are; sections read only at start are named
+/// when they changed.
+pub fn read_new(path: &Path, initial: &Config) -> Option<Config> {
     tracing::info!(config = %path.display(), "SIGHUP: reloading configuration");
     let new = match edge_config::load_file(path) {
         Ok(c) => c,
@@ -176,7 +176,7 @@ pub async fn reload(path: &Path, initial: &Config, fleet: &mut Fleet) -> Result<
                 tracing::error!("{line}");
             }
             tracing::error!(config = %path.display(), "new configuration rejected; keeping the running one");
-            return Err(());
+            return None;
         }
     };
     let issues = crate::checks::environment_issues(&new);
@@ -185,25 +185,22 @@ pub async fn reload(path: &Path, initial: &Config, fleet: &mut Fleet) -> Result<
             tracing::error!("{}: {issue}", path.display());
         }
         tracing::error!(config = %path.display(), "new configuration rejected; keeping the running one");
-        return Err(());
+        return None;
     }
     for section in initial.restart_required(&new) {
         tracing::warn!(section, "[{section}] changed: it is read only at start, restart the agent to apply it (systemctl restart edge-agent)");
     }
-    *fleet.deps.camera_names.write().unwrap_or_else(|p| p.into_inner()) = web::camera_names(&new);
-    if rules::replace(&fleet.deps.rules, &new.rules, &[]) {
-        tracing::info!(rules = new.rules.len(), "alert rules updated");
+    Some(new)
+}
+
+/// Applies a config in force (after a reload or a policy change): camera names, rules in place, cameras
+/// reconciled.
+pub async fn apply(fleet: &mut Fleet, config: &Config, provenance: &[Option<crate::rules::Provenance>]) -> Result<(), ()> {
+    *fleet.deps.camera_names.write().unwrap_or_else(|p| p.into_inner()) = web::camera_names(config);
+    if rules::replace(&fleet.deps.rules, &config.rules, provenance) {
+        tracing::info!(rules = config.rules.len(), "alert rules updated");
     }
-    match fleet.apply(&new).await {
-        Ok(()) => {
-            tracing::info!("configuration reloaded");
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "reload failed part-way");
-            Err(())
-        }
-    }
+    fleet.apply(config).await.map_err(|e| tracing::error!(error = %e, "applying the configuration failed part-way"))
 }
 
 /// Cancels the cameras and waits (up to the step deadline) for their threads.

@@ -72,6 +72,16 @@ pub struct MqttLink {
     topics: Topics,
     state: Arc<LinkState>,
     status_changed: Arc<Notify>,
+    /// Retained documents besides the status (the policy report), republished on every connection.
+    retained: Arc<Mutex<std::collections::BTreeMap<String, Vec<u8>>>>,
+}
+
+/// Messages from the platform the agent subscribes to, handed to `tx` as (topic, payload). One the
+/// receiver has no room for is dropped with a warning: the platform's documents are retained and come
+/// again with the next connection.
+pub struct Inbound {
+    pub topics: Vec<String>,
+    pub tx: tokio::sync::mpsc::Sender<(String, Vec<u8>)>,
 }
 
 impl MqttLink {
@@ -95,6 +105,12 @@ impl MqttLink {
 
     /// Asks the link to republish the retained status (a camera changed state).
     pub fn status_changed(&self) {
+        self.status_changed.notify_one();
+    }
+
+    /// Sets a retained document (QoS 1); the link publishes it now and on every connection.
+    pub fn set_retained(&self, topic: String, payload: Vec<u8>) {
+        self.retained.lock().unwrap_or_else(|p| p.into_inner()).insert(topic, payload);
         self.status_changed.notify_one();
     }
 }
@@ -186,12 +202,15 @@ pub fn start(
     outbox: Option<OutboxHandle>,
     cancel: CancellationToken,
     stop_timeout: Duration,
+    inbound: Option<Inbound>,
 ) -> Result<(MqttLink, tokio::task::JoinHandle<()>), MqttError> {
     let topics = Topics::new(&settings.topic_prefix, site);
     let mut options = MqttOptions::new(settings.client_id_for(site), settings.host.clone(), settings.port);
     options.set_keep_alive(Duration::from_secs(settings.keep_alive_secs));
     options.set_clean_session(true);
-    options.set_max_packet_size(1 << 20, 8 << 20);
+    // Incoming: policy documents up to 2 MiB are checked by the agent; a larger message breaks the
+    // connection in rumqttc, so the broker should cap messages (message_size_limit) below this.
+    options.set_max_packet_size(8 << 20, 8 << 20);
     // rumqttc's own window must never be what limits us: it would block the request queue.
     options.set_inflight(settings.max_inflight.saturating_add(16));
     options.set_last_will(LastWill::new(topics.status(), status(AgentState::Offline), QoS::AtLeastOnce, true));
@@ -202,23 +221,40 @@ pub fn start(
         options.set_transport(tls_transport(tls)?);
     }
     let (client, eventloop) = AsyncClient::new(options, 1024);
-    let link = MqttLink { client, topics, state: Arc::new(LinkState::default()), status_changed: Arc::new(Notify::new()) };
+    let link = MqttLink { client, topics, state: Arc::new(LinkState::default()), status_changed: Arc::new(Notify::new()), retained: Arc::default() };
     let delivery = outbox.map(|o| Outbound::new(o, settings.max_inflight as usize));
-    let task = tokio::spawn(drive(eventloop, link.clone(), status, delivery, cancel, stop_timeout, settings.clone()));
+    let task = tokio::spawn(drive(eventloop, link.clone(), status, delivery, inbound, cancel, stop_timeout, settings.clone()));
     Ok((link, task))
 }
 
-async fn drive(mut eventloop: EventLoop, link: MqttLink, status: StatusFn, mut delivery: Option<Outbound>, cancel: CancellationToken, stop_timeout: Duration, settings: Mqtt) {
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    mut eventloop: EventLoop,
+    link: MqttLink,
+    status: StatusFn,
+    mut delivery: Option<Outbound>,
+    inbound: Option<Inbound>,
+    cancel: CancellationToken,
+    stop_timeout: Duration,
+    settings: Mqtt,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(settings.reconnect_max_secs));
     let committed = delivery.as_ref().map(|d| d.outbox().committed().clone()).unwrap_or_default();
     let mut ack_flush = tokio::time::interval(Duration::from_millis(50));
-    let publish_status = |state: AgentState, delivery: &mut Option<Outbound>| match link.client.try_publish(link.topics.status(), QoS::AtLeastOnce, true, status(state)) {
+    let publish_retained = |topic: String, payload: Vec<u8>, delivery: &mut Option<Outbound>| match link.client.try_publish(topic, QoS::AtLeastOnce, true, payload) {
         Ok(()) => {
             if let Some(d) = delivery.as_mut() {
                 d.machine.queued_other();
             }
         }
-        Err(e) => tracing::warn!(error = %e, "cannot queue status message"),
+        Err(e) => tracing::warn!(error = %e, "cannot queue a retained message"),
+    };
+    let publish_status = |state: AgentState, delivery: &mut Option<Outbound>| {
+        publish_retained(link.topics.status(), status(state), delivery);
+        let retained = link.retained.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (topic, payload) in retained {
+            publish_retained(topic, payload, delivery);
+        }
     };
     loop {
         tokio::select! {
@@ -241,6 +277,11 @@ async fn drive(mut eventloop: EventLoop, link: MqttLink, status: StatusFn, mut d
                     link.state.connects_total.fetch_add(1, Ordering::Relaxed);
                     backoff.reset();
                     publish_status(AgentState::Online, &mut delivery);
+                    for topic in inbound.iter().flat_map(|i| &i.topics) {
+                        if let Err(e) = link.client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
+                            tracing::warn!(topic = %topic, error = %e, "cannot subscribe");
+                        }
+                    }
                     if let Some(d) = delivery.as_mut() {
                         d.fill(&link.client, &link.state);
                     }
@@ -254,6 +295,13 @@ async fn drive(mut eventloop: EventLoop, link: MqttLink, status: StatusFn, mut d
                     if let Some(d) = delivery.as_mut() {
                         if d.on_puback(ack.pkid, &link.state) {
                             d.fill(&link.client, &link.state);
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(message))) => {
+                    if let Some(inbound) = inbound.as_ref().filter(|i| i.topics.contains(&message.topic)) {
+                        if inbound.tx.try_send((message.topic.clone(), message.payload.to_vec())).is_err() {
+                            tracing::warn!(topic = %message.topic, "inbound message dropped: the agent is still busy with earlier ones");
                         }
                     }
                 }

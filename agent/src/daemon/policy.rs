@@ -1,0 +1,93 @@
+//! The daemon's side of the platform's policy (`crate::control`): the subscription's messages in, the
+//! merged config out to the cameras and rules, the report back up.
+
+use tokio::sync::mpsc;
+
+use crate::control::{Decision, Level, Policy};
+use crate::mqtt::{Inbound, MqttLink};
+use crate::rules::Provenance;
+use edge_config::Config;
+
+/// Messages waiting for the daemon; the platform sends a handful of documents, not a stream.
+const INBOUND_QUEUE: usize = 16;
+
+/// The policy in force and where its documents come from.
+pub struct PolicyLink {
+    pub policy: Policy,
+    topics: Vec<(String, Level)>,
+    reported_topic: String,
+    inbound: Option<mpsc::Receiver<(String, Vec<u8>)>>,
+    link: Option<MqttLink>,
+}
+
+impl PolicyLink {
+    /// The persisted policy merged into `local`, and the subscription to hand to the MQTT task (when there is
+    /// a broker and `[control]` is enabled).
+    pub fn load(local: &Config) -> (Self, Option<Inbound>) {
+        let prefix = local.mqtt.as_ref().map_or("checkpoint", |m| m.topic_prefix.as_str());
+        let topics: Vec<(String, Level)> = Level::ALL.iter().map(|l| (l.topic(prefix, &local.site), *l)).collect();
+        let reported_topic = crate::topics::Topics::new(prefix, &local.site).policy_reported();
+        let (inbound, rx) = if local.mqtt.is_some() && local.control.enabled {
+            let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+            (Some(Inbound { topics: topics.iter().map(|(t, _)| t.clone()).collect(), tx }), Some(rx))
+        } else {
+            (None, None)
+        };
+        let policy = Policy::load(local.clone());
+        (Self { policy, topics, reported_topic, inbound: rx, link: None }, inbound)
+    }
+
+    /// The config in force (local merged with the policy) and the provenance of its rules.
+    pub fn effective(&self) -> (Config, Vec<Option<Provenance>>) {
+        self.policy.effective()
+    }
+
+    /// Publishes the report on the link from now on.
+    pub fn attach(&mut self, link: Option<MqttLink>) {
+        self.link = link;
+        self.report();
+    }
+
+    /// Publishes the report (retained).
+    pub fn report(&self) {
+        let Some(link) = &self.link else { return };
+        if let Ok(bytes) = serde_json::to_vec(&self.policy.reported(chrono::Utc::now())) {
+            link.set_retained(self.reported_topic.clone(), bytes);
+        }
+    }
+
+    /// The next document from the platform; never returns without a subscription.
+    pub async fn next(&mut self) -> (Level, Vec<u8>) {
+        loop {
+            let message = match self.inbound.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => None,
+            };
+            let Some((topic, payload)) = message else {
+                self.inbound = None;
+                std::future::pending::<()>().await;
+                continue;
+            };
+            if let Some((_, level)) = self.topics.iter().find(|(t, _)| *t == topic) {
+                return (*level, payload);
+            }
+        }
+    }
+
+    /// Offers a document; returns the config to apply when it changes what is in force.
+    pub fn offer(&mut self, level: Level, payload: &[u8]) -> Option<(Config, Vec<Option<Provenance>>)> {
+        let decision = self.policy.offer(level, payload);
+        self.report();
+        match decision {
+            Decision::Apply(config, provenance) => Some((*config, provenance)),
+            Decision::Keep => None,
+        }
+    }
+
+    /// The local config was reloaded: the merged config to apply.
+    pub fn set_local(&mut self, local: Config) -> (Config, Vec<Option<Provenance>>) {
+        self.policy.set_local(local);
+        self.report();
+        self.policy.effective()
+    }
+}
