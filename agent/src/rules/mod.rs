@@ -12,6 +12,7 @@
 //! per zone. On top, one object never triggers the same rule twice.
 
 mod camera;
+mod watch;
 
 use std::sync::{Arc, RwLock};
 
@@ -24,6 +25,7 @@ use crate::events::geometry::Direction;
 use crate::events::voting::VotedPlate;
 use crate::topics::Origin;
 pub use camera::CameraRules;
+pub use watch::WatchIndex;
 
 /// The rules in force, replaceable at run time.
 pub type SharedRules = Arc<RwLock<Arc<RuleSet>>>;
@@ -89,7 +91,7 @@ impl RuleType {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
     WatchList {
-        plates: Vec<Listed>,
+        plates: WatchIndex,
         tolerance: u8,
     },
     KeyRegion {
@@ -203,7 +205,7 @@ fn compile_check(kind: &RuleKind) -> Result<Check, String> {
                 };
                 listed.push(Listed { plate: normalise_plate(&e.plate), until, reason: e.reason.clone() });
             }
-            Check::WatchList { plates: listed, tolerance: *tolerance }
+            Check::WatchList { plates: WatchIndex::new(listed, *tolerance), tolerance: *tolerance }
         }
         RuleKind::KeyRegion { prefixes } => Check::KeyRegion { prefixes: prefixes.iter().map(|p| normalise_plate(p)).collect() },
         RuleKind::Crowding { zone, min_people, min_secs } => Check::Crowding { zone: zone.clone(), min_people: *min_people, min_secs: *min_secs },
@@ -256,28 +258,6 @@ pub fn match_watch_list(read: &str, list: &[String], tolerance: u8) -> Option<Pl
         };
         if best.as_ref().is_none_or(|b| found.distance < b.distance) {
             best = Some(found);
-        }
-    }
-    best
-}
-
-/// Like [`match_watch_list`] over listed entries still in force at `now`; returns the match and the entry.
-pub fn match_listed<'a>(read: &str, list: &'a [Listed], tolerance: u8, now: DateTime<Utc>) -> Option<(PlateMatch, &'a Listed)> {
-    let read: Vec<char> = normalise_plate(read).chars().collect();
-    let mut best: Option<(PlateMatch, &Listed)> = None;
-    for entry in list.iter().filter(|e| e.until.is_none_or(|u| u > now)) {
-        let listed: Vec<char> = entry.plate.chars().collect();
-        if listed.len() != read.len() {
-            continue;
-        }
-        let differing: Vec<usize> = (0..read.len()).filter(|&i| read[i] != listed[i]).collect();
-        let found = match differing.as_slice() {
-            [] => PlateMatch { entry: entry.plate.clone(), distance: 0, position: None },
-            [p] if tolerance >= 1 => PlateMatch { entry: entry.plate.clone(), distance: 1, position: Some(*p) },
-            _ => continue,
-        };
-        if best.as_ref().is_none_or(|(b, _)| found.distance < b.distance) {
-            best = Some((found, entry));
         }
     }
     best
