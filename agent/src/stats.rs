@@ -111,9 +111,28 @@ pub struct CameraRecord {
     /// Frames per second decoded and analysed over the last sampling interval (f64 bits).
     fps_in: AtomicU64,
     fps_analysed: AtomicU64,
+    /// Asks for the next analysed frame as a JPEG (the `snapshot` command).
+    frame_requests: Mutex<Vec<tokio::sync::oneshot::Sender<Vec<u8>>>>,
 }
 
 impl CameraRecord {
+    /// The next analysed frame of this camera, as a JPEG.
+    pub fn request_frame(&self) -> tokio::sync::oneshot::Receiver<Vec<u8>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.frame_requests.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        rx
+    }
+
+    /// Requests waiting for a frame (the camera thread answers them).
+    pub fn take_frame_requests(&self) -> Vec<tokio::sync::oneshot::Sender<Vec<u8>>> {
+        let mut requests = self.frame_requests.lock().unwrap_or_else(|p| p.into_inner());
+        if requests.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut *requests)
+        }
+    }
+
     pub fn new(id: impl Into<String>, detect_fps: f64, state: CameraState) -> Self {
         Self {
             id: id.into(),
@@ -123,6 +142,7 @@ impl CameraRecord {
             heartbeat_ms: AtomicU64::new(process_ms()),
             fps_in: AtomicU64::new(0),
             fps_analysed: AtomicU64::new(0),
+            frame_requests: Mutex::new(Vec::new()),
         }
     }
 

@@ -41,6 +41,16 @@ impl Topics {
         format!("{}/policy", self.base)
     }
 
+    /// Commands from the platform (not retained).
+    pub fn commands(&self) -> String {
+        format!("{}/commands", self.base)
+    }
+
+    /// Results of commands (QoS 1, through the outbox).
+    pub fn results(&self) -> String {
+        format!("{}/results", self.base)
+    }
+
     /// Retained agent status, with last will `offline`.
     pub fn status(&self) -> String {
         format!("{}/status", self.base)

@@ -185,3 +185,78 @@ fn signed_policy_is_required_with_trusted_keys_and_persists_across_a_restart_wit
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// Publishes a command (QoS 1, not retained) as the platform.
+fn command(port: u16, body: &str) {
+    let out = Command::new("/usr/bin/mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", "platform", "-P", "platform-pw", "-q", "1", "-t", &format!("checkpoint/{SITE}/commands"), "-m", body])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn cmd(id: &str, name: &str, args: &str, expires_at: &str) -> String {
+    format!(r#"{{"schema":"edge-agent/command/v1","id":"{id}","command":"{name}","args":{{{args}}},"expires_at":"{expires_at}"}}"#)
+}
+
+#[test]
+fn commands_are_answered_once_through_the_outbox_and_expired_unknown_or_malformed_ones_are_refused() {
+    let broker = broker();
+    let port = broker.port();
+    let sub = platform_sub(port);
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&agent_config(dir.path(), port, ""));
+    sub.wait_for(Duration::from_secs(60), "camera online", |m| m.topic.ends_with("/status") && m.json()["cameras"][0]["state"] == "online");
+    let result = |id: &str| {
+        let m = sub.wait_for(Duration::from_secs(30), &format!("result of {id}"), |m| m.topic == format!("checkpoint/{SITE}/results") && m.json()["id"] == id);
+        let v = m.json();
+        assert_valid("result.v1.json", &v);
+        v
+    };
+    let later = "2099-01-01T00:00:00Z";
+    let c = cmd("snap-1", "snapshot", r#""camera":"gate""#, later);
+    assert_valid("command.v1.json", &serde_json::from_str(&c).unwrap());
+    command(port, &c);
+    let snap = result("snap-1");
+    assert_eq!(snap["status"], "done", "{snap}");
+    let topic = snap["data"]["topic"].as_str().unwrap().to_string();
+    assert_eq!(topic, format!("checkpoint/{SITE}/gate/snapshots/snap-1"));
+    let jpeg = sub.wait_for(Duration::from_secs(10), "the snapshot", |m| m.topic == topic);
+    assert!(jpeg.payload.starts_with(&[0xFF, 0xD8]), "a JPEG");
+
+    command(port, &cmd("diag-1", "diagnostics", "", later));
+    let diag = result("diag-1");
+    assert_eq!(diag["data"]["cameras"][0]["id"], "gate", "{diag}");
+    assert!(diag["data"]["outbox"]["depth"].is_u64() && diag["data"]["version"].is_string(), "{diag}");
+
+    let statuses = sub.messages().iter().filter(|m| m.topic.ends_with("/status")).count();
+    command(port, &cmd("re-1", "republish", "", later));
+    assert_eq!(result("re-1")["status"], "done");
+    sub.wait_for(Duration::from_secs(10), "a fresh status", |_| sub.messages().iter().filter(|m| m.topic.ends_with("/status")).count() > statuses);
+
+    // A repeated id is answered again and not run twice.
+    command(port, &cmd("restart-1", "restart_camera", r#""camera":"gate""#, later));
+    let first = result("restart-1");
+    assert_eq!(first["status"], "done", "{first}");
+    command(port, &cmd("restart-1", "restart_camera", r#""camera":"gate""#, later));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sub.messages().iter().filter(|m| m.topic.ends_with("/results") && m.json()["id"] == "restart-1").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the repeated id was not answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let answers: Vec<Value> = sub.messages().iter().filter(|m| m.topic.ends_with("/results") && m.json()["id"] == "restart-1").map(|m| m.json()).collect();
+    assert_eq!(answers[0], answers[1], "the same result again");
+    assert_eq!(agent.log().matches("camera restarted on request").count(), 1, "run twice");
+
+    command(port, &cmd("old-1", "restart_camera", r#""camera":"gate""#, "2020-01-01T00:00:00Z"));
+    assert_eq!(result("old-1")["status"], "expired");
+    command(port, &cmd("bad-1", "format_disk", "", later));
+    let bad = result("bad-1");
+    assert_eq!((bad["status"].as_str(), bad["command"].as_str()), (Some("rejected"), Some("format_disk")));
+    command(port, &cmd("bad-2", "snapshot", r#""camera":"gate","quality":100"#, later));
+    assert!(result("bad-2")["detail"].as_str().unwrap().contains("args.quality"));
+    command(port, "{\"id\": 42");
+    let garbled = result("");
+    assert_eq!(garbled["status"], "rejected");
+    assert_eq!(agent.log().matches("camera restarted on request").count(), 1, "only the valid, fresh, first restart ran");
+}

@@ -125,7 +125,7 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Document, Refused>
         Refused::Invalid(vec![Issue::new(if path == "." { "(document)".to_string() } else { path }, e.into_inner().to_string())])
     })?;
     if !trusted_keys.is_empty() {
-        verify_signature(&value, raw.signature.as_deref(), trusted_keys).map_err(Refused::Signature)?;
+        verify(&value, raw.signature.as_deref(), trusted_keys).map_err(Refused::Signature)?;
     }
     let mut issues = Vec::new();
     if raw.schema != POLICY_SCHEMA {
@@ -157,8 +157,8 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Document, Refused>
     Ok(Document { version: raw.version, issued_at: raw.issued_at, issued_by: raw.issued_by, rules, cameras: raw.cameras, bytes: bytes.to_vec() })
 }
 
-fn verify_signature(value: &Value, signature: Option<&str>, trusted_keys: &[String]) -> Result<(), String> {
-    let signature = signature.ok_or("the document is not signed, and control.trusted_keys requires a signature")?;
+pub(super) fn verify(value: &Value, signature: Option<&str>, trusted_keys: &[String]) -> Result<(), String> {
+    let signature = signature.ok_or("not signed, and control.trusted_keys requires a signature")?;
     let bytes: [u8; 64] = hex::decode(signature).ok().and_then(|b| b.try_into().ok()).ok_or("not an Ed25519 signature (128 hex characters)")?;
     let signature = Signature::from_bytes(&bytes);
     let message = canonical(value);

@@ -10,6 +10,7 @@
 //! Camera switches (`enabled`, `detect_fps`, `plates`) apply to this checkpoint's cameras, the most specific
 //! level last.
 
+pub mod command;
 pub mod document;
 
 use std::collections::BTreeMap;
@@ -340,7 +341,7 @@ fn field_set(s: &CameraSwitches, field: &str) -> bool {
 }
 
 /// Writes `bytes` to `path` through a temporary file in `dir` and a rename.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".policy.").suffix(".partial").tempfile_in(dir)?;

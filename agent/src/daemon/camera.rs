@@ -81,6 +81,7 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
             self.record.record_plates(analysed.plate_time, analysed.plates.len());
         }
         self.publish_detections(analysed);
+        self.answer_frame_requests(analysed);
         if self.builder.last_time().is_some_and(|t| time.stream_s - t.stream_s > self.lost_timeout_s) {
             self.finish();
         }
@@ -113,6 +114,18 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
             }
         }
         self.sink.commit();
+    }
+
+    /// The `snapshot` command: the frame just analysed, as a JPEG.
+    fn answer_frame_requests(&self, analysed: &Analysed) {
+        let requests = self.record.take_frame_requests();
+        if requests.is_empty() {
+            return;
+        }
+        let Some(jpeg) = analysed.frame.view().ok().and_then(|v| crate::events::snapshot::frame_jpeg(&v, 1280, 400_000)) else { return };
+        for r in requests {
+            let _ = r.send(jpeg.clone());
+        }
     }
 
     /// Rate-limited per-frame detections: sent when objects are present, and once more when they leave.

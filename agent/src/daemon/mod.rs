@@ -14,6 +14,7 @@
 //! running after it is logged.
 
 mod camera;
+mod commands;
 mod policy;
 mod reports;
 mod signals;
@@ -148,6 +149,8 @@ struct Agent {
     mqtt_cancel: CancellationToken,
     /// The platform's policy, merged into the local config.
     policy: policy::PolicyLink,
+    /// Commands already answered.
+    answered: crate::control::command::Answered,
     sources: metrics::Sources,
     /// Stats, rates, watchdog and retention: aborted at shutdown.
     background: Vec<JoinHandle<()>>,
@@ -205,7 +208,8 @@ impl Agent {
         let notifier = Arc::new(Notifier::from_env());
         let check = metrics::HealthCheck { sources: sources.clone(), mqtt_task: mqtt.as_ref().map(|(_, task)| task.abort_handle()) };
         background.push(tokio::spawn(reports::watchdog(check, notifier.clone())));
-        Ok(Self { notifier, fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, sources, background, http, http_cancel, cameras_cancel })
+        let answered = crate::control::command::Answered::load(&config.storage.state_dir);
+        Ok(Self { notifier, fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, sources, background, http, http_cancel, cameras_cancel })
     }
 
     /// Says the agent is ready, then reloads on SIGHUP and applies the platform's policy until a stop signal.
@@ -218,12 +222,15 @@ impl Agent {
                     Signal::Stop => break,
                     Signal::Reload => self.reload(config_path, config).await,
                 },
-                (level, payload) = self.policy.next() => {
-                    if let Some((effective, provenance)) = self.policy.offer(level, &payload) {
-                        let _ = topology::apply(&mut self.fleet, &effective, &provenance).await;
-                        self.changed();
+                message = self.policy.next() => match message {
+                    policy::FromPlatform::Policy(level, payload) => {
+                        if let Some((effective, provenance)) = self.policy.offer(level, &payload) {
+                            let _ = topology::apply(&mut self.fleet, &effective, &provenance).await;
+                            self.changed();
+                        }
                     }
-                }
+                    policy::FromPlatform::Command(payload) => self.command(config, &payload).await,
+                },
             }
         }
     }
@@ -242,6 +249,22 @@ impl Agent {
         self.changed();
     }
 
+    async fn command(&mut self, config: &Config, payload: &[u8]) {
+        let topics = Topics::new(config.mqtt.as_ref().map_or("checkpoint", |m| m.topic_prefix.as_str()), &config.site);
+        let ctx = commands::Context {
+            fleet: &mut self.fleet,
+            outbox: &self.outbox,
+            link: self.mqtt.as_ref().map(|(l, _)| l),
+            policy: &self.policy.policy,
+            topics: &topics,
+            site: &config.site.path(),
+            started: self.sources.started,
+            state_dir: &config.storage.state_dir,
+        };
+        commands::handle(payload, &config.control.trusted_keys, &mut self.answered, ctx).await;
+        self.changed();
+    }
+
     /// Cameras may have changed: the status and systemd hear of it.
     fn changed(&self) {
         if let Some((link, _)) = &self.mqtt {
@@ -252,8 +275,8 @@ impl Agent {
 
     /// Stops everything in order: cameras, detector, endpoints, outbox flush, MQTT, outbox writer.
     async fn shutdown(self) {
-        let Self { notifier, mut fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, sources, background, http, http_cancel, cameras_cancel } = self;
-        drop(policy);
+        let Self { notifier, mut fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, sources, background, http, http_cancel, cameras_cancel } = self;
+        drop((policy, answered));
         notifier.stopping();
         tracing::info!("shutting down: stopping cameras");
         http_cancel.cancel();

@@ -11,10 +11,17 @@ use edge_config::Config;
 /// Messages waiting for the daemon; the platform sends a handful of documents, not a stream.
 const INBOUND_QUEUE: usize = 16;
 
-/// The policy in force and where its documents come from.
+/// A message from the platform.
+pub enum FromPlatform {
+    Policy(Level, Vec<u8>),
+    Command(Vec<u8>),
+}
+
+/// The policy in force and where its documents (and the platform's commands) come from.
 pub struct PolicyLink {
     pub policy: Policy,
     topics: Vec<(String, Level)>,
+    commands_topic: String,
     reported_topic: String,
     inbound: Option<mpsc::Receiver<(String, Vec<u8>)>>,
     link: Option<MqttLink>,
@@ -26,15 +33,17 @@ impl PolicyLink {
     pub fn load(local: &Config) -> (Self, Option<Inbound>) {
         let prefix = local.mqtt.as_ref().map_or("checkpoint", |m| m.topic_prefix.as_str());
         let topics: Vec<(String, Level)> = Level::ALL.iter().map(|l| (l.topic(prefix, &local.site), *l)).collect();
-        let reported_topic = crate::topics::Topics::new(prefix, &local.site).policy_reported();
+        let site_topics = crate::topics::Topics::new(prefix, &local.site);
+        let (reported_topic, commands_topic) = (site_topics.policy_reported(), site_topics.commands());
         let (inbound, rx) = if local.mqtt.is_some() && local.control.enabled {
             let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
-            (Some(Inbound { topics: topics.iter().map(|(t, _)| t.clone()).collect(), tx }), Some(rx))
+            let subscribed = topics.iter().map(|(t, _)| t.clone()).chain([commands_topic.clone()]).collect();
+            (Some(Inbound { topics: subscribed, tx }), Some(rx))
         } else {
             (None, None)
         };
         let policy = Policy::load(local.clone());
-        (Self { policy, topics, reported_topic, inbound: rx, link: None }, inbound)
+        (Self { policy, topics, commands_topic, reported_topic, inbound: rx, link: None }, inbound)
     }
 
     /// The config in force (local merged with the policy) and the provenance of its rules.
@@ -56,8 +65,8 @@ impl PolicyLink {
         }
     }
 
-    /// The next document from the platform; never returns without a subscription.
-    pub async fn next(&mut self) -> (Level, Vec<u8>) {
+    /// The next message from the platform; never returns without a subscription.
+    pub async fn next(&mut self) -> FromPlatform {
         loop {
             let message = match self.inbound.as_mut() {
                 Some(rx) => rx.recv().await,
@@ -68,8 +77,11 @@ impl PolicyLink {
                 std::future::pending::<()>().await;
                 continue;
             };
+            if topic == self.commands_topic {
+                return FromPlatform::Command(payload);
+            }
             if let Some((_, level)) = self.topics.iter().find(|(t, _)| *t == topic) {
-                return (*level, payload);
+                return FromPlatform::Policy(*level, payload);
             }
         }
     }

@@ -52,7 +52,10 @@ pub async fn publish_stats(link: MqttLink, outbox: OutboxHandle, site: String, r
         input: [detector.input_size.0, detector.input_size.1],
     };
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = link.stats_requested() => {}
+        }
         let list: Vec<Arc<CameraRecord>> = records.read().unwrap_or_else(|p| p.into_inner()).clone();
         let now: HashMap<String, CounterSnapshot> = list.iter().map(|r| (r.id.clone(), r.snapshot())).collect();
         let cameras = list

@@ -148,6 +148,34 @@ impl Fleet {
         }
     }
 
+    /// Stops one camera and starts it again with the same settings (the `restart_camera` command).
+    pub async fn restart(&mut self, id: &str) -> Result<(), String> {
+        let i = self.running.iter().position(|r| r.camera.id == id).ok_or_else(|| format!("no camera {id:?}"))?;
+        let old = self.running.remove(i);
+        let (camera, events) = (old.camera.clone(), old.events.clone());
+        stop_cameras(vec![old]).await;
+        let result = match self.start(&camera, &events) {
+            Ok(r) => {
+                tracing::info!(camera = %id, "camera restarted on request");
+                self.running.insert(i, r);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        *self.list.write().unwrap_or_else(|p| p.into_inner()) = self.running.iter().map(|r| r.record.clone()).collect();
+        result
+    }
+
+    /// The record of a running camera.
+    pub fn record(&self, id: &str) -> Option<Arc<CameraRecord>> {
+        self.running.iter().find(|r| r.camera.id == id && r.camera.enabled).map(|r| r.record.clone())
+    }
+
+    /// Every camera's record.
+    pub fn records(&self) -> Vec<Arc<CameraRecord>> {
+        self.running.iter().map(|r| r.record.clone()).collect()
+    }
+
     pub async fn stop_all(&mut self) {
         stop_cameras(std::mem::take(&mut self.running)).await;
     }

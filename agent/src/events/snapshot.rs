@@ -104,6 +104,17 @@ pub struct Encoded {
     pub sha256: String,
 }
 
+/// The whole frame as a JPEG of at most `max_width` pixels across and `max_bytes` (the `snapshot` command).
+pub fn frame_jpeg(frame: &BgrView<'_>, max_width: u32, max_bytes: usize) -> Option<Vec<u8>> {
+    let (w, h) = (frame.width(), frame.height());
+    let scale = (max_width as f32 / w.max(1) as f32).min(1.0);
+    let (sw, sh) = (((w as f32 * scale) as u32).max(1), ((h as f32 * scale) as u32).max(1));
+    let image = resize_bilinear(frame, sw, sh);
+    let whole = BBox::new(0.0, 0.0, sw as f32, sh as f32);
+    let candidate = Candidate { quality: 0.0, image, object_box: whole, frame_region: BBox::new(0.0, 0.0, w as f32, h as f32), taken_at: chrono::Utc::now() };
+    encode(&candidate, max_bytes).map(|e| e.jpeg)
+}
+
 /// Encodes the candidate as JPEG, lowering quality and then size until it fits `max_bytes`.
 pub fn encode(candidate: &Candidate, max_bytes: usize) -> Option<Encoded> {
     let mut image = candidate.image.clone();

@@ -74,6 +74,8 @@ pub struct MqttLink {
     status_changed: Arc<Notify>,
     /// Retained documents besides the status (the policy report), republished on every connection.
     retained: Arc<Mutex<std::collections::BTreeMap<String, Vec<u8>>>>,
+    /// Asks the stats task for a report now.
+    stats_now: Arc<Notify>,
 }
 
 /// Messages from the platform the agent subscribes to, handed to `tx` as (topic, payload). One the
@@ -106,6 +108,16 @@ impl MqttLink {
     /// Asks the link to republish the retained status (a camera changed state).
     pub fn status_changed(&self) {
         self.status_changed.notify_one();
+    }
+
+    /// Asks for a stats report now (the `republish` command).
+    pub fn request_stats(&self) {
+        self.stats_now.notify_one();
+    }
+
+    /// Waits for [`MqttLink::request_stats`].
+    pub async fn stats_requested(&self) {
+        self.stats_now.notified().await;
     }
 
     /// Sets a retained document (QoS 1); the link publishes it now and on every connection.
@@ -221,7 +233,8 @@ pub fn start(
         options.set_transport(tls_transport(tls)?);
     }
     let (client, eventloop) = AsyncClient::new(options, 1024);
-    let link = MqttLink { client, topics, state: Arc::new(LinkState::default()), status_changed: Arc::new(Notify::new()), retained: Arc::default() };
+    let link =
+        MqttLink { client, topics, state: Arc::new(LinkState::default()), status_changed: Arc::new(Notify::new()), retained: Arc::default(), stats_now: Arc::new(Notify::new()) };
     let delivery = outbox.map(|o| Outbound::new(o, settings.max_inflight as usize));
     let task = tokio::spawn(drive(eventloop, link.clone(), status, delivery, inbound, cancel, stop_timeout, settings.clone()));
     Ok((link, task))

@@ -42,6 +42,8 @@ pub enum Kind {
     Event,
     Snapshot,
     Alert,
+    /// The result of a command from the platform.
+    Result,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::Event => 1,
             Kind::Snapshot => 2,
             Kind::Alert => 3,
+            Kind::Result => 4,
         }
     }
 
@@ -58,6 +61,7 @@ impl Kind {
             1 => Some(Kind::Event),
             2 => Some(Kind::Snapshot),
             3 => Some(Kind::Alert),
+            4 => Some(Kind::Result),
             _ => None,
         }
     }

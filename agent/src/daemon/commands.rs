@@ -1,0 +1,148 @@
+//! Running the platform's commands (`crate::control::command`) against the running agent, and queuing
+//! their results through the outbox.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::topology::Fleet;
+use crate::control::command::{self, Action, Answered, Command, CommandResult, Status};
+use crate::control::Policy;
+use crate::mqtt::MqttLink;
+use crate::outbox::{Kind, Message, OutboxHandle};
+use crate::topics::Topics;
+
+/// How long a `snapshot` waits for the camera's next analysed frame.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
+
+/// What commands act on.
+pub struct Context<'a> {
+    pub fleet: &'a mut Fleet,
+    pub outbox: &'a OutboxHandle,
+    pub link: Option<&'a MqttLink>,
+    pub policy: &'a Policy,
+    pub topics: &'a Topics,
+    pub site: &'a str,
+    pub started: Instant,
+    pub state_dir: &'a PathBuf,
+}
+
+/// Answers one command message: runs it unless it was answered before (then the same result again),
+/// expired or refused; the result goes to the outbox.
+pub async fn handle(bytes: &[u8], trusted_keys: &[String], answered: &mut Answered, ctx: Context<'_>) {
+    let result = match command::parse(bytes, trusted_keys) {
+        Err((id, name, why)) => {
+            tracing::warn!(command = name.as_deref().unwrap_or("-"), id = %id, reason = %why, "command refused");
+            CommandResult::new(&id, ctx.site, name.as_deref(), Status::Rejected, why, None)
+        }
+        Ok(cmd) => match answered.get(&cmd.id) {
+            Some(previous) => {
+                tracing::info!(id = %cmd.id, "command already answered: sending the same result again");
+                queue(ctx.outbox, ctx.topics, previous);
+                return;
+            }
+            None if cmd.expires_at <= chrono::Utc::now() => CommandResult::new(&cmd.id, ctx.site, Some(name(cmd.action)), Status::Expired, "expired before it arrived", None),
+            None => run(&cmd, ctx.fleet, ctx.outbox, ctx.link, ctx.policy, ctx.topics, ctx.site, ctx.started, ctx.state_dir).await,
+        },
+    };
+    queue(ctx.outbox, ctx.topics, &result);
+    answered.remember(result);
+}
+
+fn name(action: Action) -> &'static str {
+    match action {
+        Action::Snapshot => "snapshot",
+        Action::RestartCamera => "restart_camera",
+        Action::Republish => "republish",
+        Action::Diagnostics => "diagnostics",
+    }
+}
+
+fn queue(outbox: &OutboxHandle, topics: &Topics, result: &CommandResult) {
+    let Ok(bytes) = serde_json::to_vec(result) else { return };
+    if let Err(rejected) = outbox.append(Message::new(Kind::Result, topics.results(), bytes)) {
+        tracing::error!(id = %result.id, error = %rejected.reason, "command result not queued");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    cmd: &Command,
+    fleet: &mut Fleet,
+    outbox: &OutboxHandle,
+    link: Option<&MqttLink>,
+    policy: &Policy,
+    topics: &Topics,
+    site: &str,
+    started: Instant,
+    state_dir: &PathBuf,
+) -> CommandResult {
+    let done = |detail: String, data: Option<Value>| CommandResult::new(&cmd.id, site, Some(name(cmd.action)), Status::Done, detail, data);
+    let failed = |detail: String| CommandResult::new(&cmd.id, site, Some(name(cmd.action)), Status::Failed, detail, None);
+    tracing::info!(id = %cmd.id, command = name(cmd.action), camera = cmd.camera.as_deref().unwrap_or("-"), "command from the platform");
+    let camera = cmd.camera.as_deref().unwrap_or_default();
+    match cmd.action {
+        Action::Snapshot => {
+            let Some(record) = fleet.record(camera) else { return failed(format!("no running camera {camera:?}")) };
+            let frame = record.request_frame();
+            match tokio::time::timeout(SNAPSHOT_WAIT, frame).await {
+                Ok(Ok(jpeg)) => {
+                    let topic = topics.snapshot(camera, &cmd.id);
+                    let bytes = jpeg.len();
+                    match outbox.append(Message::new(Kind::Snapshot, topic.clone(), jpeg)) {
+                        Ok(()) => done(format!("snapshot of {camera} queued"), Some(json!({"topic": topic, "bytes": bytes, "content_type": "image/jpeg"}))),
+                        Err(rejected) => failed(format!("snapshot not queued: {}", rejected.reason)),
+                    }
+                }
+                _ => failed(format!("camera {camera} delivered no frame within {} s", SNAPSHOT_WAIT.as_secs())),
+            }
+        }
+        Action::RestartCamera => match fleet.restart(camera).await {
+            Ok(()) => done(format!("camera {camera} restarted"), None),
+            Err(e) => failed(e),
+        },
+        Action::Republish => match link {
+            Some(link) => {
+                link.status_changed();
+                link.request_stats();
+                done("status, policy report and stats published".into(), None)
+            }
+            None => failed("no broker configured".into()),
+        },
+        Action::Diagnostics => done("diagnostics".into(), Some(diagnostics(fleet, outbox, link, policy, started, state_dir))),
+    }
+}
+
+fn diagnostics(fleet: &Fleet, outbox: &OutboxHandle, link: Option<&MqttLink>, policy: &Policy, started: Instant, state_dir: &PathBuf) -> Value {
+    let cameras: Vec<Value> = fleet
+        .records()
+        .iter()
+        .map(|r| {
+            let h = r.health();
+            let (fps_in, fps_analysed) = r.rates();
+            json!({"id": r.id, "state": h.state.as_str(), "since": crate::payload::timestamp(h.since), "last_error": h.last_error, "fps_in": crate::payload::round2(fps_in), "fps_analysed": crate::payload::round2(fps_analysed)})
+        })
+        .collect();
+    let o = outbox.outbox().stats().unwrap_or_default();
+    let report = policy.reported(chrono::Utc::now());
+    let policy_versions: serde_json::Map<String, Value> = report.levels.iter().map(|(l, r)| (l.to_string(), json!(r.version))).collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "onnxruntime": models::runtime::library_path().map(|p| p.display().to_string()),
+        "uptime_s": crate::payload::round2(started.elapsed().as_secs_f64()),
+        "cameras": cameras,
+        "outbox": {"depth": o.depth, "bytes": o.bytes, "oldest_age_s": o.oldest_age_ms.map(|ms| ms as f64 / 1000.0)},
+        "mqtt_connected": link.is_some_and(MqttLink::is_connected),
+        "disk_free_bytes": disk_free(state_dir),
+        "policy": policy_versions,
+    })
+}
+
+/// Free bytes on the state directory's file system (`df`), when it can be told.
+fn disk_free(dir: &PathBuf) -> Option<u64> {
+    let out = std::process::Command::new("df").arg("-Pk").arg(dir).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kb: u64 = text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kb * 1024)
+}
