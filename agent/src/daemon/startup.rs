@@ -1,0 +1,137 @@
+//! The start-up steps of `daemon::Agent::start`, one function each: the outbox, the MQTT link, the local
+//! record, the periodic reports and the HTTP endpoints.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use edge_config::Config;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::reports;
+use super::sink::LocalRecord;
+use super::topology::Fleet;
+use super::users_file;
+use crate::eventlog::EventLog;
+use crate::inference::DetectorInfo;
+use crate::metrics::{self, CameraList};
+use crate::mqtt::{self, MqttLink};
+use crate::outbox::{Bounds, Outbox, OutboxHandle, OutboxWriter};
+use crate::payload::AgentInfo;
+use crate::snapshots::SnapshotStore;
+use crate::web::{self, AuditLog, Feed};
+
+/// Opens the outbox in the state directory and starts its writer.
+pub fn open_outbox(config: &Config) -> anyhow::Result<(OutboxWriter, OutboxHandle)> {
+    let path = config.storage.state_dir.join("outbox.redb");
+    let outbox = Outbox::open(&path).with_context(|| "cannot open the outbox")?;
+    let pending = outbox.stats().map(|s| s.depth).unwrap_or(0);
+    tracing::info!(path = %path.display(), pending, "outbox open");
+    let bounds = Bounds {
+        max_bytes: config.storage.outbox_max_bytes,
+        max_age_ms: config.storage.outbox_max_age_hours * 3_600_000,
+        snapshot_max_age_ms: u64::from(config.storage.snapshot_retention_days) * 86_400_000,
+    };
+    Ok(OutboxWriter::start(outbox, bounds)?)
+}
+
+/// Starts the MQTT task when a broker is configured.
+pub fn start_mqtt(
+    config: &Config,
+    cameras: &CameraList,
+    outbox: &OutboxHandle,
+    cancel: &CancellationToken,
+    inbound: Option<mqtt::Inbound>,
+) -> anyhow::Result<Option<(MqttLink, JoinHandle<()>)>> {
+    let Some(settings) = &config.mqtt else {
+        tracing::warn!("no [mqtt] section in the config: running standalone, events are kept in the outbox and the local event log");
+        return Ok(None);
+    };
+    let status = reports::status_builder(config, AgentInfo::current(chrono::Utc::now()), cameras.clone());
+    Ok(Some(mqtt::start(settings, &config.site, status, Some(outbox.clone()), cancel.clone(), Duration::from_secs(5), inbound)?))
+}
+
+/// The local logs, snapshot store and duty desk feed (refilled from the logs); and the audit log.
+pub async fn local_record(config: &Config) -> (LocalRecord, Arc<AuditLog>) {
+    let storage = &config.storage;
+    let local = LocalRecord {
+        events: Arc::new(EventLog::new(&storage.state_dir, storage.event_log_retention_days)),
+        alerts: Arc::new(EventLog::named(&storage.state_dir, "alerts", storage.event_log_retention_days)),
+        snapshots: SnapshotStore::new(&storage.state_dir, storage.snapshot_retention_days),
+        feed: config.web.enabled.then(Feed::new),
+    };
+    let audit = Arc::new(AuditLog::open(&storage.state_dir));
+    if let Some(feed) = &local.feed {
+        let (feed, events, alerts, audit) = (feed.clone(), local.events.clone(), local.alerts.clone(), audit.clone());
+        tokio::task::spawn_blocking(move || feed.restore(&events, &alerts, &audit)).await.ok();
+    }
+    (local, audit)
+}
+
+/// The `stats` messages (with a broker) and the frame-rate gauges.
+pub fn start_reports(config: &Config, link: Option<&MqttLink>, outbox: &OutboxHandle, cameras: &CameraList, detector: &DetectorInfo, started: Instant) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(reports::sample_rates(cameras.clone()))];
+    if let (Some(link), Some(settings)) = (link, &config.mqtt) {
+        let interval = Duration::from_secs(settings.stats_interval_secs);
+        tasks.push(tokio::spawn(reports::publish_stats(link.clone(), outbox.clone(), config.site.path(), cameras.clone(), detector.clone(), interval, started)));
+    }
+    tasks
+}
+
+/// The metrics endpoint and the duty desk, each when enabled; one that cannot start is logged and the
+/// agent runs on without it.
+pub async fn start_endpoints(
+    config: &Config,
+    sources: &metrics::Sources,
+    fleet: &Fleet,
+    local: &LocalRecord,
+    audit: Arc<AuditLog>,
+    cancel: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if config.metrics.enabled {
+        let served = metrics::serve(&config.metrics.listen, sources.clone(), cancel.clone()).await;
+        tasks.extend(endpoint("metrics endpoint", |addr| format!("http://{addr}/metrics and /healthz"), served));
+    }
+    if let Some(feed) = &local.feed {
+        let w = &config.web;
+        let state = web::WebState {
+            feed: feed.clone(),
+            cameras: sources.cameras.clone(),
+            camera_names: fleet.deps.camera_names.clone(),
+            snapshots: local.snapshots.clone(),
+            audit,
+            users_file: users_file(config),
+            sessions: web::Sessions::default(),
+            session_ttl: Duration::from_secs(u64::from(w.session_hours) * 3600),
+            language: w.language.clone(),
+            site_name: config.site.name.clone().unwrap_or_else(|| config.site.path()),
+            retention_days: config.storage.snapshot_retention_days,
+            tls: w.tls_cert_file.is_some(),
+            setup_code: Arc::default(),
+            setup_code_file: config.storage.state_dir.join("setup-code"),
+            guard: Arc::default(),
+            allowed_hosts: Arc::new(web::allowed_hosts(&w.allowed_hosts)),
+        };
+        let tls = w.tls_cert_file.clone().zip(w.tls_key_file.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let served = web::serve(&w.listen, state, tls, cancel.clone()).await;
+        tasks.extend(endpoint("duty desk", |addr| format!("{scheme}://{addr}/"), served));
+    }
+    tasks
+}
+
+/// Logs where an optional HTTP endpoint listens, or why it did not start.
+fn endpoint(name: &str, url: impl Fn(std::net::SocketAddr) -> String, served: anyhow::Result<(std::net::SocketAddr, JoinHandle<()>)>) -> Option<JoinHandle<()>> {
+    match served {
+        Ok((addr, task)) => {
+            tracing::info!(address = %addr, "{name} listening on {}", url(addr));
+            Some(task)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "{name} not started; the agent runs without it");
+            None
+        }
+    }
+}
