@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod checks;
 pub mod cli;
 pub mod control;
+pub mod counts;
 pub mod daemon;
 pub mod eventlog;
 pub mod events;

@@ -113,9 +113,17 @@ pub struct CameraRecord {
     fps_analysed: AtomicU64,
     /// Asks for the next analysed frame as a JPEG (the `snapshot` command).
     frame_requests: Mutex<Vec<tokio::sync::oneshot::Sender<Vec<u8>>>>,
+    /// Flow counts of the open periods.
+    pub flow: crate::counts::FlowCounter,
 }
 
 impl CameraRecord {
+    /// Counts flow in periods of `secs` (default: an hour).
+    pub fn with_counts_period(mut self, secs: u32) -> Self {
+        self.flow = crate::counts::FlowCounter::new(secs);
+        self
+    }
+
     /// The next analysed frame of this camera, as a JPEG.
     pub fn request_frame(&self) -> tokio::sync::oneshot::Receiver<Vec<u8>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -143,6 +151,7 @@ impl CameraRecord {
             fps_in: AtomicU64::new(0),
             fps_analysed: AtomicU64::new(0),
             frame_requests: Mutex::new(Vec::new()),
+            flow: crate::counts::FlowCounter::new(edge_config::default_counts_period_secs()),
         }
     }
 

@@ -41,6 +41,11 @@ impl Topics {
         format!("{}/policy", self.base)
     }
 
+    /// Flow counts of one camera, one message per closed period (QoS 1, through the outbox).
+    pub fn counts(&self, camera: &str) -> String {
+        format!("{}/{camera}/counts", self.base)
+    }
+
     /// Commands from the platform (not retained).
     pub fn commands(&self) -> String {
         format!("{}/commands", self.base)

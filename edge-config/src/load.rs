@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::settings::{Camera, Config, Control, Events, Metrics, Models, Mqtt, Rule, Site, Storage, Web};
+use crate::settings::{Camera, Config, Control, Events, Metrics, Models, Mqtt, Reports, Rule, Site, Storage, Web};
 use crate::validate::validate_into;
 use crate::{ConfigError, Issue};
 
-const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metrics", "web", "rules", "control", "cameras"];
+const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metrics", "web", "rules", "control", "reports", "cameras"];
 
 /// Reads, parses and validates a configuration file. Relative paths inside it are made relative to the
 /// file's directory.
@@ -52,6 +52,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
     let metrics: Option<Metrics> = optional_section(&table, "metrics", &mut issues);
     let web: Option<Web> = optional_section(&table, "web", &mut issues);
     let control: Option<Control> = optional_section(&table, "control", &mut issues);
+    let reports: Option<Reports> = optional_section(&table, "reports", &mut issues);
     let rules: Option<Vec<Option<Rule>>> = match table.get("rules") {
         None => Some(Vec::new()),
         Some(toml::Value::Array(items)) => Some(items.iter().enumerate().map(|(i, v)| section(v.clone(), &format!("rules[{i}]"), &mut issues)).collect()),
@@ -81,6 +82,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         web: web.clone().unwrap_or_default(),
         rules: rules.iter().flatten().flatten().cloned().collect(),
         control: control.clone().unwrap_or_default(),
+        reports: reports.clone().unwrap_or_default(),
         cameras: camera_list,
     };
     let mut semantic = Vec::new();
@@ -105,9 +107,9 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         issues.push(issue);
     }
 
-    match (issues.is_empty(), site, mqtt, models, storage, events, metrics, web, control, rules.is_some()) {
-        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics), Some(web), Some(control), true) => {
-            Ok(Config { site, mqtt, models, storage, events, metrics, web, rules: partial.rules, control, cameras: partial.cameras })
+    match (issues.is_empty(), site, mqtt, models, storage, events, metrics, web, control, reports, rules.is_some()) {
+        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics), Some(web), Some(control), Some(reports), true) => {
+            Ok(Config { site, mqtt, models, storage, events, metrics, web, rules: partial.rules, control, reports, cameras: partial.cameras })
         }
         _ => Err(issues),
     }

@@ -40,6 +40,9 @@ pub struct Config {
     /// Policy from the platform: signing keys. *(restart)*
     #[serde(default)]
     pub control: Control,
+    /// Reports up the grid: flow counts. *(restart)*
+    #[serde(default)]
+    pub reports: Reports,
     /// The cameras this agent watches.
     #[serde(default)]
     pub cameras: Vec<Camera>,
@@ -504,6 +507,26 @@ pub struct Control {
     pub trusted_keys: Vec<String>,
 }
 
+/// Reports up the grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reports {
+    /// Length of a flow-count period (people and vehicles by direction, plates, alerts per camera); must
+    /// divide a day. Default: an hour.
+    #[serde(default = "default_counts_period_secs")]
+    pub counts_period_secs: u32,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Self { counts_period_secs: default_counts_period_secs() }
+    }
+}
+
+pub fn default_counts_period_secs() -> u32 {
+    3600
+}
+
 impl Default for Control {
     fn default() -> Self {
         Self { enabled: true, trusted_keys: Vec::new() }
@@ -830,7 +853,7 @@ impl Config {
     /// restart. Built from an exhaustive destructure, so a new section must be sorted into "reloadable" or
     /// "restart" here before the crate compiles.
     pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
-        let Config { site, mqtt, models, storage, events: _, metrics, web, rules: _, control, cameras: _ } = self;
+        let Config { site, mqtt, models, storage, events: _, metrics, web, rules: _, control, reports, cameras: _ } = self;
         let mut changed = Vec::new();
         for (name, differs) in [
             ("site", *site != new.site),
@@ -840,6 +863,7 @@ impl Config {
             ("metrics", *metrics != new.metrics),
             ("web", *web != new.web),
             ("control", *control != new.control),
+            ("reports", *reports != new.reports),
         ] {
             if differs {
                 changed.push(name);

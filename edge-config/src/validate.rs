@@ -28,6 +28,10 @@ pub(crate) fn validate_into(config: &Config, issues: &mut Vec<Issue>) {
     validate_web(&config.web, issues);
     validate_rules(config, issues);
     validate_control(&config.control, issues);
+    let period = config.reports.counts_period_secs;
+    if period == 0 || 86_400 % period != 0 {
+        issues.push(Issue::new("reports.counts_period_secs", format!("{period}: must divide a day (3600 = hourly, 900 = quarter-hourly)")));
+    }
 }
 
 fn validate_web(w: &crate::settings::Web, issues: &mut Vec<Issue>) {

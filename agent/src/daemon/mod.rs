@@ -171,7 +171,8 @@ impl Agent {
         let link = mqtt.as_ref().map(|(link, _)| link.clone());
         policy.attach(link.clone());
         let (local, audit) = local_record(config).await;
-        let mut background = vec![tokio::spawn(reports::apply_retention(local.snapshots.clone(), vec![local.events.clone(), local.alerts.clone(), audit.log().clone()]))];
+        let mut background =
+            vec![tokio::spawn(reports::apply_retention(local.snapshots.clone(), vec![local.events.clone(), local.alerts.clone(), local.counts.clone(), audit.log().clone()]))];
         let cameras_cancel = CancellationToken::new();
         let Some(handle) = detector.handle() else { bail!("detector stopped before cameras started") };
         let deps = CameraDeps {
@@ -186,6 +187,7 @@ impl Agent {
             rules: Arc::new(RwLock::new(Arc::new(crate::rules::RuleSet::compile_with(&effective.rules, &provenance)))),
             camera_names: Arc::new(RwLock::new(web::camera_names(config))),
             cancel: cameras_cancel.clone(),
+            counts_period_secs: config.reports.counts_period_secs,
         };
         let mut fleet = Fleet::new(deps, cameras.clone());
         fleet.apply(&effective).await?;
@@ -193,6 +195,7 @@ impl Agent {
             tracing::warn!("no cameras configured: running idle; add [[cameras]] to the config and reload (SIGHUP)");
         }
         background.extend(start_reports(config, link.as_ref(), &outbox, &cameras, detector.info(), started));
+        background.push(tokio::spawn(reports::publish_counts(cameras.clone(), outbox.clone(), fleet.deps.topics.clone(), config.site.path(), local.counts.clone())));
         let sources = metrics::Sources {
             cameras: cameras.clone(),
             outbox: outbox.clone(),

@@ -177,3 +177,32 @@ pub async fn apply_retention(store: SnapshotStore, logs: Vec<Arc<EventLog>>) {
         }
     }
 }
+
+/// Closes flow-count periods (every second) and queues them through the outbox and to the local log.
+pub async fn publish_counts(cameras: CameraList, outbox: OutboxHandle, topics: crate::topics::Topics, site: String, log: Arc<EventLog>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticker.tick().await;
+        let now = chrono::Utc::now();
+        let list: Vec<Arc<CameraRecord>> = cameras.read().unwrap_or_else(|p| p.into_inner()).clone();
+        for record in list {
+            for (start, end, tally) in record.flow.close(now) {
+                let counts = crate::counts::Counts {
+                    schema: crate::counts::COUNTS_SCHEMA,
+                    site: site.clone(),
+                    camera: record.id.clone(),
+                    period_start: payload::timestamp(start),
+                    period_end: payload::timestamp(end),
+                    tally,
+                };
+                let Ok(bytes) = serde_json::to_vec(&counts) else { continue };
+                if let Err(rejected) = outbox.append(crate::outbox::Message::new(crate::outbox::Kind::Counts, topics.counts(&record.id), bytes.clone())) {
+                    tracing::error!(camera = %record.id, error = %rejected.reason, "counts not queued");
+                }
+                if let Err(e) = log.append(now, &bytes) {
+                    tracing::warn!(error = %e, "cannot write the local counts log");
+                }
+            }
+        }
+    }
+}

@@ -39,6 +39,8 @@ impl Queue for OutboxHandle {
 pub struct LocalRecord {
     pub events: Arc<EventLog>,
     pub alerts: Arc<EventLog>,
+    /// Closed flow-count periods.
+    pub counts: Arc<EventLog>,
     pub snapshots: SnapshotStore,
     /// The duty desk's live feed, when the page is served.
     pub feed: Option<Feed>,
@@ -91,6 +93,7 @@ impl<Q: Queue> EventSink<Q> {
     /// An event (and its snapshot) goes to the outbox; it is recorded locally at the next commit.
     pub fn emit(&mut self, out: EventOut) {
         let e = &out.event;
+        self.record.flow.on_event(e);
         // The snapshot goes first so it is delivered before the event that references it.
         if let (Some(jpeg), Some(info)) = (out.snapshot, &e.snapshot) {
             if let Err(err) = self.local.snapshots.save(&e.id, info.taken_at, &jpeg) {
@@ -112,6 +115,7 @@ impl<Q: Queue> EventSink<Q> {
     /// An alert goes to the outbox (then MQTT), the local alert log and the duty desk.
     pub fn alert(&mut self, finding: &Finding) {
         let alert = payload::Alert::from(finding);
+        self.record.flow.on_alert(finding.at);
         tracing::warn!(
             camera = %self.camera,
             alert = %alert.id,

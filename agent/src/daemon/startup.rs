@@ -58,6 +58,7 @@ pub async fn local_record(config: &Config) -> (LocalRecord, Arc<AuditLog>) {
     let local = LocalRecord {
         events: Arc::new(EventLog::new(&storage.state_dir, storage.event_log_retention_days)),
         alerts: Arc::new(EventLog::named(&storage.state_dir, "alerts", storage.event_log_retention_days)),
+        counts: Arc::new(EventLog::named(&storage.state_dir, "counts", storage.event_log_retention_days)),
         snapshots: SnapshotStore::new(&storage.state_dir, storage.snapshot_retention_days),
         feed: config.web.enabled.then(Feed::new),
     };

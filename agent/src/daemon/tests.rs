@@ -95,6 +95,7 @@ fn harness(script: Script, rules: &[Rule], queue: MemoryQueue) -> Harness {
     let local = LocalRecord {
         events: Arc::new(EventLog::new(dir.path(), 7)),
         alerts: Arc::new(EventLog::named(dir.path(), "alerts", 7)),
+        counts: Arc::new(EventLog::named(dir.path(), "counts", 7)),
         snapshots: SnapshotStore::new(dir.path(), 7),
         feed: Some(Feed::new()),
     };
@@ -183,6 +184,11 @@ fn a_passing_car_becomes_one_event_chain_in_the_outbox_then_in_the_local_record(
     let shown = feed.recent().into_iter().filter(|i| matches!(i, FeedItem::Event { .. })).count();
     assert_eq!(shown, messages.len());
     assert!(h.record.counters.inference_runs.load(Ordering::Relaxed) >= 30);
+    // The end event is counted in its period: one vehicle in, with its plate.
+    let closed = h.record.flow.close(Utc::now() + chrono::Duration::days(1));
+    let vehicles_in: u64 = closed.iter().map(|(_, _, t)| t.vehicles.inbound).sum();
+    let plates: u64 = closed.iter().map(|(_, _, t)| t.plates_read).sum();
+    assert_eq!((vehicles_in, plates), (1, 1));
 }
 
 #[test]

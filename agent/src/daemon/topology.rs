@@ -41,6 +41,8 @@ pub struct CameraDeps {
     pub camera_names: web::CameraNames,
     /// Parent of every camera's own token: cancelled at shutdown.
     pub cancel: CancellationToken,
+    /// Length of a flow-count period.
+    pub counts_period_secs: u32,
 }
 
 /// A camera thread and the settings it was started with.
@@ -102,7 +104,7 @@ impl Fleet {
     /// Starts one camera's thread (or only records it as disabled).
     fn start(&self, camera: &Camera, events: &edge_config::Events) -> anyhow::Result<RunningCamera> {
         let state = if camera.enabled { CameraState::Connecting } else { CameraState::Disabled };
-        let record = Arc::new(CameraRecord::new(&camera.id, camera.detect_fps, state));
+        let record = Arc::new(CameraRecord::new(&camera.id, camera.detect_fps, state).with_counts_period(self.deps.counts_period_secs));
         let cancel = self.deps.cancel.child_token();
         let mut running = RunningCamera { camera: camera.clone(), events: events.clone(), record: record.clone(), cancel: cancel.clone(), thread: None };
         if !camera.enabled {

@@ -44,6 +44,8 @@ pub enum Kind {
     Alert,
     /// The result of a command from the platform.
     Result,
+    /// A period's flow counts.
+    Counts,
 }
 
 impl Kind {
@@ -53,6 +55,7 @@ impl Kind {
             Kind::Snapshot => 2,
             Kind::Alert => 3,
             Kind::Result => 4,
+            Kind::Counts => 5,
         }
     }
 
@@ -62,6 +65,7 @@ impl Kind {
             2 => Some(Kind::Snapshot),
             3 => Some(Kind::Alert),
             4 => Some(Kind::Result),
+            5 => Some(Kind::Counts),
             _ => None,
         }
     }
