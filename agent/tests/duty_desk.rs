@@ -112,6 +112,12 @@ fn duty_staff_log_in_see_a_watch_list_alert_live_and_acknowledge_it() {
         "const img = document.querySelector('li.alert img.snap'); return img && img.complete && img.naturalWidth > 0",
     );
     let alert_id = browser.eval("return document.querySelector('li.alert').id.slice(3)").as_str().unwrap().to_string();
+    // The Chinese page shows no raw English labels, and events without a picture yet say why.
+    let feed = browser.eval("return document.getElementById('feed').innerText").as_str().unwrap().to_string();
+    for english in ["car", "person", "vehicle", "watch_list", "critical", "new", "update", "end"] {
+        assert!(!feed.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|w| w == english), "untranslated {english:?} on the Chinese page:\n{feed}");
+    }
+    assert!(feed.contains("小汽车"), "{feed}");
 
     // Acknowledge it; the page shows who did, and the audit log has it.
     browser.click("li.alert button.ack");

@@ -13,6 +13,9 @@ const T = {
     retention: (d) => `快照和记录保留 ${d} 天，到期自动删除`, new_alert: "新告警",
     people_in: (n, z, s) => `${z} 区域 ${n} 人，持续 ${s} 秒`, one_char: "（一位字符不同）",
     online: "在线", connecting: "连接中", stalled: "无画面", unauthorized: "认证失败", unreachable: "无法连接", failed: "故障", ended: "已结束", disabled: "已停用", stopped: "已停止",
+    operator: "值班员", viewer: "查看员",
+    car: "小汽车", bus: "公交车", truck: "货车", motorcycle: "摩托车", bicycle: "自行车", no_snapshot: "离开后显示快照",
+    level: (l) => ({ city: "市级", district: "区县级", town: "镇级", village: "村级", checkpoint: "卡口级" }[l] || l) + "布控",
   },
   en: {
     title: "Checkpoint duty desk", live: "Live connection", sound_on: "Sound: on", sound_off: "Sound: off", logout: "Sign out",
@@ -25,6 +28,9 @@ const T = {
     retention: (d) => `Snapshots and records are kept ${d} days, then deleted`, new_alert: "New alert",
     people_in: (n, z, s) => `${n} people in ${z} for ${s} s`, one_char: " (one character differs)",
     online: "online", connecting: "connecting", stalled: "stalled", unauthorized: "unauthorized", unreachable: "unreachable", failed: "failed", ended: "ended", disabled: "disabled", stopped: "stopped",
+    operator: "operator", viewer: "viewer",
+    car: "car", bus: "bus", truck: "truck", motorcycle: "motorcycle", bicycle: "bicycle", no_snapshot: "snapshot when it has left",
+    level: (l) => `${l} policy`,
   },
 };
 
@@ -58,6 +64,7 @@ function translatePage() {
   $("lang").textContent = state.lang === "zh" ? "English" : "中文";
   $("sound").textContent = t(state.sound ? "sound_on" : "sound_off");
   if (state.me) $("retention").textContent = t("retention", state.me.retention_days);
+  if (state.me) $("user").textContent = `${state.me.user} (${t(state.me.role)})`;
 }
 
 function plateTag(p) {
@@ -67,14 +74,14 @@ function plateTag(p) {
 
 // Events: one row per object, replaced as its new/update/end messages arrive.
 function eventRow(e) {
-  const img = el("img", { alt: "", loading: "lazy" });
-  if (e.snapshot) img.src = "/snapshots/" + e.id;
+  // No picture until the object has left: a placeholder says so, and the `end` message replaces the row.
+  const img = e.snapshot ? el("img", { alt: "", loading: "lazy", src: "/snapshots/" + e.id }) : el("div", { class: "snap-placeholder" }, t("no_snapshot"));
   const dir = e.direction ? " · " + t(e.direction) : "";
   return el("li", { class: "item event " + e.type, id: "ev-" + e.id, "data-camera": e.camera, "data-kind": e.type },
     img,
     el("div", { class: "body" },
       el("div", { class: "head" }, e.type === "vehicle" ? plateTag(e.plate) : el("strong", {}, t("person")), el("span", { class: "tag" }, t(e.phase) + dir)),
-      el("div", { class: "meta" }, `${camName(e.camera)} · ${e.label} · ${when(e.ts)}`)));
+      el("div", { class: "meta" }, `${camName(e.camera)} · ${t(e.label)} · ${when(e.ts)}`)));
 }
 
 function alertText(a) {
@@ -83,6 +90,8 @@ function alertText(a) {
   if (a.matched && a.matched.distance === 1) parts.push(a.matched.entry + t("one_char"));
   if (a.prefix) parts.push(a.prefix);
   if (a.direction) parts.push(t(a.direction));
+  if (a.reason) parts.push(a.reason);
+  if (a.level) parts.push(t("level", a.level));
   return parts.join(" · ");
 }
 
@@ -213,7 +222,7 @@ async function start() {
   state.me = await r.json();
   state.lang = localStorage.getItem("lang") || state.me.language || "zh";
   $("site").textContent = state.me.site || "";
-  $("user").textContent = `${state.me.user} (${state.me.role})`;
+  $("user").textContent = `${state.me.user} (${t(state.me.role)})`;
   translatePage();
   $("lang").addEventListener("click", () => { state.lang = state.lang === "zh" ? "en" : "zh"; localStorage.setItem("lang", state.lang); translatePage(); loadRecent(); });
   $("sound").addEventListener("click", () => { state.sound = !state.sound; if (state.sound) beep(); translatePage(); });
