@@ -46,6 +46,11 @@ impl Topics {
         format!("{}/{camera}/counts", self.base)
     }
 
+    /// Alerts of one camera disposed of (QoS 1, through the outbox).
+    pub fn dispositions(&self, camera: &str) -> String {
+        format!("{}/{camera}/dispositions", self.base)
+    }
+
     /// Commands from the platform (not retained).
     pub fn commands(&self) -> String {
         format!("{}/commands", self.base)

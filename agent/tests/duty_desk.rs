@@ -42,7 +42,7 @@ fn web_addr(agent: &Agent) -> String {
 }
 
 #[test]
-fn duty_staff_log_in_see_a_watch_list_alert_live_and_acknowledge_it() {
+fn duty_staff_log_in_see_a_watch_list_alert_live_and_dispose_of_it() {
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port(), "checkpoint/#");
     let dir = tempfile::tempdir().unwrap();
@@ -119,17 +119,27 @@ fn duty_staff_log_in_see_a_watch_list_alert_live_and_acknowledge_it() {
     }
     assert!(feed.contains("小汽车"), "{feed}");
 
-    // Acknowledge it; the page shows who did, and the audit log has it.
+    // Dispose of it (turned back, with a note); the page shows the outcome and who, the audit log has it, and
+    // the platform gets the disposition through the outbox.
+    browser.eval("const s = document.querySelector('li.alert select.outcome'); s.value = 'turned_back'; return s.value");
+    browser.type_into("li.alert input.note", "司机未带证件");
     browser.click("li.alert button.ack");
     browser.wait_for(
-        "the acknowledgement on the page",
+        "the disposition on the page",
         Duration::from_secs(10),
-        "const a = document.querySelector('li.alert .acked-by'); return a && a.textContent.includes('duty')",
+        "const a = document.querySelector('li.alert .acked-by'); return a && a.textContent.includes('duty') && a.textContent.includes('劝返') && a.textContent.includes('司机未带证件')",
     );
+    let disposed = sub.wait_for(Duration::from_secs(20), "the disposition on MQTT", |m| m.topic.ends_with("/gate/dispositions")).json();
+    assert_valid("disposition.v1.json", &disposed);
+    assert_eq!(
+        (disposed["outcome"].as_str(), disposed["note"].as_str(), disposed["by"].as_str(), disposed["source"].as_str()),
+        (Some("turned_back"), Some("司机未带证件"), Some("duty"), Some("village"))
+    );
+    assert_eq!(disposed["alert_id"], alert_id.as_str());
     let audit = browser.eval_async("fetch('/api/audit').then(r => r.json()).then(done)");
     let entry = audit["entries"].as_array().unwrap().iter().find(|e| e["alert"] == alert_id.as_str()).unwrap_or_else(|| panic!("ack not in the audit log: {audit}"));
     assert_eq!(entry["by"], "duty");
-    assert_eq!(entry["action"], "acknowledge");
+    assert_eq!((entry["action"].as_str(), entry["outcome"].as_str()), (Some("dispose"), Some("turned_back")));
     assert!(entry["at"].as_str().is_some());
     let on_disk: String = std::fs::read_dir(dir.path().join("state/audit")).unwrap().map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap()).collect();
     assert!(on_disk.contains(&alert_id) && on_disk.contains("\"by\":\"duty\""), "{on_disk}");
@@ -286,4 +296,69 @@ fn the_page_is_served_over_https_when_configured() {
     // Plain HTTP to the HTTPS port gets no page.
     let plain = std::panic::catch_unwind(|| http_get(&addr, "/login"));
     assert!(plain.map(|(status, _)| status != 200).unwrap_or(true));
+}
+
+#[test]
+fn an_alert_disposed_of_by_the_platform_shows_as_disposed_by_the_platform() {
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port(), "checkpoint/#");
+    let dir = tempfile::tempdir().unwrap();
+    let clip = common::scenes::car_crossing(true);
+    let extra = camera_extra();
+    let cams = [Cam { id: "gate", url: file_url(&clip), extra: &extra }];
+    let cfg = config(dir.path(), Some(broker.port()), &cams, &format!("[web]\nlisten = \"127.0.0.1:0\"\n\n{WATCH_RULE}"));
+    add_user(&cfg, "duty", "operator", "village-gate-2026");
+    let agent = Agent::start(&cfg);
+    let addr = web_addr(&agent);
+    let alert = sub.wait_for(Duration::from_secs(90), "the watch-list alert", |m| m.topic.ends_with("/gate/alerts")).json();
+    let id = alert["id"].as_str().unwrap();
+    let base = "checkpoint/xining/chengzhong/nanchuan/xiaozhuang/east-gate";
+    let command = |cid: &str, outcome: &str| {
+        let body = format!(
+            r#"{{"schema":"edge-agent/command/v1","id":"{cid}","command":"dispose_alert","args":{{"alert":"{id}","outcome":"{outcome}","note":"镇派出所已接手","by":"南川镇值班长"}},"expires_at":"2099-01-01T00:00:00Z"}}"#
+        );
+        assert_valid("command.v1.json", &serde_json::from_str(&body).unwrap());
+        let out = std::process::Command::new("/usr/bin/mosquitto_pub")
+            .args(["-p", &broker.port().to_string(), "-q", "1", "-t", &format!("{base}/commands"), "-m", &body])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    };
+    command("d-0", "lost_in_space");
+    let refused = sub.wait_for(Duration::from_secs(20), "the refused disposition", |m| m.topic.ends_with("/results") && m.json()["id"] == "d-0").json();
+    assert_eq!(refused["status"], "rejected", "{refused}");
+    command("d-1", "handed_over");
+    let result = sub.wait_for(Duration::from_secs(20), "the result", |m| m.topic.ends_with("/results") && m.json()["id"] == "d-1").json();
+    assert_valid("result.v1.json", &result);
+    assert_eq!(result["status"], "done", "{result}");
+    let disposed = sub.wait_for(Duration::from_secs(20), "the disposition", |m| m.topic.ends_with("/gate/dispositions")).json();
+    assert_valid("disposition.v1.json", &disposed);
+    assert_eq!((disposed["source"].as_str(), disposed["by"].as_str(), disposed["outcome_label"].as_str()), (Some("platform"), Some("南川镇值班长"), Some("上报")));
+    // The duty desk shows it as disposed of, by the platform, and an operator can no longer change it.
+    let cookie = common::web_login(&addr, "duty", "village-gate-2026");
+    let recent = http_raw(&addr, "GET", "/api/recent", &[&format!("Cookie: {cookie}")], "");
+    let body: Value = serde_json::from_str(recent.split("\r\n\r\n").nth(1).map(common_dechunk).unwrap_or_default().as_str()).unwrap_or(Value::Null);
+    let item = body["items"].as_array().unwrap().iter().find(|i| i["type"] == "alert" && i["alert"]["id"] == id).unwrap_or_else(|| panic!("{body}")).clone();
+    assert_eq!((item["ack"]["source"].as_str(), item["ack"]["outcome"].as_str()), (Some("platform"), Some("handed_over")));
+    let again = http_raw(&addr, "POST", &format!("/api/alerts/{id}/dispose"), &[&format!("Cookie: {cookie}"), "Content-Type: application/json"], r#"{"outcome":"false_alarm"}"#);
+    assert!(again.contains("handed_over"), "the first disposition stands: {again}");
+}
+
+/// The body of a chunked response.
+fn common_dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    if out.is_empty() {
+        body.to_string()
+    } else {
+        out
+    }
 }

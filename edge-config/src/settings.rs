@@ -345,6 +345,31 @@ pub struct Web {
     /// e.g. a DNS name the village office uses for this PC. Requests for any other name are refused.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// What duty staff can record when they dispose of an alert.
+    #[serde(default = "default_outcomes")]
+    pub outcomes: Vec<Outcome>,
+}
+
+/// One outcome of an alert: an id for the platform and labels for the page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    pub id: String,
+    pub zh: String,
+    pub en: String,
+}
+
+pub fn default_outcomes() -> Vec<Outcome> {
+    [
+        ("released", "核实放行", "Released after checking"),
+        ("turned_back", "劝返", "Turned back"),
+        ("registered", "登记", "Registered"),
+        ("handed_over", "上报", "Handed over"),
+        ("false_alarm", "误报", "False alarm"),
+    ]
+    .iter()
+    .map(|(id, zh, en)| Outcome { id: (*id).into(), zh: (*zh).into(), en: (*en).into() })
+    .collect()
 }
 
 impl Default for Web {
@@ -358,6 +383,7 @@ impl Default for Web {
             tls_cert_file: None,
             tls_key_file: None,
             allowed_hosts: Vec::new(),
+            outcomes: default_outcomes(),
         }
     }
 }

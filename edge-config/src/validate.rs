@@ -38,6 +38,18 @@ fn validate_web(w: &crate::settings::Web, issues: &mut Vec<Issue>) {
     if !w.enabled {
         return;
     }
+    if w.outcomes.is_empty() {
+        issues.push(Issue::new("web.outcomes", "must list at least one outcome"));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (i, o) in w.outcomes.iter().enumerate() {
+        if o.id.is_empty() || !o.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            issues.push(Issue::new(format!("web.outcomes[{i}].id"), format!("{:?}: lower-case letters, digits and '_'", o.id)));
+        }
+        if !ids.insert(o.id.as_str()) {
+            issues.push(Issue::new(format!("web.outcomes[{i}].id"), format!("{:?} is listed twice", o.id)));
+        }
+    }
     if w.listen.parse::<std::net::SocketAddr>().is_err() {
         issues.push(Issue::new("web.listen", format!("{:?} is not an address:port such as 0.0.0.0:8080", w.listen)));
     }

@@ -29,6 +29,9 @@ pub enum Action {
     Republish,
     /// Versions, uptime, cameras, outbox, disk, policy versions.
     Diagnostics,
+    /// Record a disposition decided at the platform (`args.alert`, `args.outcome`, optional `args.note`
+    /// and `args.by`); the duty desk shows it as disposed by the platform.
+    DisposeAlert,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +54,11 @@ pub struct Command {
     pub action: Action,
     /// `args.camera`, for the commands that take one.
     pub camera: Option<String>,
+    /// `dispose_alert`: the alert, the outcome, a note and who decided.
+    pub alert: Option<String>,
+    pub outcome: Option<String>,
+    pub note: Option<String>,
+    pub by: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -117,18 +125,21 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Command, (String, 
         return Err(refuse("id: 1 to 64 characters, no spaces".into()));
     }
     let action: Action = serde_json::from_value(Value::String(raw.command.clone()))
-        .map_err(|_| refuse(format!("command: unknown command {:?} (snapshot, restart_camera, republish, diagnostics)", raw.command)))?;
+        .map_err(|_| refuse(format!("command: unknown command {:?} (snapshot, restart_camera, republish, diagnostics, dispose_alert)", raw.command)))?;
     let expires_at = DateTime::parse_from_rfc3339(&raw.expires_at).map_err(|_| refuse(format!("expires_at: {:?} is not an RFC 3339 time", raw.expires_at)))?.with_timezone(&Utc);
-    let needs_camera = matches!(action, Action::Snapshot | Action::RestartCamera);
-    let camera = raw.args.get("camera").and_then(Value::as_str).map(str::to_string);
-    let allowed: &[&str] = if needs_camera { &["camera"] } else { &[] };
+    let arg = |k: &str| raw.args.get(k).and_then(Value::as_str).map(str::to_string);
+    let (allowed, required): (&[&str], &[&str]) = match action {
+        Action::Snapshot | Action::RestartCamera => (&["camera"], &["camera"]),
+        Action::DisposeAlert => (&["alert", "outcome", "note", "by"], &["alert", "outcome"]),
+        Action::Republish | Action::Diagnostics => (&[], &[]),
+    };
     if let Some(k) = raw.args.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(refuse(format!("args.{k}: unknown argument for {}", raw.command)));
     }
-    if needs_camera && camera.is_none() {
-        return Err(refuse("args.camera: required".into()));
+    if let Some(k) = required.iter().find(|k| arg(k).is_none()) {
+        return Err(refuse(format!("args.{k}: required (a string)")));
     }
-    Ok(Command { id: raw.id, action, camera, expires_at })
+    Ok(Command { id: raw.id, action, camera: arg("camera"), alert: arg("alert"), outcome: arg("outcome"), note: arg("note"), by: arg("by"), expires_at })
 }
 
 /// Results already given, by id, kept across restarts in `{state_dir}/commands.json`.

@@ -26,6 +26,7 @@ pub struct Context<'a> {
     pub site: &'a str,
     pub started: Instant,
     pub state_dir: &'a PathBuf,
+    pub disposer: Option<&'a crate::web::Disposer>,
 }
 
 /// Answers one command message: runs it unless it was answered before (then the same result again),
@@ -43,6 +44,7 @@ pub async fn handle(bytes: &[u8], trusted_keys: &[String], answered: &mut Answer
                 return;
             }
             None if cmd.expires_at <= chrono::Utc::now() => CommandResult::new(&cmd.id, ctx.site, Some(name(cmd.action)), Status::Expired, "expired before it arrived", None),
+            None if cmd.action == Action::DisposeAlert => dispose(&cmd, ctx.disposer, ctx.site).await,
             None => run(&cmd, ctx.fleet, ctx.outbox, ctx.link, ctx.policy, ctx.topics, ctx.site, ctx.started, ctx.state_dir).await,
         },
     };
@@ -56,6 +58,7 @@ fn name(action: Action) -> &'static str {
         Action::RestartCamera => "restart_camera",
         Action::Republish => "republish",
         Action::Diagnostics => "diagnostics",
+        Action::DisposeAlert => "dispose_alert",
     }
 }
 
@@ -111,6 +114,20 @@ async fn run(
             None => failed("no broker configured".into()),
         },
         Action::Diagnostics => done("diagnostics".into(), Some(diagnostics(fleet, outbox, link, policy, started, state_dir))),
+        Action::DisposeAlert => failed("handled by dispose".into()),
+    }
+}
+
+/// `dispose_alert`: the platform's disposition, shown on the duty desk as the platform's.
+async fn dispose(cmd: &Command, disposer: Option<&crate::web::Disposer>, site: &str) -> CommandResult {
+    let result = |status, detail: String, data| CommandResult::new(&cmd.id, site, Some("dispose_alert"), status, detail, data);
+    let Some(disposer) = disposer else { return result(Status::Failed, "the duty desk is off on this checkpoint".into(), None) };
+    let (alert, outcome) = (cmd.alert.as_deref().unwrap_or_default(), cmd.outcome.as_deref().unwrap_or_default());
+    let by = cmd.by.as_deref().unwrap_or("platform");
+    match disposer.dispose(alert, outcome, cmd.note.as_deref(), by, "platform", "platform").await {
+        Ok(ack) => result(Status::Done, format!("alert {alert} disposed of"), serde_json::to_value(&ack).ok()),
+        Err(e @ (crate::web::DisposeError::UnknownOutcome(_) | crate::web::DisposeError::BadNote)) => result(Status::Rejected, e.to_string(), None),
+        Err(e) => result(Status::Failed, e.to_string(), None),
     }
 }
 

@@ -149,6 +149,8 @@ struct Agent {
     policy: policy::PolicyLink,
     /// Commands already answered.
     answered: crate::control::command::Answered,
+    /// Records dispositions (the duty desk's and the platform's); `None` without the duty desk.
+    disposer: Option<Arc<web::Disposer>>,
     sources: metrics::Sources,
     /// Stats, rates, watchdog and retention: aborted at shutdown.
     background: Vec<JoinHandle<()>>,
@@ -205,12 +207,22 @@ impl Agent {
             reloads: Arc::new(metrics::ReloadCounters::default()),
         };
         let http_cancel = CancellationToken::new();
-        let http = start_endpoints(config, &sources, &fleet, &local, audit, &http_cancel).await;
+        let disposer = local.feed.clone().map(|feed| {
+            Arc::new(web::Disposer {
+                feed,
+                audit,
+                outbox: Some(outbox.clone()),
+                topics: fleet.deps.topics.clone(),
+                site: config.site.path(),
+                outcomes: config.web.outcomes.clone(),
+            })
+        });
+        let http = start_endpoints(config, &sources, &fleet, &local, disposer.clone(), &http_cancel).await;
         let notifier = Arc::new(Notifier::from_env());
         let check = metrics::HealthCheck { sources: sources.clone(), mqtt_task: mqtt.as_ref().map(|(_, task)| task.abort_handle()) };
         background.push(tokio::spawn(reports::watchdog(check, notifier.clone())));
         let answered = crate::control::command::Answered::load(&config.storage.state_dir);
-        Ok(Self { notifier, fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, sources, background, http, http_cancel, cameras_cancel })
+        Ok(Self { notifier, fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, disposer, sources, background, http, http_cancel, cameras_cancel })
     }
 
     /// Says the agent is ready, then reloads on SIGHUP and applies the platform's policy until a stop signal.
@@ -261,6 +273,7 @@ impl Agent {
             site: &config.site.path(),
             started: self.sources.started,
             state_dir: &config.storage.state_dir,
+            disposer: self.disposer.as_deref(),
         };
         commands::handle(payload, &config.control.trusted_keys, &mut self.answered, ctx).await;
         self.changed();
@@ -276,8 +289,9 @@ impl Agent {
 
     /// Stops everything in order: cameras, detector, endpoints, outbox flush, MQTT, outbox writer.
     async fn shutdown(self) {
-        let Self { notifier, mut fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, sources, background, http, http_cancel, cameras_cancel } = self;
-        drop((policy, answered));
+        let Self { notifier, mut fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, disposer, sources, background, http, http_cancel, cameras_cancel } =
+            self;
+        drop((policy, answered, disposer));
         notifier.stopping();
         tracing::info!("shutting down: stopping cameras");
         http_cancel.cancel();

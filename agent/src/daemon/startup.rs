@@ -87,7 +87,7 @@ pub async fn start_endpoints(
     sources: &metrics::Sources,
     fleet: &Fleet,
     local: &LocalRecord,
-    audit: Arc<AuditLog>,
+    disposer: Option<Arc<web::Disposer>>,
     cancel: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
@@ -95,14 +95,14 @@ pub async fn start_endpoints(
         let served = metrics::serve(&config.metrics.listen, sources.clone(), cancel.clone()).await;
         tasks.extend(endpoint("metrics endpoint", |addr| format!("http://{addr}/metrics and /healthz"), served));
     }
-    if let Some(feed) = &local.feed {
+    if let (Some(feed), Some(disposer)) = (&local.feed, disposer) {
         let w = &config.web;
         let state = web::WebState {
             feed: feed.clone(),
             cameras: sources.cameras.clone(),
             camera_names: fleet.deps.camera_names.clone(),
             snapshots: local.snapshots.clone(),
-            audit,
+            audit: disposer.audit.clone(),
             users_file: users_file(config),
             sessions: web::Sessions::default(),
             session_ttl: Duration::from_secs(u64::from(w.session_hours) * 3600),
@@ -114,6 +114,7 @@ pub async fn start_endpoints(
             setup_code_file: config.storage.state_dir.join("setup-code"),
             guard: Arc::default(),
             allowed_hosts: Arc::new(web::allowed_hosts(&w.allowed_hosts)),
+            disposer,
         };
         let tls = w.tls_cert_file.clone().zip(w.tls_key_file.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };

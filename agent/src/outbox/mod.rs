@@ -46,6 +46,8 @@ pub enum Kind {
     Result,
     /// A period's flow counts.
     Counts,
+    /// An alert disposed of.
+    Disposition,
 }
 
 impl Kind {
@@ -56,6 +58,7 @@ impl Kind {
             Kind::Alert => 3,
             Kind::Result => 4,
             Kind::Counts => 5,
+            Kind::Disposition => 6,
         }
     }
 
@@ -66,6 +69,7 @@ impl Kind {
             3 => Some(Kind::Alert),
             4 => Some(Kind::Result),
             5 => Some(Kind::Counts),
+            6 => Some(Kind::Disposition),
             _ => None,
         }
     }

@@ -24,6 +24,8 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 #[serde(rename_all = "snake_case")]
 pub enum AuditAction {
     Acknowledge,
+    /// An alert was disposed of (outcome, note; `source`: the duty desk or the platform).
+    Dispose,
     SignIn,
     /// Failed sign-ins from one address since the last such record (`count`); no user names.
     SignInFailures,
@@ -58,6 +60,9 @@ pub struct AuditRecord {
     pub address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// Dispositions: outcome, note, source.
+    #[serde(flatten)]
+    pub disposal: super::feed::Disposal,
     pub at: String,
     /// SHA-256 (hex) of the previous line; filled in by [`AuditLog::append`].
     #[serde(default)]
@@ -66,7 +71,19 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     pub fn new(action: AuditAction, at: DateTime<Utc>) -> Self {
-        Self { action, alert: None, rule: None, camera: None, by: None, role: None, address: None, count: None, at: crate::payload::timestamp(at), prev: String::new() }
+        Self {
+            action,
+            alert: None,
+            rule: None,
+            camera: None,
+            by: None,
+            role: None,
+            address: None,
+            count: None,
+            disposal: super::feed::Disposal::default(),
+            at: crate::payload::timestamp(at),
+            prev: String::new(),
+        }
     }
 }
 

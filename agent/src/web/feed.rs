@@ -20,6 +20,21 @@ const RECENT: usize = 300;
 pub struct Ack {
     pub by: String,
     pub at: String,
+    #[serde(flatten)]
+    pub disposal: Disposal,
+}
+
+/// What a disposition says besides who and when (absent for a plain acknowledgement of an earlier version).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Disposal {
+    /// The outcome's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// `village` or `platform`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// One camera's health as the page shows it.
@@ -159,8 +174,8 @@ impl Feed {
         let acks: HashMap<String, Ack> = audit
             .recent(31)
             .into_iter()
-            .filter(|r| r.action == AuditAction::Acknowledge)
-            .filter_map(|r| Some((r.alert?, Ack { by: r.by.unwrap_or_default(), at: r.at })))
+            .filter(|r| matches!(r.action, AuditAction::Acknowledge | AuditAction::Dispose))
+            .filter_map(|r| Some((r.alert?, Ack { by: r.by.unwrap_or_default(), at: r.at, disposal: r.disposal })))
             .collect();
         let mut items: Vec<(String, FeedItem)> = Vec::new();
         for line in events.recent_lines(now, 2).iter().rev().take(200) {
@@ -187,7 +202,7 @@ mod tests {
 
     #[test]
     fn items_serialise_with_their_type_tag() {
-        let ack = Ack { by: "duty".into(), at: "2026-11-28T08:00:00.000Z".into() };
+        let ack = Ack { by: "duty".into(), at: "2026-11-28T08:00:00.000Z".into(), disposal: Disposal::default() };
         let v: Value = serde_json::from_str(&FeedItem::Ack { alert: "a1".into(), ack: ack.clone() }.to_json()).unwrap_or_default();
         assert_eq!(v, serde_json::json!({"type": "ack", "alert": "a1", "ack": {"by": "duty", "at": "2026-11-28T08:00:00.000Z"}}));
         let v: Value = serde_json::from_str(&FeedItem::Alert { alert: serde_json::json!({"id": "a1"}), ack: None }.to_json()).unwrap_or_default();
@@ -200,7 +215,7 @@ mod tests {
         let feed = Feed::new();
         let mut rx = feed.subscribe();
         feed.publish(FeedItem::Alert { alert: serde_json::json!({"id": "a1", "rule": "r"}), ack: None });
-        let ack = Ack { by: "duty".into(), at: "t".into() };
+        let ack = Ack { by: "duty".into(), at: "t".into(), disposal: Disposal::default() };
         feed.acknowledge("a1", &ack);
         assert_eq!(feed.alert("a1").map(|(_, a)| a), Some(Some(ack)));
         assert!(matches!(feed.recent().first(), Some(FeedItem::Alert { ack: Some(_), .. })));

@@ -12,6 +12,7 @@
 
 pub mod audit;
 mod auth;
+pub mod dispose;
 mod feed;
 pub mod guard;
 mod policy;
@@ -21,6 +22,7 @@ mod tls;
 pub mod users;
 
 pub use audit::{AuditAction, AuditLog, AuditRecord, AUDIT_RETENTION_DAYS};
+pub use dispose::{DisposeError, Disposer};
 pub use feed::{Ack, CameraHealth, Feed, FeedItem};
 pub use policy::allowed_hosts;
 pub use session::{random_token, Session, Sessions};
@@ -92,6 +94,7 @@ pub struct WebState {
     pub guard: Arc<guard::Guard>,
     /// Host names the page answers to (see [`policy`]).
     pub allowed_hosts: Arc<Vec<String>>,
+    pub disposer: Arc<Disposer>,
 }
 
 impl WebState {
@@ -273,6 +276,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/stream", get(stream))
         .route("/api/cameras", get(cameras))
         .route("/api/alerts/{id}/ack", post(ack))
+        .route("/api/alerts/{id}/dispose", post(ack))
         .route("/api/audit", get(audit))
         .route("/snapshots/{id}", get(snapshot))
         .layer(policy)
@@ -298,6 +302,7 @@ async fn me(State(s): State<WebState>, headers: HeaderMap) -> Response {
         "language": s.language,
         "site": s.site_name,
         "retention_days": s.retention_days,
+        "outcomes": s.disposer.outcomes,
         "cameras": s.camera_names.read().unwrap_or_else(|p| p.into_inner()).clone(),
     }))
     .into_response()
@@ -376,33 +381,28 @@ fn futures_stream(rx: broadcast::Receiver<Arc<str>>, state: WebState, session: S
     })
 }
 
-async fn ack(State(s): State<WebState>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
+/// What an operator records for an alert.
+#[derive(serde::Deserialize)]
+struct DisposeBody {
+    outcome: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn ack(State(s): State<WebState>, headers: HeaderMap, UrlPath(id): UrlPath<String>, body: Option<Json<DisposeBody>>) -> Response {
     let Some(session) = s.session(&headers) else { return unauthorized() };
     if session.role != Role::Operator {
-        return (StatusCode::FORBIDDEN, Json(json!({"error": "only operators acknowledge alerts"}))).into_response();
+        return (StatusCode::FORBIDDEN, Json(json!({"error": "only operators dispose of alerts"}))).into_response();
     }
-    let Some((alert, acked)) = s.feed.alert(&id) else {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": "no such alert"}))).into_response();
+    let Some(Json(body)) = body else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "expected {\"outcome\": ..., \"note\": ...}"}))).into_response();
     };
-    if let Some(ack) = acked {
-        return Json(ack).into_response();
+    match s.disposer.dispose(&id, &body.outcome, body.note.as_deref(), &session.user, session.role.as_str(), "village").await {
+        Ok(ack) => Json(ack).into_response(),
+        Err(e @ DisposeError::NoSuchAlert(_)) => (StatusCode::NOT_FOUND, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e @ DisposeError::Audit) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
     }
-    let now = Utc::now();
-    let ack = Ack { by: session.user.clone(), at: crate::payload::timestamp(now) };
-    let mut record = AuditRecord::new(AuditAction::Acknowledge, now);
-    record.alert = Some(id.clone());
-    record.rule = alert["rule"].as_str().map(str::to_string);
-    record.camera = alert["camera"].as_str().map(str::to_string);
-    record.by = Some(session.user.clone());
-    record.role = Some(session.role.as_str().to_string());
-    record.at = ack.at.clone();
-    if !s.audit(record).await {
-        tracing::error!(alert = %id, "acknowledgement refused: the audit log is not writable");
-        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "audit log not writable"}))).into_response();
-    }
-    tracing::info!(alert = %id, user = %session.user, "alert acknowledged");
-    s.feed.acknowledge(&id, &ack);
-    Json(ack).into_response()
 }
 
 async fn audit(State(s): State<WebState>, headers: HeaderMap) -> Response {
@@ -412,7 +412,7 @@ async fn audit(State(s): State<WebState>, headers: HeaderMap) -> Response {
     let log = s.audit.clone();
     let records = tokio::task::spawn_blocking(move || log.recent(31)).await.unwrap_or_default();
     // The page lists acknowledgements; `edge-agent audit verify` and the files hold the rest.
-    let entries: Vec<AuditRecord> = records.into_iter().rev().filter(|r| r.action == AuditAction::Acknowledge).take(500).collect();
+    let entries: Vec<AuditRecord> = records.into_iter().rev().filter(|r| matches!(r.action, AuditAction::Acknowledge | AuditAction::Dispose)).take(500).collect();
     Json(json!({ "entries": entries })).into_response()
 }
 

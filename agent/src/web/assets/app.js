@@ -5,9 +5,9 @@ const T = {
   zh: {
     title: "卡口值班台", live: "实时连接", sound_on: "声音：开", sound_off: "声音：关", logout: "退出",
     camera: "摄像头", show: "显示", all: "全部", alerts: "告警", vehicles: "车辆", people: "行人",
-    audit: "确认记录", time: "时间", who: "确认人", alert: "告警",
+    audit: "处置记录", time: "时间", who: "处置人", alert: "告警",
     person: "行人", vehicle: "车辆", in: "进村", out: "出村", no_plate: "未识别车牌",
-    new: "出现", update: "更新", end: "离开", ack: "确认", acked: "已确认",
+    new: "出现", update: "更新", end: "离开", ack: "处置", acked: "已处置", note: "备注（可选）", platform: "上级平台",
     watch_list: "布控车辆", key_region: "重点地区车辆", crowding: "人员聚集", after_hours: "非值守时段出现",
     critical: "紧急", warning: "注意", info: "提示",
     retention: (d) => `快照和记录保留 ${d} 天，到期自动删除`, new_alert: "新告警",
@@ -20,9 +20,9 @@ const T = {
   en: {
     title: "Checkpoint duty desk", live: "Live connection", sound_on: "Sound: on", sound_off: "Sound: off", logout: "Sign out",
     camera: "Camera", show: "Show", all: "All", alerts: "Alerts", vehicles: "Vehicles", people: "People",
-    audit: "Acknowledgements", time: "Time", who: "By", alert: "Alert",
+    audit: "Dispositions", time: "Time", who: "By", alert: "Alert",
     person: "person", vehicle: "vehicle", in: "in", out: "out", no_plate: "plate not read",
-    new: "appeared", update: "updated", end: "left", ack: "Acknowledge", acked: "Acknowledged",
+    new: "appeared", update: "updated", end: "left", ack: "Dispose", acked: "Disposed", note: "Note (optional)", platform: "platform",
     watch_list: "Watch-list vehicle", key_region: "Key-region vehicle", crowding: "Crowding", after_hours: "After-hours presence",
     critical: "critical", warning: "warning", info: "info",
     retention: (d) => `Snapshots and records are kept ${d} days, then deleted`, new_alert: "New alert",
@@ -105,9 +105,14 @@ function alertRow(item) {
     el("div", { class: "meta" }, `${camName(a.camera)} · ${when(a.ts)} · ${a.rule}`));
   const li = el("li", { class: "item alert " + a.severity + (item.ack ? " acked" : ""), id: "al-" + a.id, "data-camera": a.camera, "data-kind": "alert" }, img, body);
   if (item.ack) {
-    body.append(el("div", { class: "acked-by" }, `${t("acked")}: ${item.ack.by} · ${when(item.ack.at)}`));
+    const d = item.ack;
+    const where = d.source === "platform" ? `（${t("platform")}）` : "";
+    const parts = [outcomeLabel(d.outcome), `${d.by}${where}`, when(d.at), d.note].filter((x) => x);
+    body.append(el("div", { class: "acked-by" }, `${t("acked")}: ${parts.join(" · ")}`));
   } else if (state.me && state.me.role === "operator") {
-    body.append(el("button", { class: "ack", type: "button", onclick: () => acknowledge(a.id) }, t("ack")));
+    const select = el("select", { class: "outcome" }, ...(state.me.outcomes || []).map((o) => el("option", { value: o.id }, state.lang === "zh" ? o.zh : o.en)));
+    const note = el("input", { class: "note", maxlength: "200", placeholder: t("note") });
+    body.append(el("div", { class: "dispose" }, select, note, el("button", { class: "ack", type: "button", onclick: () => dispose(a.id, select.value, note.value) }, t("ack"))));
   }
   return li;
 }
@@ -181,8 +186,13 @@ function renderCameras(cams) {
   }
 }
 
-async function acknowledge(id) {
-  const r = await fetch(`/api/alerts/${id}/ack`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+function outcomeLabel(id) {
+  const o = ((state.me && state.me.outcomes) || []).find((x) => x.id === id);
+  return o ? (state.lang === "zh" ? o.zh : o.en) : id;
+}
+
+async function dispose(id, outcome, note) {
+  const r = await fetch(`/api/alerts/${id}/dispose`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ outcome, note }) });
   if (r.ok) {
     const ack = await r.json();
     handle({ type: "ack", alert: id, ack }, false);
@@ -193,7 +203,7 @@ async function loadAudit() {
   const r = await fetch("/api/audit");
   if (!r.ok) return;
   const { entries } = await r.json();
-  $("audit-rows").replaceChildren(...entries.map((e) => el("tr", { "data-alert": e.alert }, el("td", {}, when(e.at)), el("td", {}, e.by), el("td", {}, `${e.rule} (${e.alert.slice(0, 8)})`), el("td", {}, camName(e.camera)))));
+  $("audit-rows").replaceChildren(...entries.map((e) => el("tr", { "data-alert": e.alert }, el("td", {}, when(e.at)), el("td", {}, e.by), el("td", {}, `${e.rule} (${e.alert.slice(0, 8)})${e.outcome ? " · " + outcomeLabel(e.outcome) : ""}`), el("td", {}, camName(e.camera)))));
 }
 
 async function loadRecent() {
