@@ -320,7 +320,13 @@ fn cross_site_posts_are_refused_and_every_response_carries_the_security_headers(
     assert_eq!(status_of(&foreign), 403, "{foreign}");
     let cross = http_raw(&addr, "POST", "/api/alerts/x/ack", &[&format!("Cookie: {cookie}"), "Sec-Fetch-Site: cross-site"], "");
     assert_eq!(status_of(&cross), 403, "{cross}");
-    let same = http_raw(&addr, "POST", "/api/alerts/x/ack", &[&format!("Cookie: {cookie}"), &format!("Origin: http://{addr}"), "Sec-Fetch-Site: same-origin"], "");
+    let same = http_raw(
+        &addr,
+        "POST",
+        "/api/alerts/x/dispose",
+        &[&format!("Cookie: {cookie}"), &format!("Origin: http://{addr}"), "Sec-Fetch-Site: same-origin", "Content-Type: application/json"],
+        r#"{"outcome":"released"}"#,
+    );
     assert_eq!(status_of(&same), 404, "a same-origin post reaches the handler: {same}");
     // DNS rebinding: a foreign name for this PC is refused.
     let rebound = {
