@@ -9,6 +9,7 @@ pub mod counts;
 pub mod daemon;
 pub mod eventlog;
 pub mod events;
+pub mod files;
 pub mod inference;
 pub mod logging;
 pub mod metrics;

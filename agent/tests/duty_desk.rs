@@ -7,12 +7,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::browser::Browser;
-use common::{command, config, file_url, http_get, http_raw, post_form, Agent, Cam};
+use common::{config, file_url, http_get, http_raw, post_form, web_addr, Agent, Cam};
 use serde_json::Value;
 use testkit::broker::{Broker, Subscriber};
 use testkit::schemas::assert_valid;
@@ -26,19 +24,8 @@ fn camera_extra() -> String {
 }
 
 fn add_user(cfg: &std::path::Path, name: &str, role: &str, password: &str) {
-    let mut child =
-        command().args(["users", "add", name, "--role", role, "--config"]).arg(cfg).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::users_add(cfg, name, role, password);
     assert!(out.status.success(), "users add: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn web_addr(agent: &Agent) -> String {
-    agent.wait_log("duty desk listening", 1, Duration::from_secs(90));
-    let log = agent.log();
-    let line = log.lines().find(|l| l.contains("duty desk listening")).unwrap();
-    let start = line.find("address=").unwrap() + "address=".len();
-    line[start..].split_whitespace().next().unwrap().to_string()
 }
 
 #[test]
@@ -336,29 +323,10 @@ fn an_alert_disposed_of_by_the_platform_shows_as_disposed_by_the_platform() {
     assert_eq!((disposed["source"].as_str(), disposed["by"].as_str(), disposed["outcome_label"].as_str()), (Some("platform"), Some("南川镇值班长"), Some("上报")));
     // The duty desk shows it as disposed of, by the platform, and an operator can no longer change it.
     let cookie = common::web_login(&addr, "duty", "village-gate-2026");
-    let recent = http_raw(&addr, "GET", "/api/recent", &[&format!("Cookie: {cookie}")], "");
-    let body: Value = serde_json::from_str(recent.split("\r\n\r\n").nth(1).map(common_dechunk).unwrap_or_default().as_str()).unwrap_or(Value::Null);
+    let (_, recent) = common::http_get_with(&addr, "/api/recent", &[&format!("Cookie: {cookie}")]);
+    let body: Value = serde_json::from_str(&recent).unwrap_or(Value::Null);
     let item = body["items"].as_array().unwrap().iter().find(|i| i["type"] == "alert" && i["alert"]["id"] == id).unwrap_or_else(|| panic!("{body}")).clone();
     assert_eq!((item["ack"]["source"].as_str(), item["ack"]["outcome"].as_str()), (Some("platform"), Some("handed_over")));
     let again = http_raw(&addr, "POST", &format!("/api/alerts/{id}/dispose"), &[&format!("Cookie: {cookie}"), "Content-Type: application/json"], r#"{"outcome":"false_alarm"}"#);
     assert!(again.contains("handed_over"), "the first disposition stands: {again}");
-}
-
-/// The body of a chunked response.
-fn common_dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    if out.is_empty() {
-        body.to_string()
-    } else {
-        out
-    }
 }

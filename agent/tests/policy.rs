@@ -57,10 +57,12 @@ fn broker() -> Broker {
 
 /// Publishes (retained, QoS 1) as `user`.
 fn publish(port: u16, user: &str, password: &str, topic: &str, payload: &str) {
-    let out = Command::new("/usr/bin/mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", user, "-P", password, "-q", "1", "-r", "-t", topic, "-m", payload])
-        .output()
-        .unwrap();
+    mosquitto_pub(port, user, password, &["-r", "-t", topic, "-m", payload]);
+}
+
+/// `mosquitto_pub` (QoS 1) as `user` with `args` (topic, message, retain flag).
+fn mosquitto_pub(port: u16, user: &str, password: &str, args: &[&str]) {
+    let out = Command::new("/usr/bin/mosquitto_pub").args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", user, "-P", password, "-q", "1"]).args(args).output().unwrap();
     assert!(out.status.success(), "mosquitto_pub: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -121,12 +123,7 @@ fn a_town_watch_list_raises_alerts_invalid_and_stale_documents_are_refused_and_t
     publish(port, "platform", "platform-pw", TOWN, "{not json");
     let big = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(big.path(), format!("{{\"pad\":\"{}\"}}", "x".repeat(3 << 20))).unwrap();
-    let out = Command::new("/usr/bin/mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", "platform", "-P", "platform-pw", "-q", "1", "-r", "-t", TOWN, "-f"])
-        .arg(big.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    mosquitto_pub(port, "platform", "platform-pw", &["-r", "-t", TOWN, "-f", big.path().to_str().unwrap()]);
     // An old version is stale.
     publish(port, "platform", "platform-pw", TOWN, &town_doc(1, 0));
     let report = wait_report(&sub, "version 1 again: stale", |r| r["levels"]["town"]["status"] == "stale");
@@ -188,11 +185,7 @@ fn signed_policy_is_required_with_trusted_keys_and_persists_across_a_restart_wit
 
 /// Publishes a command (QoS 1, not retained) as the platform.
 fn command(port: u16, body: &str) {
-    let out = Command::new("/usr/bin/mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", "platform", "-P", "platform-pw", "-q", "1", "-t", &format!("checkpoint/{SITE}/commands"), "-m", body])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    mosquitto_pub(port, "platform", "platform-pw", &["-t", &format!("checkpoint/{SITE}/commands"), "-m", body]);
 }
 
 fn cmd(id: &str, name: &str, args: &str, expires_at: &str) -> String {

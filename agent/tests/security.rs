@@ -8,25 +8,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{command, config, http_raw, post_form, Agent};
-
-fn add_user(cfg: &std::path::Path, name: &str, role: &str, password: &str) -> std::process::Output {
-    let mut child =
-        command().args(["users", "add", name, "--role", role, "--config"]).arg(cfg).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn web_addr(agent: &Agent) -> String {
-    agent.wait_log("duty desk listening", 1, Duration::from_secs(90));
-    let log = agent.log();
-    let line = log.lines().find(|l| l.contains("duty desk listening")).unwrap();
-    let start = line.find("address=").unwrap() + "address=".len();
-    line[start..].split_whitespace().next().unwrap().to_string()
-}
+use common::{command, config, http_raw, post_form, web_addr, Agent};
 
 fn rss_mb(pid: i32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -58,7 +42,7 @@ fn status_of(response: &str) -> u16 {
 /// An agent with the duty desk on loopback and one operator account.
 fn desk(dir: &std::path::Path) -> (Agent, String, std::path::PathBuf) {
     let cfg = config(dir, None, &[], "");
-    assert!(add_user(&cfg, "duty", "operator", "village-gate-2026").status.success());
+    assert!(common::users_add(&cfg, "duty", "operator", "village-gate-2026").status.success());
     let agent = Agent::start(&cfg);
     let addr = web_addr(&agent);
     (agent, addr, cfg)
@@ -207,13 +191,13 @@ fn root_commands_never_follow_links_planted_in_the_agents_directories() {
     std::fs::write(&victim, "precious\n").unwrap();
     // The old temporary name, planted: ignored, the victim untouched.
     std::os::unix::fs::symlink(&victim, state.join("users.json.partial")).unwrap();
-    assert!(add_user(&cfg, "duty", "operator", "village-gate-2026").status.success());
+    assert!(common::users_add(&cfg, "duty", "operator", "village-gate-2026").status.success());
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     assert!(!std::fs::symlink_metadata(state.join("users.json")).unwrap().file_type().is_symlink());
     // The users file itself replaced by a link: refused.
     std::fs::remove_file(state.join("users.json")).unwrap();
     std::os::unix::fs::symlink(&victim, state.join("users.json")).unwrap();
-    let out = add_user(&cfg, "guest", "viewer", "just-looking-1");
+    let out = common::users_add(&cfg, "guest", "viewer", "just-looking-1");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("symbolic link"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
@@ -253,7 +237,7 @@ fn stream_lasts(addr: &str, cookie: &str, limit: Duration) -> Option<Duration> {
 fn removing_an_account_ends_its_session_and_live_stream_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (_agent, addr, cfg) = desk(dir.path());
-    assert!(add_user(&cfg, "guest", "viewer", "just-looking-1").status.success());
+    assert!(common::users_add(&cfg, "guest", "viewer", "just-looking-1").status.success());
     std::thread::sleep(Duration::from_millis(1500));
     let cookie = common::web_login(&addr, "guest", "just-looking-1");
     assert_eq!(status_of(&http_raw(&addr, "GET", "/api/me", &[&format!("Cookie: {cookie}")], "")), 200);

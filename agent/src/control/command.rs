@@ -34,6 +34,19 @@ pub enum Action {
     DisposeAlert,
 }
 
+impl Action {
+    /// The command's name, as in `command`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Snapshot => "snapshot",
+            Action::RestartCamera => "restart_camera",
+            Action::Republish => "republish",
+            Action::Diagnostics => "diagnostics",
+            Action::DisposeAlert => "dispose_alert",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
@@ -167,11 +180,9 @@ impl Answered {
         while self.results.len() > REMEMBERED {
             self.results.pop_front();
         }
-        if let Some(dir) = self.file.parent() {
-            let written = serde_json::to_vec(&self.results).map_err(std::io::Error::other).and_then(|b| super::write_atomic(dir, &self.file, &b));
-            if let Err(e) = written {
-                tracing::warn!(error = %e, "cannot keep the command results in the state directory");
-            }
+        let written = serde_json::to_vec(&self.results).map_err(std::io::Error::other).and_then(|b| crate::files::write_atomic(&self.file, &b));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot keep the command results in the state directory");
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod command;
 pub mod document;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use edge_config::{Config, Issue, Site};
@@ -163,7 +163,7 @@ impl Policy {
 
     fn accept(&mut self, level: Level, doc: Document, persist: bool) {
         if persist {
-            if let Err(e) = write_atomic(&self.dir, &self.file(level), &doc.bytes) {
+            if let Err(e) = crate::files::write_atomic(&self.file(level), &doc.bytes) {
                 tracing::error!(level = level.as_str(), error = %e, "cannot keep the policy document in the state directory");
             }
         }
@@ -226,21 +226,20 @@ impl Policy {
         }
     }
 
-    /// The local config changed (reload): merges again. Levels that no longer fit are dropped and reported.
-    pub fn set_local(&mut self, local: Config) -> Decision {
+    /// The local config changed (reload): merges again and returns the config in force. Levels that no
+    /// longer fit are dropped and reported.
+    pub fn set_local(&mut self, local: Config) -> (Config, Vec<Option<Provenance>>) {
         self.local = local;
         for level in Level::ALL {
-            let Some(doc) = self.in_force.get(&level) else { continue };
-            let bytes = doc.bytes.clone();
-            self.in_force.remove(&level);
-            match self.check(level, &bytes) {
+            let Some(doc) = self.in_force.remove(&level) else { continue };
+            match self.check(level, &doc.bytes) {
                 Ok(doc) => {
                     self.in_force.insert(level, doc);
                 }
                 Err(refused) => self.reject(level, None, &refused.issues()),
             }
         }
-        self.decision()
+        self.effective()
     }
 
     /// The config in force now and the provenance of its rules.
@@ -338,17 +337,6 @@ fn field_set(s: &CameraSwitches, field: &str) -> bool {
         "plates" => s.plates.is_some(),
         _ => false,
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in `dir` and a rename.
-pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".policy.").suffix(".partial").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The policy state machine over scripted documents.
 
 use super::*;
+use std::path::Path;
 
 const CONFIG: &str = r#"
 [site]

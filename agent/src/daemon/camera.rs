@@ -99,15 +99,16 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
     /// now), and commits the lot once.
     fn emit_all(&mut self, outs: Vec<EventOut>, zones: bool) {
         let rules = rules::current(&self.rules);
-        let now = rules::Now::current();
+        // The local time is read only when there are rules to evaluate (most frames produce no output).
+        let now = (!rules.is_empty() && (!outs.is_empty() || zones)).then(rules::Now::current);
         for out in outs {
-            let found = if rules.is_empty() { Vec::new() } else { self.camera_rules.on_event(&rules, &out.event, now) };
+            let found = now.map(|now| self.camera_rules.on_event(&rules, &out.event, now)).unwrap_or_default();
             self.sink.emit(out);
             for f in &found {
                 self.sink.alert(f);
             }
         }
-        if zones && rules.has_crowding() {
+        if let Some(now) = now.filter(|_| zones && rules.has_crowding()) {
             let people = self.builder.people_in_zones();
             for f in self.camera_rules.on_zones(&rules, &people, now) {
                 self.sink.alert(&f);

@@ -31,7 +31,7 @@ pub struct Context<'a> {
 
 /// Answers one command message: runs it unless it was answered before (then the same result again),
 /// expired or refused; the result goes to the outbox.
-pub async fn handle(bytes: &[u8], trusted_keys: &[String], answered: &mut Answered, ctx: Context<'_>) {
+pub async fn handle(bytes: &[u8], trusted_keys: &[String], answered: &mut Answered, mut ctx: Context<'_>) {
     let result = match command::parse(bytes, trusted_keys) {
         Err((id, name, why)) => {
             tracing::warn!(command = name.as_deref().unwrap_or("-"), id = %id, reason = %why, "command refused");
@@ -43,23 +43,12 @@ pub async fn handle(bytes: &[u8], trusted_keys: &[String], answered: &mut Answer
                 queue(ctx.outbox, ctx.topics, previous);
                 return;
             }
-            None if cmd.expires_at <= chrono::Utc::now() => CommandResult::new(&cmd.id, ctx.site, Some(name(cmd.action)), Status::Expired, "expired before it arrived", None),
-            None if cmd.action == Action::DisposeAlert => dispose(&cmd, ctx.disposer, ctx.site).await,
-            None => run(&cmd, ctx.fleet, ctx.outbox, ctx.link, ctx.policy, ctx.topics, ctx.site, ctx.started, ctx.state_dir).await,
+            None if cmd.expires_at <= chrono::Utc::now() => CommandResult::new(&cmd.id, ctx.site, Some(cmd.action.as_str()), Status::Expired, "expired before it arrived", None),
+            None => run(&cmd, &mut ctx).await,
         },
     };
     queue(ctx.outbox, ctx.topics, &result);
     answered.remember(result);
-}
-
-fn name(action: Action) -> &'static str {
-    match action {
-        Action::Snapshot => "snapshot",
-        Action::RestartCamera => "restart_camera",
-        Action::Republish => "republish",
-        Action::Diagnostics => "diagnostics",
-        Action::DisposeAlert => "dispose_alert",
-    }
 }
 
 fn queue(outbox: &OutboxHandle, topics: &Topics, result: &CommandResult) {
@@ -69,25 +58,15 @@ fn queue(outbox: &OutboxHandle, topics: &Topics, result: &CommandResult) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    cmd: &Command,
-    fleet: &mut Fleet,
-    outbox: &OutboxHandle,
-    link: Option<&MqttLink>,
-    policy: &Policy,
-    topics: &Topics,
-    site: &str,
-    started: Instant,
-    state_dir: &PathBuf,
-) -> CommandResult {
-    let done = |detail: String, data: Option<Value>| CommandResult::new(&cmd.id, site, Some(name(cmd.action)), Status::Done, detail, data);
-    let failed = |detail: String| CommandResult::new(&cmd.id, site, Some(name(cmd.action)), Status::Failed, detail, None);
-    tracing::info!(id = %cmd.id, command = name(cmd.action), camera = cmd.camera.as_deref().unwrap_or("-"), "command from the platform");
+async fn run(cmd: &Command, ctx: &mut Context<'_>) -> CommandResult {
+    let (site, topics, outbox) = (ctx.site, ctx.topics, ctx.outbox);
+    let done = |detail: String, data: Option<Value>| CommandResult::new(&cmd.id, site, Some(cmd.action.as_str()), Status::Done, detail, data);
+    let failed = |detail: String| CommandResult::new(&cmd.id, site, Some(cmd.action.as_str()), Status::Failed, detail, None);
+    tracing::info!(id = %cmd.id, command = cmd.action.as_str(), camera = cmd.camera.as_deref().unwrap_or("-"), "command from the platform");
     let camera = cmd.camera.as_deref().unwrap_or_default();
     match cmd.action {
         Action::Snapshot => {
-            let Some(record) = fleet.record(camera) else { return failed(format!("no running camera {camera:?}")) };
+            let Some(record) = ctx.fleet.record(camera) else { return failed(format!("no running camera {camera:?}")) };
             let frame = record.request_frame();
             match tokio::time::timeout(SNAPSHOT_WAIT, frame).await {
                 Ok(Ok(jpeg)) => {
@@ -101,20 +80,20 @@ async fn run(
                 _ => failed(format!("camera {camera} delivered no frame within {} s", SNAPSHOT_WAIT.as_secs())),
             }
         }
-        Action::RestartCamera => match fleet.restart(camera).await {
+        Action::RestartCamera => match ctx.fleet.restart(camera).await {
             Ok(()) => done(format!("camera {camera} restarted"), None),
             Err(e) => failed(e),
         },
-        Action::Republish => match link {
+        Action::Republish => match ctx.link {
             Some(link) => {
-                link.status_changed();
+                link.republish();
                 link.request_stats();
                 done("status, policy report and stats published".into(), None)
             }
             None => failed("no broker configured".into()),
         },
-        Action::Diagnostics => done("diagnostics".into(), Some(diagnostics(fleet, outbox, link, policy, started, state_dir))),
-        Action::DisposeAlert => failed("handled by dispose".into()),
+        Action::Diagnostics => done("diagnostics".into(), Some(diagnostics(ctx.fleet, outbox, ctx.link, ctx.policy, ctx.started, ctx.state_dir))),
+        Action::DisposeAlert => dispose(cmd, ctx.disposer, site).await,
     }
 }
 

@@ -98,8 +98,8 @@ impl PolicyLink {
 
     /// The local config was reloaded: the merged config to apply.
     pub fn set_local(&mut self, local: Config) -> (Config, Vec<Option<Provenance>>) {
-        self.policy.set_local(local);
+        let effective = self.policy.set_local(local);
         self.report();
-        self.policy.effective()
+        effective
     }
 }

@@ -72,10 +72,32 @@ pub struct MqttLink {
     topics: Topics,
     state: Arc<LinkState>,
     status_changed: Arc<Notify>,
-    /// Retained documents besides the status (the policy report), republished on every connection.
-    retained: Arc<Mutex<std::collections::BTreeMap<String, Vec<u8>>>>,
+    /// Retained documents besides the status (the policy report), published when set and on every
+    /// connection.
+    retained: Arc<Mutex<Retained>>,
+    retained_changed: Arc<Notify>,
     /// Asks the stats task for a report now.
     stats_now: Arc<Notify>,
+}
+
+/// Retained documents by topic, and those waiting to be (re)published.
+#[derive(Debug, Default)]
+struct Retained {
+    docs: std::collections::BTreeMap<String, Vec<u8>>,
+    pending: std::collections::BTreeSet<String>,
+}
+
+impl Retained {
+    /// The documents to publish now: the pending ones, or all of them.
+    fn take(&mut self, all: bool) -> Vec<(String, Vec<u8>)> {
+        let topics = std::mem::take(&mut self.pending);
+        let docs = &self.docs;
+        if all {
+            docs.iter().map(|(t, d)| (t.clone(), d.clone())).collect()
+        } else {
+            topics.into_iter().filter_map(|t| docs.get(&t).map(|d| (t, d.clone()))).collect()
+        }
+    }
 }
 
 /// Messages from the platform the agent subscribes to, handed to `tx` as (topic, payload). One the
@@ -122,7 +144,17 @@ impl MqttLink {
 
     /// Sets a retained document (QoS 1); the link publishes it now and on every connection.
     pub fn set_retained(&self, topic: String, payload: Vec<u8>) {
-        self.retained.lock().unwrap_or_else(|p| p.into_inner()).insert(topic, payload);
+        let mut retained = self.retained.lock().unwrap_or_else(|p| p.into_inner());
+        retained.pending.insert(topic.clone());
+        retained.docs.insert(topic, payload);
+        self.retained_changed.notify_one();
+    }
+
+    /// Publishes the status and every retained document again (the `republish` command).
+    pub fn republish(&self) {
+        let mut retained = self.retained.lock().unwrap_or_else(|p| p.into_inner());
+        retained.pending = retained.docs.keys().cloned().collect();
+        self.retained_changed.notify_one();
         self.status_changed.notify_one();
     }
 }
@@ -233,8 +265,15 @@ pub fn start(
         options.set_transport(tls_transport(tls)?);
     }
     let (client, eventloop) = AsyncClient::new(options, 1024);
-    let link =
-        MqttLink { client, topics, state: Arc::new(LinkState::default()), status_changed: Arc::new(Notify::new()), retained: Arc::default(), stats_now: Arc::new(Notify::new()) };
+    let link = MqttLink {
+        client,
+        topics,
+        state: Arc::new(LinkState::default()),
+        status_changed: Arc::new(Notify::new()),
+        retained: Arc::default(),
+        retained_changed: Arc::new(Notify::new()),
+        stats_now: Arc::new(Notify::new()),
+    };
     let delivery = outbox.map(|o| Outbound::new(o, settings.max_inflight as usize));
     let task = tokio::spawn(drive(eventloop, link.clone(), status, delivery, inbound, cancel, stop_timeout, settings.clone()));
     Ok((link, task))
@@ -262,10 +301,10 @@ async fn drive(
         }
         Err(e) => tracing::warn!(error = %e, "cannot queue a retained message"),
     };
-    let publish_status = |state: AgentState, delivery: &mut Option<Outbound>| {
-        publish_retained(link.topics.status(), status(state), delivery);
-        let retained = link.retained.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for (topic, payload) in retained {
+    let publish_status = |state: AgentState, delivery: &mut Option<Outbound>| publish_retained(link.topics.status(), status(state), delivery);
+    let publish_docs = |all: bool, delivery: &mut Option<Outbound>| {
+        let docs = link.retained.lock().unwrap_or_else(|p| p.into_inner()).take(all);
+        for (topic, payload) in docs {
             publish_retained(topic, payload, delivery);
         }
     };
@@ -273,6 +312,7 @@ async fn drive(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = link.status_changed.notified(), if link.is_connected() => publish_status(AgentState::Online, &mut delivery),
+            _ = link.retained_changed.notified(), if link.is_connected() => publish_docs(false, &mut delivery),
             _ = committed.notified(), if link.is_connected() => {
                 if let Some(d) = delivery.as_mut() {
                     d.fill(&link.client, &link.state);
@@ -290,6 +330,7 @@ async fn drive(
                     link.state.connects_total.fetch_add(1, Ordering::Relaxed);
                     backoff.reset();
                     publish_status(AgentState::Online, &mut delivery);
+                    publish_docs(true, &mut delivery);
                     for topic in inbound.iter().flat_map(|i| &i.topics) {
                         if let Err(e) = link.client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
                             tracing::warn!(topic = %topic, error = %e, "cannot subscribe");

@@ -240,27 +240,11 @@ pub struct PlateMatch {
 }
 
 /// Matches `read` against `list`: exact first; with `tolerance` 1, also a read of the same length that
-/// differs in exactly one position. Insertions and deletions never match.
+/// differs in exactly one position. Insertions and deletions never match. A one-off match through the same
+/// index the rules use ([`WatchIndex`]).
 pub fn match_watch_list(read: &str, list: &[String], tolerance: u8) -> Option<PlateMatch> {
-    let read: Vec<char> = normalise_plate(read).chars().collect();
-    let mut best: Option<PlateMatch> = None;
-    for entry in list {
-        let norm = normalise_plate(entry);
-        let listed: Vec<char> = norm.chars().collect();
-        if listed.len() != read.len() {
-            continue;
-        }
-        let differing: Vec<usize> = (0..read.len()).filter(|&i| read[i] != listed[i]).collect();
-        let found = match differing.as_slice() {
-            [] => PlateMatch { entry: norm, distance: 0, position: None },
-            [p] if tolerance >= 1 => PlateMatch { entry: norm, distance: 1, position: Some(*p) },
-            _ => continue,
-        };
-        if best.as_ref().is_none_or(|b| found.distance < b.distance) {
-            best = Some(found);
-        }
-    }
-    best
+    let listed = list.iter().map(|p| Listed { plate: normalise_plate(p), until: None, reason: None }).collect();
+    WatchIndex::new(listed, tolerance).find(read, tolerance, Utc::now()).map(|(m, _)| m)
 }
 
 /// The longest configured prefix the plate starts with.

@@ -119,19 +119,13 @@ impl AuditLog {
         let at = chrono::DateTime::parse_from_rfc3339(&record.at).map_or_else(|_| Utc::now(), |t| t.with_timezone(&Utc));
         self.log.append_synced(at, line.as_bytes())?;
         *last = hash(&line);
-        write_head(self.log.dir(), &last)
+        crate::files::write_atomic(&self.log.dir().join("head"), format!("{last}\n").as_bytes())
     }
 
     /// Records from the last `days` days, oldest first.
     pub fn recent(&self, days: u32) -> Vec<AuditRecord> {
         self.log.recent_lines(Utc::now(), days).iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
-}
-
-fn write_head(dir: &Path, hash: &str) -> std::io::Result<()> {
-    let tmp = dir.join(".head.partial");
-    std::fs::write(&tmp, format!("{hash}\n"))?;
-    std::fs::rename(tmp, dir.join("head"))
 }
 
 /// The day files of an audit directory, oldest first.

@@ -197,7 +197,12 @@ pub fn post_form(addr: &str, path: &str, body: &str) -> String {
 
 /// A plain HTTP/1.1 GET; returns the status code and the body.
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let text = http_raw(addr, "GET", path, &[], "");
+    http_get_with(addr, path, &[])
+}
+
+/// A GET with extra headers (a session cookie); returns the status code and the body.
+pub fn http_get_with(addr: &str, path: &str, headers: &[&str]) -> (u16, String) {
+    let text = http_raw(addr, "GET", path, headers, "");
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
@@ -271,4 +276,22 @@ pub fn web_login(addr: &str, user: &str, password: &str) -> String {
     let line = out.lines().find(|l| l.to_lowercase().starts_with("set-cookie:")).unwrap_or_else(|| panic!("login failed: {out}"));
     assert!(line.contains("HttpOnly") && line.contains("SameSite=Strict"), "session cookie attributes: {line}");
     line.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string()
+}
+
+/// `edge-agent users add NAME --role ROLE --config CFG` with the password on standard input.
+pub fn users_add(cfg: &Path, name: &str, role: &str, password: &str) -> Output {
+    use std::io::Write;
+    let mut child =
+        command().args(["users", "add", name, "--role", role, "--config"]).arg(cfg).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The duty desk's address, from the agent's log.
+pub fn web_addr(agent: &Agent) -> String {
+    agent.wait_log("duty desk listening", 1, Duration::from_secs(90));
+    let log = agent.log();
+    let line = log.lines().find(|l| l.contains("duty desk listening")).unwrap();
+    let start = line.find("address=").unwrap() + "address=".len();
+    line[start..].split_whitespace().next().unwrap().to_string()
 }
