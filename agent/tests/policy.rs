@@ -101,6 +101,10 @@ fn a_town_watch_list_raises_alerts_invalid_and_stale_documents_are_refused_and_t
     let doc = town_doc(1, 1);
     assert_valid("policy.v1.json", &serde_json::from_str(&doc).unwrap());
     publish(port, "platform", "platform-pw", TOWN, &doc);
+    // The village listed the same car until yesterday: that entry no longer matches.
+    let village = r#"{"schema":"edge-agent/policy/v1","version":1,"issued_at":"2026-11-29T08:00:00+08:00","issued_by":"xiaozhuang",
+        "rules":[{"id":"lapsed","kind":"watch_list","entries":[{"plate":"苏ED51712","until":"2020-01-01T00:00:00Z","reason":"已撤控"}]}]}"#;
+    publish(port, "platform", "platform-pw", "checkpoint/policy/xining/chengzhong/nanchuan/xiaozhuang", village);
     let dir = tempfile::tempdir().unwrap();
     let _agent = Agent::start(&agent_config(dir.path(), port, ""));
 
@@ -113,6 +117,12 @@ fn a_town_watch_list_raises_alerts_invalid_and_stale_documents_are_refused_and_t
     assert_eq!((alert["rule"].as_str(), alert["level"].as_str(), alert["policy_version"].as_u64()), (Some("town:wanted"), Some("town"), Some(1)));
     assert_eq!(alert["reason"], "盗抢车辆");
     assert_eq!(alert["plate"]["text"], "苏ED51712");
+    let report = wait_report(&sub, "the village's expired entry counted", |r| r["levels"]["village"]["status"] == "applied");
+    assert_eq!(report["levels"]["village"]["expired_entries"], 1, "{report}");
+    // Both rules saw the same car; only the town's entry is in force, so the village's never alerts.
+    std::thread::sleep(Duration::from_secs(3));
+    let alerts: Vec<Value> = sub.messages().iter().filter(|m| m.topic.ends_with("/gate/alerts")).map(|m| m.json()).collect();
+    assert!(alerts.iter().all(|a| a["rule"] != "village:lapsed"), "an expired entry matched: {alerts:?}");
 
     // An invalid document is refused with its paths; version 1 stays in force.
     publish(port, "platform", "platform-pw", TOWN, &town_doc(2, 5));
