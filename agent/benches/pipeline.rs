@@ -16,14 +16,10 @@ use edge_config::{CameraUrl, Line, Models, PlateMode, Zone};
 use models::plates::{PlateColour, PlateRead, PlateRows};
 use models::{BBox, BgrImage, Detection, ObjectClass, SessionOptions, Yolox};
 use ort::value::TensorRef;
+use testkit::synthetic::median;
 
 const WARMUP: usize = 10;
 const RUNS: usize = 100;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64

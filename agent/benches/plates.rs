@@ -9,14 +9,10 @@ use models::image::resize_bilinear;
 use models::plates::{colour, PlateDetector, PlateDetectorSettings, PlateModelPaths, PlateReader, PlateRecognizer, ReaderSettings, RecognizerSettings};
 use models::{environment, BgrImage, SessionOptions, Yolox, YoloxSettings};
 use ort::value::TensorRef;
+use testkit::synthetic::median;
 
 const WARMUP: usize = 5;
 const RUNS: usize = 60;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn options() -> SessionOptions {
     SessionOptions::default()

@@ -8,34 +8,9 @@ use std::time::Instant;
 use chrono::Utc;
 use edge_agent::control::{Level, Policy};
 use edge_agent::rules::{RuleSet, WatchIndex};
+use testkit::synthetic::{median, plate};
 
 const PLATES: usize = 20_000;
-const PROVINCES: [char; 8] = ['苏', '京', '皖', '鄂', '浙', '粤', '川', '青'];
-const LETTERS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
-const ALNUM: &[u8] = b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ";
-
-/// A deterministic pseudo-random plate.
-fn plate(i: usize) -> String {
-    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66;
-    let mut next = |n: usize| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % n as u64) as usize
-    };
-    let mut p = String::new();
-    p.push(PROVINCES[next(PROVINCES.len())]);
-    p.push(LETTERS[next(LETTERS.len())] as char);
-    for _ in 0..5 {
-        p.push(ALNUM[next(ALNUM.len())] as char);
-    }
-    p
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() {
     let plates: Vec<String> = (0..PLATES).map(plate).collect();

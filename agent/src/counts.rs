@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::events::geometry::Direction;
 use crate::events::{ObjectEvent, Phase};
@@ -19,13 +19,14 @@ pub const COUNTS_SCHEMA: &str = "edge-agent/counts/v1";
 pub const GRACE_SECS: i64 = 5;
 
 /// Objects by direction.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ByDirection {
-    #[serde(rename = "in")]
+    #[serde(rename = "in", default)]
     pub inbound: u64,
-    #[serde(rename = "out")]
+    #[serde(rename = "out", default)]
     pub outbound: u64,
     /// No line crossed.
+    #[serde(default)]
     pub none: u64,
 }
 
@@ -40,7 +41,7 @@ impl ByDirection {
 }
 
 /// One period's counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
     pub people: ByDirection,
     pub vehicles: ByDirection,
@@ -101,6 +102,18 @@ impl FlowCounter {
     /// An alert as published.
     pub fn on_alert(&self, at: DateTime<Utc>) {
         self.with(at, |t| t.alerts += 1);
+    }
+
+    /// The periods still open (not yet published), with their start and end, oldest first: what the duty
+    /// desk adds to the closed ones for today's chart.
+    pub fn open_periods(&self) -> Vec<(DateTime<Utc>, DateTime<Utc>, Tally)> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.iter()
+            .filter_map(|(p, t)| {
+                let start = Utc.timestamp_opt(*p, 0).single()?;
+                Some((start, start + chrono::Duration::seconds(self.period_secs), *t))
+            })
+            .collect()
     }
 
     /// Takes the periods that closed by `now` (with their start), oldest first. A period with nothing in

@@ -1,6 +1,7 @@
-//! Flow counts end to end: a looping clip of a car driving in across a line, counted in 2-second periods,
-//! with the broker stopped across several period boundaries; every period arrives afterwards, once, and the
-//! counts agree exactly with the `end` events published in each period.
+//! Reports up the grid end to end: a looping clip of a car driving in across a line, counted in 2-second
+//! periods, with the broker stopped across several period boundaries while the duty officer disposes of the
+//! car's watch-list alert; every period and the disposition arrive afterwards, once, and the counts agree
+//! exactly with the `end` events published in each period.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,7 +10,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{config, file_url, Agent, Cam};
+use common::{config, file_url, http_raw, web_addr, Agent, Cam};
 use serde_json::Value;
 use testkit::broker::{Broker, Subscriber};
 use testkit::schemas::assert_valid;
@@ -21,20 +22,37 @@ fn counts(sub: &Subscriber) -> Vec<Value> {
     sub.messages().iter().filter(|m| m.topic == format!("{BASE}/gate/counts")).map(|m| m.json()).collect()
 }
 
+const WATCH_RULE: &str = "[[rules]]\nid = \"watched\"\nkind = \"watch_list\"\nplates = [\"苏ED51712\"]\nseverity = \"critical\"\n\n";
+
 #[test]
-fn counts_of_periods_closed_during_an_outage_arrive_afterwards_once_and_agree_with_the_end_events() {
+fn counts_and_a_disposition_made_during_an_outage_arrive_afterwards_once_and_the_counts_agree_with_the_end_events() {
     let mut broker = Broker::start_persistent();
     let sub = Subscriber::connect_persistent(broker.port(), &format!("{BASE}/gate/#"), "platform-counts");
     let dir = tempfile::tempdir().unwrap();
     let clip = common::scenes::car_crossing(true);
-    let cfg = config(dir.path(), Some(broker.port()), &[Cam { id: "gate", url: file_url(&clip), extra: CAMERA }], "[reports]\ncounts_period_secs = 2\n\n");
+    let cfg = config(dir.path(), Some(broker.port()), &[Cam { id: "gate", url: file_url(&clip), extra: CAMERA }], &format!("[reports]\ncounts_period_secs = 2\n\n{WATCH_RULE}"));
+    assert!(common::users_add(&cfg, "duty", "operator", "village-gate-2026").status.success());
     let mut agent = Agent::start(&cfg);
+    let addr = web_addr(&agent);
     sub.wait_for(Duration::from_secs(90), "a first end event", |m| m.topic.ends_with("/events") && m.json()["phase"] == "end");
     sub.wait_for(Duration::from_secs(30), "a first period", |m| m.topic.ends_with("/counts"));
-    // The uplink is down across several periods.
+    let alert = sub.wait_for(Duration::from_secs(30), "the watch-list alert", |m| m.topic.ends_with("/gate/alerts")).json();
+    // The uplink is down across several periods, and the alert is disposed of meanwhile.
     broker.stop();
+    let cookie = common::web_login(&addr, "duty", "village-gate-2026");
+    let disposed = http_raw(
+        &addr,
+        "POST",
+        &format!("/api/alerts/{}/dispose", alert["id"].as_str().unwrap()),
+        &[&format!("Cookie: {cookie}"), "Content-Type: application/json"],
+        r#"{"outcome":"registered","note":"已登记"}"#,
+    );
+    assert!(disposed.starts_with("HTTP/1.1 200"), "{disposed}");
     std::thread::sleep(Duration::from_secs(7));
     broker.restart();
+    let disposition = sub.wait_for(Duration::from_secs(60), "the disposition after the outage", |m| m.topic == format!("{BASE}/gate/dispositions")).json();
+    assert_valid("disposition.v1.json", &disposition);
+    assert_eq!((disposition["alert_id"].as_str(), disposition["outcome"].as_str(), disposition["by"].as_str()), (alert["id"].as_str(), Some("registered"), Some("duty")));
     let deadline = Instant::now() + Duration::from_secs(60);
     while counts(&sub).len() < 8 {
         assert!(Instant::now() < deadline, "counts after the outage: {:?}", counts(&sub));
@@ -44,6 +62,8 @@ fn counts_of_periods_closed_during_an_outage_arrive_afterwards_once_and_agree_wi
     assert_eq!(agent.wait(Duration::from_secs(30)), Some(0));
     std::thread::sleep(Duration::from_secs(2));
 
+    let dispositions = sub.messages().iter().filter(|m| m.topic == format!("{BASE}/gate/dispositions")).count();
+    assert_eq!(dispositions, 1, "the disposition arrived once");
     let counts = counts(&sub);
     for c in &counts {
         assert_valid("counts.v1.json", c);

@@ -99,6 +99,14 @@ fn duty_staff_log_in_see_a_watch_list_alert_live_and_dispose_of_it() {
         "const img = document.querySelector('li.alert img.snap'); return img && img.complete && img.naturalWidth > 0",
     );
     let alert_id = browser.eval("return document.querySelector('li.alert').id.slice(3)").as_str().unwrap().to_string();
+    // Not yet disposed of: counted in the title, and still after a reload.
+    assert_eq!(browser.eval("return document.title"), "(1) 卡口值班台");
+    browser.go(&format!("http://{addr}/"));
+    browser.wait_for(
+        "the open alert after a reload",
+        Duration::from_secs(10),
+        "return document.title === '(1) 卡口值班台' && document.getElementById('banner').textContent.includes('1 条告警待处置')",
+    );
     // The Chinese page shows no raw English labels, and events without a picture yet say why.
     let feed = browser.eval("return document.getElementById('feed').innerText").as_str().unwrap().to_string();
     for english in ["car", "person", "vehicle", "watch_list", "critical", "new", "update", "end"] {
@@ -116,6 +124,7 @@ fn duty_staff_log_in_see_a_watch_list_alert_live_and_dispose_of_it() {
         Duration::from_secs(10),
         "const a = document.querySelector('li.alert .acked-by'); return a && a.textContent.includes('duty') && a.textContent.includes('劝返') && a.textContent.includes('司机未带证件')",
     );
+    browser.wait_for("no open alert left", Duration::from_secs(5), "return document.title === '卡口值班台' && document.getElementById('banner').hidden");
     let disposed = sub.wait_for(Duration::from_secs(20), "the disposition on MQTT", |m| m.topic.ends_with("/gate/dispositions")).json();
     assert_valid("disposition.v1.json", &disposed);
     assert_eq!(

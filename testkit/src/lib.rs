@@ -18,6 +18,8 @@ pub mod text;
 #[cfg(feature = "broker")]
 pub mod tls;
 
+pub mod synthetic;
+
 use std::path::PathBuf;
 
 /// The workspace root (the folder with the top-level `Cargo.toml`).

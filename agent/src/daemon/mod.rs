@@ -173,8 +173,11 @@ impl Agent {
         let link = mqtt.as_ref().map(|(link, _)| link.clone());
         policy.attach(link.clone());
         let (local, audit) = local_record(config).await;
-        let mut background =
-            vec![tokio::spawn(reports::apply_retention(local.snapshots.clone(), vec![local.events.clone(), local.alerts.clone(), local.counts.clone(), audit.log().clone()]))];
+        let mut background = vec![tokio::spawn(reports::apply_retention(
+            local.snapshots.clone(),
+            vec![local.events.clone(), local.alerts.clone(), local.counts.clone(), audit.log().clone()],
+            local.history.clone(),
+        ))];
         let cameras_cancel = CancellationToken::new();
         let Some(handle) = detector.handle() else { bail!("detector stopped before cameras started") };
         let deps = CameraDeps {

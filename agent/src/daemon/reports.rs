@@ -147,14 +147,21 @@ pub async fn sample_rates(cameras: CameraList) {
     }
 }
 
-/// Applies the retention of local snapshots and logs (events, alerts, audit) at start and every hour.
-pub async fn apply_retention(store: SnapshotStore, logs: Vec<Arc<EventLog>>) {
+/// Applies the retention of local snapshots and logs (events, alerts, audit) at start and every hour; the
+/// history index loses the passings the event log (the first of `logs`) no longer keeps.
+pub async fn apply_retention(store: SnapshotStore, logs: Vec<Arc<EventLog>>, history: Option<Arc<crate::history::History>>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(3600));
     loop {
         ticker.tick().await;
-        let (s, l) = (store.clone(), logs.clone());
+        let (s, l, h) = (store.clone(), logs.clone(), history.clone());
         let swept = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now();
+            let days = l.first().map_or(u32::MAX, |log| log.retention_days());
+            match h.map(|h| h.sweep(now, days)) {
+                Some(Ok(0)) | None => {}
+                Some(Ok(n)) => tracing::info!(passings = n, retention_days = days, "expired passings removed from the history index"),
+                Some(Err(e)) => tracing::warn!(error = %e, "history retention failed"),
+            }
             (s.sweep(now), l.iter().map(|log| log.sweep(now)).collect::<Vec<_>>())
         })
         .await;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::eventlog::EventLog;
 use crate::events::{EventOut, ObjectEvent};
+use crate::history::History;
 use crate::outbox::{Kind, Message, OutboxError, OutboxHandle, Rejected};
 use crate::payload;
 use crate::rules::Finding;
@@ -44,6 +45,8 @@ pub struct LocalRecord {
     pub snapshots: SnapshotStore,
     /// The duty desk's live feed, when the page is served.
     pub feed: Option<Feed>,
+    /// The searchable index of passings, when it could be opened.
+    pub history: Option<Arc<History>>,
 }
 
 /// One camera's sink.
@@ -143,8 +146,12 @@ impl<Q: Queue> EventSink<Q> {
             tracing::error!(camera = %self.camera, error = %err, "outbox flush failed");
         }
         let now = chrono::Utc::now();
+        let mut passings: Vec<Vec<u8>> = Vec::new();
         for local in self.pending.drain(..) {
             if let Some(e) = &local.announce {
+                if e.phase == crate::events::Phase::End {
+                    passings.push(local.line.clone());
+                }
                 tracing::info!(camera = %self.camera, event = %e.id, phase = ?e.phase, label = e.class.label(), direction = ?e.direction, plate_read = e.plate.is_some(), "event");
                 tracing::debug!(event = %e.id, plate = e.plate.as_ref().map_or("-", |p| p.text.as_str()), "event plate");
             }
@@ -153,6 +160,11 @@ impl<Q: Queue> EventSink<Q> {
             }
             if let (Some(feed), Some(item)) = (&self.local.feed, local.item) {
                 feed.publish(item);
+            }
+        }
+        if let (Some(history), false) = (&self.local.history, passings.is_empty()) {
+            if let Err(err) = history.add_events(passings.iter().map(Vec::as_slice)) {
+                tracing::warn!(camera = %self.camera, error = %err, "cannot index the passing for the history search");
             }
         }
     }

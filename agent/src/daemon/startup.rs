@@ -14,6 +14,7 @@ use super::sink::LocalRecord;
 use super::topology::Fleet;
 use super::users_file;
 use crate::eventlog::EventLog;
+use crate::history::History;
 use crate::inference::DetectorInfo;
 use crate::metrics::{self, CameraList};
 use crate::mqtt::{self, MqttLink};
@@ -61,6 +62,7 @@ pub async fn local_record(config: &Config) -> (LocalRecord, Arc<AuditLog>) {
         counts: Arc::new(EventLog::named(&storage.state_dir, "counts", storage.event_log_retention_days)),
         snapshots: SnapshotStore::new(&storage.state_dir, storage.snapshot_retention_days),
         feed: config.web.enabled.then(Feed::new),
+        history: open_history(config).await,
     };
     let audit = Arc::new(AuditLog::open(&storage.state_dir));
     if let Some(feed) = &local.feed {
@@ -68,6 +70,34 @@ pub async fn local_record(config: &Config) -> (LocalRecord, Arc<AuditLog>) {
         tokio::task::spawn_blocking(move || feed.restore(&events, &alerts, &audit)).await.ok();
     }
     (local, audit)
+}
+
+/// The history index, caught up with the event log; without it the agent runs on and the desk's search
+/// answers that it is unavailable.
+async fn open_history(config: &Config) -> Option<Arc<History>> {
+    let storage = &config.storage;
+    let path = storage.state_dir.join("history.redb");
+    let log = EventLog::new(&storage.state_dir, storage.event_log_retention_days);
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut history = History::open(&path)?;
+        let added = history.catch_up(&log, chrono::Utc::now())?;
+        if added > 1000 {
+            history.compact()?;
+        }
+        Ok::<_, crate::history::HistoryError>((history, added))
+    })
+    .await;
+    match opened {
+        Ok(Ok((history, added))) => {
+            tracing::info!(passings = history.len().unwrap_or(0), indexed_from_logs = added, "history index open");
+            Some(Arc::new(history))
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "history index unavailable: the duty desk's search is off until it can be opened");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// The `stats` messages (with a broker) and the frame-rate gauges.
@@ -115,6 +145,8 @@ pub async fn start_endpoints(
             guard: Arc::default(),
             allowed_hosts: Arc::new(web::allowed_hosts(&w.allowed_hosts)),
             disposer,
+            counts_log: local.counts.clone(),
+            history: local.history.clone(),
         };
         let tls = w.tls_cert_file.clone().zip(w.tls_key_file.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -18,6 +18,7 @@ use super::camera::{Analyse, CameraWorker};
 use super::sink::{EventSink, LocalRecord, Queue};
 use crate::eventlog::EventLog;
 use crate::events::{BuilderSettings, EventBuilder, FrameTime};
+use crate::history::{History, Query};
 use crate::inference::{Analysed, InferenceError};
 use crate::outbox::{Kind, Message, OutboxError, Rejected};
 use crate::rules::{self, CameraRules};
@@ -98,6 +99,7 @@ fn harness(script: Script, rules: &[Rule], queue: MemoryQueue) -> Harness {
         counts: Arc::new(EventLog::named(dir.path(), "counts", 7)),
         snapshots: SnapshotStore::new(dir.path(), 7),
         feed: Some(Feed::new()),
+        history: History::open(&dir.path().join("history.redb")).ok().map(Arc::new),
     };
     let record = Arc::new(CameraRecord::new("gate", 5.0, CameraState::Online));
     let worker = CameraWorker {
@@ -189,6 +191,11 @@ fn a_passing_car_becomes_one_event_chain_in_the_outbox_then_in_the_local_record(
     let vehicles_in: u64 = closed.iter().map(|(_, _, t)| t.vehicles.inbound).sum();
     let plates: u64 = closed.iter().map(|(_, _, t)| t.plates_read).sum();
     assert_eq!((vehicles_in, plates), (1, 1));
+    // And it is in the history index, found by part of its plate.
+    let history = h.local.history.as_ref().unwrap();
+    let found = history.search(&Query { plate: Some("D517".into()), limit: 10, ..Query::default() }).unwrap();
+    assert_eq!(found.items.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), [end["id"].as_str().unwrap()]);
+    assert_eq!(history.len().unwrap(), 1, "the end event only");
 }
 
 #[test]

@@ -80,6 +80,13 @@ impl FeedItem {
         serde_json::to_value(alert).ok().map(|alert| FeedItem::Alert { alert, ack: None })
     }
 
+    fn alert_ts(&self) -> String {
+        match self {
+            FeedItem::Alert { alert, .. } => alert["ts"].as_str().unwrap_or_default().to_string(),
+            _ => String::new(),
+        }
+    }
+
     fn alert_id(&self) -> Option<&str> {
         match self {
             FeedItem::Alert { alert, .. } => alert["id"].as_str(),
@@ -143,6 +150,21 @@ impl Feed {
         self.recent.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
 
+    /// Alerts not yet disposed of that are no longer in the recent list, oldest first.
+    pub(crate) fn open_alerts_not_recent(&self) -> Vec<FeedItem> {
+        let recent: std::collections::HashSet<String> = self.recent.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(|i| i.alert_id().map(str::to_string)).collect();
+        let mut open: Vec<FeedItem> = self
+            .alerts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|i| matches!(i, FeedItem::Alert { ack: None, .. }) && i.alert_id().is_some_and(|id| !recent.contains(id)))
+            .cloned()
+            .collect();
+        open.sort_by(|a, b| a.alert_id().cmp(&b.alert_id()));
+        open
+    }
+
     /// An alert still in memory: its payload and its acknowledgement.
     pub(super) fn alert(&self, id: &str) -> Option<(Value, Option<Ack>)> {
         match self.alerts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
@@ -167,8 +189,9 @@ impl Feed {
         self.publish(FeedItem::Ack { alert: id.to_string(), ack: ack.clone() });
     }
 
-    /// Refills the recent list from the logs on disk after a restart: the last day's events, the alerts
-    /// still within retention and their acknowledgements.
+    /// Refills the recent list from the logs on disk after a restart: the last day's events, the last
+    /// alerts and their dispositions; alerts of the last week not yet disposed of stay open (on the page
+    /// until disposed of).
     pub fn restore(&self, events: &EventLog, alerts: &EventLog, audit: &AuditLog) {
         let now = chrono::Utc::now();
         let acks: HashMap<String, Ack> = audit
@@ -183,10 +206,14 @@ impl Feed {
                 items.push((event["ts"].as_str().unwrap_or_default().to_string(), FeedItem::Event { event }));
             }
         }
-        for line in alerts.recent_lines(now, 2).iter().rev().take(100) {
-            if let Ok(alert) = serde_json::from_str::<Value>(line) {
-                let ack = alert["id"].as_str().and_then(|id| acks.get(id)).cloned();
-                items.push((alert["ts"].as_str().unwrap_or_default().to_string(), FeedItem::Alert { alert, ack }));
+        for (i, line) in alerts.recent_lines(now, 7).iter().rev().enumerate() {
+            let Ok(alert) = serde_json::from_str::<Value>(line) else { continue };
+            let ack = alert["id"].as_str().and_then(|id| acks.get(id)).cloned();
+            let item = FeedItem::Alert { alert, ack };
+            if i < 100 {
+                items.push((item.alert_ts(), item));
+            } else if let (FeedItem::Alert { ack: None, .. }, Some(id)) = (&item, item.alert_id()) {
+                self.alerts.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), item.clone());
             }
         }
         items.sort_by(|a, b| a.0.cmp(&b.0));

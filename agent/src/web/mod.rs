@@ -16,6 +16,7 @@ pub mod dispose;
 mod feed;
 pub mod guard;
 mod policy;
+mod reports;
 mod server;
 pub mod session;
 mod tls;
@@ -95,6 +96,10 @@ pub struct WebState {
     /// Host names the page answers to (see [`policy`]).
     pub allowed_hosts: Arc<Vec<String>>,
     pub disposer: Arc<Disposer>,
+    /// Closed flow-count periods, for the chart.
+    pub counts_log: Arc<crate::eventlog::EventLog>,
+    /// The passings index, when it could be opened.
+    pub history: Option<Arc<crate::history::History>>,
 }
 
 impl WebState {
@@ -278,6 +283,8 @@ pub fn router(state: WebState) -> Router {
         .route("/api/alerts/{id}/ack", post(ack))
         .route("/api/alerts/{id}/dispose", post(ack))
         .route("/api/audit", get(audit))
+        .route("/api/counts", get(reports::counts))
+        .route("/api/history", get(reports::history))
         .route("/snapshots/{id}", get(snapshot))
         .layer(policy)
         .with_state(state)
@@ -312,7 +319,10 @@ async fn recent(State(s): State<WebState>, headers: HeaderMap) -> Response {
     if s.session(&headers).is_none() {
         return unauthorized();
     }
-    Json(json!({ "items": s.feed.recent() })).into_response()
+    // Open alerts that have left the recent list stay on the page until disposed of.
+    let mut items = s.feed.open_alerts_not_recent();
+    items.extend(s.feed.recent());
+    Json(json!({ "items": items })).into_response()
 }
 
 fn camera_health(s: &WebState) -> FeedItem {

@@ -54,6 +54,19 @@ impl Browser {
         Self { driver, base, session }
     }
 
+    /// Opens the duty desk at `addr` and signs in; returns once the feed page shows the user.
+    pub fn sign_in(&self, addr: &str, user: &str, password: &str) {
+        self.go(&format!("http://{addr}/"));
+        self.type_into("#user", user);
+        self.type_into("#password", password);
+        self.click("#login");
+        self.wait_for(
+            "the feed page",
+            Duration::from_secs(20),
+            &format!("return document.getElementById('feed') !== null && document.getElementById('user').textContent.includes('{user}')"),
+        );
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/session/{}{path}", self.base, self.session)
     }
@@ -77,8 +90,12 @@ impl Browser {
         post(&self.url(&format!("/element/{id}/value")), json!({ "text": text }));
     }
 
+    /// Clicks an element as a person would: scrolled to the middle of the window first (WebDriver counts an
+    /// element under the page's sticky header as in view).
     pub fn click(&self, css: &str) {
         let id = self.find(css);
+        let element = json!({ ELEMENT: id });
+        post(&self.url("/execute/sync"), json!({"script": "arguments[0].scrollIntoView({block: 'center'})", "args": [element]}));
         post(&self.url(&format!("/element/{id}/click")), json!({}));
     }
 

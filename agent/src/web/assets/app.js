@@ -16,6 +16,10 @@ const T = {
     operator: "值班员", viewer: "查看员",
     car: "小汽车", bus: "公交车", truck: "货车", motorcycle: "摩托车", bicycle: "自行车", no_snapshot: "离开后显示快照",
     level: (l) => ({ city: "市级", district: "区县级", town: "镇级", village: "村级", checkpoint: "卡口级" }[l] || l) + "布控",
+    chart: "今日流量", search: "历史查询", plate_q: "车牌（可部分）", kind: "类型", direction: "方向", no_line: "未过线",
+    from: "开始时间", to: "结束时间", search_go: "查询", more: "更多", results: (n) => `共 ${n} 条`, search_failed: "查询失败",
+    no_picture: "无快照", open_alerts: (n) => `${n} 条告警待处置`, hour: (h) => `${h} 时`,
+    totals: (v, vi, vo, p, pi, po, pl, al) => `今日累计：车辆 ${v}（进村 ${vi} / 出村 ${vo}）· 行人 ${p}（进村 ${pi} / 出村 ${po}）· 识别车牌 ${pl} · 告警 ${al}`,
   },
   en: {
     title: "Checkpoint duty desk", live: "Live connection", sound_on: "Sound: on", sound_off: "Sound: off", logout: "Sign out",
@@ -31,6 +35,10 @@ const T = {
     operator: "operator", viewer: "viewer",
     car: "car", bus: "bus", truck: "truck", motorcycle: "motorcycle", bicycle: "bicycle", no_snapshot: "snapshot when it has left",
     level: (l) => `${l} policy`,
+    chart: "Today's flow", search: "History", plate_q: "Plate (or part)", kind: "Type", direction: "Direction", no_line: "no line crossed",
+    from: "From", to: "To", search_go: "Search", more: "More", results: (n) => `${n} found`, search_failed: "Search failed",
+    no_picture: "no snapshot", open_alerts: (n) => `${n} alert(s) to dispose of`, hour: (h) => `${h}:00`,
+    totals: (v, vi, vo, p, pi, po, pl, al) => `Today: vehicles ${v} (in ${vi} / out ${vo}) · people ${p} (in ${pi} / out ${po}) · plates read ${pl} · alerts ${al}`,
   },
 };
 
@@ -75,7 +83,7 @@ function plateTag(p) {
 // Events: one row per object, replaced as its new/update/end messages arrive.
 function eventRow(e) {
   // No picture until the object has left: a placeholder says so, and the `end` message replaces the row.
-  const img = e.snapshot ? el("img", { alt: "", loading: "lazy", src: "/snapshots/" + e.id }) : el("div", { class: "snap-placeholder" }, t("no_snapshot"));
+  const img = e.snapshot ? el("img", { alt: "", loading: "lazy", src: "/snapshots/" + e.id }) : el("div", { class: "snap-placeholder" }, t(e.phase === "end" ? "no_picture" : "no_snapshot"));
   const dir = e.direction ? " · " + t(e.direction) : "";
   return el("li", { class: "item event " + e.type, id: "ev-" + e.id, "data-camera": e.camera, "data-kind": e.type },
     img,
@@ -147,10 +155,28 @@ function cue(a) {
   const b = $("banner");
   b.textContent = `${t("new_alert")}: ${t(a.kind)} ${a.plate ? a.plate.text : ""} · ${camName(a.camera)}`;
   b.hidden = false;
-  b.style = "";
   b.classList.remove("banner"); void b.offsetWidth; b.classList.add("banner");
-  document.title = "(!) " + t("title");
+  state.cued = a.id;
+  showOpen();
   beep();
+}
+
+// Alerts not yet disposed of: their number is in the title and the banner until each is disposed of.
+function openAlerts() {
+  const open = new Set();
+  for (const i of state.items) if (i.type === "alert") { if (i.ack) open.delete(i.alert.id); else open.add(i.alert.id); }
+  return open;
+}
+
+function showOpen() {
+  const open = openAlerts();
+  document.title = (open.size ? `(${open.size}) ` : "") + t("title");
+  const b = $("banner");
+  b.dataset.open = open.size;
+  if (state.cued && open.has(state.cued)) return; // the new-alert text stays until that alert is disposed of
+  state.cued = null;
+  b.hidden = open.size === 0;
+  b.textContent = t("open_alerts", open.size);
 }
 
 function handle(item, live) {
@@ -158,21 +184,22 @@ function handle(item, live) {
     place(eventRow(item.event));
     if (item.event.snapshot) refreshAlertSnapshots(item.event.id);
   } else if (item.type === "alert") {
+    state.items.push(item);
     place(alertRow(item));
-    if (live) cue(item.alert);
+    if (live) cue(item.alert); else showOpen();
   } else if (item.type === "ack") {
     const li = $("al-" + item.alert);
-    if (li) {
-      const data = state.items.find((i) => i.type === "alert" && i.alert.id === item.alert);
-      if (data) { data.ack = item.ack; place(alertRow(data)); }
-    }
+    for (const data of state.items.filter((i) => i.type === "alert" && i.alert.id === item.alert)) data.ack = item.ack;
+    const data = state.items.find((i) => i.type === "alert" && i.alert.id === item.alert);
+    if (li && data) place(alertRow(data));
+    showOpen();
     if (!$("audit").hidden) loadAudit();
   } else if (item.type === "cameras") {
     renderCameras(item.cameras);
   } else if (item.type === "resync") {
     loadRecent();
   }
-  if (item.type === "alert") state.items.push(item);
+  if (live && item.type === "event" && item.event.phase === "end") chartSoon();
 }
 
 function renderCameras(cams) {
@@ -180,10 +207,94 @@ function renderCameras(cams) {
   if (state.me) { state.me.cameras = state.me.cameras || {}; for (const c of cams) if (c.name) state.me.cameras[c.id] = c.name; }
   const box = $("cameras");
   box.replaceChildren(...cams.map((c) => el("span", { class: "cam " + c.state, title: c.last_error || "", "data-camera": c.id }, `${c.name || c.id}: ${t(c.state)}`)));
-  const sel = $("f-camera");
-  for (const c of cams) {
-    if (![...sel.options].some((o) => o.value === c.id)) sel.append(el("option", { value: c.id }, c.name || c.id));
+  for (const sel of [$("f-camera"), $("s-camera")]) {
+    for (const c of cams) {
+      if (![...sel.options].some((o) => o.value === c.id)) sel.append(el("option", { value: c.id }, c.name || c.id));
+    }
   }
+}
+
+// Today's flow, per hour of the page's day: closed and open periods of every camera, summed here.
+function dayBounds() {
+  const from = new Date(); from.setHours(0, 0, 0, 0);
+  const to = new Date(from); to.setDate(to.getDate() + 1);
+  return [from, to];
+}
+
+async function loadChart() {
+  const [from, to] = dayBounds();
+  const r = await fetch(`/api/counts?from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`);
+  if (!r.ok) return;
+  const { periods } = await r.json();
+  const hours = Array.from({ length: 24 }, () => ({ vehicles: 0, people: 0 }));
+  const sum = { v: 0, vi: 0, vo: 0, p: 0, pi: 0, po: 0, pl: 0, al: 0 };
+  for (const p of periods) {
+    const h = new Date(p.period_start).getHours();
+    const v = p.vehicles.in + p.vehicles.out + p.vehicles.none, q = p.people.in + p.people.out + p.people.none;
+    hours[h].vehicles += v; hours[h].people += q;
+    sum.v += v; sum.vi += p.vehicles.in; sum.vo += p.vehicles.out; sum.p += q; sum.pi += p.people.in; sum.po += p.people.out;
+    sum.pl += p.plates_read; sum.al += p.alerts;
+  }
+  const tot = $("chart-totals");
+  tot.textContent = t("totals", sum.v, sum.vi, sum.vo, sum.p, sum.pi, sum.po, sum.pl, sum.al);
+  Object.assign(tot.dataset, { vehicles: sum.v, people: sum.p, vehiclesIn: sum.vi, vehiclesOut: sum.vo, plates: sum.pl, alerts: sum.al });
+  drawChart(hours);
+}
+
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  for (const c of children) e.append(c);
+  return e;
+}
+
+function drawChart(hours) {
+  const W = 480, H = 170, left = 26, bottom = 150, top = 10, slot = (W - left) / 24;
+  const max = Math.max(1, ...hours.map((h) => Math.max(h.vehicles, h.people)));
+  const y = (n) => bottom - (bottom - top) * n / max;
+  const parts = [svg("line", { x1: left, y1: bottom, x2: W, y2: bottom, class: "axis" }), svg("text", { x: left - 4, y: top + 8, class: "tick", "text-anchor": "end" }, String(max))];
+  hours.forEach((h, i) => {
+    const x = left + i * slot;
+    const bars = [["vehicles", h.vehicles, x + 2], ["people", h.people, x + slot / 2]].map(([k, n, bx]) =>
+      svg("rect", { class: "bar " + k, x: bx, y: y(n), width: slot / 2 - 2, height: bottom - y(n) }));
+    const tip = svg("title", {}, `${t("hour", i)}: ${t("vehicles")} ${h.vehicles} · ${t("people")} ${h.people}`);
+    parts.push(svg("g", { class: "hour", "data-hour": i, "data-vehicles": h.vehicles, "data-people": h.people }, tip, ...bars));
+    if (i % 3 === 0) parts.push(svg("text", { x: x + slot / 2, y: H - 4, class: "tick", "text-anchor": "middle" }, String(i)));
+  });
+  $("chart-svg").replaceChildren(...parts);
+}
+
+function chartSoon() {
+  if ($("chart").hidden || state.chartTimer) return;
+  state.chartTimer = setTimeout(() => { state.chartTimer = null; loadChart(); }, 2000);
+}
+
+// History search: passings within retention, newest first, a page at a time.
+function passingRow(p) {
+  const img = p.snapshot ? el("img", { alt: "", loading: "lazy", src: "/snapshots/" + p.snapshot.id }) : el("div", { class: "snap-placeholder" }, t("no_picture"));
+  if (p.snapshot) img.addEventListener("error", () => img.replaceWith(el("div", { class: "snap-placeholder" }, t("no_picture"))), { once: true });
+  const dir = t(p.direction || "no_line");
+  return el("li", { class: "item passing " + p.type, "data-id": p.id, "data-plate": p.plate ? p.plate.text : "" },
+    img,
+    el("div", { class: "body" },
+      el("div", { class: "head" }, p.type === "vehicle" ? plateTag(p.plate) : el("strong", {}, t("person")), el("span", { class: "tag" }, dir)),
+      el("div", { class: "meta" }, `${camName(p.camera)} · ${t(p.label)} · ${when(p.ts)}`)));
+}
+
+async function search(more) {
+  const q = new URLSearchParams();
+  for (const [k, id] of [["plate", "s-plate"], ["camera", "s-camera"], ["type", "s-type"], ["direction", "s-direction"]]) if ($(id).value) q.set(k, $(id).value.trim());
+  for (const [k, id] of [["from", "s-from"], ["to", "s-to"]]) if ($(id).value) q.set(k, new Date($(id).value).toISOString());
+  if (more && state.next) q.set("after", state.next);
+  const r = await fetch("/api/history?" + q);
+  if (!r.ok) { $("s-summary").textContent = t("search_failed"); return; }
+  const page = await r.json();
+  if (!more) $("s-results").replaceChildren();
+  $("s-results").append(...page.items.map(passingRow));
+  $("s-summary").textContent = t("results", page.total);
+  $("s-summary").dataset.total = page.total;
+  state.next = page.next;
+  $("s-more").hidden = !page.next;
 }
 
 function outcomeLabel(id) {
@@ -213,6 +324,7 @@ async function loadRecent() {
   $("feed").replaceChildren();
   state.items = [];
   for (const item of items) handle(item, false);
+  showOpen();
 }
 
 function connect() {
@@ -234,9 +346,15 @@ async function start() {
   $("site").textContent = state.me.site || "";
   $("user").textContent = `${state.me.user} (${t(state.me.role)})`;
   translatePage();
-  $("lang").addEventListener("click", () => { state.lang = state.lang === "zh" ? "en" : "zh"; localStorage.setItem("lang", state.lang); translatePage(); loadRecent(); });
+  $("lang").addEventListener("click", () => { state.lang = state.lang === "zh" ? "en" : "zh"; localStorage.setItem("lang", state.lang); translatePage(); loadRecent(); if (!$("chart").hidden) loadChart(); });
   $("sound").addEventListener("click", () => { state.sound = !state.sound; if (state.sound) beep(); translatePage(); });
-  $("banner").addEventListener("click", () => { $("banner").hidden = true; document.title = t("title"); });
+  // The banner shows the open alerts: a click lists them.
+  $("banner").addEventListener("click", () => { $("f-type").value = "alert"; for (const li of $("feed").children) li.hidden = !visible(li); });
+  $("show-chart").addEventListener("click", () => { $("chart").hidden = !$("chart").hidden; if (!$("chart").hidden) loadChart(); });
+  setInterval(() => { if (!$("chart").hidden) loadChart(); }, 60000);
+  $("show-search").addEventListener("click", () => { $("search").hidden = !$("search").hidden; });
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(false); });
+  $("s-more").addEventListener("click", () => search(true));
   for (const f of ["f-camera", "f-type"]) $(f).addEventListener("change", () => { for (const li of $("feed").children) li.hidden = !visible(li); });
   $("show-audit").addEventListener("click", () => { $("audit").hidden = !$("audit").hidden; if (!$("audit").hidden) loadAudit(); });
   await loadRecent();
