@@ -338,4 +338,16 @@ fn an_alert_disposed_of_by_the_platform_shows_as_disposed_by_the_platform() {
     assert_eq!((item["ack"]["source"].as_str(), item["ack"]["outcome"].as_str()), (Some("platform"), Some("handed_over")));
     let again = http_raw(&addr, "POST", &format!("/api/alerts/{id}/dispose"), &[&format!("Cookie: {cookie}"), "Content-Type: application/json"], r#"{"outcome":"false_alarm"}"#);
     assert!(again.contains("handed_over"), "the first disposition stands: {again}");
+    // On the page: disposed of, by the town platform's duty chief, with the outcome and note; no control left.
+    let browser = Browser::start(412, 915);
+    browser.sign_in(&addr, "duty", "village-gate-2026");
+    let row = browser.wait_for(
+        "the alert disposed of by the platform",
+        Duration::from_secs(20),
+        &format!("const li = document.getElementById('al-{id}'); const a = li && li.querySelector('.acked-by'); return a ? [a.textContent, li.querySelector('button.ack') === null] : null"),
+    );
+    let text = row[0].as_str().unwrap();
+    assert!(text.contains("南川镇值班长（上级平台）") && text.contains("上报") && text.contains("镇派出所已接手"), "{text}");
+    assert_eq!(row[1], true, "no dispose control on a disposed alert");
+    assert_eq!(browser.eval("return document.title"), "卡口值班台", "nothing open");
 }
