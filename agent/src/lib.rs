@@ -14,6 +14,7 @@ pub mod history;
 pub mod inference;
 pub mod logging;
 pub mod metrics;
+pub mod motion;
 pub mod mqtt;
 pub mod outbox;
 pub mod payload;

@@ -70,6 +70,10 @@ pub struct CameraCounters {
     pub frames_sampled: AtomicU64,
     /// Frames the detector analysed.
     pub frames_analysed: AtomicU64,
+    /// Sampled frames the motion stage let go without inference (nothing moving, nothing followed).
+    pub frames_gated: AtomicU64,
+    /// Vehicles not searched for a plate because their plate was settled or they were too small.
+    pub plate_searches_skipped: AtomicU64,
     /// Objects detected (after label filtering).
     pub detections: AtomicU64,
     /// Sum and count of inference times, microseconds.
@@ -234,6 +238,8 @@ impl CameraRecord {
             frames_in: c.frames_in.load(Ordering::Relaxed),
             frames_sampled: c.frames_sampled.load(Ordering::Relaxed),
             frames_analysed: c.frames_analysed.load(Ordering::Relaxed),
+            frames_gated: c.frames_gated.load(Ordering::Relaxed),
+            plate_searches_skipped: c.plate_searches_skipped.load(Ordering::Relaxed),
             detections: c.detections.load(Ordering::Relaxed),
             inference_us_total: c.inference_us_total.load(Ordering::Relaxed),
             inference_runs: c.inference_runs.load(Ordering::Relaxed),
@@ -258,6 +264,8 @@ pub struct CounterSnapshot {
     pub frames_in: u64,
     pub frames_sampled: u64,
     pub frames_analysed: u64,
+    pub frames_gated: u64,
+    pub plate_searches_skipped: u64,
     pub detections: u64,
     pub inference_us_total: u64,
     pub inference_runs: u64,
@@ -276,6 +284,8 @@ impl CounterSnapshot {
             frames_in: 0,
             frames_sampled: 0,
             frames_analysed: 0,
+            frames_gated: 0,
+            plate_searches_skipped: 0,
             detections: 0,
             inference_us_total: 0,
             inference_runs: 0,
@@ -289,7 +299,7 @@ impl CounterSnapshot {
 
     /// Frames that reached the detector's queue but were replaced by a newer one before it was free.
     pub fn frames_dropped(&self) -> u64 {
-        self.frames_sampled.saturating_sub(self.frames_analysed)
+        self.frames_sampled.saturating_sub(self.frames_analysed + self.frames_gated)
     }
 
     /// Frames the detect-rate limiter skipped on purpose.

@@ -142,6 +142,8 @@ fn stats_payload_matches_the_golden_file() {
             frames_analysed: 300,
             frames_dropped: 2,
             frames_skipped: 1198,
+            frames_gated: 0,
+            plate_searches_skipped: 12,
             fps_in: 25.0,
             fps_analysed: 5.0,
             detections: 420,

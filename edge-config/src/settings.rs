@@ -225,6 +225,14 @@ pub struct Plates {
     /// Plates read per model run: 2 is fastest per plate on a 2-core CPU; raise it on a GPU.
     #[serde(default = "default_plate_reader_batch")]
     pub reader_batch: usize,
+    /// A vehicle's plate is settled once this many reads agree with its voted text (each at least 0.9
+    /// confident); a settled vehicle is not searched again. 0 searches every vehicle in every frame.
+    #[serde(default = "default_plate_settle_reads")]
+    pub settle_reads: u32,
+    /// Vehicles narrower than this (pixels of the analysed frame) are not searched: too small for a
+    /// readable plate.
+    #[serde(default = "default_plate_min_vehicle_width")]
+    pub min_vehicle_width_px: u32,
 }
 
 /// RTSP lower transport.
@@ -664,6 +672,57 @@ pub struct Camera {
     /// Frames wider than this are scaled down inside GStreamer (aspect ratio kept); 0 keeps the native size.
     #[serde(default = "default_max_frame_width")]
     pub max_frame_width: u32,
+    /// Motion gating: the detector runs only while something moves or is being followed.
+    #[serde(default)]
+    pub motion: Motion,
+}
+
+/// A camera's motion stage. Each analysed frame is reduced to a small grey picture and compared with a
+/// background that follows slow light changes; the detector runs when a patch of the picture changes,
+/// while objects are being followed, and at least every `keepalive_secs` whatever happens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Motion {
+    /// Off: the detector runs on every analysed frame.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// With nothing moving and nothing followed, the detector still runs this often (catches anything
+    /// that crept in too slowly to count as motion).
+    #[serde(default = "default_motion_keepalive_secs")]
+    pub keepalive_secs: f64,
+    /// Smallest change of grey level (0–255) a pixel must show, above its own usual flicker, to count as
+    /// moving; lower is more sensitive.
+    #[serde(default = "default_motion_threshold")]
+    pub threshold: u8,
+    /// Smallest moving patch, as a fraction of the frame, that wakes the detector.
+    #[serde(default = "default_motion_min_area")]
+    pub min_area: f64,
+    /// Areas to ignore (swaying trees, a flag, a clock overlay): polygons `[[x, y], ...]` in fractions of
+    /// the frame.
+    #[serde(default)]
+    pub masks: Vec<Vec<[f64; 2]>>,
+}
+
+impl Default for Motion {
+    fn default() -> Self {
+        Self { enabled: true, keepalive_secs: default_motion_keepalive_secs(), threshold: default_motion_threshold(), min_area: default_motion_min_area(), masks: Vec::new() }
+    }
+}
+
+pub fn default_motion_keepalive_secs() -> f64 {
+    2.0
+}
+pub fn default_motion_threshold() -> u8 {
+    12
+}
+pub fn default_motion_min_area() -> f64 {
+    0.002
+}
+pub fn default_plate_settle_reads() -> u32 {
+    5
+}
+pub fn default_plate_min_vehicle_width() -> u32 {
+    96
 }
 
 pub const SUPPORTED_URL_SCHEMES: &[&str] = &["rtsp", "rtsps", "http", "https", "file", "v4l2"];
@@ -812,6 +871,8 @@ impl Default for Plates {
             min_char_confidence: default_plate_min_char_confidence(),
             max_vehicles_per_frame: default_plate_max_vehicles(),
             reader_batch: default_plate_reader_batch(),
+            settle_reads: default_plate_settle_reads(),
+            min_vehicle_width_px: default_plate_min_vehicle_width(),
         }
     }
 }

@@ -246,30 +246,35 @@ fn validate_geometry(i: usize, cam: &Camera, issues: &mut Vec<Issue>) {
         if let Some(prev) = ids.insert(&zone.id, at("id")) {
             issues.push(Issue::new(at("id"), format!("duplicate id {:?} (also {prev})", zone.id)));
         }
-        let pts = &zone.points;
-        if pts.len() < 3 {
-            issues.push(Issue::new(at("points"), format!("a zone needs at least 3 corners, found {}", pts.len())));
-            continue;
-        }
-        if pts.iter().any(|p| !in_unit_square(p)) {
-            issues.push(Issue::new(at("points"), "coordinates must be fractions of the frame, 0 to 1"));
-        }
-        let area: f64 = (0..pts.len())
-            .map(|k| {
-                let (p, q) = (pts[k], pts[(k + 1) % pts.len()]);
-                p[0] * q[1] - q[0] * p[1]
-            })
-            .sum::<f64>()
-            .abs()
-            / 2.0;
-        if area < 1e-4 {
-            issues.push(Issue::new(at("points"), format!("the zone is degenerate (area {area:.5} of the frame)")));
-        }
-        let n = pts.len();
-        let crossing = (0..n).any(|e1| (e1 + 2..n).any(|e2| (e2 + 1) % n != e1 && segments_cross(pts[e1], pts[(e1 + 1) % n], pts[e2], pts[(e2 + 1) % n])));
-        if crossing {
-            issues.push(Issue::new(at("points"), "the zone's edges cross each other; list the corners in order around it"));
-        }
+        validate_polygon(&at("points"), "zone", &zone.points, issues);
+    }
+}
+
+/// A polygon in fractions of the frame: at least three corners inside the frame, some area, edges that do
+/// not cross.
+fn validate_polygon(at: &str, what: &str, pts: &[[f64; 2]], issues: &mut Vec<Issue>) {
+    if pts.len() < 3 {
+        issues.push(Issue::new(at, format!("a {what} needs at least 3 corners, found {}", pts.len())));
+        return;
+    }
+    if pts.iter().any(|p| !in_unit_square(p)) {
+        issues.push(Issue::new(at, "coordinates must be fractions of the frame, 0 to 1"));
+    }
+    let area: f64 = (0..pts.len())
+        .map(|k| {
+            let (p, q) = (pts[k], pts[(k + 1) % pts.len()]);
+            p[0] * q[1] - q[0] * p[1]
+        })
+        .sum::<f64>()
+        .abs()
+        / 2.0;
+    if area < 1e-4 {
+        issues.push(Issue::new(at, format!("the {what} is degenerate (area {area:.5} of the frame)")));
+    }
+    let n = pts.len();
+    let crossing = (0..n).any(|e1| (e1 + 2..n).any(|e2| (e2 + 1) % n != e1 && segments_cross(pts[e1], pts[(e1 + 1) % n], pts[e2], pts[(e2 + 1) % n])));
+    if crossing {
+        issues.push(Issue::new(at, format!("the {what}'s edges cross each other; list the corners in order around it")));
     }
 }
 
@@ -383,6 +388,12 @@ fn validate_models(models: &Models, issues: &mut Vec<Issue>) {
     if !(1..=32).contains(&plates.max_vehicles_per_frame) {
         issues.push(Issue::new("models.plates.max_vehicles_per_frame", format!("{} is out of range 1..=32", plates.max_vehicles_per_frame)));
     }
+    if plates.settle_reads > 64 {
+        issues.push(Issue::new("models.plates.settle_reads", format!("{} is above 64 (0 turns settling off)", plates.settle_reads)));
+    }
+    if plates.min_vehicle_width_px > 2000 {
+        issues.push(Issue::new("models.plates.min_vehicle_width_px", format!("{} is above 2000", plates.min_vehicle_width_px)));
+    }
     if !(1..=64).contains(&plates.reader_batch) {
         issues.push(Issue::new("models.plates.reader_batch", format!("{} is out of range 1..=64", plates.reader_batch)));
     }
@@ -429,6 +440,23 @@ fn validate_cameras(cameras: &[Camera], issues: &mut Vec<Issue>) {
         if cam.max_frame_width != 0 && !(160..=7680).contains(&cam.max_frame_width) {
             issues.push(Issue::new(at("max_frame_width"), format!("{} is out of range 160..=7680 (or 0 for native)", cam.max_frame_width)));
         }
+        validate_motion(i, &cam.motion, issues);
+    }
+}
+
+fn validate_motion(i: usize, m: &crate::Motion, issues: &mut Vec<Issue>) {
+    let at = |f: &str| format!("cameras[{i}].motion.{f}");
+    if !(m.keepalive_secs >= 0.2 && m.keepalive_secs <= 60.0) {
+        issues.push(Issue::new(at("keepalive_secs"), format!("{} is out of range 0.2..=60", m.keepalive_secs)));
+    }
+    if !(3..=100).contains(&m.threshold) {
+        issues.push(Issue::new(at("threshold"), format!("{} is out of range 3..=100", m.threshold)));
+    }
+    if !(m.min_area > 0.0 && m.min_area <= 0.5) {
+        issues.push(Issue::new(at("min_area"), format!("{} is out of range (0, 0.5]", m.min_area)));
+    }
+    for (j, mask) in m.masks.iter().enumerate() {
+        validate_polygon(&format!("cameras[{i}].motion.masks[{j}]"), "mask", mask, issues);
     }
 }
 

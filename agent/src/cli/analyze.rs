@@ -15,7 +15,8 @@ use models::BgrImage;
 use serde::Serialize;
 
 use crate::events::{BuilderSettings, EventBuilder, EventOut, FrameTime};
-use crate::inference::{Analysed, Detector, DetectorHandle};
+use crate::inference::{Analysed, Detector, DetectorHandle, PlateFocus};
+use crate::motion::{Decision, DetectGate};
 use crate::payload::round3;
 use crate::source::{self, Frame, Mode, Next, Pipeline, SourceSettings};
 use crate::stats::{CameraRecord, CameraState};
@@ -54,6 +55,23 @@ pub struct AnalyzeArgs {
     /// For videos, also print every analysed frame's objects and plates (not only the events).
     #[arg(long)]
     pub detections: bool,
+    /// Motion gating for videos: `on` runs the detector only while something moves or is followed (and
+    /// every `keepalive_secs`), as the daemon does; `off` analyses every sampled frame. Default: the
+    /// camera's `motion.enabled`, else on.
+    #[arg(long, value_parser = parse_on_off, value_name = "on|off")]
+    pub motion: Option<bool>,
+    /// Stop searching a vehicle for its plate after this many agreeing reads (0: search every frame).
+    /// Default: `models.plates.settle_reads`.
+    #[arg(long, value_name = "N")]
+    pub plate_settle: Option<u32>,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("{other:?}: expected on or off")),
+    }
 }
 
 fn parse_plate_mode(s: &str) -> Result<PlateMode, String> {
@@ -185,6 +203,7 @@ struct VideoSetup {
     site: edge_config::Site,
     camera: Option<edge_config::Camera>,
     events: edge_config::Events,
+    plates: edge_config::Plates,
 }
 
 /// Runs the command.
@@ -210,6 +229,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         ),
         camera,
         events: config.as_ref().map(|c| c.events.clone()).unwrap_or_default(),
+        plates: models.plates.clone(),
     };
     if let Some(dir) = &args.snapshots {
         std::fs::create_dir_all(dir).with_context(|| format!("--snapshots {}", dir.display()))?;
@@ -238,6 +258,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let (mut objects, mut plates, mut events) = (0usize, 0usize, 0usize);
+    let (mut sampled, mut analysed_frames) = (0u64, 0u64);
     for (path, kind) in &inputs {
         let shown = path.display().to_string();
         let result = match kind {
@@ -247,6 +268,10 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
                 print_analysed(&mut out, &shown, None, &a, args.json)
             }),
             Kind::Video => analyse_video(path, args, &video, &handle, |line| match line {
+                VideoLine::Sampled { analysed } => {
+                    sampled += 1;
+                    analysed_frames += u64::from(analysed);
+                }
                 VideoLine::Frame(a) => {
                     objects += a.reported().count();
                     plates += a.plates.len();
@@ -268,6 +293,9 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     drop(handle);
     detector.shutdown();
     eprintln!("analysed {} input(s), {objects} object(s), {plates} plate(s), {events} event message(s), {} failure(s)", inputs.len(), failures.len());
+    if sampled > 0 {
+        eprintln!("detector ran on {analysed_frames} of {sampled} sampled video frame(s)");
+    }
     Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
@@ -322,6 +350,10 @@ fn read_plate_crops(models: &Models, inputs: &[(PathBuf, Kind)], mut failures: V
 
 /// What a video's analysis yields, in order.
 enum VideoLine<'a> {
+    /// A frame was sampled; `analysed` says whether the detector ran on it (motion gating).
+    Sampled {
+        analysed: bool,
+    },
     Frame(&'a Analysed),
     Event(&'a crate::payload::Event),
 }
@@ -356,6 +388,10 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
         Ok(())
     };
 
+    let motion = edge_config::Motion { enabled: args.motion.unwrap_or(camera.is_none_or(|c| c.motion.enabled)), ..camera.map(|c| c.motion.clone()).unwrap_or_default() };
+    let mut gate = DetectGate::new(&motion);
+    let settle_reads = args.plate_settle.unwrap_or(setup.plates.settle_reads);
+    let min_vehicle_width = setup.plates.min_vehicle_width_px as f32;
     let record = Arc::new(CameraRecord::new("analyze", detect_fps, CameraState::Connecting));
     let mut pipeline = Pipeline::open(settings, record).map_err(|e| anyhow::anyhow!(e.message))?;
     let mut idle = Duration::ZERO;
@@ -363,9 +399,15 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
         match pipeline.next(Duration::from_millis(500)).map_err(|e| anyhow::anyhow!(e.message))? {
             Next::Frame(frame) => {
                 idle = Duration::ZERO;
-                let analysed = detector.detect(frame, plate_mode)?;
+                let stream_s = frame.pts.map_or(frame.seq as f64 / detect_fps, |p| p.as_secs_f64());
+                let run = gate.decide(frame.view().ok().as_ref(), stream_s, builder.active() > 0) != Decision::Skip;
+                each(VideoLine::Sampled { analysed: run });
+                if !run {
+                    continue;
+                }
+                let focus = PlateFocus { settled: builder.settled_plates(settle_reads), min_vehicle_width };
+                let analysed = detector.detect_focused(frame, plate_mode, focus)?;
                 each(VideoLine::Frame(&analysed));
-                let stream_s = analysed.frame.pts.map_or(analysed.frame.seq as f64 / detect_fps, |p| p.as_secs_f64());
                 let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);
                 let outs = builder.observe(&analysed.input(FrameTime { stream_s, wall }));
                 emit(outs, &mut each)?;

@@ -9,7 +9,8 @@ use edge_config::PlateMode;
 
 use super::sink::{EventSink, Queue};
 use crate::events::{EventBuilder, EventOut, FrameTime};
-use crate::inference::{Analysed, DetectorHandle, InferenceError};
+use crate::inference::{Analysed, DetectorHandle, InferenceError, PlateFocus};
+use crate::motion::{Decision, DetectGate};
 use crate::mqtt::MqttLink;
 use crate::outbox::OutboxHandle;
 use crate::payload::{self, DetectedObject, DetectedPlate};
@@ -19,12 +20,12 @@ use crate::stats::CameraRecord;
 
 /// Turns a frame into detections and plate reads.
 pub trait Analyse: Send {
-    fn analyse(&self, frame: Frame, plates: PlateMode) -> Result<Analysed, InferenceError>;
+    fn analyse(&self, frame: Frame, plates: PlateMode, focus: PlateFocus) -> Result<Analysed, InferenceError>;
 }
 
 impl Analyse for DetectorHandle {
-    fn analyse(&self, frame: Frame, plates: PlateMode) -> Result<Analysed, InferenceError> {
-        self.detect(frame, plates)
+    fn analyse(&self, frame: Frame, plates: PlateMode, focus: PlateFocus) -> Result<Analysed, InferenceError> {
+        self.detect_focused(frame, plates, focus)
     }
 }
 
@@ -58,30 +59,43 @@ pub struct CameraWorker<A: Analyse = DetectorHandle, Q: Queue = OutboxHandle> {
     pub camera_rules: CameraRules,
     pub sink: EventSink<Q>,
     pub detections: Option<DetectionsOut>,
+    /// Motion gating in front of the detector.
+    pub gate: DetectGate,
+    /// Plate search: settle after this many agreeing reads (0: never), skip vehicles narrower than this.
+    pub settle_reads: u32,
+    pub min_plate_vehicle_width: f32,
 }
 
 impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
     /// Analyses one frame and passes what it completes on.
     pub fn process(&mut self, frame: Frame) {
-        let analysed = match self.detector.analyse(frame, self.plates) {
+        let stream_s = self.started.elapsed().as_secs_f64();
+        let decision = self.gate.decide(frame.view().ok().as_ref(), stream_s, self.builder.active() > 0);
+        if decision == Decision::Skip {
+            self.record.counters.frames_gated.fetch_add(1, Ordering::Relaxed);
+            self.answer_frame_requests(&frame);
+            return;
+        }
+        let focus = PlateFocus { settled: self.builder.settled_plates(self.settle_reads), min_vehicle_width: self.min_plate_vehicle_width };
+        let analysed = match self.detector.analyse(frame, self.plates, focus) {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(camera = %self.record.id, error = %e, "frame not analysed");
                 return;
             }
         };
-        let stream_s = self.started.elapsed().as_secs_f64();
         self.on_analysed(&analysed, FrameTime { stream_s, wall: chrono::Utc::now() });
     }
 
     /// The frame's detections go to the counters, the `detections` topic and the event builder.
     pub fn on_analysed(&mut self, analysed: &Analysed, time: FrameTime) {
         self.record.record_inference(analysed.inference, analysed.reported().count());
+        self.record.counters.plate_searches_skipped.fetch_add(u64::from(analysed.plate_searches_skipped), Ordering::Relaxed);
         if self.plates != PlateMode::Off {
             self.record.record_plates(analysed.plate_time, analysed.plates.len());
         }
         self.publish_detections(analysed);
-        self.answer_frame_requests(analysed);
+        self.answer_frame_requests(&analysed.frame);
         if self.builder.last_time().is_some_and(|t| time.stream_s - t.stream_s > self.lost_timeout_s) {
             self.finish();
         }
@@ -118,12 +132,12 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
     }
 
     /// The `snapshot` command: the frame just analysed, as a JPEG.
-    fn answer_frame_requests(&self, analysed: &Analysed) {
+    fn answer_frame_requests(&self, frame: &Frame) {
         let requests = self.record.take_frame_requests();
         if requests.is_empty() {
             return;
         }
-        let Some(jpeg) = analysed.frame.view().ok().and_then(|v| crate::events::snapshot::frame_jpeg(&v, 1280, 400_000)) else { return };
+        let Some(jpeg) = frame.view().ok().and_then(|v| crate::events::snapshot::frame_jpeg(&v, 1280, 400_000)) else { return };
         for r in requests {
             let _ = r.send(jpeg.clone());
         }

@@ -193,6 +193,8 @@ impl Agent {
             camera_names: Arc::new(RwLock::new(web::camera_names(config))),
             cancel: cameras_cancel.clone(),
             counts_period_secs: config.reports.counts_period_secs,
+            plate_settle_reads: config.models.plates.settle_reads,
+            plate_min_vehicle_width: config.models.plates.min_vehicle_width_px,
         };
         let mut fleet = Fleet::new(deps, cameras.clone());
         fleet.apply(&effective).await?;

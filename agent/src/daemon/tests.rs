@@ -19,7 +19,8 @@ use super::sink::{EventSink, LocalRecord, Queue};
 use crate::eventlog::EventLog;
 use crate::events::{BuilderSettings, EventBuilder, FrameTime};
 use crate::history::{History, Query};
-use crate::inference::{Analysed, InferenceError};
+use crate::inference::{Analysed, InferenceError, PlateFocus};
+use crate::motion::DetectGate;
 use crate::outbox::{Kind, Message, OutboxError, Rejected};
 use crate::rules::{self, CameraRules};
 use crate::snapshots::SnapshotStore;
@@ -35,7 +36,7 @@ type Script = VecDeque<(Vec<Detection>, Vec<PlateRead>)>;
 struct ScriptedDetector(Mutex<Script>);
 
 impl Analyse for ScriptedDetector {
-    fn analyse(&self, frame: Frame, _plates: PlateMode) -> Result<Analysed, InferenceError> {
+    fn analyse(&self, frame: Frame, _plates: PlateMode, _focus: PlateFocus) -> Result<Analysed, InferenceError> {
         let Some((detections, plates)) = self.0.lock().unwrap().pop_front() else { return Err(InferenceError::Stopped) };
         Ok(Analysed {
             frame,
@@ -44,6 +45,7 @@ impl Analyse for ScriptedDetector {
             inference: Duration::from_millis(20),
             plate_time: Duration::from_millis(5),
             latency: Duration::from_millis(25),
+            plate_searches_skipped: 0,
             score_threshold: 0.5,
         })
     }
@@ -113,6 +115,10 @@ fn harness(script: Script, rules: &[Rule], queue: MemoryQueue) -> Harness {
         camera_rules: CameraRules::new(Arc::new(origin)),
         sink: EventSink::new("gate", topics, queue.clone(), local.clone(), record.clone()),
         detections: None,
+        // The scripted detector answers every frame: no gating.
+        gate: DetectGate::new(&edge_config::Motion { enabled: false, ..edge_config::Motion::default() }),
+        settle_reads: 5,
+        min_plate_vehicle_width: 0.0,
     };
     Harness { worker, queue, local, record, _dir: dir }
 }
@@ -151,7 +157,7 @@ fn frame() -> Frame {
 fn run(h: &mut Harness) {
     let start: DateTime<Utc> = "2026-11-28T08:00:00Z".parse().unwrap();
     let mut i = 0;
-    while let Ok(analysed) = h.worker.detector.analyse(frame(), PlateMode::Vehicles) {
+    while let Ok(analysed) = h.worker.detector.analyse(frame(), PlateMode::Vehicles, PlateFocus::default()) {
         let time = FrameTime { stream_s: i as f64 * 0.2, wall: start + chrono::Duration::milliseconds(200 * i) };
         h.worker.on_analysed(&analysed, time);
         i += 1;
@@ -243,12 +249,12 @@ fn a_gap_longer_than_the_lost_timeout_ends_what_was_in_view() {
     let mut h = harness(script, &[], MemoryQueue::default());
     let start: DateTime<Utc> = "2026-11-28T08:00:00Z".parse().unwrap();
     for i in 0..7 {
-        let analysed = h.worker.detector.analyse(frame(), PlateMode::Vehicles).unwrap();
+        let analysed = h.worker.detector.analyse(frame(), PlateMode::Vehicles, PlateFocus::default()).unwrap();
         h.worker.on_analysed(&analysed, FrameTime { stream_s: i as f64 * 0.2, wall: start + chrono::Duration::milliseconds(200 * i) });
     }
     assert!(queued(&h.queue).iter().all(|(_, _, v)| v["phase"] != "end"));
     // The stream comes back 10 s later: the car seen before the gap has ended.
-    let analysed = h.worker.detector.analyse(frame(), PlateMode::Vehicles).unwrap();
+    let analysed = h.worker.detector.analyse(frame(), PlateMode::Vehicles, PlateFocus::default()).unwrap();
     h.worker.on_analysed(&analysed, FrameTime { stream_s: 11.2, wall: start + chrono::Duration::seconds(11) });
     let ends = queued(&h.queue).into_iter().filter(|(_, _, v)| v["phase"] == "end").count();
     assert_eq!(ends, 1);

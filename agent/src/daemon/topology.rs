@@ -17,6 +17,7 @@ use super::STEP_DEADLINE;
 use crate::events::{BuilderSettings, EventBuilder};
 use crate::inference::DetectorHandle;
 use crate::metrics::CameraList;
+use crate::motion::DetectGate;
 use crate::mqtt::MqttLink;
 use crate::outbox::OutboxHandle;
 use crate::rules::{self, CameraRules, SharedRules};
@@ -43,6 +44,9 @@ pub struct CameraDeps {
     pub cancel: CancellationToken,
     /// Length of a flow-count period.
     pub counts_period_secs: u32,
+    /// `models.plates.settle_reads` and `min_vehicle_width_px`.
+    pub plate_settle_reads: u32,
+    pub plate_min_vehicle_width: u32,
 }
 
 /// A camera thread and the settings it was started with.
@@ -147,6 +151,9 @@ impl Fleet {
             camera_rules: CameraRules::new(Arc::new(origin)),
             sink: EventSink::new(&camera.id, deps.topics.clone(), deps.outbox.clone(), deps.local.clone(), record),
             detections,
+            gate: DetectGate::new(&camera.motion),
+            settle_reads: deps.plate_settle_reads,
+            min_plate_vehicle_width: deps.plate_min_vehicle_width as f32,
         }
     }
 

@@ -165,6 +165,19 @@ impl EventBuilder {
         self.active.len()
     }
 
+    /// Last boxes of the vehicles whose plate is settled: at least `reads` reads agree with the voted text,
+    /// which is at least 0.9 confident. The plate chain need not search them again (`reads` 0: none).
+    pub fn settled_plates(&self, reads: u32) -> Vec<BBox> {
+        if reads == 0 {
+            return Vec::new();
+        }
+        self.active
+            .values()
+            .filter(|a| a.plates.len() >= reads as usize && a.plates.result().is_some_and(|p| p.reads >= reads && p.confidence >= 0.9))
+            .map(|a| a.last_box)
+            .collect()
+    }
+
     /// Time of the last frame fed in.
     pub fn last_time(&self) -> Option<FrameTime> {
         self.last_time

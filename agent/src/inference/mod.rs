@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use edge_config::{ExecutionProvider, Models, PlateMode};
 use models::plates::{PlateModelPaths, PlateRead, PlateRecognizer, RecognizerSettings};
-use models::{coco_class_id, Detection, ModelError, Provider, SessionOptions, Yolox, YoloxSettings};
+use models::{coco_class_id, BBox, Detection, ModelError, Provider, SessionOptions, Yolox, YoloxSettings};
 
 use crate::source::Frame;
 
@@ -38,6 +38,8 @@ pub struct Analysed {
     pub plate_time: Duration,
     /// Time from hand-over to result, including waiting for a free detector.
     pub latency: Duration,
+    /// Vehicles the plate chain left out ([`PlateFocus`]).
+    pub plate_searches_skipped: u32,
     /// `detections` go down to the tracker's low score; only those at or above this are reported.
     pub score_threshold: f32,
 }
@@ -54,9 +56,27 @@ impl Analysed {
     }
 }
 
+/// Which vehicles of a frame the plate chain searches: not those whose plate is already settled (their
+/// last boxes, matched by overlap), nor those too narrow to carry a readable plate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlateFocus {
+    pub settled: Vec<BBox>,
+    pub min_vehicle_width: f32,
+}
+
+impl PlateFocus {
+    /// A settled vehicle's box overlaps its next detection at least this much.
+    const SAME_VEHICLE_IOU: f32 = 0.3;
+
+    fn wants(&self, vehicle: &BBox) -> bool {
+        vehicle.width() >= self.min_vehicle_width && !self.settled.iter().any(|b| b.iou(vehicle) >= Self::SAME_VEHICLE_IOU)
+    }
+}
+
 struct Job {
     frame: Frame,
     plates: PlateMode,
+    focus: PlateFocus,
     submitted: Instant,
     reply: Sender<Result<Analysed, InferenceError>>,
 }
@@ -197,8 +217,13 @@ impl DetectorHandle {
     /// Analyses `frame` (objects, and plates where `plates` says), blocking until a detector thread is free
     /// and done.
     pub fn detect(&self, frame: Frame, plates: PlateMode) -> Result<Analysed, InferenceError> {
+        self.detect_focused(frame, plates, PlateFocus::default())
+    }
+
+    /// Like [`DetectorHandle::detect`], searching only the vehicles `focus` wants for plates.
+    pub fn detect_focused(&self, frame: Frame, plates: PlateMode, focus: PlateFocus) -> Result<Analysed, InferenceError> {
         let (reply, answer) = bounded(1);
-        self.jobs.send(Job { frame, plates, submitted: Instant::now(), reply }).map_err(|_| InferenceError::Stopped)?;
+        self.jobs.send(Job { frame, plates, focus, submitted: Instant::now(), reply }).map_err(|_| InferenceError::Stopped)?;
         answer.recv().map_err(|_| InferenceError::Stopped)?
     }
 }
@@ -223,8 +248,11 @@ fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, score_threshold
         let inference = started.elapsed();
         let plate_started = Instant::now();
         let mut reads = Vec::new();
+        let mut skipped = 0u32;
         if let (Some(recognizer), true) = (plates.as_mut(), job.plates != PlateMode::Off) {
-            let carriers: Vec<usize> = (0..detections.len()).filter(|&i| detections[i].class.carries_plate() && detections[i].score >= score_threshold).collect();
+            let vehicles = (0..detections.len()).filter(|&i| detections[i].class.carries_plate() && detections[i].score >= score_threshold);
+            let (carriers, left): (Vec<usize>, Vec<usize>) = vehicles.partition(|&i| job.focus.wants(&detections[i].bbox));
+            skipped = left.len() as u32;
             let regions: Vec<_> = carriers.iter().map(|&i| detections[i].bbox).collect();
             match recognizer.recognize(&view, &regions, job.plates == PlateMode::Frame) {
                 Ok(r) => {
@@ -238,7 +266,8 @@ fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, score_threshold
             }
         }
         let plate_time = if job.plates == PlateMode::Off { Duration::ZERO } else { plate_started.elapsed() };
-        let answer = Analysed { frame: job.frame, detections, plates: reads, inference, plate_time, latency: job.submitted.elapsed(), score_threshold };
+        let answer =
+            Analysed { frame: job.frame, detections, plates: reads, inference, plate_time, latency: job.submitted.elapsed(), plate_searches_skipped: skipped, score_threshold };
         // The camera may have gone away while we worked; nothing to do then.
         let _ = job.reply.send(Ok(answer));
     }

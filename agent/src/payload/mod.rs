@@ -162,6 +162,10 @@ pub struct CameraStats {
     pub frames_dropped: u64,
     /// Frames skipped on purpose to hold the configured detect rate.
     pub frames_skipped: u64,
+    /// Sampled frames not analysed because nothing moved and nothing was being followed.
+    pub frames_gated: u64,
+    /// Vehicle plate searches saved: plate already settled, or vehicle too small.
+    pub plate_searches_skipped: u64,
     pub fps_in: f64,
     pub fps_analysed: f64,
     pub detections: u64,
@@ -198,6 +202,8 @@ impl CameraStats {
             frames_analysed: now.frames_analysed,
             frames_dropped: now.frames_dropped(),
             frames_skipped: now.frames_skipped(),
+            frames_gated: now.frames_gated,
+            plate_searches_skipped: now.plate_searches_skipped,
             fps_in: round2((now.frames_in - before.frames_in) as f64 / secs),
             fps_analysed: round2((now.frames_analysed - before.frames_analysed) as f64 / secs),
             detections: now.detections,

@@ -1,0 +1,257 @@
+//! The motion stage in front of the detector: is anything moving in this frame?
+//!
+//! Each analysed frame is reduced to a grid of cells (about 160 across; each cell the mean grey level of 16
+//! pixels spread over it, which averages sensor noise away) and compared with a background grid:
+//!
+//! - **Global light changes** (clouds, dusk, a camera's automatic gain) shift every cell alike: the median
+//!   difference over the frame is taken out before anything is compared.
+//! - **Flicker** differs per place (compression around edges, leaves): each cell keeps its own running mean
+//!   absolute deviation, and a cell counts as changed only when its difference exceeds both `threshold`
+//!   and four times its own usual deviation.
+//! - **Scattered noise** (rain, snow, sensor grain) changes single cells here and there: motion needs a
+//!   patch — a block of 8×8 cells with at least a quarter of them changed — and changed blocks covering at
+//!   least `min_area` of the frame.
+//! - **Masks** (swaying trees, a flag) are left out entirely.
+//!
+//! The background follows the picture slowly (changed cells much more slowly, so a car that stops is
+//! absorbed over a minute or so rather than at once). The first frames only build the background and
+//! report motion, so the detector sees the scene from the start.
+
+use edge_config::{Motion, Zone};
+use models::BgrView;
+
+use crate::events::geometry::ZoneGeom;
+
+/// Cells across the grid (fewer on narrow frames).
+const GRID_WIDTH: u32 = 160;
+/// Cells per block side.
+const BLOCK: usize = 8;
+/// How fast the background follows unchanged and changed cells.
+const LEARN: f32 = 0.05;
+const LEARN_CHANGED: f32 = 0.01;
+/// While objects are followed but nothing moves (a car waiting at the barrier, a parked van), the detector
+/// still looks this often, well within the tracker's lost timeout.
+const STILL_FOLLOW_S: f64 = 0.5;
+/// Frames that only build the background.
+const WARM_UP: u32 = 3;
+
+/// What the motion stage saw in one frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MotionResult {
+    pub moving: bool,
+    /// Fraction of the (unmasked) frame in changed blocks.
+    pub area: f32,
+    /// The global light shift taken out (grey levels).
+    pub shift: f32,
+}
+
+/// One camera's motion detector.
+pub struct MotionDetector {
+    settings: Motion,
+    grid: Option<Grid>,
+    frames: u32,
+}
+
+struct Grid {
+    /// Frame size the grid was made for.
+    frame: (u32, u32),
+    /// Cells across and down; pixels per cell.
+    cols: usize,
+    rows: usize,
+    step: u32,
+    background: Vec<f32>,
+    deviation: Vec<f32>,
+    masked: Vec<bool>,
+    unmasked: usize,
+    current: Vec<f32>,
+    changed: Vec<bool>,
+}
+
+impl MotionDetector {
+    pub fn new(settings: &Motion) -> Self {
+        Self { settings: settings.clone(), grid: None, frames: 0 }
+    }
+
+    /// Compares `frame` with the background and updates it.
+    pub fn observe(&mut self, frame: &BgrView<'_>) -> MotionResult {
+        let size = (frame.width(), frame.height());
+        if self.grid.as_ref().is_none_or(|g| g.frame != size) {
+            self.grid = Grid::new(size, &self.settings.masks);
+            self.frames = 0;
+        }
+        let Some(grid) = self.grid.as_mut() else {
+            return MotionResult { moving: true, area: 1.0, shift: 0.0 };
+        };
+        grid.sample(frame);
+        self.frames += 1;
+        if self.frames <= WARM_UP {
+            grid.learn_all(self.frames);
+            return MotionResult { moving: true, area: 1.0, shift: 0.0 };
+        }
+        let shift = grid.global_shift();
+        let threshold = f32::from(self.settings.threshold);
+        for i in 0..grid.current.len() {
+            let d = (grid.current[i] - grid.background[i] - shift).abs();
+            grid.changed[i] = !grid.masked[i] && d > threshold.max(4.0 * grid.deviation[i]);
+        }
+        let area = grid.changed_block_area();
+        grid.learn(shift);
+        MotionResult { moving: area >= self.settings.min_area as f32, area, shift }
+    }
+}
+
+/// Why the detector runs on a frame, or that it does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Something moves.
+    Motion,
+    /// Objects are being followed (including ones lost a moment ago) but nothing moves: a look every
+    /// half second keeps their tracks.
+    Following,
+    /// Nothing for `keepalive_secs`: a look anyway.
+    KeepAlive,
+    /// Gating is off for the camera.
+    Always,
+    /// No inference for this frame.
+    Skip,
+}
+
+/// The decision in front of one camera's detector: motion, objects followed, keep-alive.
+pub struct DetectGate {
+    motion: Option<MotionDetector>,
+    keepalive_s: f64,
+    last_run_s: Option<f64>,
+}
+
+impl DetectGate {
+    pub fn new(settings: &Motion) -> Self {
+        Self { motion: settings.enabled.then(|| MotionDetector::new(settings)), keepalive_s: settings.keepalive_secs, last_run_s: None }
+    }
+
+    /// Decides for the frame `view` at `stream_s` (seconds on the camera's clock); `following` says whether
+    /// the event builder has objects in view. The motion stage sees every frame, so its background stays
+    /// current while the detector runs.
+    pub fn decide(&mut self, view: Option<&BgrView<'_>>, stream_s: f64, following: bool) -> Decision {
+        let Some(motion) = self.motion.as_mut() else { return Decision::Always };
+        // A frame that cannot be read is analysed (the detector reports why).
+        let moving = view.is_none_or(|v| motion.observe(v).moving);
+        // Since the detector last ran (a clock that went back counts as long ago).
+        let since = self.last_run_s.map_or(f64::INFINITY, |t| if stream_s < t { f64::INFINITY } else { stream_s - t });
+        let decision = if moving {
+            Decision::Motion
+        } else if following && since >= STILL_FOLLOW_S {
+            Decision::Following
+        } else if !following && since >= self.keepalive_s {
+            Decision::KeepAlive
+        } else {
+            Decision::Skip
+        };
+        if decision != Decision::Skip {
+            self.last_run_s = Some(stream_s);
+        }
+        decision
+    }
+}
+
+impl Grid {
+    fn new((w, h): (u32, u32), masks: &[Vec<[f64; 2]>]) -> Option<Self> {
+        if w < 16 || h < 16 {
+            return None;
+        }
+        let step = (w / GRID_WIDTH).max(2);
+        let (cols, rows) = ((w / step) as usize, (h / step) as usize);
+        let zones: Vec<ZoneGeom> = masks.iter().map(|points| ZoneGeom::new(&Zone { id: String::new(), points: points.clone() }, w, h)).collect();
+        let masked: Vec<bool> = (0..rows * cols)
+            .map(|i| {
+                let centre = (((i % cols) as f64 + 0.5) * step as f64, ((i / cols) as f64 + 0.5) * step as f64);
+                zones.iter().any(|z| z.contains(centre))
+            })
+            .collect();
+        let unmasked = masked.iter().filter(|m| !**m).count();
+        let n = rows * cols;
+        Some(Self { frame: (w, h), cols, rows, step, background: vec![0.0; n], deviation: vec![2.0; n], masked, unmasked, current: vec![0.0; n], changed: vec![false; n] })
+    }
+
+    /// Each cell's mean grey level over a 4×4 lattice of its pixels.
+    fn sample(&mut self, frame: &BgrView<'_>) {
+        let step = self.step as usize;
+        let offsets: [usize; 4] = [0, step / 4, step / 2, 3 * step / 4];
+        for r in 0..self.rows {
+            for (k, &dy) in offsets.iter().enumerate() {
+                let row = frame.row((r * step + dy) as u32);
+                for c in 0..self.cols {
+                    let mut sum = 0u32;
+                    for &dx in &offsets {
+                        let p = (c * step + dx) * 3;
+                        // BGR → grey, (B + 2G + R) / 4.
+                        sum += (u32::from(row[p]) + 2 * u32::from(row[p + 1]) + u32::from(row[p + 2])) >> 2;
+                    }
+                    let cell = &mut self.current[r * self.cols + c];
+                    *cell = if k == 0 { sum as f32 } else { *cell + sum as f32 };
+                }
+            }
+        }
+        for v in &mut self.current {
+            *v /= 16.0;
+        }
+    }
+
+    /// The median of the differences from the background: what the whole picture moved by.
+    fn global_shift(&self) -> f32 {
+        let mut d: Vec<f32> = self.current.iter().zip(&self.background).zip(&self.masked).filter(|(_, m)| !**m).map(|((c, b), _)| c - b).collect();
+        if d.is_empty() {
+            return 0.0;
+        }
+        let mid = d.len() / 2;
+        *d.select_nth_unstable_by(mid, f32::total_cmp).1
+    }
+
+    /// Fraction of the unmasked cells lying in blocks with at least a quarter of their cells changed.
+    fn changed_block_area(&self) -> f32 {
+        let mut cells = 0usize;
+        for by in (0..self.rows).step_by(BLOCK) {
+            for bx in (0..self.cols).step_by(BLOCK) {
+                let (mut changed, mut total) = (0, 0);
+                for r in by..(by + BLOCK).min(self.rows) {
+                    for c in bx..(bx + BLOCK).min(self.cols) {
+                        let i = r * self.cols + c;
+                        if !self.masked[i] {
+                            total += 1;
+                            changed += usize::from(self.changed[i]);
+                        }
+                    }
+                }
+                if total > 0 && changed * 4 >= total {
+                    cells += total;
+                }
+            }
+        }
+        cells as f32 / self.unmasked.max(1) as f32
+    }
+
+    fn learn_all(&mut self, frames: u32) {
+        let a = 1.0 / frames as f32;
+        for i in 0..self.current.len() {
+            let d = self.current[i] - self.background[i];
+            if frames > 1 {
+                self.deviation[i] += a * (d.abs() - self.deviation[i]);
+            }
+            self.background[i] += a * d;
+        }
+    }
+
+    fn learn(&mut self, shift: f32) {
+        for i in 0..self.current.len() {
+            let d = self.current[i] - self.background[i];
+            let rate = if self.changed[i] { LEARN_CHANGED } else { LEARN };
+            if !self.changed[i] {
+                self.deviation[i] += LEARN * ((d - shift).abs() - self.deviation[i]);
+            }
+            // The light shift is taken up at once everywhere; the rest at the cell's rate.
+            self.background[i] += shift + rate * (d - shift);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
