@@ -13,9 +13,11 @@
 //!   least `min_area` of the frame.
 //! - **Masks** (swaying trees, a flag) are left out entirely.
 //!
-//! The background follows the picture slowly (changed cells much more slowly, so a car that stops is
-//! absorbed over a minute or so rather than at once). The first frames only build the background and
-//! report motion, so the detector sees the scene from the start.
+//! The background follows the picture slowly, changed cells more slowly still; but a changed cell that
+//! has stayed as it is for `ABSORB_FRAMES` frames (a car that stopped at the barrier) becomes background at
+//! once, so something that stands still stops counting as motion after two seconds or so, and counts again
+//! when it moves off. The first frames only build the background and report motion, so the detector sees
+//! the scene from the start.
 
 use edge_config::{Motion, Zone};
 use models::BgrView;
@@ -32,6 +34,8 @@ const LEARN_CHANGED: f32 = 0.01;
 /// While objects are followed but nothing moves (a car waiting at the barrier, a parked van), the detector
 /// still looks this often, well within the tracker's lost timeout.
 const STILL_FOLLOW_S: f64 = 0.5;
+/// Analysed frames a changed cell must stay unchanged before it becomes background.
+const ABSORB_FRAMES: u16 = 10;
 /// Frames that only build the background.
 const WARM_UP: u32 = 3;
 
@@ -64,6 +68,9 @@ struct Grid {
     masked: Vec<bool>,
     unmasked: usize,
     current: Vec<f32>,
+    /// The previous frame's cells, and for how many frames each changed cell has kept its value.
+    previous: Vec<f32>,
+    stable: Vec<u16>,
     changed: Vec<bool>,
 }
 
@@ -86,6 +93,7 @@ impl MotionDetector {
         self.frames += 1;
         if self.frames <= WARM_UP {
             grid.learn_all(self.frames);
+            grid.previous.copy_from_slice(&grid.current);
             return MotionResult { moving: true, area: 1.0, shift: 0.0 };
         }
         let shift = grid.global_shift();
@@ -96,6 +104,7 @@ impl MotionDetector {
         }
         let area = grid.changed_block_area();
         grid.learn(shift);
+        grid.absorb_still(shift, threshold);
         MotionResult { moving: area >= self.settings.min_area as f32, area, shift }
     }
 }
@@ -169,7 +178,20 @@ impl Grid {
             .collect();
         let unmasked = masked.iter().filter(|m| !**m).count();
         let n = rows * cols;
-        Some(Self { frame: (w, h), cols, rows, step, background: vec![0.0; n], deviation: vec![2.0; n], masked, unmasked, current: vec![0.0; n], changed: vec![false; n] })
+        Some(Self {
+            frame: (w, h),
+            cols,
+            rows,
+            step,
+            background: vec![0.0; n],
+            deviation: vec![2.0; n],
+            masked,
+            unmasked,
+            current: vec![0.0; n],
+            previous: vec![0.0; n],
+            stable: vec![0; n],
+            changed: vec![false; n],
+        })
     }
 
     /// Each cell's mean grey level over a 4×4 lattice of its pixels.
@@ -227,6 +249,19 @@ impl Grid {
             }
         }
         cells as f32 / self.unmasked.max(1) as f32
+    }
+
+    /// Changed cells that kept their value for [`ABSORB_FRAMES`] become background.
+    fn absorb_still(&mut self, shift: f32, threshold: f32) {
+        for i in 0..self.current.len() {
+            let still = (self.current[i] - self.previous[i]).abs() <= threshold.max(4.0 * self.deviation[i]);
+            self.stable[i] = if self.changed[i] && still { self.stable[i].saturating_add(1) } else { 0 };
+            if self.stable[i] >= ABSORB_FRAMES {
+                self.background[i] = self.current[i] - shift;
+                self.stable[i] = 0;
+            }
+        }
+        self.previous.copy_from_slice(&self.current);
     }
 
     fn learn_all(&mut self, frames: u32) {

@@ -83,6 +83,11 @@ pub struct ClipSpec {
     pub background: RgbImage,
     pub sprites: Vec<Sprite>,
     pub codec: Codec,
+    /// Sensor noise: every pixel changes by up to ± this much from frame to frame.
+    pub noise: u8,
+    /// Light drift: the whole picture gets this many grey levels brighter (negative: darker) from the
+    /// first frame to the last, linearly.
+    pub drift: f64,
 }
 
 fn paste(frame: &mut RgbImage, sprite: &RgbImage, x: i64, y: i64) {
@@ -123,7 +128,36 @@ pub fn render(spec: &ClipSpec, path: &Path) -> anyhow::Result<()> {
             }
         }
         frame.copy_from_slice(img.as_raw());
+        disturb(frame, spec, i, frames);
     })
+}
+
+/// Adds the clip's light drift and sensor noise to frame `i` of `frames`. The noise comes from a fixed
+/// table read at a different offset each frame (cheap, and uncorrelated from one frame to the next).
+fn disturb(frame: &mut [u8], spec: &ClipSpec, i: u64, frames: u64) {
+    if spec.noise == 0 && spec.drift == 0.0 {
+        return;
+    }
+    const TABLE: usize = 1 << 16;
+    static NOISE: std::sync::OnceLock<Vec<i16>> = std::sync::OnceLock::new();
+    let table = NOISE.get_or_init(|| {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        (0..TABLE)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 2001) as i16 - 1000
+            })
+            .collect()
+    });
+    let offset = (i.wrapping_mul(7919) as usize) % TABLE;
+    let drift = (spec.drift * i as f64 / frames.saturating_sub(1).max(1) as f64).round() as i16;
+    let amplitude = i16::from(spec.noise);
+    for (k, p) in frame.iter_mut().enumerate() {
+        let n = table[(offset + k) % TABLE] * amplitude / 1000;
+        *p = (i16::from(*p) + drift + n).clamp(0, 255) as u8;
+    }
 }
 
 /// A `w`x`h` window sliding from the left edge of `img` to its right edge over the clip.
@@ -221,7 +255,7 @@ pub fn street_pan() -> std::path::PathBuf {
 pub fn street_still_1080p() -> std::path::PathBuf {
     cached("street_still_1080p_3s.mp4", |p| {
         let img = load_rgb(&crate::data("scenes/hy_test_img.jpg"));
-        let spec = ClipSpec { width: 1920, height: 1080, fps: 25, seconds: 3.0, background: img, sprites: Vec::new(), codec: Codec::H264 };
+        let spec = ClipSpec { width: 1920, height: 1080, fps: 25, seconds: 3.0, background: img, sprites: Vec::new(), codec: Codec::H264, noise: 0, drift: 0.0 };
         render(&spec, p)
     })
 }

@@ -47,7 +47,7 @@ fn vehicle_pass(sprite: RgbImage, start_s: f64, end_s: f64, down: bool) -> Sprit
 
 /// A 1080p, 25 fps H.264 clip of `sprites` over a grey road.
 fn road_1080p(seconds: f64, sprites: Vec<Sprite>) -> ClipSpec {
-    ClipSpec { width: 1920, height: 1080, fps: 25, seconds, background: grey(1920, 1080, 110), sprites, codec: Codec::H264 }
+    ClipSpec { width: 1920, height: 1080, fps: 25, seconds, background: grey(1920, 1080, 110), sprites, codec: Codec::H264, noise: 0, drift: 0.0 }
 }
 
 /// The new-energy car (苏ED51712) driving down the frame over 3 s, `down` or back up.
@@ -84,6 +84,8 @@ pub fn people_walking() -> PathBuf {
                 Sprite { image: b, from: (-150.0, 280.0), to: (1150.0, 280.0), start_s: 2.5, end_s: 5.5 },
             ],
             codec: Codec::H264,
+            noise: 0,
+            drift: 0.0,
         };
         render(&spec, p)
     })
@@ -99,4 +101,66 @@ pub fn car_crossing_with_gap() -> PathBuf {
         let second = Sprite { from: (280.0, at(2.0)), start_s: 2.0, ..whole };
         render(&road_1080p(4.0, vec![first, second]), p)
     })
+}
+
+/// A village road seen from a gate camera, with nothing on it: sky, a wall with windows, grass verges, the
+/// road with a dashed centre line (edges everywhere, as a real scene has, for compression to flicker on).
+fn empty_road_720p() -> RgbImage {
+    RgbImage::from_fn(1280, 720, |x, y| {
+        let v = match y {
+            0..=159 => [150 + (y / 8) as u8, 180 + (y / 10) as u8, 215],
+            160..=299 if (x / 60) % 3 == 1 && (y - 160) % 70 > 20 && (y - 160) % 70 < 55 => [60, 70, 85],
+            160..=299 => [190 - ((x / 40) % 2) as u8 * 12, 180, 160],
+            _ if !(240..=1040).contains(&x) => [70 + ((x * 7 + y * 3) % 23) as u8, 120 + ((x + y * 5) % 19) as u8, 60],
+            _ if (620..=660).contains(&x) && (y / 40) % 2 == 0 => [235, 235, 225],
+            _ => [105 + ((x + y) % 7) as u8, 105, 108],
+        };
+        image::Rgb(v)
+    })
+}
+
+/// A gate clip at 720p and 10 fps over the empty road, with sensor noise and a slow light drift.
+fn gate_720p(seconds: f64, sprites: Vec<Sprite>, noise: u8, drift: f64) -> ClipSpec {
+    ClipSpec { width: 1280, height: 720, fps: 10, seconds, background: empty_road_720p(), sprites, codec: Codec::H264, noise, drift }
+}
+
+/// The new-energy car at 720p scale.
+fn small_car() -> RgbImage {
+    scale(&car_sprite(&load_rgb(&testkit::data("scenes/hy_test_img.jpg"))), 0.6)
+}
+
+/// 35 s of the still road (noise ±4, 20 levels of drift), then a person walks across in 6 s.
+pub fn person_after_still() -> PathBuf {
+    cached("gate_person_after_still_720p.mp4", |p| {
+        let person = scale(&crop(&load_rgb(&testkit::data("scenes/coco_000000000785.jpg")), 270, 35, 240, 355), 1.1);
+        let walk = Sprite { image: person, from: (-260.0, 300.0), to: (1280.0, 300.0), start_s: 35.0, end_s: 41.0 };
+        render(&gate_720p(43.0, vec![walk], 4, 20.0), p)
+    })
+}
+
+/// The car creeping in from the top of the frame at about 2 pixels a frame, over 30 s, and stopping.
+pub fn car_creeping() -> PathBuf {
+    cached("gate_car_creeping_720p.mp4", |p| {
+        let car = small_car();
+        let creep = Sprite { image: car.clone(), from: (200.0, -450.0), to: (200.0, 270.0), start_s: 2.0, end_s: 32.0 };
+        let parked = Sprite { image: car, from: (200.0, 270.0), to: (200.0, 270.0), start_s: 32.0, end_s: 36.0 };
+        render(&gate_720p(36.0, vec![creep, parked], 3, 0.0), p)
+    })
+}
+
+/// The car drives in, waits in view for a minute (at a barrier), then drives on out of the frame.
+pub fn car_waiting_a_minute() -> PathBuf {
+    cached("gate_car_waiting_720p.mp4", |p| {
+        let car = small_car();
+        let stop = (200.0, 230.0);
+        let arrive = Sprite { image: car.clone(), from: (200.0, -450.0), to: stop, start_s: 1.0, end_s: 4.0 };
+        let wait = Sprite { image: car.clone(), from: stop, to: stop, start_s: 4.0, end_s: 64.0 };
+        let leave = Sprite { image: car, from: stop, to: (200.0, 720.0), start_s: 64.0, end_s: 67.0 };
+        render(&gate_720p(70.0, vec![arrive, wait, leave], 3, -15.0), p)
+    })
+}
+
+/// A minute of the empty road with sensor noise (±6) and the light rising by 40 levels: nothing passes.
+pub fn still_road_with_noise() -> PathBuf {
+    cached("gate_still_noise_720p.mp4", |p| render(&gate_720p(60.0, Vec::new(), 6, 40.0), p))
 }
