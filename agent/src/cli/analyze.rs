@@ -258,7 +258,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let (mut objects, mut plates, mut events) = (0usize, 0usize, 0usize);
-    let (mut sampled, mut analysed_frames) = (0u64, 0u64);
+    let (mut sampled, mut analysed_frames, mut searches_skipped) = (0u64, 0u64, 0u64);
     for (path, kind) in &inputs {
         let shown = path.display().to_string();
         let result = match kind {
@@ -273,6 +273,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
                     analysed_frames += u64::from(analysed);
                 }
                 VideoLine::Frame(a) => {
+                    searches_skipped += u64::from(a.plate_searches_skipped);
                     objects += a.reported().count();
                     plates += a.plates.len();
                     if args.detections {
@@ -294,7 +295,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     detector.shutdown();
     eprintln!("analysed {} input(s), {objects} object(s), {plates} plate(s), {events} event message(s), {} failure(s)", inputs.len(), failures.len());
     if sampled > 0 {
-        eprintln!("detector ran on {analysed_frames} of {sampled} sampled video frame(s)");
+        eprintln!("detector ran on {analysed_frames} of {sampled} sampled video frame(s); {searches_skipped} vehicle plate search(es) left out");
     }
     Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -405,7 +406,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
                 if !run {
                     continue;
                 }
-                let focus = PlateFocus { settled: builder.settled_plates(settle_reads), min_vehicle_width };
+                let focus = PlateFocus { settled: builder.plate_search_skips(settle_reads), min_vehicle_width };
                 let analysed = detector.detect_focused(frame, plate_mode, focus)?;
                 each(VideoLine::Frame(&analysed));
                 let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);

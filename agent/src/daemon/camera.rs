@@ -76,7 +76,7 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
             self.answer_frame_requests(&frame);
             return;
         }
-        let focus = PlateFocus { settled: self.builder.settled_plates(self.settle_reads), min_vehicle_width: self.min_plate_vehicle_width };
+        let focus = PlateFocus { settled: self.builder.plate_search_skips(self.settle_reads), min_vehicle_width: self.min_plate_vehicle_width };
         let analysed = match self.detector.analyse(frame, self.plates, focus) {
             Ok(a) => a,
             Err(e) => {

@@ -82,6 +82,11 @@ pub struct FrameInput<'a> {
     pub plates: &'a [PlateRead],
 }
 
+/// A vehicle seen this many frames in a row without a plate read is searched less often...
+pub const PLATE_BACKOFF_AFTER: u32 = 5;
+/// ...only every this many frames.
+pub const PLATE_BACKOFF_EVERY: u32 = 4;
+
 /// What is known about one object.
 struct Active {
     event_id: String,
@@ -100,6 +105,8 @@ struct Active {
     in_zone: Vec<Option<usize>>,
     visits: Vec<ZoneVisit>,
     plates: PlateVotes,
+    /// Frames in a row this vehicle was seen without a plate read.
+    unread_frames: u32,
     /// Plate and direction as last published.
     published: (Option<(String, f32)>, Option<Direction>),
     last_update_s: f64,
@@ -165,15 +172,23 @@ impl EventBuilder {
         self.active.len()
     }
 
-    /// Last boxes of the vehicles whose plate is settled: at least `reads` reads agree with the voted text,
-    /// which is at least 0.9 confident. The plate chain need not search them again (`reads` 0: none).
-    pub fn settled_plates(&self, reads: u32) -> Vec<BBox> {
-        if reads == 0 {
+    /// Last boxes of the vehicles the plate chain can leave out of the next frame (`settle_reads` 0: none):
+    /// those whose plate is settled — at least `settle_reads` reads agree with the voted text, which is at
+    /// least 0.9 confident — and, to favour the vehicles that are new or have a read to improve, those
+    /// never read in [`PLATE_BACKOFF_AFTER`] frames, except every [`PLATE_BACKOFF_EVERY`]th frame (a
+    /// vehicle still far away is looked at again as it comes closer; once read, it is searched every frame
+    /// until settled).
+    pub fn plate_search_skips(&self, settle_reads: u32) -> Vec<BBox> {
+        if settle_reads == 0 {
             return Vec::new();
         }
         self.active
             .values()
-            .filter(|a| a.plates.len() >= reads as usize && a.plates.result().is_some_and(|p| p.reads >= reads && p.confidence >= 0.9))
+            .filter(|a| {
+                let backed_off = a.plates.is_empty() && a.unread_frames >= PLATE_BACKOFF_AFTER && a.unread_frames % PLATE_BACKOFF_EVERY != 0;
+                let settled = || a.plates.len() >= settle_reads as usize && a.plates.result().is_some_and(|p| p.reads >= settle_reads && p.confidence >= 0.9);
+                backed_off || settled()
+            })
             .map(|a| a.last_box)
             .collect()
     }
@@ -262,6 +277,7 @@ impl EventBuilder {
             in_zone: vec![None; n_zones],
             visits: Vec::new(),
             plates: PlateVotes::default(),
+            unread_frames: 0,
             published: (None, None),
             last_update_s: t.stream_s,
             snapshot: None,
@@ -303,6 +319,7 @@ impl EventBuilder {
             for p in reads {
                 a.plates.add(p);
             }
+            a.unread_frames = if reads.is_empty() { a.unread_frames.saturating_add(1) } else { 0 };
         }
         if self.settings.snapshots {
             if let Some(view) = &input.view {
