@@ -8,7 +8,14 @@
 //! for the agent, analysed at ≥ 95 % of 5 fps, with no pipeline restarts. Each side climbs a ladder of stream
 //! counts until the first count it does not sustain.
 //!
-//! `EDGE_BENCH_MAX_STREAMS` caps the ladders (default 64); `EDGE_BENCH_ONLY=agent` or `=decode` runs one side.
+//! The **quiet gate** ladder runs the agent on streams of a mostly still road (sensor noise, the light
+//! rising slowly) where something passes every 30 s — a car in, a person, the car out, a person — with
+//! motion gating on (the default). A count is sustained there when every stream is decoded at ≥ 95 % of
+//! 25 fps over a 60 s window with no restarts, and every stream produced the same passings (type and
+//! plate of each `end` event) as a reference run with gating off.
+//!
+//! `EDGE_BENCH_MAX_STREAMS` caps the ladders (default 64); `EDGE_BENCH_ONLY=busy`, `=quiet` or `=decode`
+//! runs one of them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -31,12 +38,14 @@ const DETECT_FPS: f64 = 5.0;
 /// Time after every stream delivers frames before measuring (decoders and the detector settle).
 const WARM_UP: Duration = Duration::from_secs(6);
 const WINDOW: Duration = Duration::from_secs(15);
+const QUIET_WINDOW: Duration = Duration::from_secs(60);
 /// Both sides run at this lower priority, so the RTSP server in this process, standing in for cameras that
 /// are separate devices in the field, keeps serving when the measured side saturates the CPU.
 const NICENESS: i32 = 10;
 const CHILD_ENV: &str = "EDGE_BENCH_DECODE_ONLY";
 
 /// What one rung of a ladder measured.
+#[derive(Clone)]
 struct Rung {
     streams: usize,
     /// Lowest per-stream decoded rate over the window.
@@ -47,6 +56,8 @@ struct Rung {
     cpu_percent: f64,
     rss_mib: f64,
     restarts: u64,
+    /// `new` events' latency over the run: p50 and p99 in ms, and how many.
+    latency: Option<(f64, f64, u64)>,
 }
 
 impl Rung {
@@ -62,7 +73,8 @@ impl Rung {
             self.min_fps_in,
             self.cpu_percent,
             self.rss_mib,
-            if self.restarts > 0 { format!(", {} restarts", self.restarts) } else { String::new() },
+            if self.restarts > 0 { format!(", {} restarts", self.restarts) } else { String::new() }
+                + &self.latency.filter(|l| l.2 > 0).map(|(p50, p99, n)| format!(", new-event latency p50 {p50:.0} ms p99 {p99:.0} ms ({n} events)")).unwrap_or_default(),
             if self.sustained() { "sustained" } else { "NOT sustained" }
         )
     }
@@ -145,7 +157,7 @@ fn measure_decode_only(server: &RtspServer, n: usize) -> Rung {
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Vec<f64> = text.split_whitespace().filter_map(|f| f.parse().ok()).collect();
     assert!(out.status.success() && v.len() == 3, "decode-only child failed: {text}");
-    Rung { streams: n, min_fps_in: v[0], min_fps_analysed: None, cpu_percent: v[1], rss_mib: v[2], restarts: 0 }
+    Rung { streams: n, min_fps_in: v[0], min_fps_analysed: None, cpu_percent: v[1], rss_mib: v[2], restarts: 0, latency: None }
 }
 
 /// Per-camera counters from the latest stats message.
@@ -165,13 +177,48 @@ fn counters(sub: &Subscriber) -> HashMap<String, (u64, u64, u64, String)> {
         .unwrap_or_default()
 }
 
+/// What a rung of the quiet ladder needs besides the busy one's figures: each camera's passings.
+type Passings = HashMap<String, Vec<(String, Option<String>)>>;
+
+/// The `end` events of each camera, as (type, plate), sorted.
+fn passings(sub: &Subscriber, ids: &[String]) -> Passings {
+    let mut by: Passings = ids.iter().map(|id| (id.clone(), Vec::new())).collect();
+    for m in sub.messages() {
+        let Some(cam) = m.topic.strip_suffix("/events").and_then(|t| t.rsplit('/').next()) else { continue };
+        let e = m.json();
+        if e["phase"] == "end" {
+            if let Some(list) = by.get_mut(cam) {
+                list.push((e["type"].as_str().unwrap_or_default().to_string(), e["plate"]["text"].as_str().map(str::to_string)));
+            }
+        }
+    }
+    for list in by.values_mut() {
+        list.sort();
+    }
+    by
+}
+
 fn measure_agent(server: &RtspServer, n: usize) -> Rung {
+    measure(&[server.url(None)], n, &format!("detect_fps = {DETECT_FPS}"), WINDOW, None).0
+}
+
+/// The quiet ladder's rung: the figures over a 60 s window, then each camera's passings `passed_s` after
+/// the cameras came up (after the last passing, before the clip ends: an ended RTSP stream only makes the
+/// cameras reconnect).
+fn measure_quiet(servers: &[RtspServer], n: usize, motion: bool, passed_s: f64) -> (Rung, Passings) {
+    let extra = format!("detect_fps = {DETECT_FPS}\n[cameras.motion]\nenabled = {motion}");
+    let urls: Vec<String> = servers.iter().map(|s| s.url(None)).collect();
+    measure(&urls, n, &extra, QUIET_WINDOW, Some(Duration::from_secs_f64(passed_s))).1.expect("a quiet rung reports its passings")
+}
+
+/// Camera `i` of `n` reads `urls[i % urls.len()]`.
+fn measure(urls: &[String], n: usize, extra: &str, window: Duration, clip: Option<Duration>) -> (Rung, Option<(Rung, Passings)>) {
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port(), "checkpoint/#");
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<String> = (1..=n).map(|i| format!("cam{i:02}")).collect();
-    let extra = format!("detect_fps = {DETECT_FPS}");
-    let cams: Vec<common::Cam> = ids.iter().map(|id| common::Cam { id, url: server.url(None), extra: &extra }).collect();
+    let extra = extra.to_string();
+    let cams: Vec<common::Cam> = ids.iter().enumerate().map(|(i, id)| common::Cam { id, url: urls[i % urls.len()].clone(), extra: &extra }).collect();
     let cfg = common::config(dir.path(), Some(broker.port()), &cams, "");
     let mut agent = common::Agent::start_nice(&cfg, NICENESS);
     let pid = agent.pid() as u32;
@@ -187,13 +234,15 @@ fn measure_agent(server: &RtspServer, n: usize) -> Rung {
             eprintln!("  agent: only {up} of {n} cameras online and analysed within 90 s");
             agent.signal("TERM");
             agent.wait(Duration::from_secs(30));
-            return Rung { streams: n, min_fps_in: 0.0, min_fps_analysed: Some(0.0), cpu_percent: 0.0, rss_mib: 0.0, restarts: 0 };
+            let failed = Rung { streams: n, min_fps_in: 0.0, min_fps_analysed: Some(0.0), cpu_percent: 0.0, rss_mib: 0.0, restarts: 0, latency: None };
+            return (failed.clone(), clip.map(|_| (failed, HashMap::new())));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let up = Instant::now();
     std::thread::sleep(WARM_UP);
     let (before, cpu0, wall0) = (counters(&sub), cpu_time(pid), Instant::now());
-    std::thread::sleep(WINDOW);
+    std::thread::sleep(window);
     let (after, secs) = (counters(&sub), wall0.elapsed().as_secs_f64());
     let cpu = cpu_percent(pid, cpu0, wall0);
     let rss = rss_mib(pid);
@@ -201,10 +250,77 @@ fn measure_agent(server: &RtspServer, n: usize) -> Rung {
     // window is exact to within one interval.
     let rate = |f: fn(&(u64, u64, u64, String)) -> u64| ids.iter().map(|id| (f(&after[id]) - f(&before[id])) as f64 / secs).fold(f64::INFINITY, f64::min);
     let restarts = ids.iter().map(|id| after[id].2 - before[id].2).sum();
-    let rung = Rung { streams: n, min_fps_in: rate(|c| c.0), min_fps_analysed: Some(rate(|c| c.1)), cpu_percent: cpu, rss_mib: rss, restarts };
+    let latency = latency_percentiles(&common::http_get(&agent.metrics_addr(), "/metrics").1);
+    let mut rung = Rung { streams: n, min_fps_in: rate(|c| c.0), min_fps_analysed: Some(rate(|c| c.1)), cpu_percent: cpu, rss_mib: rss, restarts, latency };
+    let quiet = clip.map(|clip| {
+        std::thread::sleep(clip.saturating_sub(up.elapsed()));
+        // The analysed rate is not a criterion here (the detector sleeps while nothing moves).
+        rung.min_fps_analysed = None;
+        (rung.clone(), passings(&sub, &ids))
+    });
     agent.signal("TERM");
     agent.wait(Duration::from_secs(30));
-    rung
+    (rung, quiet)
+}
+
+/// The quiet ladder: a reference run with gating off, then the counts with gating on until one is not
+/// sustained (or loses a passing). Returns the highest sustained count and the RSS of each rung.
+fn climb_quiet(ladder: &[usize], clips: &[std::path::PathBuf], clip_s: f64) -> (usize, Vec<(usize, f64)>) {
+    let serve = || clips.iter().map(|clip| RtspServer::start(ServerSpec { feed: Feed::File(clip.clone()), credentials: None })).collect::<Vec<_>>();
+    let servers = serve();
+    let (reference_rung, reference) = measure_quiet(&servers, clips.len(), false, clip_s);
+    drop(servers);
+    let expected = reference.values().next().cloned().unwrap_or_default();
+    println!("{}   (reference, gating off; passings per stream: {expected:?})", reference_rung.line());
+    let mut best = 0;
+    let mut rss = Vec::new();
+    for &n in ladder {
+        let servers = serve();
+        let (rung, got) = measure_quiet(&servers, n, true, clip_s);
+        let lost: Vec<String> = got.iter().filter(|(_, p)| **p != expected).map(|(id, p)| format!("{id}: {p:?}")).collect();
+        let ok = rung.sustained() && lost.is_empty() && !expected.is_empty();
+        println!("{}{}", rung.line().replace("NOT sustained", "").replace("sustained", ""), if ok { "sustained, every passing".to_string() } else { format!("NOT sustained; passings differ: {lost:?}") });
+        rss.push((n, rung.rss_mib));
+        if !ok {
+            std::mem::forget(servers);
+            break;
+        }
+        best = n;
+    }
+    (best, rss)
+}
+
+/// p50 and p99 (ms) of the `new`-event latency histogram on a `/metrics` page, all cameras together,
+/// interpolated within buckets; and the number of events.
+fn latency_percentiles(page: &str) -> Option<(f64, f64, u64)> {
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in page.lines().filter(|l| l.starts_with("edge_agent_event_latency_seconds_bucket{")) {
+        let le = line.split("le=\"").nth(1)?.split('"').next()?;
+        let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+        let count: f64 = line.rsplit(' ').next()?.parse().ok()?;
+        match buckets.iter_mut().find(|(b, _)| *b == bound) {
+            Some((_, c)) => *c += count,
+            None => buckets.push((bound, count)),
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    let at = |q: f64| {
+        let target = q * total;
+        let mut lower = (0.0, 0.0);
+        for &(bound, count) in &buckets {
+            if count >= target {
+                if !bound.is_finite() {
+                    return lower.0 * 1000.0;
+                }
+                let share = if count > lower.1 { (target - lower.1) / (count - lower.1) } else { 1.0 };
+                return (lower.0 + (bound - lower.0) * share) * 1000.0;
+            }
+            lower = (bound, count);
+        }
+        lower.0 * 1000.0
+    };
+    Some((at(0.5), at(0.99), total as u64))
 }
 
 /// Climbs `ladder` until the first count not sustained; returns the highest sustained count.
@@ -240,22 +356,40 @@ fn main() {
     println!("1280x720 H.264 RTSP streams at {SOURCE_FPS} fps from gst-rtsp-server on loopback (TCP), {cores} cores; window {WINDOW:?}");
 
     let only = std::env::var("EDGE_BENCH_ONLY").unwrap_or_default();
+    let runs = |what: &str| only.is_empty() || only == what || (what == "busy" && only == "agent");
     // The agent first: past the decode-only limit the test server can be left wedged (see `climb`).
+    let mut quiet = 0;
+    if runs("quiet") {
+        // Three versions of the stream, their passings 10 s apart, so the cameras' passings do not all fall
+        // on the same instant. The last passing ends at 146 s of the 170 s clip, which started at most 15 s
+        // before the cameras were all up.
+        let clip_s = 153.0;
+        let quiet_clips: Vec<std::path::PathBuf> = [0.0, 10.0, 20.0].into_iter().map(common::scenes::quiet_gate_25fps).collect();
+        println!("quiet gate (a still road with noise and light drift, something passing every 30 s; agent with motion gating, {:?} window):", QUIET_WINDOW);
+        let ladder: Vec<usize> = [8, 16, 24, 32].into_iter().filter(|&n| n <= max).collect();
+        let (best, rss) = climb_quiet(&ladder, &quiet_clips, clip_s);
+        quiet = best;
+        if let (Some(first), Some(last)) = (rss.first(), rss.last()) {
+            if last.0 > first.0 {
+                println!("  resident memory per added camera: {:.1} MiB", (last.1 - first.1) / (last.0 - first.0) as f64);
+            }
+        }
+    }
     let mut agent = 0;
-    if only != "decode" {
+    if runs("busy") {
         println!("agent (edge-agent run, detect_fps {DETECT_FPS}, YOLOX-nano 416, plates on vehicles, events and snapshots):");
         let ladder: Vec<usize> = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16].into_iter().filter(|&n| n <= max).collect();
         agent = climb(&ladder, &clip, measure_agent);
     }
     let mut ceiling = 0;
-    if only != "agent" {
+    if runs("decode") {
         println!("decode-only ceiling (rtspsrc ! decodebin ! fakesink, one process):");
         let ladder: Vec<usize> = [1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 64].into_iter().filter(|&n| n <= max).collect();
         ceiling = climb(&ladder, &clip, measure_decode_only);
     }
 
-    println!("sustained: agent {agent} streams, decode-only ceiling {ceiling} streams");
-    if ceiling > 0 && agent > 0 {
-        println!("ratio agent / decode-only ceiling: {:.2}", agent as f64 / ceiling as f64);
+    println!("sustained: busy gate {agent} streams, quiet gate {quiet} streams, decode-only ceiling {ceiling} streams");
+    if ceiling > 0 {
+        println!("ratios to the decode-only ceiling: busy {:.2}, quiet {:.2}", agent as f64 / ceiling as f64, quiet as f64 / ceiling as f64);
     }
 }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::mqtt::LinkState;
 use crate::outbox::OutboxHandle;
-use crate::stats::{CameraRecord, CameraState, INFERENCE_BUCKETS_S};
+use crate::stats::{CameraRecord, CameraState, INFERENCE_BUCKETS_S, LATENCY_BUCKETS_S};
 
 /// The cameras currently configured, in config order. Replaced as a whole on reload.
 pub type CameraList = Arc<RwLock<Vec<Arc<CameraRecord>>>>;
@@ -291,6 +291,21 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
             cumulative += c.counters.inference_buckets[INFERENCE_BUCKETS_S.len()].load(Ordering::Relaxed);
             f.sample(&format!("{name}_bucket"), &[("camera", id), ("le", "+Inf")], cumulative as f64);
             f.sample(&format!("{name}_sum"), &[("camera", id)], s.inference_us_total as f64 / 1e6);
+            f.sample(&format!("{name}_count"), &[("camera", id)], cumulative as f64);
+        }
+    }
+    {
+        let name = "edge_agent_event_latency_seconds";
+        let mut f = Family::new(&mut out, name, "histogram", "From a frame's arrival out of the camera pipeline to the new event it completed being committed to the outbox.");
+        for (c, (id, _, _, _)) in cameras.iter().zip(&snaps) {
+            let mut cumulative = 0;
+            for (i, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
+                cumulative += c.counters.event_latency_buckets[i].load(Ordering::Relaxed);
+                f.sample(&format!("{name}_bucket"), &[("camera", id), ("le", &bound.to_string())], cumulative as f64);
+            }
+            cumulative += c.counters.event_latency_buckets[LATENCY_BUCKETS_S.len()].load(Ordering::Relaxed);
+            f.sample(&format!("{name}_bucket"), &[("camera", id), ("le", "+Inf")], cumulative as f64);
+            f.sample(&format!("{name}_sum"), &[("camera", id)], c.counters.event_latency_us_total.load(Ordering::Relaxed) as f64 / 1e6);
             f.sample(&format!("{name}_count"), &[("camera", id)], cumulative as f64);
         }
     }

@@ -92,7 +92,14 @@ pub struct CameraCounters {
     pub messages_dropped: AtomicU64,
     /// Inference times by histogram bucket ([`INFERENCE_BUCKETS_S`], plus one for larger), not cumulative.
     pub inference_buckets: [AtomicU64; INFERENCE_BUCKETS_S.len() + 1],
+    /// From a frame's arrival out of the pipeline to the `new` event it completed being committed to the
+    /// outbox (handed to MQTT): by bucket ([`LATENCY_BUCKETS_S`], plus one for larger), and the sum in µs.
+    pub event_latency_buckets: [AtomicU64; LATENCY_BUCKETS_S.len() + 1],
+    pub event_latency_us_total: AtomicU64,
 }
+
+/// Upper bounds (seconds) of the `new`-event latency histogram buckets exported on `/metrics`.
+pub const LATENCY_BUCKETS_S: [f64; 12] = [0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0];
 
 /// Upper bounds (seconds) of the inference-latency histogram buckets exported on `/metrics`.
 pub const INFERENCE_BUCKETS_S: [f64; 10] = [0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0];
@@ -222,6 +229,14 @@ impl CameraRecord {
         c.inference_us_max.fetch_max(us, Ordering::Relaxed);
         let bucket = INFERENCE_BUCKETS_S.iter().position(|&b| took.as_secs_f64() <= b).unwrap_or(INFERENCE_BUCKETS_S.len());
         c.inference_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A `new` event committed `took` after its frame arrived.
+    pub fn record_event_latency(&self, took: Duration) {
+        let c = &self.counters;
+        c.event_latency_us_total.fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        let bucket = LATENCY_BUCKETS_S.iter().position(|&b| took.as_secs_f64() <= b).unwrap_or(LATENCY_BUCKETS_S.len());
+        c.event_latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_plates(&self, took: Duration, plates: usize) {

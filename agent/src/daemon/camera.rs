@@ -77,6 +77,7 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
             return;
         }
         let focus = PlateFocus { settled: self.builder.plate_search_skips(self.settle_reads), min_vehicle_width: self.min_plate_vehicle_width };
+        self.sink.frame_arrived = Some(frame.arrived);
         let analysed = match self.detector.analyse(frame, self.plates, focus) {
             Ok(a) => a,
             Err(e) => {

@@ -58,6 +58,8 @@ pub struct EventSink<Q: Queue = OutboxHandle> {
     record: Arc<CameraRecord>,
     /// Queued to the outbox, recorded locally once committed ([`EventSink::commit`]).
     pending: Vec<Local>,
+    /// When the frame being analysed arrived: `new` events it completes count their latency from it.
+    pub frame_arrived: Option<std::time::Instant>,
 }
 
 /// A message queued to the outbox but not yet recorded locally.
@@ -71,7 +73,7 @@ struct Local {
 
 impl<Q: Queue> EventSink<Q> {
     pub fn new(camera: &str, topics: Topics, queue: Q, local: LocalRecord, record: Arc<CameraRecord>) -> Self {
-        Self { camera: camera.to_string(), topics, queue, local, record, pending: Vec::new() }
+        Self { camera: camera.to_string(), topics, queue, local, record, pending: Vec::new(), frame_arrived: None }
     }
 
     /// Queues a message; one the outbox hands back is logged and counted, never dropped silently.
@@ -144,6 +146,11 @@ impl<Q: Queue> EventSink<Q> {
         }
         if let Err(err) = self.queue.flush() {
             tracing::error!(camera = %self.camera, error = %err, "outbox flush failed");
+        }
+        if let Some(arrived) = self.frame_arrived {
+            for _ in self.pending.iter().filter(|l| l.announce.as_ref().is_some_and(|e| e.phase == crate::events::Phase::New)) {
+                self.record.record_event_latency(arrived.elapsed());
+            }
         }
         let now = chrono::Utc::now();
         let mut passings: Vec<Vec<u8>> = Vec::new();

@@ -92,6 +92,8 @@ pub struct Frame {
     pub seq: u64,
     /// Presentation time from the stream start.
     pub pts: Option<Duration>,
+    /// When the frame came out of the pipeline (decoded and converted): where its latency is counted from.
+    pub arrived: std::time::Instant,
     width: u32,
     height: u32,
     stride: usize,
@@ -106,7 +108,7 @@ enum Pixels {
 impl Frame {
     /// A frame made from a still image (offline analysis of photos).
     pub fn from_image(image: BgrImage) -> Self {
-        Self { seq: 1, pts: None, width: image.width(), height: image.height(), stride: image.width() as usize * 3, pixels: Pixels::Owned(image) }
+        Self { seq: 1, pts: None, arrived: std::time::Instant::now(), width: image.width(), height: image.height(), stride: image.width() as usize * 3, pixels: Pixels::Owned(image) }
     }
 
     pub fn width(&self) -> u32 {
@@ -331,7 +333,7 @@ impl Pipeline {
         let (width, height) = (info.width(), info.height());
         BgrView::new(width, height, stride, mapped.as_slice()).map_err(|e| self.error(FailureKind::Other, format!("frame buffer does not match its caps: {e}")))?;
         self.seq += 1;
-        Ok(Next::Frame(Frame { seq: self.seq, pts, width, height, stride, pixels: Pixels::Gst(mapped) }))
+        Ok(Next::Frame(Frame { seq: self.seq, pts, arrived: std::time::Instant::now(), width, height, stride, pixels: Pixels::Gst(mapped) }))
     }
 
     /// Seeks back to the start (looping a file source).

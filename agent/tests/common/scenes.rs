@@ -164,3 +164,23 @@ pub fn car_waiting_a_minute() -> PathBuf {
 pub fn still_road_with_noise() -> PathBuf {
     cached("gate_still_noise_720p.mp4", |p| render(&gate_720p(60.0, Vec::new(), 6, 40.0), p))
 }
+
+/// The quiet-gate benchmark stream: 170 s of the empty road at 25 fps with sensor noise (±4) and the light
+/// rising by 25 levels; every 30 s something passes — the car driving in (at 30 s + `offset_s`), a person
+/// (60 s + offset), the car driving out (90 s + offset), a person (120 s + offset).
+pub fn quiet_gate_25fps(offset_s: f64) -> PathBuf {
+    cached(&format!("quiet_gate_720p_25fps_170s_{offset_s:.0}.mp4"), |p| {
+        let car = small_car();
+        let person = scale(&crop(&load_rgb(&testkit::data("scenes/coco_000000000785.jpg")), 270, 35, 240, 355), 1.1);
+        let walk = |start_s: f64| Sprite { image: person.clone(), from: (-260.0, 300.0), to: (1280.0, 300.0), start_s, end_s: start_s + 6.0 };
+        let o = offset_s;
+        let sprites = vec![
+            Sprite { image: car.clone(), from: (200.0, -450.0), to: (200.0, 720.0), start_s: 30.0 + o, end_s: 34.0 + o },
+            walk(60.0 + o),
+            Sprite { image: car, from: (200.0, 720.0), to: (200.0, -450.0), start_s: 90.0 + o, end_s: 94.0 + o },
+            walk(120.0 + o),
+        ];
+        let spec = ClipSpec { fps: 25, ..gate_720p(170.0, sprites, 4, 25.0) };
+        render(&spec, p)
+    })
+}
