@@ -279,7 +279,11 @@ fn climb_quiet(ladder: &[usize], clips: &[std::path::PathBuf], clip_s: f64) -> (
         let (rung, got) = measure_quiet(&servers, n, true, clip_s);
         let lost: Vec<String> = got.iter().filter(|(_, p)| **p != expected).map(|(id, p)| format!("{id}: {p:?}")).collect();
         let ok = rung.sustained() && lost.is_empty() && !expected.is_empty();
-        println!("{}{}", rung.line().replace("NOT sustained", "").replace("sustained", ""), if ok { "sustained, every passing".to_string() } else { format!("NOT sustained; passings differ: {lost:?}") });
+        println!(
+            "{}{}",
+            rung.line().replace("NOT sustained", "").replace("sustained", ""),
+            if ok { "sustained, every passing".to_string() } else { format!("NOT sustained; passings differ: {lost:?}") }
+        );
         rss.push((n, rung.rss_mib));
         if !ok {
             std::mem::forget(servers);

@@ -239,3 +239,30 @@ fn restart_only_sections_are_named_and_reloadable_ones_are_not() {
     let cameras = GOOD.replace("detect_fps = 5", "detect_fps = 3");
     assert!(old.restart_required(&parse_str(&cameras).unwrap()).is_empty());
 }
+
+#[test]
+fn motion_settings_default_sensibly_and_bad_ones_are_named() {
+    let config = parse_str(GOOD).unwrap();
+    let m = &config.cameras[0].motion;
+    assert!(m.enabled && m.masks.is_empty());
+    assert_eq!((m.keepalive_secs, m.threshold, m.min_area), (2.0, 12, 0.002));
+    assert_eq!((config.models.plates.settle_reads, config.models.plates.min_vehicle_width_px), (5, 96));
+
+    let good = format!("{GOOD}\n[cameras.motion]\nkeepalive_secs = 5\nmasks = [[[0.0, 0.0], [0.3, 0.0], [0.3, 0.2]]]\n");
+    let config = parse_str(&good).unwrap();
+    assert_eq!((config.cameras[1].motion.keepalive_secs, config.cameras[1].motion.masks.len()), (5.0, 1));
+
+    let bad = format!(
+        "{GOOD}\n[cameras.motion]\nkeepalive_secs = 0\nthreshold = 1\nmin_area = 0.9\nmasks = [[[0.0, 0.0], [0.3, 0.0]], [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]]]\n"
+    );
+    let issues = parse_str(&bad).unwrap_err();
+    let p: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+    let has = |prefix: &str, words: &str| p.iter().any(|i| i.starts_with(prefix) && i.contains(words));
+    assert!(has("cameras[1].motion.keepalive_secs", "0.2..=60"), "{p:#?}");
+    assert!(has("cameras[1].motion.threshold", "3..=100"), "{p:#?}");
+    assert!(has("cameras[1].motion.min_area", "(0, 0.5]"), "{p:#?}");
+    assert!(has("cameras[1].motion.masks[0]", "at least 3 corners"), "{p:#?}");
+    assert!(has("cameras[1].motion.masks[1]", "cross"), "{p:#?}");
+    let unknown = parse_str(&format!("{GOOD}\n[cameras.motion]\nsensitivity = 3\n")).unwrap_err();
+    assert!(unknown.iter().any(|i| i.to_string().contains("unknown field `sensitivity`")), "{unknown:?}");
+}

@@ -108,7 +108,15 @@ enum Pixels {
 impl Frame {
     /// A frame made from a still image (offline analysis of photos).
     pub fn from_image(image: BgrImage) -> Self {
-        Self { seq: 1, pts: None, arrived: std::time::Instant::now(), width: image.width(), height: image.height(), stride: image.width() as usize * 3, pixels: Pixels::Owned(image) }
+        Self {
+            seq: 1,
+            pts: None,
+            arrived: std::time::Instant::now(),
+            width: image.width(),
+            height: image.height(),
+            stride: image.width() as usize * 3,
+            pixels: Pixels::Owned(image),
+        }
     }
 
     pub fn width(&self) -> u32 {
