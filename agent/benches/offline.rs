@@ -10,9 +10,12 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-/// (wall seconds, `end` events as (label, plate), the detector's frame count line).
-fn analyse(clip: &std::path::Path, extra: &[&str]) -> (f64, Vec<(String, Option<String>)>, String) {
-    let mut best: Option<(f64, Vec<(String, Option<String>)>, String)> = None;
+/// `end` events as (label, plate).
+type Ends = Vec<(String, Option<String>)>;
+
+/// (wall seconds, `end` events, the detector's frame count line).
+fn analyse(clip: &std::path::Path, extra: &[&str]) -> (f64, Ends, String) {
+    let mut best: Option<(f64, Ends, String)> = None;
     for _ in 0..3 {
         let started = Instant::now();
         let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
