@@ -107,7 +107,9 @@ fn stalled_unauthorized_unreachable_and_corrupt_cameras_do_not_affect_a_healthy_
     std::fs::write(&corrupt, &clip[..clip.len() / 3]).unwrap();
     let closed = testkit::broker::free_port();
     let cams = [
-        Cam { id: "healthy", url: healthy.url(None), extra: "plates = \"off\"" },
+        // A still picture: with motion gating the detector would only look every keep-alive; this test wants
+        // every sampled frame analysed.
+        Cam { id: "healthy", url: healthy.url(None), extra: "plates = \"off\"\n[cameras.motion]\nenabled = false" },
         Cam { id: "silent", url: silent.url(None), extra: "stall_timeout_secs = 4\nreconnect_max_secs = 4" },
         Cam { id: "wrongpw", url: guarded.url(Some(("admin", "wrong-pass"))), extra: "" },
         Cam { id: "nohost", url: format!("rtsp://127.0.0.1:{closed}/stream"), extra: "" },
