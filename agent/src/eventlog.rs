@@ -83,7 +83,7 @@ impl EventLog {
     /// Deletes day files older than the retention period; returns how many.
     pub fn sweep(&self, now: DateTime<Utc>) -> std::io::Result<usize> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok(0) };
-        let oldest_kept = now.date_naive() - chrono::Days::new(self.retention_days.saturating_sub(1) as u64);
+        let oldest_kept = oldest_kept_day(now, self.retention_days);
         let mut removed = 0;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -95,6 +95,11 @@ impl EventLog {
         }
         Ok(removed)
     }
+}
+
+/// The first (UTC) day a retention of `days` keeps at `now`: today counts as one.
+pub fn oldest_kept_day(now: DateTime<Utc>, days: u32) -> NaiveDate {
+    now.date_naive() - chrono::Days::new(u64::from(days.saturating_sub(1)))
 }
 
 #[cfg(test)]

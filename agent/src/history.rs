@@ -146,6 +146,11 @@ pub fn normalise_plate(text: &str) -> String {
     text.chars().filter(|c| !c.is_whitespace() && !matches!(c, '·' | '•' | '.' | '-' | '_')).flat_map(char::to_uppercase).collect()
 }
 
+/// Every suffix of a plate, the whole of it first: the keys under which a part of it is found.
+fn plate_suffixes(text: &str) -> impl Iterator<Item = &str> {
+    text.char_indices().map(|(i, _)| &text[i..])
+}
+
 pub struct History {
     db: Database,
     path: PathBuf,
@@ -210,9 +215,8 @@ impl History {
                 }
                 added += 1;
                 if let Some(plate) = &p.plate {
-                    let text = normalise_plate(&plate.text);
-                    for (i, _) in text.char_indices() {
-                        suffixes.insert((&text[i..], ms, p.id.as_str()), ()).map_err(|e| self.err(e))?;
+                    for suffix in plate_suffixes(&normalise_plate(&plate.text)) {
+                        suffixes.insert((suffix, ms, p.id.as_str()), ()).map_err(|e| self.err(e))?;
                     }
                 }
             }
@@ -277,8 +281,8 @@ impl History {
             for (ms, id, plate) in &old {
                 table.remove((*ms, id.as_str())).map_err(|e| self.err(e))?;
                 if let Some(text) = plate {
-                    for (i, _) in text.char_indices() {
-                        suffixes.remove((&text[i..], *ms, id.as_str())).map_err(|e| self.err(e))?;
+                    for suffix in plate_suffixes(text) {
+                        suffixes.remove((suffix, *ms, id.as_str())).map_err(|e| self.err(e))?;
                     }
                 }
             }
@@ -290,8 +294,7 @@ impl History {
 
     /// Applies the retention of the event log it is built from: passings of days the log no longer keeps.
     pub fn sweep(&self, now: DateTime<Utc>, retention_days: u32) -> Result<usize, HistoryError> {
-        let oldest_kept = now.date_naive() - chrono::Days::new(u64::from(retention_days.saturating_sub(1)));
-        self.expire(oldest_kept.and_time(chrono::NaiveTime::MIN).and_utc())
+        self.expire(crate::eventlog::oldest_kept_day(now, retention_days).and_time(chrono::NaiveTime::MIN).and_utc())
     }
 
     /// One page of passings matching `q`, newest first, with the number matching in all.

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -183,6 +183,23 @@ async fn metrics(State(sources): State<Sources>) -> impl IntoResponse {
 }
 
 /// One metric family: HELP and TYPE lines, then samples.
+/// A per-camera histogram family: for each camera, its counts per bucket of `bounds` (plus one for larger,
+/// not cumulative) and the sum of the observations in microseconds.
+fn histogram<'a>(out: &mut String, name: &str, help: &str, bounds: &[f64], cameras: impl Iterator<Item = (&'a str, &'a [AtomicU64], u64)>) {
+    let mut f = Family::new(out, name, "histogram", help);
+    for (id, buckets, sum_us) in cameras {
+        let mut cumulative = 0;
+        for (i, bound) in bounds.iter().enumerate() {
+            cumulative += buckets.get(i).map_or(0, |b| b.load(Ordering::Relaxed));
+            f.sample(&format!("{name}_bucket"), &[("camera", id), ("le", &bound.to_string())], cumulative as f64);
+        }
+        cumulative += buckets.get(bounds.len()).map_or(0, |b| b.load(Ordering::Relaxed));
+        f.sample(&format!("{name}_bucket"), &[("camera", id), ("le", "+Inf")], cumulative as f64);
+        f.sample(&format!("{name}_sum"), &[("camera", id)], sum_us as f64 / 1e6);
+        f.sample(&format!("{name}_count"), &[("camera", id)], cumulative as f64);
+    }
+}
+
 struct Family<'a> {
     out: &'a mut String,
 }
@@ -279,36 +296,16 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
             }
         }
     }
-    {
-        let name = "edge_agent_inference_seconds";
-        let mut f = Family::new(&mut out, name, "histogram", "Detector inference time per analysed frame.");
-        for (c, (id, s, _, _)) in cameras.iter().zip(&snaps) {
-            let mut cumulative = 0;
-            for (i, bound) in INFERENCE_BUCKETS_S.iter().enumerate() {
-                cumulative += c.counters.inference_buckets[i].load(Ordering::Relaxed);
-                f.sample(&format!("{name}_bucket"), &[("camera", id), ("le", &bound.to_string())], cumulative as f64);
-            }
-            cumulative += c.counters.inference_buckets[INFERENCE_BUCKETS_S.len()].load(Ordering::Relaxed);
-            f.sample(&format!("{name}_bucket"), &[("camera", id), ("le", "+Inf")], cumulative as f64);
-            f.sample(&format!("{name}_sum"), &[("camera", id)], s.inference_us_total as f64 / 1e6);
-            f.sample(&format!("{name}_count"), &[("camera", id)], cumulative as f64);
-        }
-    }
-    {
-        let name = "edge_agent_event_latency_seconds";
-        let mut f = Family::new(&mut out, name, "histogram", "From a frame's arrival out of the camera pipeline to the new event it completed being committed to the outbox.");
-        for (c, (id, _, _, _)) in cameras.iter().zip(&snaps) {
-            let mut cumulative = 0;
-            for (i, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
-                cumulative += c.counters.event_latency_buckets[i].load(Ordering::Relaxed);
-                f.sample(&format!("{name}_bucket"), &[("camera", id), ("le", &bound.to_string())], cumulative as f64);
-            }
-            cumulative += c.counters.event_latency_buckets[LATENCY_BUCKETS_S.len()].load(Ordering::Relaxed);
-            f.sample(&format!("{name}_bucket"), &[("camera", id), ("le", "+Inf")], cumulative as f64);
-            f.sample(&format!("{name}_sum"), &[("camera", id)], c.counters.event_latency_us_total.load(Ordering::Relaxed) as f64 / 1e6);
-            f.sample(&format!("{name}_count"), &[("camera", id)], cumulative as f64);
-        }
-    }
+    let inference = cameras.iter().zip(&snaps).map(|(c, (id, s, _, _))| (*id, &c.counters.inference_buckets[..], s.inference_us_total));
+    histogram(&mut out, "edge_agent_inference_seconds", "Detector inference time per analysed frame.", &INFERENCE_BUCKETS_S, inference);
+    let latency = cameras.iter().zip(&snaps).map(|(c, (id, _, _, _))| (*id, &c.counters.event_latency_buckets[..], c.counters.event_latency_us_total.load(Ordering::Relaxed)));
+    histogram(
+        &mut out,
+        "edge_agent_event_latency_seconds",
+        "From a frame's arrival out of the camera pipeline to the new event it completed being committed to the outbox.",
+        &LATENCY_BUCKETS_S,
+        latency,
+    );
     let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
         Family::new(out, name, "gauge", help).sample(name, &[], value);
     };

@@ -72,6 +72,8 @@ struct Grid {
     previous: Vec<f32>,
     stable: Vec<u16>,
     changed: Vec<bool>,
+    /// Reused for the median, so a frame allocates nothing.
+    scratch: Vec<f32>,
 }
 
 impl MotionDetector {
@@ -191,6 +193,7 @@ impl Grid {
             previous: vec![0.0; n],
             stable: vec![0; n],
             changed: vec![false; n],
+            scratch: Vec::with_capacity(n),
         })
     }
 
@@ -219,13 +222,14 @@ impl Grid {
     }
 
     /// The median of the differences from the background: what the whole picture moved by.
-    fn global_shift(&self) -> f32 {
-        let mut d: Vec<f32> = self.current.iter().zip(&self.background).zip(&self.masked).filter(|(_, m)| !**m).map(|((c, b), _)| c - b).collect();
-        if d.is_empty() {
+    fn global_shift(&mut self) -> f32 {
+        self.scratch.clear();
+        self.scratch.extend(self.current.iter().zip(&self.background).zip(&self.masked).filter(|(_, m)| !**m).map(|((c, b), _)| c - b));
+        if self.scratch.is_empty() {
             return 0.0;
         }
-        let mid = d.len() / 2;
-        *d.select_nth_unstable_by(mid, f32::total_cmp).1
+        let mid = self.scratch.len() / 2;
+        *self.scratch.select_nth_unstable_by(mid, f32::total_cmp).1
     }
 
     /// Fraction of the unmasked cells lying in blocks with at least a quarter of their cells changed.

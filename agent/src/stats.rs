@@ -98,6 +98,11 @@ pub struct CameraCounters {
     pub event_latency_us_total: AtomicU64,
 }
 
+/// The histogram bucket of `took` among upper `bounds` in seconds (`bounds.len()` for larger).
+fn bucket(bounds: &[f64], took: Duration) -> usize {
+    bounds.iter().position(|&b| took.as_secs_f64() <= b).unwrap_or(bounds.len())
+}
+
 /// Upper bounds (seconds) of the `new`-event latency histogram buckets exported on `/metrics`.
 pub const LATENCY_BUCKETS_S: [f64; 12] = [0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0];
 
@@ -227,16 +232,14 @@ impl CameraRecord {
         c.inference_us_total.fetch_add(us, Ordering::Relaxed);
         c.inference_runs.fetch_add(1, Ordering::Relaxed);
         c.inference_us_max.fetch_max(us, Ordering::Relaxed);
-        let bucket = INFERENCE_BUCKETS_S.iter().position(|&b| took.as_secs_f64() <= b).unwrap_or(INFERENCE_BUCKETS_S.len());
-        c.inference_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        c.inference_buckets[bucket(&INFERENCE_BUCKETS_S, took)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A `new` event committed `took` after its frame arrived.
     pub fn record_event_latency(&self, took: Duration) {
         let c = &self.counters;
         c.event_latency_us_total.fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
-        let bucket = LATENCY_BUCKETS_S.iter().position(|&b| took.as_secs_f64() <= b).unwrap_or(LATENCY_BUCKETS_S.len());
-        c.event_latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        c.event_latency_buckets[bucket(&LATENCY_BUCKETS_S, took)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_plates(&self, took: Duration, plates: usize) {

@@ -140,10 +140,7 @@ fn the_desk_charts_todays_flow_searches_the_history_and_keeps_open_alerts_counte
     assert_eq!(browser.eval("return document.querySelector('#s-results li').dataset.plate"), "皖B55555");
 
     browser.eval("window.scrollTo(0, 0); return 1");
-    let shot = browser.screenshot();
-    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    std::fs::write(artifacts.join("duty-desk-reports.png"), &shot).unwrap();
+    browser.save_screenshot("duty-desk-reports.png");
 
     // Bad input is named, not a 500.
     let cookie = common::web_login(&addr, "guest", "just-looking-1");

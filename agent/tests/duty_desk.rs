@@ -145,10 +145,7 @@ fn duty_staff_log_in_see_a_watch_list_alert_live_and_dispose_of_it() {
     browser.wait_for("the English interface", Duration::from_secs(10), "return document.querySelector('[data-t=\"title\"]').textContent === 'Checkpoint duty desk'");
     browser.click("#lang");
 
-    let shot = browser.screenshot();
-    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    std::fs::write(artifacts.join("duty-desk.png"), &shot).unwrap();
+    let shot = browser.save_screenshot("duty-desk.png");
     assert!(shot.starts_with(b"\x89PNG") && shot.len() > 10_000);
 
     // The same alert over MQTT, schema-valid, referencing the event and its snapshot topic.

@@ -406,7 +406,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
                 if !run {
                     continue;
                 }
-                let focus = PlateFocus { settled: builder.plate_search_skips(settle_reads), min_vehicle_width };
+                let focus = PlateFocus { skip: builder.plate_search_skips(settle_reads), min_vehicle_width };
                 let analysed = detector.detect_focused(frame, plate_mode, focus)?;
                 each(VideoLine::Frame(&analysed));
                 let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);

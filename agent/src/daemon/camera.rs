@@ -76,7 +76,7 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
             self.answer_frame_requests(&frame);
             return;
         }
-        let focus = PlateFocus { settled: self.builder.plate_search_skips(self.settle_reads), min_vehicle_width: self.min_plate_vehicle_width };
+        let focus = PlateFocus { skip: self.builder.plate_search_skips(self.settle_reads), min_vehicle_width: self.min_plate_vehicle_width };
         self.sink.frame_arrived = Some(frame.arrived);
         let analysed = match self.detector.analyse(frame, self.plates, focus) {
             Ok(a) => a,

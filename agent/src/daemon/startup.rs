@@ -56,13 +56,14 @@ pub fn start_mqtt(
 /// The local logs, snapshot store and duty desk feed (refilled from the logs); and the audit log.
 pub async fn local_record(config: &Config) -> (LocalRecord, Arc<AuditLog>) {
     let storage = &config.storage;
+    let events = Arc::new(EventLog::new(&storage.state_dir, storage.event_log_retention_days));
     let local = LocalRecord {
-        events: Arc::new(EventLog::new(&storage.state_dir, storage.event_log_retention_days)),
+        history: open_history(&storage.state_dir, events.clone()).await,
+        events,
         alerts: Arc::new(EventLog::named(&storage.state_dir, "alerts", storage.event_log_retention_days)),
         counts: Arc::new(EventLog::named(&storage.state_dir, "counts", storage.event_log_retention_days)),
         snapshots: SnapshotStore::new(&storage.state_dir, storage.snapshot_retention_days),
         feed: config.web.enabled.then(Feed::new),
-        history: open_history(config).await,
     };
     let audit = Arc::new(AuditLog::open(&storage.state_dir));
     if let Some(feed) = &local.feed {
@@ -74,10 +75,8 @@ pub async fn local_record(config: &Config) -> (LocalRecord, Arc<AuditLog>) {
 
 /// The history index, caught up with the event log; without it the agent runs on and the desk's search
 /// answers that it is unavailable.
-async fn open_history(config: &Config) -> Option<Arc<History>> {
-    let storage = &config.storage;
-    let path = storage.state_dir.join("history.redb");
-    let log = EventLog::new(&storage.state_dir, storage.event_log_retention_days);
+async fn open_history(state_dir: &std::path::Path, log: Arc<EventLog>) -> Option<Arc<History>> {
+    let path = state_dir.join("history.redb");
     let opened = tokio::task::spawn_blocking(move || {
         let mut history = History::open(&path)?;
         let added = history.catch_up(&log, chrono::Utc::now())?;

@@ -56,20 +56,21 @@ impl Analysed {
     }
 }
 
-/// Which vehicles of a frame the plate chain searches: not those whose plate is already settled (their
-/// last boxes, matched by overlap), nor those too narrow to carry a readable plate.
+/// Which vehicles of a frame the plate chain searches: not those the event builder says to leave out this
+/// frame (their last boxes, matched by overlap: plate settled, or backed off), nor those too narrow to
+/// carry a readable plate.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlateFocus {
-    pub settled: Vec<BBox>,
+    pub skip: Vec<BBox>,
     pub min_vehicle_width: f32,
 }
 
 impl PlateFocus {
-    /// A settled vehicle's box overlaps its next detection at least this much.
+    /// A left-out vehicle's last box overlaps its next detection at least this much.
     const SAME_VEHICLE_IOU: f32 = 0.3;
 
     fn wants(&self, vehicle: &BBox) -> bool {
-        vehicle.width() >= self.min_vehicle_width && !self.settled.iter().any(|b| b.iou(vehicle) >= Self::SAME_VEHICLE_IOU)
+        vehicle.width() >= self.min_vehicle_width && !self.skip.iter().any(|b| b.iou(vehicle) >= Self::SAME_VEHICLE_IOU)
     }
 }
 

@@ -54,6 +54,16 @@ impl Browser {
         Self { driver, base, session }
     }
 
+    /// A screenshot of the page, also kept as `target/test-artifacts/{name}` (where the README's pictures
+    /// come from).
+    pub fn save_screenshot(&self, name: &str) -> Vec<u8> {
+        let shot = self.screenshot();
+        let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../test-artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        std::fs::write(artifacts.join(name), &shot).unwrap();
+        shot
+    }
+
     /// Opens the duty desk at `addr` and signs in; returns once the feed page shows the user.
     pub fn sign_in(&self, addr: &str, user: &str, password: &str) {
         self.go(&format!("http://{addr}/"));
