@@ -86,6 +86,33 @@ fn reads_the_blue_plate_on_the_orange_car() {
 }
 
 #[test]
+fn special_plate_types_read_with_their_colour_from_rendered_crops() {
+    // No licensed real photo of these types exists in the shared data (its README), so rendered crops are
+    // the extra evidence for the layouts the real-scene table cannot cover.
+    let white = [240, 240, 240];
+    let black = [15, 15, 15];
+    let yellow = [240, 190, 0];
+    let cases: &[(&str, [u8; 3], [u8; 3], PlateColour)] = &[
+        ("京A1234警", [0, 0, 0], white, PlateColour::White),
+        ("鲁B1234挂", [0, 0, 0], yellow, PlateColour::Yellow),
+        ("渝B3587学", [0, 0, 0], yellow, PlateColour::Yellow),
+        ("粤Z1234港", white, black, PlateColour::Black),
+        ("粤Z1234澳", white, black, PlateColour::Black),
+        ("沪A1234领", white, black, PlateColour::Black),
+        ("使014578", white, black, PlateColour::Black),
+        ("苏ED51712", [0, 0, 0], [120, 220, 120], PlateColour::Green),
+    ];
+    let mut rec = recognizer();
+    for (text, fg, bg, colour) in cases {
+        let rgb = testkit::text::render(text, 40.0, *fg, *bg, 6);
+        let img = BgrImage::from_rgb(rgb.width(), rgb.height(), rgb.as_raw()).unwrap();
+        let (got, read) = rec.read_crops(&[img.view()]).unwrap().pop().unwrap();
+        assert_eq!(read.map(|t| t.text).as_deref(), Ok(*text), "{text}");
+        assert_eq!(got, *colour, "{text}");
+    }
+}
+
+#[test]
 fn signs_and_text_that_are_not_plates_yield_no_plate() {
     // White on blue and black on yellow look like plates; the rest are everyday roadside text.
     let signs: &[(&str, [u8; 3], [u8; 3])] = &[

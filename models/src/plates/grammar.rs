@@ -138,9 +138,38 @@ pub fn is_valid_plate(text: &str) -> bool {
     matching_template(text).is_some()
 }
 
+/// The colour a plate reading `text` is issued in, given the colour its pixels suggest. Most layouts come
+/// in one colour (学/挂 yellow, 警 white, 港/澳/领/使 black, new energy green), so the layout settles what
+/// the pixels cannot: the pale top of a new-energy plate looks white, a learner plate under a blue cast
+/// looks blue. A standard plate with white characters is blue: the black standard plates of foreign
+/// companies were withdrawn in 2007 (GA 36-2007), so a dark background there is a blue plate at night or
+/// in shade.
+pub fn issued_colour(text: &str, seen: PlateColour) -> PlateColour {
+    match matching_template(text) {
+        Some(t) if t.name == "standard" && seen == PlateColour::Black => PlateColour::Blue,
+        Some(t) if t.colours.len() == 1 => t.colours[0],
+        _ => seen,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_layout_settles_the_colour() {
+        use PlateColour::*;
+        assert_eq!(issued_colour("湘DD08808", White), Green);
+        assert_eq!(issued_colour("渝B3587学", Blue), Yellow);
+        assert_eq!(issued_colour("京A1234警", Blue), White);
+        assert_eq!(issued_colour("粤ZP560港", Blue), Black);
+        assert_eq!(issued_colour("使014578", Blue), Black);
+        assert_eq!(issued_colour("川A572F4", Black), Blue);
+        // A standard plate keeps what its pixels say otherwise.
+        assert_eq!(issued_colour("湘A97971", Yellow), Yellow);
+        assert_eq!(issued_colour("湘A97971", White), White);
+        assert_eq!(issued_colour("not a plate", Black), Black);
+    }
 
     #[test]
     fn real_plate_numbers_are_valid() {

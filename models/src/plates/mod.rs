@@ -169,7 +169,7 @@ impl PlateRecognizer {
         let colour = self.colour_of(&upright.view())?;
         let image = match detection.rows {
             PlateRows::Single => upright,
-            PlateRows::Double => match rectify::double_row_to_line(&upright.view(), SINGLE_ROW_SIZE.1) {
+            PlateRows::Double => match rectify::double_row_to_line(&rectify::trim_to_background(&upright.view()).view(), SINGLE_ROW_SIZE.1) {
                 Some(line) => line,
                 None => return Ok(None),
             },
@@ -232,12 +232,12 @@ impl PlateRecognizer {
         for ((d, region, r), read) in rectified.into_iter().zip(reads) {
             match read {
                 Ok(t) => recognition.plates.push(PlateRead {
+                    colour: grammar::issued_colour(&t.text, r.colour),
                     text: t.text,
                     confidence: t.confidence,
                     char_confidences: t.char_confidences,
                     min_char_confidence: t.min_char_confidence,
                     layout: t.layout,
-                    colour: r.colour,
                     rows: d.rows,
                     corners: d.corners,
                     bbox: d.bbox,
@@ -247,6 +247,7 @@ impl PlateRecognizer {
                 Err(rejection) => recognition.rejected.push(RejectedPlate { detection: d, rejection }),
             }
         }
+        recognition.plates = drop_contained(recognition.plates);
         Ok(recognition)
     }
 
@@ -255,8 +256,30 @@ impl PlateRecognizer {
         let colours = crops.iter().map(|c| self.colour_of(c)).collect::<Result<Vec<_>, _>>()?;
         let batch: Vec<_> = crops.iter().zip(&colours).map(|(c, col)| (*c, Some(*col))).collect();
         let reads = self.reader.read_batch(&batch)?;
-        Ok(colours.into_iter().zip(reads).collect())
+        Ok(colours.into_iter().zip(reads).map(|(c, r)| (r.as_ref().map_or(c, |t| grammar::issued_colour(&t.text, c)), r)).collect())
     }
+}
+
+/// A plate box that lies mostly inside another one (share of its own area) is part of the same plate.
+const CONTAINED: f32 = 0.6;
+
+/// Keeps one read per plate: a detection of part of a plate (its upper half, say) overlaps the whole
+/// plate's box too little for the detector's IoU suppression but lies inside it; the more confident read
+/// of the two stays.
+fn drop_contained(plates: Vec<PlateRead>) -> Vec<PlateRead> {
+    let mut order: Vec<usize> = (0..plates.len()).collect();
+    order.sort_by(|&a, &b| plates[b].confidence.total_cmp(&plates[a].confidence));
+    let mut keep = vec![false; plates.len()];
+    for &i in &order {
+        let p = &plates[i].bbox;
+        let inside = |j: usize| {
+            let k = &plates[j].bbox;
+            let smaller = p.area().min(k.area());
+            smaller > 0.0 && p.intersection(k) / smaller >= CONTAINED
+        };
+        keep[i] = !(0..plates.len()).any(|j| keep[j] && inside(j));
+    }
+    plates.into_iter().zip(keep).filter_map(|(p, k)| k.then_some(p)).collect()
 }
 
 /// The colour and the read (or why not) of one crop.

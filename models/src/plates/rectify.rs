@@ -102,6 +102,65 @@ pub fn expand_quad(q: &[Point; 4], dx: f32, dy: f32) -> [Point; 4] {
     [lerp(bl2, tl2, 1.0 + dy), lerp(br2, tr2, 1.0 + dy), lerp(tr2, br2, 1.0 + dy), lerp(tl2, bl2, 1.0 + dy)]
 }
 
+/// Share of a column's pixels that must have the plate's background colour for the column to be plate.
+const PLATE_COLUMN_SHARE: f32 = 0.3;
+/// Largest per-channel difference from the background colour that still counts as background.
+const BACKGROUND_TOLERANCE: i32 = 60;
+
+/// Cuts an upright plate down to the columns that carry its background colour. The detector's corners of
+/// a double-row plate often reach past its sides (a bumper, a date stamp); the squeezed upper row then
+/// slides off its crop and the stray marks read as characters. The background colour is the per-channel
+/// median of the middle half of the plate (characters are the minority); columns from the middle outwards
+/// stay while at least [`PLATE_COLUMN_SHARE`] of their pixels are within [`BACKGROUND_TOLERANCE`] of it.
+/// Returns the plate unchanged when that would keep less than 60 % of its width (not a plate-coloured
+/// background to go by).
+pub fn trim_to_background(plate: &BgrView<'_>) -> BgrImage {
+    let (w, h) = (plate.width() as usize, plate.height() as usize);
+    let mut channels: [Vec<u8>; 3] = Default::default();
+    for y in h / 4..h * 3 / 4 {
+        let row = plate.row(y as u32);
+        for x in w / 4..w * 3 / 4 {
+            for (c, values) in channels.iter_mut().enumerate() {
+                values.push(row[x * 3 + c]);
+            }
+        }
+    }
+    let mut background = [0i32; 3];
+    for (c, values) in channels.iter_mut().enumerate() {
+        if values.is_empty() {
+            return plate.to_owned();
+        }
+        let mid = values.len() / 2;
+        background[c] = *values.select_nth_unstable(mid).1 as i32;
+    }
+    let share: Vec<f32> = (0..w)
+        .map(|x| {
+            let n = (0..h)
+                .filter(|&y| {
+                    let px = &plate.row(y as u32)[x * 3..x * 3 + 3];
+                    (0..3).all(|c| (px[c] as i32 - background[c]).abs() <= BACKGROUND_TOLERANCE)
+                })
+                .count();
+            n as f32 / h as f32
+        })
+        .collect();
+    let mut left = w / 2;
+    while left > 0 && share[left - 1] >= PLATE_COLUMN_SHARE {
+        left -= 1;
+    }
+    let mut right = w / 2;
+    while right < w && share[right] >= PLATE_COLUMN_SHARE {
+        right += 1;
+    }
+    if ((right - left) as f32) < w as f32 * 0.6 || right - left == w {
+        return plate.to_owned();
+    }
+    match plate.crop(crate::BBox::new(left as f32, 0.0, right as f32, h as f32)) {
+        Some(core) => crate::image::resize_bilinear(&core, w as u32, h as u32),
+        None => plate.to_owned(),
+    }
+}
+
 /// Turns a rectified double-row plate into one line the reader can take: the upper row (province and
 /// letter) squeezed to about two character widths, then the lower row.
 pub fn double_row_to_line(plate: &BgrView<'_>, line_h: u32) -> Option<BgrImage> {
