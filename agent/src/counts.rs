@@ -83,9 +83,9 @@ impl FlowCounter {
         f(self.open.lock().unwrap_or_else(|p| p.into_inner()).entry(start).or_default());
     }
 
-    /// An event as published: `end` events count.
+    /// An event as published: `end` events count, except those of chains merged into another.
     pub fn on_event(&self, e: &ObjectEvent) {
-        if e.phase != Phase::End {
+        if e.phase != Phase::End || e.merged_into.is_some() {
             return;
         }
         self.with(e.at, |t| match e.kind() {

@@ -71,13 +71,16 @@ pub struct Passing {
     /// Only `end` events are kept; not stored.
     #[serde(default, skip_serializing)]
     phase: String,
+    /// An `end` merged into another chain is not a passing; not stored.
+    #[serde(default, skip_serializing)]
+    merged_into: Option<String>,
 }
 
 impl Passing {
-    /// The passing in an event message, when it is an `end` event.
+    /// The passing in an event message, when it is an `end` event (and not one merged into another chain).
     pub fn from_event_json(line: &[u8]) -> Option<Self> {
         let p: Passing = serde_json::from_slice(line).ok()?;
-        (p.phase == "end").then_some(p)
+        (p.phase == "end" && p.merged_into.is_none()).then_some(p)
     }
 
     fn at_ms(&self) -> Option<i64> {

@@ -132,11 +132,26 @@ pub struct DetectGate {
     motion: Option<MotionDetector>,
     keepalive_s: f64,
     last_run_s: Option<f64>,
+    last_frame_search_s: Option<f64>,
 }
+
+/// In `auto` plate mode, the whole frame is searched for plates at least this often (seconds, counted on
+/// frames the detector runs on), even when vehicles are detected.
+pub const FRAME_SEARCH_EVERY_S: f64 = 2.0;
 
 impl DetectGate {
     pub fn new(settings: &Motion) -> Self {
-        Self { motion: settings.enabled.then(|| MotionDetector::new(settings)), keepalive_s: settings.keepalive_secs, last_run_s: None }
+        Self { motion: settings.enabled.then(|| MotionDetector::new(settings)), keepalive_s: settings.keepalive_secs, last_run_s: None, last_frame_search_s: None }
+    }
+
+    /// Whether a frame the detector runs on at `stream_s` is due for a whole-frame plate search (`auto`
+    /// plate mode); if so, the next is due [`FRAME_SEARCH_EVERY_S`] later.
+    pub fn frame_search_due(&mut self, stream_s: f64) -> bool {
+        let due = self.last_frame_search_s.is_none_or(|t| stream_s < t || stream_s - t >= FRAME_SEARCH_EVERY_S);
+        if due {
+            self.last_frame_search_s = Some(stream_s);
+        }
+        due
     }
 
     /// Decides for the frame `view` at `stream_s` (seconds on the camera's clock); `following` says whether

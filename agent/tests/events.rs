@@ -111,6 +111,39 @@ fn two_cars_one_after_another_are_two_chains_with_their_plates() {
     }
 }
 
+/// Chains that are passings of their own (not merged into another).
+fn passings(events: &[Value]) -> Vec<Vec<Value>> {
+    chains(events).into_iter().filter(|c| c.last().is_some_and(|e| e["phase"] == "end" && e.get("merged_into").is_none())).collect()
+}
+
+#[test]
+fn two_cars_side_by_side_stay_two_chains_with_their_plates() {
+    let events = analyse(&common::scenes::two_cars_side_by_side(), LINE_DOWN_IS_IN, &[]);
+    let passings = passings(&events);
+    let mut plates: Vec<&str> = passings.iter().filter_map(|c| c.last().unwrap()["plate"]["text"].as_str()).collect();
+    plates.sort();
+    assert_eq!(plates, ["京PL3N67", "苏ED51712"], "{events:#?}");
+    assert_eq!(passings.len(), 2);
+}
+
+#[test]
+fn a_car_too_close_for_the_detector_is_found_by_its_plate() {
+    let clip = common::scenes::close_up_car();
+    // Searching only inside detected vehicles, the passing is lost: the detector never boxes the car.
+    let events = analyse(&clip, LINE_DOWN_IS_IN, &["--plates", "vehicles"]);
+    assert!(passings(&events).iter().all(|c| c[0]["type"] != "vehicle"), "{events:#?}");
+    // The default `auto` mode searches the frame when no vehicle is seen and starts the vehicle from its plate.
+    let events = analyse(&clip, LINE_DOWN_IS_IN, &[]);
+    let vehicles: Vec<Vec<Value>> = passings(&events).into_iter().filter(|c| c[0]["type"] == "vehicle").collect();
+    assert_eq!(vehicles.len(), 1, "{events:#?}");
+    let end = vehicles[0].last().unwrap();
+    assert_eq!(end["plate"]["text"], "浙A13840");
+    assert_eq!(end["plate"]["color"], "yellow");
+    assert_eq!(end["started_from"], "plate");
+    assert_eq!(end["direction"], "in");
+    assert_chain_shape(&vehicles[0]);
+}
+
 #[test]
 fn people_walking_across_a_line_get_person_events_with_directions() {
     // A vertical line in the middle; the village is to the right.

@@ -273,10 +273,14 @@ impl DecoderChoice {
 #[serde(rename_all = "lowercase")]
 pub enum PlateMode {
     /// Inside detected vehicles, cropped from the full-resolution frame.
-    #[default]
     Vehicles,
     /// Anywhere in the frame (a camera aimed at a lane), plus inside vehicles.
     Frame,
+    /// Inside vehicles, plus the whole frame when the detector saw no vehicle in a frame it ran on (something
+    /// moved, or a vehicle led by its plate is being followed) and every few seconds regardless: a vehicle
+    /// so close that the detector misses it is still found by its plate. The default.
+    #[default]
+    Auto,
     /// Not at all.
     Off,
 }
@@ -595,6 +599,11 @@ pub struct Events {
     /// Context around the object in a snapshot, as a fraction of its size on each side.
     #[serde(default = "default_snapshot_context")]
     pub snapshot_context: f32,
+    /// A vehicle with a read plate that is lost inside the frame (stopped, hidden for a moment) is kept
+    /// this long: if a vehicle with the same plate appears in that time, it continues the same passing.
+    /// Its `end` goes out when the memory runs out. 0 turns the memory off.
+    #[serde(default = "default_plate_memory_secs")]
+    pub plate_memory_secs: f64,
 }
 
 /// A virtual line across the road. Coordinates are fractions of the frame (0–1, x right, y down), so they
@@ -660,7 +669,8 @@ pub struct Camera {
     /// with state `ended`.
     #[serde(default)]
     pub loop_file: bool,
-    /// Where to look for licence plates: `vehicles`, `frame` (a camera aimed at a lane) or `off`.
+    /// Where to look for licence plates: `auto` (vehicles, and the whole frame when no vehicle is seen and
+    /// every few seconds), `vehicles`, `frame` (a camera aimed at a lane) or `off`.
     #[serde(default)]
     pub plates: PlateMode,
     /// Lines whose crossing gives an object its direction (`in`/`out`).
@@ -809,6 +819,10 @@ pub fn default_snapshot_retention_days() -> u32 {
 pub fn default_confirm_frames() -> u32 {
     3
 }
+pub fn default_plate_memory_secs() -> f64 {
+    10.0
+}
+
 pub fn default_lost_timeout_secs() -> f64 {
     2.0
 }
@@ -900,6 +914,7 @@ impl Default for Events {
         Self {
             confirm_frames: default_confirm_frames(),
             lost_timeout_secs: default_lost_timeout_secs(),
+            plate_memory_secs: default_plate_memory_secs(),
             track_high_score: default_track_high_score(),
             track_low_score: default_track_low_score(),
             update_interval_ms: default_update_interval_ms(),

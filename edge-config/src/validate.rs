@@ -179,6 +179,9 @@ fn validate_events(e: &Events, issues: &mut Vec<Issue>) {
     if !(1..=30).contains(&e.confirm_frames) {
         issues.push(Issue::new("events.confirm_frames", format!("{} is out of range 1..=30", e.confirm_frames)));
     }
+    if !(e.plate_memory_secs >= 0.0 && e.plate_memory_secs <= 600.0) {
+        issues.push(Issue::new("events.plate_memory_secs", format!("{} is out of range [0, 600]", e.plate_memory_secs)));
+    }
     if !(e.lost_timeout_secs > 0.0 && e.lost_timeout_secs <= 60.0) {
         issues.push(Issue::new("events.lost_timeout_secs", format!("{} is out of range (0, 60]", e.lost_timeout_secs)));
     }

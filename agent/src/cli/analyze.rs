@@ -38,8 +38,9 @@ pub struct AnalyzeArgs {
     /// Scale video frames wider than this down before analysis (0: native size).
     #[arg(long, default_value_t = edge_config::default_max_frame_width(), value_name = "PX")]
     pub max_frame_width: u32,
-    /// Where to look for licence plates: `vehicles`, `frame` (whole image, plus vehicles) or `off`.
-    /// Default: `frame` for images, `vehicles` for videos.
+    /// Where to look for licence plates: `auto` (vehicles, and the whole frame when no vehicle is detected
+    /// and every 2 s), `vehicles`, `frame` (whole image, plus vehicles) or `off`. Default: `frame` for
+    /// images; for videos the camera's `plates`, else `auto`.
     #[arg(long, value_parser = parse_plate_mode, value_name = "MODE")]
     pub plates: Option<PlateMode>,
     /// Treat every image as an already rectified single-row plate and print `{"file","plate","confidence"}`.
@@ -76,10 +77,11 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
 
 fn parse_plate_mode(s: &str) -> Result<PlateMode, String> {
     match s {
+        "auto" => Ok(PlateMode::Auto),
         "vehicles" => Ok(PlateMode::Vehicles),
         "frame" => Ok(PlateMode::Frame),
         "off" => Ok(PlateMode::Off),
-        other => Err(format!("{other:?}: expected vehicles, frame or off")),
+        other => Err(format!("{other:?}: expected auto, vehicles, frame or off")),
     }
 }
 
@@ -364,7 +366,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
     let uri = url::Url::from_file_path(&absolute).map_err(|_| anyhow::anyhow!("cannot make a file URI"))?;
     let camera = setup.camera.as_ref();
     let detect_fps = camera.map_or(args.detect_fps, |c| c.detect_fps);
-    let plate_mode = args.plates.or(camera.map(|c| c.plates)).unwrap_or(PlateMode::Vehicles);
+    let plate_mode = args.plates.or(camera.map(|c| c.plates)).unwrap_or_default();
     let camera_id = camera.map_or_else(|| "analyze".to_string(), |c| c.id.clone());
     let settings = SourceSettings {
         decoder: camera.map_or(edge_config::DecoderChoice::Auto, |c| c.decoder),
@@ -406,7 +408,11 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
                 if !run {
                     continue;
                 }
-                let focus = PlateFocus { skip: builder.plate_search_skips(settle_reads), min_vehicle_width };
+                let focus = PlateFocus {
+                    skip: builder.plate_search_skips(settle_reads),
+                    min_vehicle_width,
+                    frame_search_due: plate_mode == PlateMode::Auto && gate.frame_search_due(stream_s),
+                };
                 let analysed = detector.detect_focused(frame, plate_mode, focus)?;
                 each(VideoLine::Frame(&analysed));
                 let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);

@@ -76,7 +76,11 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
             self.answer_frame_requests(&frame);
             return;
         }
-        let focus = PlateFocus { skip: self.builder.plate_search_skips(self.settle_reads), min_vehicle_width: self.min_plate_vehicle_width };
+        let focus = PlateFocus {
+            skip: self.builder.plate_search_skips(self.settle_reads),
+            min_vehicle_width: self.min_plate_vehicle_width,
+            frame_search_due: self.plates == PlateMode::Auto && self.gate.frame_search_due(stream_s),
+        };
         self.sink.frame_arrived = Some(frame.arrived);
         let analysed = match self.detector.analyse(frame, self.plates, focus) {
             Ok(a) => a,

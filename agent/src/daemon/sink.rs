@@ -156,7 +156,7 @@ impl<Q: Queue> EventSink<Q> {
         let mut passings: Vec<Vec<u8>> = Vec::new();
         for local in self.pending.drain(..) {
             if let Some(e) = &local.announce {
-                if e.phase == crate::events::Phase::End {
+                if e.phase == crate::events::Phase::End && e.merged_into.is_none() {
                     passings.push(local.line.clone());
                 }
                 tracing::info!(camera = %self.camera, event = %e.id, phase = ?e.phase, label = e.class.label(), direction = ?e.direction, plate_read = e.plate.is_some(), "event");

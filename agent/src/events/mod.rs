@@ -13,6 +13,7 @@
 //! The builder produces domain values ([`ObjectEvent`]); `crate::payload` turns them into contract v1.
 
 pub mod geometry;
+pub mod identity;
 mod object;
 pub mod snapshot;
 pub mod voting;
@@ -41,6 +42,8 @@ pub struct BuilderSettings {
     pub snapshot: SnapshotSettings,
     /// Whether to keep pictures (analysis without snapshots skips the copying).
     pub snapshots: bool,
+    /// How long a vehicle with a plate that was lost inside the frame is remembered (0: not at all).
+    pub plate_memory_s: f64,
 }
 
 impl BuilderSettings {
@@ -59,6 +62,7 @@ impl BuilderSettings {
             update_interval_s: events.update_interval_ms as f64 / 1000.0,
             snapshot: SnapshotSettings { max_width: events.snapshot_max_width, max_bytes: events.snapshot_max_bytes, context: events.snapshot_context },
             snapshots: true,
+            plate_memory_s: events.plate_memory_secs,
         }
     }
 }
@@ -110,7 +114,15 @@ struct Active {
     /// Plate and direction as last published.
     published: (Option<(String, f32)>, Option<Direction>),
     last_update_s: f64,
+    /// Stream time it was last seen.
+    last_seen_s: f64,
+    /// Where it last moved to, and when: a vehicle standing still before it was lost is remembered.
+    moved: (BBox, f64),
     snapshot: Option<Candidate>,
+    /// Started from a plate no vehicle box covered.
+    from_plate: bool,
+    /// Ends as part of the chain with this event id.
+    merged_into: Option<String>,
 }
 
 /// Lines and zones in pixels for one frame size.
@@ -125,6 +137,10 @@ pub struct EventBuilder {
     zones: Vec<Zone>,
     geometry: Option<Geometry>,
     active: BTreeMap<u64, Active>,
+    /// Tracks found to be part of another track's vehicle: track id -> the key of that vehicle in `active`.
+    aliases: BTreeMap<u64, u64>,
+    /// Vehicles with a plate lost inside the frame, remembered for `plate_memory_s`.
+    parked: Vec<Active>,
     frame: FrameSize,
     last_time: Option<FrameTime>,
 }
@@ -144,6 +160,8 @@ impl EventBuilder {
             zones: zones.to_vec(),
             geometry: None,
             active: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+            parked: Vec::new(),
             frame: FrameSize { width: 0, height: 0 },
             last_time: None,
         }
@@ -167,9 +185,9 @@ impl EventBuilder {
             .collect()
     }
 
-    /// Objects currently followed (confirmed or not).
+    /// Objects currently followed (confirmed or not), and vehicles remembered after being lost in view.
     pub fn active(&self) -> usize {
-        self.active.len()
+        self.active.len() + self.parked.len()
     }
 
     /// Last boxes of the vehicles the plate chain can leave out of the next frame (`settle_reads` 0: none):
@@ -215,38 +233,50 @@ impl EventBuilder {
         let t = input.time;
         self.last_time = Some(t);
         self.frame = FrameSize { width: input.width, height: input.height };
-        let observations: Vec<Observation> = input.detections.iter().map(|d| Observation { bbox: d.bbox, score: d.score, class: d.class }).collect();
+        let frame = identity::consolidate(input.detections, input.plates, input.width, input.height);
+        let observations: Vec<Observation> = frame.detections.iter().map(|d| Observation { bbox: d.bbox, score: d.score, class: d.class }).collect();
         let track_events = self.tracker.update(t.stream_s, input.width, input.height, &observations);
-        let plates_by_detection = attribute_plates(input.detections, input.plates);
+        let plates_by_detection = attribute_plates(&frame.plates);
         self.geometry(input.width, input.height);
         let mut out = Vec::new();
 
         // Matches first, so `new` and `end` carry this frame's state.
         for e in &track_events {
             if let TrackEvent::Matched { id, detection } = e {
-                self.matched(*id, *detection, input, &plates_by_detection);
+                self.matched(*id, *detection, input, &frame, &plates_by_detection);
             }
         }
         for e in &track_events {
             match e {
                 TrackEvent::Confirmed { id } => {
+                    if let Some(vehicle) = self.join_target(*id) {
+                        self.join(*id, vehicle);
+                        continue;
+                    }
                     if let Some(a) = self.active.get_mut(id) {
+                        // A vehicle that came back (plate memory) has had its `new` already.
+                        if a.confirmed {
+                            continue;
+                        }
                         a.confirmed = true;
                         a.last_update_s = t.stream_s;
                         out.push(emit(&self.origin, self.frame, &self.settings, a, Phase::New, t));
                     }
                 }
                 TrackEvent::Ended { id } => {
-                    if let Some(o) = self.end(*id, t) {
+                    if let Some(o) = self.track_ended(*id, t) {
                         out.push(o);
                     }
                 }
                 TrackEvent::Dropped { id } => {
                     self.active.remove(id);
+                    self.aliases.remove(id);
                 }
                 TrackEvent::Matched { .. } | TrackEvent::Missed { .. } => {}
             }
         }
+        out.extend(self.merge_by_plate(t));
+        out.extend(self.forget_parked(t));
         // Updates whose slot has come.
         for a in self.active.values_mut() {
             if a.confirmed && t.stream_s - a.last_update_s >= self.settings.update_interval_s && a.changed() {
@@ -256,12 +286,151 @@ impl EventBuilder {
         out
     }
 
-    fn matched(&mut self, id: u64, detection: usize, input: &FrameInput<'_>, plates: &BTreeMap<usize, Vec<&PlateRead>>) {
+    /// The vehicle a just-confirmed track is part of: a followed vehicle of the same kind that it lies
+    /// inside (or that lies inside it), or that reads the same plate where it is — unless both have plates
+    /// and they differ.
+    fn join_target(&self, id: u64) -> Option<u64> {
+        let a = self.active.get(&id)?;
+        if !a.class.carries_plate() {
+            return None;
+        }
+        let plate = a.plates.result().map(|p| p.text);
+        self.active
+            .iter()
+            .filter(|(k, b)| **k != id && b.confirmed && b.class.track_group() == a.class.track_group())
+            .find(|(_, b)| {
+                let other = b.plates.result().map(|p| p.text);
+                match (&plate, &other) {
+                    (Some(x), Some(y)) if x != y => false,
+                    (Some(_), Some(_)) => same_place(&a.last_box, &b.last_box),
+                    _ => identity::nested(&a.last_box, &b.last_box, identity::JOIN_NESTED),
+                }
+            })
+            .map(|(k, _)| *k)
+    }
+
+    /// Makes track `id` part of the vehicle at `vehicle`: what it saw joins that chain.
+    fn join(&mut self, id: u64, vehicle: u64) {
+        if let Some(part) = self.active.remove(&id) {
+            if let Some(whole) = self.active.get_mut(&vehicle) {
+                whole.absorb(part);
+            }
+        }
+        self.alias(id, vehicle);
+    }
+
+    fn alias(&mut self, id: u64, vehicle: u64) {
+        for k in self.aliases.values_mut() {
+            if *k == id {
+                *k = vehicle;
+            }
+        }
+        self.aliases.insert(id, vehicle);
+    }
+
+    /// A track ended: the end of its chain, unless it was part of another vehicle, another track of its
+    /// vehicle carries on, or it is a vehicle with a plate lost inside the frame (remembered a while).
+    fn track_ended(&mut self, id: u64, t: FrameTime) -> Option<EventOut> {
+        if self.aliases.remove(&id).is_some() {
+            return None;
+        }
+        if let Some(heir) = self.aliases.iter().find(|(_, k)| **k == id).map(|(x, _)| *x) {
+            let a = self.active.remove(&id)?;
+            self.aliases.remove(&heir);
+            for k in self.aliases.values_mut() {
+                if *k == id {
+                    *k = heir;
+                }
+            }
+            self.active.insert(heir, a);
+            return None;
+        }
+        let a = self.active.get(&id)?;
+        let remember = self.settings.plate_memory_s > 0.0
+            && a.confirmed
+            && a.last_seen_s - a.moved.1 >= identity::STILL_BEFORE_LOST_S
+            && a.class.carries_plate()
+            && !a.plates.is_empty()
+            && !identity::at_edge(&a.last_box, self.frame.width, self.frame.height);
+        if remember {
+            let a = self.active.remove(&id)?;
+            self.parked.push(a);
+            return None;
+        }
+        self.end(id, t)
+    }
+
+    /// Chains that turn out to be one vehicle by their plate: a vehicle remembered after being lost takes
+    /// back the chain now reading its plate; two live chains reading the same plate in the same place
+    /// become the older one. A chain that already had its `new` ends with `merged_into`.
+    fn merge_by_plate(&mut self, t: FrameTime) -> Vec<EventOut> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.parked.len() {
+            let text = self.parked[i].plates.result().map(|p| p.text);
+            let back = self.active.iter().find(|(_, a)| a.class.carries_plate() && a.plates.result().map(|p| p.text) == text).map(|(k, _)| *k);
+            match back.and_then(|k| self.active.remove(&k).map(|a| (k, a))) {
+                Some((k, mut newer)) => {
+                    let mut returned = self.parked.remove(i);
+                    if newer.confirmed {
+                        newer.merged_into = Some(returned.event_id.clone());
+                        out.extend(end_message(&self.origin, self.frame, &self.settings, &mut newer, t));
+                    }
+                    // The returned vehicle goes on from where the new track is.
+                    returned.lines = std::mem::take(&mut newer.lines);
+                    returned.in_zone = std::mem::take(&mut newer.in_zone);
+                    returned.last_box = newer.last_box;
+                    returned.absorb(newer);
+                    self.active.insert(k, returned);
+                }
+                None => i += 1,
+            }
+        }
+        loop {
+            let vehicles: Vec<(u64, String, BBox, String)> = self
+                .active
+                .iter()
+                .filter(|(_, a)| a.confirmed && a.class.carries_plate())
+                .filter_map(|(k, a)| a.plates.result().map(|p| (*k, p.text, a.last_box, a.event_id.clone())))
+                .collect();
+            // Event ids are UUIDv7: the smaller is the older chain.
+            let pair = vehicles.iter().flat_map(|a| vehicles.iter().map(move |b| (a, b))).find(|(a, b)| a.3 < b.3 && a.1 == b.1 && same_place(&a.2, &b.2));
+            let Some(((older, ..), (younger, ..))) = pair.map(|(a, b)| (a.clone(), b.clone())) else { break };
+            let Some(mut part) = self.active.remove(&younger) else { break };
+            part.merged_into = self.active.get(&older).map(|a| a.event_id.clone());
+            out.extend(end_message(&self.origin, self.frame, &self.settings, &mut part, t));
+            if let Some(whole) = self.active.get_mut(&older) {
+                whole.absorb(part);
+            }
+            self.alias(younger, older);
+        }
+        out
+    }
+
+    /// Ends the remembered vehicles whose memory ran out.
+    fn forget_parked(&mut self, t: FrameTime) -> Vec<EventOut> {
+        let memory = self.settings.plate_memory_s;
+        let (gone, kept): (Vec<Active>, Vec<Active>) = std::mem::take(&mut self.parked).into_iter().partition(|a| t.stream_s - a.last_seen_s > memory);
+        self.parked = kept;
+        gone.into_iter().filter_map(|a| end_active(&self.origin, self.frame, &self.settings, a, t)).collect()
+    }
+
+    fn matched(&mut self, id: u64, detection: usize, input: &FrameInput<'_>, frame: &identity::Consolidated, plates: &BTreeMap<usize, Vec<&PlateRead>>) {
         let t = input.time;
-        let Some(d) = input.detections.get(detection) else { return };
+        let Some(d) = frame.detections.get(detection) else { return };
+        let from_plate = frame.plate_led.get(detection).copied().unwrap_or(false);
+        // A track that is part of another vehicle adds its plate reads and pictures to that vehicle only.
+        let (key, part) = match self.aliases.get(&id) {
+            Some(k) => (*k, true),
+            None => (id, false),
+        };
         let class = self.tracker.track(id).map_or(d.class, |tr| tr.class());
         let (n_lines, n_zones) = (self.lines.len(), self.zones.len());
-        let a = self.active.entry(id).or_insert_with(|| Active {
+        if part && !self.active.contains_key(&key) {
+            self.aliases.remove(&id);
+            return;
+        }
+        let a = self.active.entry(key).or_insert_with(|| Active {
             event_id: uuid::Uuid::now_v7().to_string(),
             track_id: id,
             confirmed: false,
@@ -280,15 +449,26 @@ impl EventBuilder {
             unread_frames: 0,
             published: (None, None),
             last_update_s: t.stream_s,
+            last_seen_s: t.stream_s,
+            moved: (d.bbox, t.stream_s),
             snapshot: None,
+            from_plate,
+            merged_into: None,
         });
-        a.class = class;
         a.last_wall = t.wall;
+        a.last_seen_s = t.stream_s;
         a.best_score = a.best_score.max(d.score);
-        a.last_box = d.bbox;
+        if !part {
+            a.class = class;
+            a.last_box = d.bbox;
+            let ((x0, y0), (x1, y1)) = (a.moved.0.center(), d.bbox.center());
+            if (x1 - x0).hypot(y1 - y0) > identity::STILL_SHIFT * a.moved.0.width().max(1.0) {
+                a.moved = (d.bbox, t.stream_s);
+            }
+        }
 
         let ground = anchor(&d.bbox);
-        if let Some((_, lines, zones)) = &self.geometry {
+        if let (Some((_, lines, zones)), false) = (&self.geometry, part) {
             for (geom, state) in lines.iter().zip(a.lines.iter_mut()) {
                 if let Some(direction) = state.step(geom, ground) {
                     a.direction = Some(direction);
@@ -315,7 +495,7 @@ impl EventBuilder {
         }
 
         let reads = plates.get(&detection).map(Vec::as_slice).unwrap_or_default();
-        if class.carries_plate() {
+        if a.class.carries_plate() {
             for p in reads {
                 a.plates.add(p);
             }
@@ -338,25 +518,43 @@ impl EventBuilder {
     }
 
     fn end(&mut self, id: u64, t: FrameTime) -> Option<EventOut> {
-        let mut a = self.active.remove(&id)?;
-        // Gone while inside a zone: it left when it was last seen.
-        for open in a.in_zone.iter_mut() {
-            if let Some(v) = open.take() {
-                let visit = &mut a.visits[v];
-                visit.left_at = Some(a.last_wall);
-                visit.dwell_s = seconds(a.last_wall - visit.entered_at);
-            }
-        }
-        a.confirmed.then(|| emit(&self.origin, self.frame, &self.settings, &mut a, Phase::End, t))
+        let a = self.active.remove(&id)?;
+        end_active(&self.origin, self.frame, &self.settings, a, t)
     }
 
     /// Ends every object (end of stream, shutdown, a gap in the video).
     pub fn finish(&mut self) -> Vec<EventOut> {
         let t = self.last_time.unwrap_or(FrameTime { stream_s: 0.0, wall: Utc::now() });
         self.tracker.finish();
+        self.aliases.clear();
         let ids: Vec<u64> = self.active.keys().copied().collect();
-        ids.into_iter().filter_map(|id| self.end(id, t)).collect()
+        let mut out: Vec<EventOut> = ids.into_iter().filter_map(|id| self.end(id, t)).collect();
+        out.extend(std::mem::take(&mut self.parked).into_iter().filter_map(|a| end_active(&self.origin, self.frame, &self.settings, a, t)));
+        out
     }
+}
+
+/// Two boxes of chains reading the same plate are one vehicle: they overlap, or one lies inside the other.
+fn same_place(a: &BBox, b: &BBox) -> bool {
+    a.iou(b) >= identity::SAME_PLATE_IOU || identity::nested(a, b, identity::JOIN_NESTED)
+}
+
+/// The `end` of `a` (nothing for an object never confirmed). Gone while inside a zone: it left when it was
+/// last seen.
+fn end_active(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSettings, mut a: Active, t: FrameTime) -> Option<EventOut> {
+    end_message(origin, frame, settings, &mut a, t)
+}
+
+/// [`end_active`] for an object whose record lives on (merged into another chain).
+fn end_message(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSettings, a: &mut Active, t: FrameTime) -> Option<EventOut> {
+    for open in a.in_zone.iter_mut() {
+        if let Some(v) = open.take() {
+            let visit = &mut a.visits[v];
+            visit.left_at = Some(a.last_wall);
+            visit.dwell_s = seconds(a.last_wall - visit.entered_at);
+        }
+    }
+    a.confirmed.then(|| emit(origin, frame, settings, a, Phase::End, t))
 }
 
 /// Makes the message for one phase of `a`.
@@ -404,11 +602,36 @@ fn emit(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSettings, a: &
         frame,
         plate,
         snapshot,
+        from_plate: a.from_plate,
+        merged_into: a.merged_into.clone(),
     };
     EventOut { event, snapshot: jpeg }
 }
 
 impl Active {
+    /// Takes in what another track of the same vehicle saw.
+    fn absorb(&mut self, other: Active) {
+        self.plates.absorb(other.plates);
+        self.best_score = self.best_score.max(other.best_score);
+        if other.last_seen_s > self.last_seen_s {
+            self.last_seen_s = other.last_seen_s;
+            self.last_wall = other.last_wall;
+        }
+        self.first_wall = self.first_wall.min(other.first_wall);
+        for c in other.crossings {
+            if !self.crossings.iter().any(|k| k.line == c.line) {
+                self.direction = Some(c.direction);
+                self.crossings.push(c);
+            }
+        }
+        self.crossings.sort_by_key(|c| c.at);
+        self.visits.extend(other.visits.into_iter().filter(|v| v.left_at.is_some()));
+        if other.snapshot.as_ref().is_some_and(|o| self.snapshot.as_ref().is_none_or(|s| o.quality > s.quality)) {
+            self.snapshot = other.snapshot;
+        }
+        self.from_plate |= other.from_plate;
+    }
+
     /// Whether the plate or direction differs from what was last published (plate: new text, or
     /// confidence up by 0.05 or more).
     fn changed(&self) -> bool {
@@ -426,21 +649,11 @@ fn seconds(d: chrono::TimeDelta) -> f64 {
     d.num_milliseconds() as f64 / 1000.0
 }
 
-/// Plates per vehicle detection: by the region the recogniser reported, else the vehicle box containing
-/// the plate's centre.
-fn attribute_plates<'a>(detections: &[Detection], plates: &'a [PlateRead]) -> BTreeMap<usize, Vec<&'a PlateRead>> {
+/// Plates per vehicle detection (after [`identity::consolidate`], every plate names its vehicle).
+fn attribute_plates(plates: &[PlateRead]) -> BTreeMap<usize, Vec<&PlateRead>> {
     let mut by = BTreeMap::<usize, Vec<&PlateRead>>::new();
     for p in plates {
-        let owner = p.region.or_else(|| {
-            let (cx, cy) = p.bbox.center();
-            detections
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| d.class.carries_plate() && cx >= d.bbox.x1 && cx <= d.bbox.x2 && cy >= d.bbox.y1 && cy <= d.bbox.y2)
-                .min_by(|a, b| a.1.bbox.area().total_cmp(&b.1.bbox.area()))
-                .map(|(i, _)| i)
-        });
-        if let Some(i) = owner {
+        if let Some(i) = p.region {
             by.entry(i).or_default().push(p);
         }
     }

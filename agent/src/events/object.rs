@@ -94,6 +94,11 @@ pub struct ObjectEvent {
     pub plate: Option<VotedPlate>,
     /// Set on `end` when a picture was kept.
     pub snapshot: Option<SnapshotInfo>,
+    /// The chain was started from a plate no vehicle box covered (a vehicle too close for the detector).
+    pub from_plate: bool,
+    /// Set on the `end` of a chain found to be the same vehicle as the chain with this id (same plate, same
+    /// place, same time): that chain carries on, and this one is not a passing of its own.
+    pub merged_into: Option<String>,
 }
 
 impl ObjectEvent {

@@ -18,6 +18,7 @@ fn builder(update_interval_s: f64) -> EventBuilder {
         update_interval_s,
         snapshot: SnapshotSettings { max_width: 320, max_bytes: 50_000, context: 0.2 },
         snapshots: false,
+        plate_memory_s: 10.0,
     };
     // The village is below the line at 60 % of the height.
     let line = Line { id: "gate".into(), points: [[0.0, 0.6], [1.0, 0.6]], in_side: [0.5, 0.9] };
@@ -145,4 +146,131 @@ fn two_vehicles_one_after_another_make_two_chains_with_their_plates() {
     assert_eq!(ends[1].plate.as_ref().unwrap().text, "藏DT5022");
     assert_ne!(ends[0].id, ends[1].id);
     assert!(ends.iter().all(|e| e.direction == Some(Direction::In)));
+}
+
+/// A plate read at `bbox` (frame pixels), not tied to a vehicle region.
+fn plate_at(text: &str, bbox: BBox) -> PlateRead {
+    PlateRead { bbox, region: None, ..plate(text, 0) }
+}
+
+fn ends_counted(events: &[Event]) -> Vec<&Event> {
+    events.iter().filter(|e| e.phase == Phase::End && e.merged_into.is_none()).collect()
+}
+
+#[test]
+fn a_vehicle_seen_with_a_second_box_on_part_of_it_makes_one_chain() {
+    let mut b = builder(1.0);
+    let frames: Vec<_> = (0..20)
+        .map(|i| {
+            let y2 = 400.0 + 25.0 * i as f32;
+            let whole = det("truck", 200.0, y2, 400.0, 300.0);
+            // From frame 6 the detector also boxes the cab: 70 % of it inside the whole (not folded per frame).
+            let mut dets = vec![whole];
+            if i >= 6 {
+                dets.push(det("car", 420.0, y2 + 30.0, 230.0, 200.0));
+            }
+            let plates = vec![plate("苏ED51712", dets.len() - 1)];
+            (dets, plates)
+        })
+        .collect();
+    let events = run(&mut b, &frames);
+    let ids: std::collections::BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "{:?}", events.iter().map(|e| (e.id.as_str(), e.phase)).collect::<Vec<_>>());
+    let end = ends_counted(&events);
+    assert_eq!(end.len(), 1);
+    assert_eq!(end[0].plate.as_ref().map(|p| p.text.as_str()), Some("苏ED51712"));
+}
+
+#[test]
+fn two_chains_that_read_the_same_plate_in_the_same_place_merge() {
+    let mut b = builder(1.0);
+    // Two overlapping boxes (IoU about 0.3, neither inside the other) confirmed before any plate is read,
+    // then both read the same plate.
+    let frames: Vec<_> = (0..20)
+        .map(|i| {
+            let y2 = 400.0 + 25.0 * i as f32;
+            let dets = vec![det("car", 200.0, y2, 300.0, 250.0), det("car", 350.0, y2, 300.0, 250.0)];
+            let plates = if i >= 5 { vec![plate("皖A0C911", 0), plate("皖A0C911", 1)] } else { vec![] };
+            (dets, plates)
+        })
+        .collect();
+    let events = run(&mut b, &frames);
+    let merged: Vec<&Event> = events.iter().filter(|e| e.merged_into.is_some()).collect();
+    assert_eq!(merged.len(), 1, "the younger chain ends merged");
+    let end = ends_counted(&events);
+    assert_eq!(end.len(), 1, "one passing");
+    assert_eq!(merged[0].merged_into.as_deref(), Some(end[0].id.as_str()));
+    assert!(merged[0].id > end[0].id, "the older chain carries on");
+}
+
+#[test]
+fn two_vehicles_side_by_side_with_different_plates_stay_two_chains() {
+    let mut b = builder(1.0);
+    let frames: Vec<_> = (0..20)
+        .map(|i| {
+            let y2 = 400.0 + 25.0 * i as f32;
+            let dets = vec![det("car", 100.0, y2, 380.0, 260.0), det("car", 470.0, y2, 380.0, 260.0)];
+            (dets, vec![plate("皖A0C911", 0), plate("苏ED51712", 1)])
+        })
+        .collect();
+    let events = run(&mut b, &frames);
+    let end = ends_counted(&events);
+    let mut plates: Vec<&str> = end.iter().filter_map(|e| e.plate.as_ref().map(|p| p.text.as_str())).collect();
+    plates.sort();
+    assert_eq!(plates, vec!["皖A0C911", "苏ED51712"]);
+    assert!(events.iter().all(|e| e.merged_into.is_none()));
+}
+
+#[test]
+fn a_vehicle_lost_for_a_moment_comes_back_as_the_same_passing_within_the_plate_memory() {
+    let mut b = builder(1.0);
+    // It drives in, stops (frames 4-9), and is hidden.
+    let car = |i: usize| det("car", 300.0, 300.0 + 60.0 * i.min(4) as f32, 300.0, 250.0);
+    let mut frames: Vec<(Vec<Detection>, Vec<PlateRead>)> = (0..10).map(|i| (vec![car(i)], vec![plate("苏ED51712", 0)])).collect();
+    // Hidden (a lorry passes in front) for 4 s: longer than the 2 s lost timeout, inside the 10 s memory.
+    frames.extend((0..20).map(|_| (vec![], vec![])));
+    frames.extend((10..20).map(|i| (vec![car(i)], vec![plate("苏ED51712", 0)])));
+    let events = run(&mut b, &frames);
+    assert_eq!(events.iter().filter(|e| e.phase == Phase::New).count(), 1, "{:?}", phases(&events));
+    assert!(events.iter().all(|e| e.merged_into.is_none()));
+    let end = ends_counted(&events);
+    assert_eq!(end.len(), 1);
+    assert!(end[0].ended_at.unwrap() - end[0].started_at >= chrono::Duration::seconds(7), "the passing spans both sightings");
+
+    // Another plate in the same place is another vehicle.
+    let mut b = builder(1.0);
+    frames.truncate(30);
+    frames.extend((10..20).map(|i| (vec![car(i)], vec![plate("皖A0C911", 0)])));
+    let events = run(&mut b, &frames);
+    assert_eq!(ends_counted(&events).len(), 2);
+}
+
+#[test]
+fn a_plate_without_a_vehicle_box_starts_a_vehicle_chain() {
+    let mut b = builder(1.0);
+    // A car too close for the detector: only its plate is found, moving down the frame.
+    let frames: Vec<_> = (0..15)
+        .map(|i| {
+            let y = 300.0 + 30.0 * i as f32;
+            (vec![], vec![plate_at("川A572F4", BBox::new(420.0, y, 560.0, y + 45.0))])
+        })
+        .collect();
+    let events = run(&mut b, &frames);
+    let end = ends_counted(&events);
+    assert_eq!(end.len(), 1, "{:?}", phases(&events));
+    assert!(end[0].from_plate);
+    assert_eq!(end[0].class, ObjectClass::CAR);
+    assert_eq!(end[0].plate.as_ref().map(|p| p.text.as_str()), Some("川A572F4"));
+    assert!(events.iter().all(|e| e.from_plate));
+}
+
+#[test]
+fn a_vehicle_lost_while_moving_ends_at_once() {
+    let mut b = builder(1.0);
+    let frames: Vec<_> = (0..10).map(|i| (vec![det("car", 300.0, 300.0 + 50.0 * i as f32, 300.0, 250.0)], vec![plate("苏ED51712", 0)])).collect();
+    let events = run(&mut b, &frames);
+    let end = ends_counted(&events);
+    assert_eq!(end.len(), 1);
+    // Ended by the 2 s lost timeout (frame 9 + 2 s), not held for the plate memory.
+    assert!(end[0].at - end[0].ended_at.unwrap() <= chrono::Duration::milliseconds(2400), "{:?}", end[0].at - end[0].ended_at.unwrap());
 }

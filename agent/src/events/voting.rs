@@ -62,6 +62,13 @@ impl PlateVotes {
         self.readings.is_empty()
     }
 
+    /// Takes another track's readings (two tracks found to be one vehicle), the newest kept.
+    pub fn absorb(&mut self, other: PlateVotes) {
+        self.readings.extend(other.readings);
+        let excess = self.readings.len().saturating_sub(MAX_READS);
+        self.readings.drain(..excess);
+    }
+
     pub fn len(&self) -> usize {
         self.readings.len()
     }

@@ -63,6 +63,9 @@ impl Analysed {
 pub struct PlateFocus {
     pub skip: Vec<BBox>,
     pub min_vehicle_width: f32,
+    /// In `auto` plate mode, search the whole frame this time even if vehicles were detected (the
+    /// camera's periodic look for a vehicle too close for the detector).
+    pub frame_search_due: bool,
 }
 
 impl PlateFocus {
@@ -255,7 +258,12 @@ fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, score_threshold
             let (carriers, left): (Vec<usize>, Vec<usize>) = vehicles.partition(|&i| job.focus.wants(&detections[i].bbox));
             skipped = left.len() as u32;
             let regions: Vec<_> = carriers.iter().map(|&i| detections[i].bbox).collect();
-            match recognizer.recognize(&view, &regions, job.plates == PlateMode::Frame) {
+            let whole_frame = match job.plates {
+                PlateMode::Frame => true,
+                PlateMode::Auto => job.focus.frame_search_due || !detections.iter().any(|d| d.class.carries_plate() && d.score >= score_threshold),
+                PlateMode::Vehicles | PlateMode::Off => false,
+            };
+            match recognizer.recognize(&view, &regions, whole_frame) {
                 Ok(r) => {
                     reads = r.plates;
                     // Report the vehicle as an index into `detections`.

@@ -46,6 +46,14 @@ pub struct Event {
     pub plate: Option<VotedPlate>,
     /// The object's best picture; set on `end`.
     pub snapshot: Option<SnapshotRef>,
+    /// `plate` when the chain was started from a plate that no vehicle box covered (a vehicle too close to
+    /// the camera for the detector); absent for chains started by the detector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_from: Option<&'static str>,
+    /// On an `end` only: this chain turned out to be the same vehicle as the chain with this id (same
+    /// plate, same place, same time), which carries on. It is not a passing of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
 }
 
 /// One crossing of a configured line.
@@ -126,6 +134,8 @@ impl From<&ObjectEvent> for Event {
                 taken_at: timestamp(s.taken_at),
                 sha256: s.sha256.clone(),
             }),
+            started_from: e.from_plate.then_some("plate"),
+            merged_into: e.merged_into.clone(),
         }
     }
 }

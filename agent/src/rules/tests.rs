@@ -45,6 +45,8 @@ fn event(id: &str, phase: Phase, kind: &'static str, plate: Option<&str>, direct
         frame: FrameSize { width: 1920, height: 1080 },
         plate: plate.map(|t| VotedPlate { text: t.into(), confidence: 0.95, min_char_confidence: 0.9, color: PlateColour::Blue, rows: 1, reads: 3, votes: 3 }),
         snapshot: None,
+        from_plate: false,
+        merged_into: None,
     }
 }
 

@@ -184,3 +184,24 @@ pub fn quiet_gate_25fps(offset_s: f64) -> PathBuf {
         render(&spec, p)
     })
 }
+
+/// A car so close to a gate camera that it fills the frame (`easypr_08.jpg` from the real-scene set, a car
+/// front with its plate 浙A13840), driving down into a 720p frame over 3 s. The detector does not box it.
+pub fn close_up_car() -> PathBuf {
+    cached("close_up_car_720p.mp4", |p| {
+        let car = scale(&load_rgb(&testkit::data("plates-scenes/easypr_08.jpg")), 1.4);
+        let sprite = Sprite { image: car, from: (100.0, -300.0), to: (100.0, 60.0), start_s: 0.0, end_s: 3.0 };
+        render(&ClipSpec { width: 1280, height: 720, fps: 25, seconds: 4.0, background: grey(1280, 720, 110), sprites: vec![sprite], codec: Codec::H264, noise: 0, drift: 0.0 }, p)
+    })
+}
+
+/// Two cars side by side driving in together: 苏ED51712 on the left, the same model re-plated 京PL3N67 on
+/// the right.
+pub fn two_cars_side_by_side() -> PathBuf {
+    cached("two_cars_side_by_side_1080p.mp4", |p| {
+        let left = scale(&car_sprite(&load_rgb(&testkit::data("scenes/hy_test_img.jpg"))), 0.68);
+        let right = scale(&car_sprite(&replate("plates-dev/京PL3N67.jpg")), 0.68);
+        let pass = |image: RgbImage, x: f64| Sprite { image, from: (x, -200.0), to: (x, 560.0), start_s: 0.0, end_s: 3.0 };
+        render(&road_1080p(4.0, vec![pass(left, 20.0), pass(right, 965.0)]), p)
+    })
+}
