@@ -266,3 +266,13 @@ fn motion_settings_default_sensibly_and_bad_ones_are_named() {
     let unknown = parse_str(&format!("{GOOD}\n[cameras.motion]\nsensitivity = 3\n")).unwrap_err();
     assert!(unknown.iter().any(|i| i.to_string().contains("unknown field `sensitivity`")), "{unknown:?}");
 }
+
+#[test]
+fn plates_default_to_auto_and_the_plate_memory_is_checked() {
+    let config = parse_str(GOOD).unwrap();
+    assert_eq!(config.events.plate_memory_secs, 10.0);
+    assert!(config.cameras.iter().all(|c| c.plates == edge_config::PlateMode::Auto));
+    let bad = GOOD.replacen("[[cameras]]", "[events]\nplate_memory_secs = -1\n\n[[cameras]]", 1);
+    let issues = parse_str(&bad).unwrap_err();
+    assert!(issues.iter().any(|i| i.to_string().starts_with("events.plate_memory_secs") && i.to_string().contains("[0, 600]")), "{issues:?}");
+}

@@ -12,7 +12,8 @@
 //!   joins that vehicle's chain instead of starting one; chains that read the same plate while they overlap
 //!   are merged (the younger one ends with `merged_into`); a vehicle with a plate that stood still and was
 //!   then lost inside the frame is remembered for `events.plate_memory_secs`, and a vehicle reading the
-//!   same plate in that time continues its passing (its `end` waits for the memory to run out).
+//!   same plate where it stood in that time continues its passing (its `end` waits for the memory to run
+//!   out).
 
 use models::plates::{PlateColour, PlateRead, PlateRows};
 use models::{BBox, Detection, ObjectClass};

@@ -249,7 +249,7 @@ impl EventBuilder {
         for e in &track_events {
             match e {
                 TrackEvent::Confirmed { id } => {
-                    if let Some(vehicle) = self.join_target(*id) {
+                    if let Some(vehicle) = self.join_target(*id, t.stream_s) {
                         self.join(*id, vehicle);
                         continue;
                     }
@@ -289,7 +289,7 @@ impl EventBuilder {
     /// The vehicle a just-confirmed track is part of: a followed vehicle of the same kind that it lies
     /// inside (or that lies inside it), or that reads the same plate where it is — unless both have plates
     /// and they differ.
-    fn join_target(&self, id: u64) -> Option<u64> {
+    fn join_target(&self, id: u64, now_s: f64) -> Option<u64> {
         let a = self.active.get(&id)?;
         if !a.class.carries_plate() {
             return None;
@@ -297,7 +297,8 @@ impl EventBuilder {
         let plate = a.plates.result().map(|p| p.text);
         self.active
             .iter()
-            .filter(|(k, b)| **k != id && b.confirmed && b.class.track_group() == a.class.track_group())
+            // Only a vehicle seen in this very frame: a lost one's last box is where it was, not where it is.
+            .filter(|(k, b)| **k != id && b.confirmed && b.last_seen_s == now_s && b.class.track_group() == a.class.track_group())
             .find(|(_, b)| {
                 let other = b.plates.result().map(|p| p.text);
                 match (&plate, &other) {
@@ -368,7 +369,9 @@ impl EventBuilder {
         let mut i = 0;
         while i < self.parked.len() {
             let text = self.parked[i].plates.result().map(|p| p.text);
-            let back = self.active.iter().find(|(_, a)| a.class.carries_plate() && a.plates.result().map(|p| p.text) == text).map(|(k, _)| *k);
+            // It comes back where it stood (or near): the same plate elsewhere is another passing.
+            let stood = self.parked[i].last_box;
+            let back = self.active.iter().find(|(_, a)| a.class.carries_plate() && a.plates.result().map(|p| p.text) == text && same_place(&a.last_box, &stood)).map(|(k, _)| *k);
             match back.and_then(|k| self.active.remove(&k).map(|a| (k, a))) {
                 Some((k, mut newer)) => {
                     let mut returned = self.parked.remove(i);
@@ -390,7 +393,8 @@ impl EventBuilder {
             let vehicles: Vec<(u64, String, BBox, String)> = self
                 .active
                 .iter()
-                .filter(|(_, a)| a.confirmed && a.class.carries_plate())
+                // Both seen in this frame: overlapping now, not where one of them was last seen.
+                .filter(|(_, a)| a.confirmed && a.class.carries_plate() && a.last_seen_s == t.stream_s)
                 .filter_map(|(k, a)| a.plates.result().map(|p| (*k, p.text, a.last_box, a.event_id.clone())))
                 .collect();
             // Event ids are UUIDv7: the smaller is the older chain.

@@ -180,7 +180,11 @@ function showOpen() {
 }
 
 function handle(item, live) {
-  if (item.type === "event") {
+  if (item.type === "event" && item.event.merged_into) {
+    // The same vehicle as another chain, which carries on: not a passing of its own.
+    const li = $("ev-" + item.event.id);
+    if (li) li.remove();
+  } else if (item.type === "event") {
     place(eventRow(item.event));
     if (item.event.snapshot) refreshAlertSnapshots(item.event.id);
   } else if (item.type === "alert") {
