@@ -126,6 +126,34 @@ fn two_cars_side_by_side_stay_two_chains_with_their_plates() {
     assert_eq!(passings.len(), 2);
 }
 
+fn iou(a: &Value, b: &Value) -> f64 {
+    let (a, b): (Vec<f64>, Vec<f64>) = (a.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect(), b.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect());
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = |r: &[f64]| (r[2] - r[0]) * (r[3] - r[1]);
+    w * h / (area(&a) + area(&b) - w * h)
+}
+
+#[test]
+fn a_bus_the_detector_boxes_twice_is_one_chain_with_its_plate() {
+    let events = analyse(&common::scenes::bus_boxed_twice(), LINE_DOWN_IS_IN, &["--detections"]);
+    // The detector really does box it twice (bus and truck, nearly the same box) in many frames.
+    let mut frames: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
+    for o in events.iter().filter(|e| e["kind"] == "object" && ["car", "truck", "bus"].contains(&e["label"].as_str().unwrap_or("")) && e["score"].as_f64().unwrap() >= 0.5) {
+        frames.entry(o["frame"].as_u64().unwrap()).or_default().push(o["box"].clone());
+    }
+    let doubled = frames.values().filter(|boxes| boxes.iter().enumerate().any(|(i, a)| boxes[i + 1..].iter().any(|b| iou(a, b) >= 0.7))).count();
+    assert!(doubled >= 3, "frames with a vehicle boxed twice, both confident: {doubled}");
+    let chains: Vec<Value> = events.iter().filter(|e| e.get("phase").is_some()).cloned().collect();
+    let passings = passings(&chains);
+    let bus: Vec<&Vec<Value>> = passings.iter().filter(|c| c.last().unwrap()["plate"]["text"] == "湘A97971").collect();
+    assert_eq!(bus.len(), 1, "{chains:#?}");
+    assert_eq!(bus[0].last().unwrap()["plate"]["color"], "yellow");
+    assert_chain_shape(bus[0]);
+    // Nothing else passing reads its plate.
+    assert!(passings.iter().filter(|c| c.iter().any(|e| e["plate"]["text"] == "湘A97971")).count() == 1, "{chains:#?}");
+}
+
 #[test]
 fn a_car_too_close_for_the_detector_is_found_by_its_plate() {
     let clip = common::scenes::close_up_car();

@@ -2,7 +2,8 @@
 //! as two boxes, or lost for a moment, or missed by the detector altogether, still makes one passing.
 //!
 //! - **Before tracking** ([`consolidate`]): a vehicle box lying inside a bigger vehicle box of the same kind
-//!   (a part-box: a cab, a bonnet, the front of a bus) or overlapping it almost entirely (one vehicle
+//!   as a part of it (a cab, a bonnet, the front of a bus: big, standing on the same ground — not a smaller
+//!   vehicle further away seen past it, see [`part_of`]) or overlapping it almost entirely (one vehicle
 //!   called `car` and `truck` at once) is dropped, and its plate reads go to the bigger box — unless the two
 //!   read different plates, which makes them two vehicles.
 //! - **Plate-led detection** (also [`consolidate`]): a plate read that no vehicle box covers starts a
@@ -48,9 +49,22 @@ pub fn contained(inner: &BBox, outer: &BBox) -> f32 {
     }
 }
 
-/// Whether two boxes are parts of one object: one lies mostly inside the other.
+/// A part of a vehicle is at least this share of the whole box's area; a smaller box inside a vehicle's
+/// box is another vehicle further away (seen past it) far more often than a part of it.
+pub const PART_MIN_AREA: f32 = 0.25;
+/// A part stands on (nearly) the same ground as its whole: its bottom is at most this share of the whole's
+/// height above the whole's bottom. A vehicle behind another stands higher up in the picture.
+pub const PART_MAX_LIFT: f32 = 0.25;
+
+/// Whether `inner` is a part of the vehicle boxed by `outer`: at least `share` of it lies inside, it is big
+/// enough ([`PART_MIN_AREA`]) and stands on the same ground ([`PART_MAX_LIFT`]).
+pub fn part_of(inner: &BBox, outer: &BBox, share: f32) -> bool {
+    contained(inner, outer) >= share && inner.area() >= PART_MIN_AREA * outer.area() && outer.y2 - inner.y2 <= PART_MAX_LIFT * outer.height()
+}
+
+/// Whether two boxes are one vehicle seen twice: one is a part of the other ([`part_of`]).
 pub fn nested(a: &BBox, b: &BBox, share: f32) -> bool {
-    contained(a, b) >= share || contained(b, a) >= share
+    part_of(a, b, share) || part_of(b, a, share)
 }
 
 /// Whether a box touches the frame's edge (within [`EDGE_MARGIN`]).
@@ -107,7 +121,7 @@ pub fn consolidate(detections: &[Detection], plates: &[PlateRead], width: u32, h
             kept.iter().copied().find(|&i| {
                 let k = &detections[i];
                 let same_kind = k.class.track_group() == d.class.track_group();
-                let one_object = contained(&d.bbox, &k.bbox) >= NESTED || d.bbox.iou(&k.bbox) >= DUPLICATE_IOU;
+                let one_object = part_of(&d.bbox, &k.bbox, NESTED) || d.bbox.iou(&k.bbox) >= DUPLICATE_IOU;
                 let (a, b) = (texts(i), texts(j));
                 let plates_agree = a.is_empty() || b.is_empty() || a.iter().any(|t| b.contains(t));
                 same_kind && one_object && plates_agree
@@ -193,6 +207,17 @@ mod tests {
         assert_eq!(c.detections[0].score, 0.9);
         assert_eq!(c.plates[0].region, Some(0));
         assert_eq!(c.plate_led, vec![false, false]);
+    }
+
+    #[test]
+    fn a_smaller_vehicle_further_away_inside_a_near_one_stays() {
+        // As in the real photo `wzh_03.jpg`: an SUV parked behind, inside the near car's box but higher up.
+        let near = det("car", 0.0, 150.0, 1000.0, 1430.0, 0.88);
+        let far = det("car", 640.0, 10.0, 940.0, 230.0, 0.73);
+        assert_eq!(consolidate(&[near.clone(), far], &[], 1000, 1435).detections.len(), 2);
+        // Big, but lifted off the near car's ground line: another vehicle.
+        let behind = det("car", 100.0, 160.0, 900.0, 800.0, 0.8);
+        assert_eq!(consolidate(&[near, behind], &[], 1000, 1435).detections.len(), 2);
     }
 
     #[test]

@@ -205,3 +205,17 @@ pub fn two_cars_side_by_side() -> PathBuf {
         render(&road_1080p(4.0, vec![pass(left, 20.0), pass(right, 965.0)]), p)
     })
 }
+
+/// A bus at a toll lane (湘A97971, yellow, from `easypr_13.jpg` in the real-scene set) that the detector
+/// boxes twice in most frames — as `bus` and as `truck`, both confident — with the whole photo sliding down
+/// a 720p frame over 3 s (a car with a glare-blown plate comes along beside it).
+pub fn bus_boxed_twice() -> PathBuf {
+    cached("bus_boxed_twice_720p.mp4", |p| {
+        let photo = load_rgb(&testkit::data("plates-scenes/easypr_13.jpg"));
+        let k = (1280.0 / photo.width() as f64).min(720.0 / photo.height() as f64);
+        let photo = scale(&photo, k);
+        let x = (1280.0 - photo.width() as f64) / 2.0;
+        let sprite = Sprite { image: photo, from: (x, -250.0), to: (x, 0.0), start_s: 0.0, end_s: 3.0 };
+        render(&ClipSpec { width: 1280, height: 720, fps: 25, seconds: 4.0, background: grey(1280, 720, 110), sprites: vec![sprite], codec: Codec::H264, noise: 0, drift: 0.0 }, p)
+    })
+}
