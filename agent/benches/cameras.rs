@@ -31,6 +31,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use serde_json::Value;
 use testkit::broker::{Broker, Subscriber};
+use testkit::cpu_time;
 use testkit::rtsp::{Feed, RtspServer, ServerSpec};
 
 const SOURCE_FPS: f64 = 25.0;
@@ -78,16 +79,6 @@ impl Rung {
             if self.sustained() { "sustained" } else { "NOT sustained" }
         )
     }
-}
-
-/// User plus system CPU time of a process, from `/proc/PID/stat` (clock ticks of 1/100 s on Linux).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
 }
 
 fn rss_mib(pid: u32) -> f64 {

@@ -31,7 +31,7 @@ fn analyse(clip: &std::path::Path, extra: &[&str]) -> (f64, Ends, String) {
         let ends = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|e| e["phase"] == "end")
+            .filter(|e| e["phase"] == "end" && e.get("merged_into").is_none())
             .map(|e| (e["label"].as_str().unwrap_or_default().to_string(), e["plate"]["text"].as_str().map(str::to_string)))
             .collect();
         let frames = String::from_utf8_lossy(&out.stderr).lines().find(|l| l.starts_with("detector ran on")).unwrap_or_default().to_string();

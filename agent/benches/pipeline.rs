@@ -1,5 +1,7 @@
-//! `make bench`: detector cost in the agent against a bare `Session::run` on the same tensor, and end-to-end
-//! offline analysis speed on a 1280x720 H.264 clip built from the shared street scene.
+//! `make bench`: where an analysed frame's CPU and wall time go, stage by stage (decode, colour conversion,
+//! motion, detector, plate chain, events, outbox); detector cost in the agent against a bare `Session::run`
+//! on the same tensor; and end-to-end offline analysis speed on a 1280x720 H.264 clip built from the
+//! shared street scene.
 //!
 //! Figures are medians over many runs; the machine is shared and noisy, so read the ratios, not the
 //! absolute milliseconds.
@@ -201,9 +203,150 @@ fn bench_events() {
     }
 }
 
+/// CPU time of the whole process (every thread: GStreamer's, ONNX Runtime's pool, ours).
+fn process_cpu() -> Duration {
+    testkit::cpu_time(std::process::id())
+}
+
+/// Runs `f` `n` times and returns (CPU ms, wall ms) per run, whole process (CPU in 10 ms ticks: run enough).
+fn cost(n: usize, mut f: impl FnMut(usize)) -> (f64, f64) {
+    let (cpu0, wall0) = (process_cpu(), Instant::now());
+    for i in 0..n {
+        f(i);
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
+    (per(process_cpu() - cpu0), per(wall0.elapsed()))
+}
+
+/// Decodes the whole clip with our source in offline mode at `fps` and returns the frames it delivered.
+fn decode_clip(clip: &std::path::Path, fps: f64, keep: bool) -> (u64, Vec<BgrImage>) {
+    let record = Arc::new(CameraRecord::new("bench", fps, CameraState::Connecting));
+    let settings = SourceSettings::new("bench", CameraUrl::new(format!("file://{}", clip.canonicalize().unwrap().display())), fps, 1920, Mode::Offline);
+    let mut pipeline = Pipeline::open(settings, record).unwrap();
+    let (mut n, mut kept) = (0u64, Vec::new());
+    loop {
+        match pipeline.next(Duration::from_secs(5)).unwrap() {
+            Next::Frame(f) => {
+                n += 1;
+                if keep {
+                    kept.push(f.view().unwrap().to_owned());
+                }
+            }
+            Next::Eos => break,
+            Next::Timeout => panic!("decoding stalled"),
+        }
+    }
+    (n, kept)
+}
+
+/// Where the time of one analysed frame goes, stage by stage, as CPU time of the whole process (ONNX
+/// Runtime's pool threads and GStreamer's threads included) and wall time. A live camera decodes 25 frames
+/// for every frame analysed at 5 fps, so decoding is counted five times.
+fn bench_stages() {
+    let seconds = 10.0;
+    let clip = testkit::clips::cached("street_pan_720p_10s.mp4", |p| testkit::clips::street_pan_720p(p, seconds));
+    source::pipeline::init().unwrap();
+    let ratio = SOURCE_FPS / 5.0;
+    let all = seconds * SOURCE_FPS;
+    // Bare decoding of every frame (no conversion), then our source at 5 fps: decoding plus the conversion
+    // of the frames it delivers. Three runs each, the cheapest kept.
+    let bare = format!("filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! fakesink sync=false", clip.display());
+    let (cb, wb) = (0..3)
+        .map(|_| {
+            cost(1, |_| {
+                use gstreamer::prelude::*;
+                let p = gstreamer::parse::launch(&bare).unwrap();
+                p.set_state(gstreamer::State::Playing).unwrap();
+                let bus = p.bus().unwrap();
+                bus.timed_pop_filtered(gstreamer::ClockTime::from_seconds(60), &[gstreamer::MessageType::Eos, gstreamer::MessageType::Error]);
+                p.set_state(gstreamer::State::Null).unwrap();
+            })
+        })
+        .fold((f64::MAX, f64::MAX), |a, b| (a.0.min(b.0), a.1.min(b.1)));
+    let (c5, w5) = (0..3)
+        .map(|_| {
+            cost(1, |_| {
+                decode_clip(&clip, 5.0, false);
+            })
+        })
+        .fold((f64::MAX, f64::MAX), |a, b| (a.0.min(b.0), a.1.min(b.1)));
+    let (n5, frames) = decode_clip(&clip, 5.0, true);
+    let (decode_cpu, decode_wall) = (cb / all * ratio, wb / all * ratio);
+    let (source_cpu, source_wall) = (c5 / n5 as f64, w5 / n5 as f64);
+
+    let mut gate = edge_agent::motion::DetectGate::new(&edge_config::Motion::default());
+    let (motion_cpu, motion_wall) = cost(frames.len() * 10, |i| {
+        std::hint::black_box(gate.decide(Some(&frames[i % frames.len()].view()), i as f64 * 0.2, true));
+    });
+
+    let detector = Detector::start(&models(true), 1, Some(0.1)).unwrap();
+    let handle = detector.handle().unwrap();
+    for f in frames.iter().take(WARMUP) {
+        handle.detect(Frame::from_image(f.clone()), PlateMode::Vehicles).unwrap();
+    }
+    // Each run copies its frame (about 0.3 ms of the wall time), as the source hands over a new buffer.
+    let (det_cpu, det_wall) = cost(frames.len(), |i| {
+        std::hint::black_box(handle.detect(Frame::from_image(frames[i].clone()), PlateMode::Off).unwrap());
+    });
+    let mut analysed = Vec::new();
+    let (both_cpu, both_wall) = cost(frames.len(), |i| {
+        analysed.push(handle.detect(Frame::from_image(frames[i].clone()), PlateMode::Vehicles).unwrap());
+    });
+    drop(handle);
+    detector.shutdown();
+
+    // Five passes over the analysed frames, each with a fresh builder, for enough CPU ticks.
+    let mut builder = event_builder(5.0);
+    let mut messages = Vec::new();
+    let n = analysed.len();
+    let (ev_cpu, ev_wall) = cost(n * 5, |i| {
+        if i % n == 0 {
+            builder = event_builder(5.0);
+        }
+        let a = &analysed[i % n];
+        let outs = builder.observe(&a.input(FrameTime { stream_s: (i % n) as f64 * 0.2, wall: chrono::Utc::now() }));
+        messages.extend(outs.into_iter().map(|o| serde_json::to_vec(&edge_agent::payload::Event::from(&o.event)).unwrap()));
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = edge_agent::outbox::Outbox::open(&dir.path().join("outbox.redb")).unwrap();
+    let payload = messages.first().cloned().unwrap_or_else(|| vec![b'{'; 1500]);
+    let (ob_cpu, ob_wall) = cost(300, |_| {
+        let m = edge_agent::outbox::Message::new(edge_agent::outbox::Kind::Event, "bench/events".into(), payload.clone());
+        outbox.commit(&[m], &[], edge_agent::outbox::Bounds::UNLIMITED).unwrap();
+    });
+    let per_frame_messages = messages.len() as f64 / (5 * n).max(1) as f64;
+
+    println!("where an analysed frame's time goes (1280x720 street pan, detect 5 fps; CPU = whole process, all threads)");
+    println!("  {:<48}  CPU ms   wall ms   per analysed frame", "stage");
+    println!("  {:<48}{decode_cpu:8.2}   {decode_wall:7.2}", format!("decode, bare avdec_h264 (x{ratio:.0}: 25 frames / 5)"));
+    println!("  {:<48}{source_cpu:8.2}   {source_wall:7.2}   of which beyond bare decoding {:.2} ms CPU", "the agent's source (decode, rate, to BGR)", source_cpu - decode_cpu);
+    println!("  {:<48}{motion_cpu:8.2}   {motion_wall:7.2}", "motion stage");
+    println!("  {:<48}{det_cpu:8.2}   {det_wall:7.2}   CPU/wall {:.2}", "detector (YOLOX nano 416)", det_cpu / det_wall);
+    println!(
+        "  {:<48}{:8.2}   {:7.2}   CPU/wall {:.2}",
+        "plate chain (on the vehicles found)",
+        both_cpu - det_cpu,
+        both_wall - det_wall,
+        (both_cpu - det_cpu) / (both_wall - det_wall).max(1e-6)
+    );
+    println!("  {:<48}{ev_cpu:8.2}   {ev_wall:7.2}", "events (tracker, voting, snapshots, JSON)");
+    println!(
+        "  {:<48}{:8.2}   {:7.2}   x {per_frame_messages:.2} messages a frame",
+        "outbox (durable commit of one event)",
+        ob_cpu * per_frame_messages,
+        ob_wall * per_frame_messages
+    );
+    let total = source_cpu + motion_cpu + both_cpu + ev_cpu + ob_cpu * per_frame_messages;
+    println!("  total CPU per analysed frame {total:.1} ms: {:.0} % of a core per camera at 5 fps ({} frames analysed)", total * 5.0 / 10.0, analysed.len());
+}
+
+const SOURCE_FPS: f64 = 25.0;
+
 fn main() {
     // `cargo bench` passes --bench; a filter argument is accepted and ignored.
     println!("edge-agent pipeline benchmark ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    bench_stages();
     bench_detector();
     bench_analyze(5.0, PlateMode::Off, false);
     let without = bench_analyze(5.0, PlateMode::Vehicles, false);

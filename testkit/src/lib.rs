@@ -60,3 +60,14 @@ pub fn ort_library() -> PathBuf {
         }
     }
 }
+
+/// User plus system CPU time of a process (all its threads), from `/proc/PID/stat` (clock ticks of 1/100 s
+/// on Linux).
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    std::time::Duration::from_millis((field(11) + field(12)) * 10)
+}
