@@ -155,6 +155,33 @@ fn a_bus_the_detector_boxes_twice_is_one_chain_with_its_plate() {
 }
 
 #[test]
+fn a_car_hidden_for_a_moment_where_it_stopped_stays_one_passing() {
+    let clip = common::scenes::car_stopping_hidden_and_leaving();
+    let run = |events_section: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), None, &[Cam { id: "gate", url: file_url(&clip), extra: LINE_DOWN_IS_IN }], events_section);
+        let out = run(&["analyze", "--config", cfg.to_str().unwrap(), "--json", clip.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let events: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        for e in &events {
+            assert_valid("event.v1.json", e);
+        }
+        passings(&events).into_iter().filter(|c| c[0]["type"] == "vehicle").collect::<Vec<_>>()
+    };
+    // With the plate memory (the default), one passing from driving in to driving out.
+    let vehicles = run("");
+    assert_eq!(vehicles.len(), 1, "{vehicles:#?}");
+    let end = vehicles[0].last().unwrap();
+    assert_eq!(end["plate"]["text"], "苏ED51712");
+    let span = end["ended_at"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap() - end["started_at"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+    assert!(span >= chrono::Duration::seconds(8), "the passing spans both sightings: {span:?}");
+    assert_eq!(vehicles[0].iter().filter(|e| e["phase"] == "new").count(), 1);
+    // Without it, the same car makes two passings.
+    let vehicles = run("[events]\nplate_memory_secs = 0\n");
+    assert_eq!(vehicles.len(), 2, "{vehicles:#?}");
+}
+
+#[test]
 fn a_car_too_close_for_the_detector_is_found_by_its_plate() {
     let clip = common::scenes::close_up_car();
     // Searching only inside detected vehicles, the passing is lost: the detector never boxes the car.

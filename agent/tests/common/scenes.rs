@@ -219,3 +219,14 @@ pub fn bus_boxed_twice() -> PathBuf {
         render(&ClipSpec { width: 1280, height: 720, fps: 25, seconds: 4.0, background: grey(1280, 720, 110), sprites: vec![sprite], codec: Codec::H264, noise: 0, drift: 0.0 }, p)
     })
 }
+
+/// The new-energy car drives in and stops (0–4 s), is hidden for 3 s (a lorry passing in front, say: longer
+/// than the 2 s lost timeout), is seen standing there again, and drives on out (8–10 s). 1080p, 11 s.
+pub fn car_stopping_hidden_and_leaving() -> PathBuf {
+    cached("car_stop_hidden_1080p.mp4", |p| {
+        let car = car_sprite(&load_rgb(&testkit::data("scenes/hy_test_img.jpg")));
+        let at = |from: f64, to: f64, start_s: f64, end_s: f64| Sprite { image: car.clone(), from: (280.0, from), to: (280.0, to), start_s, end_s };
+        let sprites = vec![at(-320.0, 150.0, 0.0, 2.0), at(150.0, 150.0, 2.0, 4.0), at(150.0, 150.0, 7.0, 8.0), at(150.0, 330.0, 8.0, 10.0)];
+        render(&road_1080p(11.0, sprites), p)
+    })
+}
