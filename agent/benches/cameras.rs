@@ -222,7 +222,11 @@ fn measure(urls: &[String], n: usize, extra: &str, window: Duration, clip: Optio
         if Instant::now() >= deadline {
             // Not sustained: at this count the cameras do not even all come up.
             let up = ids.iter().filter(|id| c.get(*id).is_some_and(|(_, a, _, s)| *a > 0 && s == "online")).count();
-            eprintln!("  agent: only {up} of {n} cameras online and analysed within 90 s");
+            eprintln!("  agent: only {up} of {n} cameras online and analysed within 90 s; the end of its log:");
+            let log = agent.log();
+            for line in log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev() {
+                eprintln!("    {line}");
+            }
             agent.signal("TERM");
             agent.wait(Duration::from_secs(30));
             let failed = Rung { streams: n, min_fps_in: 0.0, min_fps_analysed: Some(0.0), cpu_percent: 0.0, rss_mib: 0.0, restarts: 0, latency: None };

@@ -368,6 +368,9 @@ fn validate_mqtt(mqtt: &Mqtt, issues: &mut Vec<Issue>) {
 }
 
 fn validate_models(models: &Models, issues: &mut Vec<Issue>) {
+    if models.detector_sessions > 16 {
+        issues.push(Issue::new("models.detector_sessions", format!("{} is out of range 0..=16 (0: one per core)", models.detector_sessions)));
+    }
     if !(1..=64).contains(&models.intra_threads) {
         issues.push(Issue::new("models.intra_threads", format!("{} is out of range 1..=64", models.intra_threads)));
     }

@@ -236,7 +236,10 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.snapshots {
         std::fs::create_dir_all(dir).with_context(|| format!("--snapshots {}", dir.display()))?;
     }
-    let models = super::with_local_runtime(models);
+    let mut models = super::with_local_runtime(models);
+    // One frame at a time here: each inference may use every core (the daemon runs one session per core
+    // with one thread each instead, analysing several cameras' frames side by side).
+    models.intra_threads = models.intra_threads.max(std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
     if !(args.detect_fps > 0.0 && args.detect_fps <= 60.0) {
         anyhow::bail!("--detect-fps {} is out of range (0, 60]", args.detect_fps);
     }
@@ -248,7 +251,6 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if args.plate_crops {
         return read_plate_crops(&models, &inputs, failures, args.json);
     }
-    let mut models = models;
     if args.plates == Some(PlateMode::Off) {
         models.plates.enabled = false;
     }
