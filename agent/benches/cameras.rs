@@ -15,7 +15,8 @@
 //! plate of each `end` event) as a reference run with gating off.
 //!
 //! `EDGE_BENCH_MAX_STREAMS` caps the ladders (default 64); `EDGE_BENCH_ONLY=busy`, `=quiet` or `=decode`
-//! runs one of them.
+//! runs one of them; `EDGE_BENCH_CAMERA` adds TOML lines to every camera of the busy ladder (for example
+//! `plates = "vehicles"`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -190,7 +191,8 @@ fn passings(sub: &Subscriber, ids: &[String]) -> Passings {
 }
 
 fn measure_agent(server: &RtspServer, n: usize) -> Rung {
-    measure(&[server.url(None)], n, &format!("detect_fps = {DETECT_FPS}"), WINDOW, None).0
+    let extra = std::env::var("EDGE_BENCH_CAMERA").map(|e| format!("\n{e}")).unwrap_or_default();
+    measure(&[server.url(None)], n, &format!("detect_fps = {DETECT_FPS}{extra}"), WINDOW, None).0
 }
 
 /// The quiet ladder's rung: the figures over a 60 s window, then each camera's passings `passed_s` after
