@@ -122,7 +122,7 @@ fn bench_chain(frame: &BgrImage) {
     let mut rec = PlateRecognizer::load(env, &paths, &options(), RecognizerSettings::default()).unwrap();
     let mut plates = 0;
     let chain = median_ms(|_| {
-        plates = rec.recognize(&frame.view(), &regions, false).unwrap().plates.len();
+        plates = rec.recognize(&frame.view(), &regions, models::plates::FrameSearch::Off).unwrap().plates.len();
     });
     println!("plate chain on {} vehicle region(s) of the 1920x1080 street scene: {chain:.2} ms/frame ({plates} plate read)", regions.len().min(4));
 }

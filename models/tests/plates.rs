@@ -1,7 +1,7 @@
 //! Plate recognition on real images: the 500 dev crops, the HyperLPR scenes, and things that are not plates.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use models::plates::{PlateColour, PlateModelPaths, PlateRecognizer, RecognizerSettings};
+use models::plates::{FrameSearch, PlateColour, PlateModelPaths, PlateRecognizer, RecognizerSettings};
 use models::{runtime::environment, BgrImage, SessionOptions, Yolox, YoloxSettings};
 
 fn recognizer() -> PlateRecognizer {
@@ -57,7 +57,8 @@ fn vehicles(image: &BgrImage) -> Vec<models::BBox> {
 fn read_scene(file: &str, whole_frame: bool) -> models::plates::Recognition {
     let image = BgrImage::open(&testkit::data(&format!("scenes/{file}"))).unwrap();
     let regions = vehicles(&image);
-    recognizer().recognize(&image.view(), &regions, whole_frame).unwrap()
+    let search = if whole_frame { FrameSearch::Fine } else { FrameSearch::Off };
+    recognizer().recognize(&image.view(), &regions, search).unwrap()
 }
 
 #[test]
@@ -139,7 +140,7 @@ fn signs_and_text_that_are_not_plates_yield_no_plate() {
         let mut scene = testkit::clips::load_rgb(&testkit::data("scenes/coco_000000001532.jpg"));
         image::imageops::overlay(&mut scene, &rgb, 40, 40);
         let frame = BgrImage::from_rgb(scene.width(), scene.height(), scene.as_raw()).unwrap();
-        let found = rec.recognize(&frame.view(), &[], true).unwrap();
+        let found = rec.recognize(&frame.view(), &[], FrameSearch::Fine).unwrap();
         assert!(found.plates.iter().all(|p| p.bbox.x1 > 40.0 + rgb.width() as f32 || p.bbox.y1 > 40.0 + rgb.height() as f32), "sign {text:?} read as {:?}", found.plates);
     }
 }

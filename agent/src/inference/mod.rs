@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use edge_config::{ExecutionProvider, Models, PlateMode};
-use models::plates::{PlateModelPaths, PlateRead, PlateRecognizer, RecognizerSettings};
+use models::plates::{FrameSearch, PlateModelPaths, PlateRead, PlateRecognizer, RecognizerSettings};
 use models::{coco_class_id, BBox, Detection, ModelError, Provider, SessionOptions, Yolox, YoloxSettings};
 
 use crate::source::Frame;
@@ -258,12 +258,13 @@ fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, score_threshold
             let (carriers, left): (Vec<usize>, Vec<usize>) = vehicles.partition(|&i| job.focus.wants(&detections[i].bbox));
             skipped = left.len() as u32;
             let regions: Vec<_> = carriers.iter().map(|&i| detections[i].bbox).collect();
-            let whole_frame = match job.plates {
-                PlateMode::Frame => true,
-                PlateMode::Auto => job.focus.frame_search_due || !detections.iter().any(|d| d.class.carries_plate() && d.score >= score_threshold),
-                PlateMode::Vehicles | PlateMode::Off => false,
+            // `auto` looks for a vehicle too close for the detector: its plate is large, the coarse search finds it.
+            let search = match job.plates {
+                PlateMode::Frame => FrameSearch::Fine,
+                PlateMode::Auto if job.focus.frame_search_due || !detections.iter().any(|d| d.class.carries_plate() && d.score >= score_threshold) => FrameSearch::Coarse,
+                PlateMode::Auto | PlateMode::Vehicles | PlateMode::Off => FrameSearch::Off,
             };
-            match recognizer.recognize(&view, &regions, whole_frame) {
+            match recognizer.recognize(&view, &regions, search) {
                 Ok(r) => {
                     reads = r.plates;
                     // Report the vehicle as an index into `detections`.
