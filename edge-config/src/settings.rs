@@ -763,6 +763,11 @@ pub fn default_detections_interval_ms() -> u64 {
 pub fn default_models_dir() -> PathBuf {
     PathBuf::from("/var/lib/edge-agent/models")
 }
+/// CPU cores to use for inference: the machine's, at most 4.
+pub fn cpu_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+}
+
 pub fn default_intra_threads() -> usize {
     1
 }
@@ -943,7 +948,7 @@ impl Models {
     pub fn sessions(&self) -> usize {
         match (self.detector_sessions, self.execution_provider) {
             (0, ExecutionProvider::Cuda) => 1,
-            (0, _) => std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
+            (0, _) => cpu_cores(),
             (n, _) => n,
         }
     }

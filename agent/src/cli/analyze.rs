@@ -239,7 +239,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut models = super::with_local_runtime(models);
     // One frame at a time here: each inference may use every core (the daemon runs one session per core
     // with one thread each instead, analysing several cameras' frames side by side).
-    models.intra_threads = models.intra_threads.max(std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
+    models.intra_threads = models.intra_threads.max(edge_config::cpu_cores());
     if !(args.detect_fps > 0.0 && args.detect_fps <= 60.0) {
         anyhow::bail!("--detect-fps {} is out of range (0, 60]", args.detect_fps);
     }

@@ -109,7 +109,12 @@ fn owner(detections: &[Detection], plate: &PlateRead) -> Option<usize> {
 /// every plate no vehicle box covers (see the module docs). People and other classes pass unchanged.
 pub fn consolidate(detections: &[Detection], plates: &[PlateRead], width: u32, height: u32) -> Consolidated {
     let owners: Vec<Option<usize>> = plates.iter().map(|p| owner(detections, p)).collect();
-    let texts = |i: usize| -> Vec<&str> { plates.iter().zip(&owners).filter(|(_, o)| **o == Some(i)).map(|(p, _)| p.text.as_str()).collect() };
+    let mut texts: Vec<Vec<&str>> = vec![Vec::new(); detections.len()];
+    for (p, o) in plates.iter().zip(&owners) {
+        if let Some(i) = o {
+            texts[*i].push(p.text.as_str());
+        }
+    }
     // Biggest first, so a part meets its whole already kept.
     let mut order: Vec<usize> = (0..detections.len()).collect();
     order.sort_by(|&a, &b| detections[b].bbox.area().total_cmp(&detections[a].bbox.area()));
@@ -122,7 +127,7 @@ pub fn consolidate(detections: &[Detection], plates: &[PlateRead], width: u32, h
                 let k = &detections[i];
                 let same_kind = k.class.track_group() == d.class.track_group();
                 let one_object = part_of(&d.bbox, &k.bbox, NESTED) || d.bbox.iou(&k.bbox) >= DUPLICATE_IOU;
-                let (a, b) = (texts(i), texts(j));
+                let (a, b) = (&texts[i], &texts[j]);
                 let plates_agree = a.is_empty() || b.is_empty() || a.iter().any(|t| b.contains(t));
                 same_kind && one_object && plates_agree
             })

@@ -321,12 +321,17 @@ impl EventBuilder {
     }
 
     fn alias(&mut self, id: u64, vehicle: u64) {
+        self.repoint(id, vehicle);
+        self.aliases.insert(id, vehicle);
+    }
+
+    /// Tracks that were part of the vehicle at `from` are now part of the vehicle at `to`.
+    fn repoint(&mut self, from: u64, to: u64) {
         for k in self.aliases.values_mut() {
-            if *k == id {
-                *k = vehicle;
+            if *k == from {
+                *k = to;
             }
         }
-        self.aliases.insert(id, vehicle);
     }
 
     /// A track ended: the end of its chain, unless it was part of another vehicle, another track of its
@@ -338,11 +343,7 @@ impl EventBuilder {
         if let Some(heir) = self.aliases.iter().find(|(_, k)| **k == id).map(|(x, _)| *x) {
             let a = self.active.remove(&id)?;
             self.aliases.remove(&heir);
-            for k in self.aliases.values_mut() {
-                if *k == id {
-                    *k = heir;
-                }
-            }
+            self.repoint(id, heir);
             self.active.insert(heir, a);
             return None;
         }
@@ -416,7 +417,7 @@ impl EventBuilder {
         let memory = self.settings.plate_memory_s;
         let (gone, kept): (Vec<Active>, Vec<Active>) = std::mem::take(&mut self.parked).into_iter().partition(|a| t.stream_s - a.last_seen_s > memory);
         self.parked = kept;
-        gone.into_iter().filter_map(|a| end_active(&self.origin, self.frame, &self.settings, a, t)).collect()
+        gone.into_iter().filter_map(|mut a| end_message(&self.origin, self.frame, &self.settings, &mut a, t)).collect()
     }
 
     fn matched(&mut self, id: u64, detection: usize, input: &FrameInput<'_>, frame: &identity::Consolidated, plates: &BTreeMap<usize, Vec<&PlateRead>>) {
@@ -522,8 +523,8 @@ impl EventBuilder {
     }
 
     fn end(&mut self, id: u64, t: FrameTime) -> Option<EventOut> {
-        let a = self.active.remove(&id)?;
-        end_active(&self.origin, self.frame, &self.settings, a, t)
+        let mut a = self.active.remove(&id)?;
+        end_message(&self.origin, self.frame, &self.settings, &mut a, t)
     }
 
     /// Ends every object (end of stream, shutdown, a gap in the video).
@@ -533,7 +534,7 @@ impl EventBuilder {
         self.aliases.clear();
         let ids: Vec<u64> = self.active.keys().copied().collect();
         let mut out: Vec<EventOut> = ids.into_iter().filter_map(|id| self.end(id, t)).collect();
-        out.extend(std::mem::take(&mut self.parked).into_iter().filter_map(|a| end_active(&self.origin, self.frame, &self.settings, a, t)));
+        out.extend(std::mem::take(&mut self.parked).into_iter().filter_map(|mut a| end_message(&self.origin, self.frame, &self.settings, &mut a, t)));
         out
     }
 }
@@ -544,12 +545,7 @@ fn same_place(a: &BBox, b: &BBox) -> bool {
 }
 
 /// The `end` of `a` (nothing for an object never confirmed). Gone while inside a zone: it left when it was
-/// last seen.
-fn end_active(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSettings, mut a: Active, t: FrameTime) -> Option<EventOut> {
-    end_message(origin, frame, settings, &mut a, t)
-}
-
-/// [`end_active`] for an object whose record lives on (merged into another chain).
+/// last seen. `a` may live on afterwards (a chain merged into another).
 fn end_message(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSettings, a: &mut Active, t: FrameTime) -> Option<EventOut> {
     for open in a.in_zone.iter_mut() {
         if let Some(v) = open.take() {

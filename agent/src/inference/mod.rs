@@ -261,7 +261,7 @@ fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, score_threshold
             // `auto` looks for a vehicle too close for the detector: its plate is large, the coarse search finds it.
             let search = match job.plates {
                 PlateMode::Frame => FrameSearch::Fine,
-                PlateMode::Auto if job.focus.frame_search_due || !detections.iter().any(|d| d.class.carries_plate() && d.score >= score_threshold) => FrameSearch::Coarse,
+                PlateMode::Auto if job.focus.frame_search_due || (carriers.is_empty() && left.is_empty()) => FrameSearch::Coarse,
                 PlateMode::Auto | PlateMode::Vehicles | PlateMode::Off => FrameSearch::Off,
             };
             match recognizer.recognize(&view, &regions, search) {
