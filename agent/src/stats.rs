@@ -72,7 +72,7 @@ pub struct CameraCounters {
     pub frames_analysed: AtomicU64,
     /// Sampled frames the motion stage let go without inference (nothing moving, nothing followed).
     pub frames_gated: AtomicU64,
-    /// Vehicles not searched for a plate because their plate was settled or they were too small.
+    /// Vehicles not searched for a plate: settled, not due ([`crate::events::plate_search`]), or too small.
     pub plate_searches_skipped: AtomicU64,
     /// Objects detected (after label filtering).
     pub detections: AtomicU64,

@@ -64,10 +64,22 @@ pub fn ort_library() -> PathBuf {
 /// User plus system CPU time of a process (all its threads), from `/proc/PID/stat` (clock ticks of 1/100 s
 /// on Linux).
 pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let [user, system, ..] = stat_times(&pid.to_string());
+    user + system
+}
+
+/// User plus system CPU time of this process's children that have been waited for (`cutime` + `cstime`).
+pub fn children_cpu_time() -> std::time::Duration {
+    let [.., user, system] = stat_times("self");
+    user + system
+}
+
+/// utime, stime, cutime, cstime of `/proc/{pid}/stat`.
+fn stat_times(pid: &str) -> [std::time::Duration; 4] {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    std::time::Duration::from_millis((field(11) + field(12)) * 10)
+    let ticks = |i: usize| std::time::Duration::from_millis(fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0) * 10);
+    [ticks(11), ticks(12), ticks(13), ticks(14)]
 }

@@ -411,7 +411,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
                     continue;
                 }
                 let focus = PlateFocus {
-                    skip: builder.plate_search_skips(settle_reads),
+                    targets: builder.plate_targets(settle_reads),
                     min_vehicle_width,
                     frame_search_due: plate_mode == PlateMode::Auto && gate.frame_search_due(stream_s),
                 };

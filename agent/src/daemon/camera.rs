@@ -77,7 +77,7 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
             return;
         }
         let focus = PlateFocus {
-            skip: self.builder.plate_search_skips(self.settle_reads),
+            targets: self.builder.plate_targets(self.settle_reads),
             min_vehicle_width: self.min_plate_vehicle_width,
             frame_search_due: self.plates == PlateMode::Auto && self.gate.frame_search_due(stream_s),
         };

@@ -15,6 +15,7 @@
 pub mod geometry;
 pub mod identity;
 mod object;
+pub mod plate_search;
 pub mod snapshot;
 pub mod voting;
 
@@ -30,6 +31,7 @@ use crate::topics::Origin;
 use crate::tracking::{Observation, TrackEvent, Tracker, TrackerSettings};
 use geometry::{Direction, LineGeom, LineState, ZoneGeom};
 pub use object::{Crossing, EventOut, FrameSize, ObjectEvent, Phase, SnapshotInfo, ZoneVisit};
+use plate_search::{PlateSchedule, PlateTargets, CONFIDENT_READ};
 use snapshot::{Candidate, SnapshotSettings};
 use voting::PlateVotes;
 
@@ -86,11 +88,6 @@ pub struct FrameInput<'a> {
     pub plates: &'a [PlateRead],
 }
 
-/// A vehicle seen this many frames in a row without a plate read is searched less often...
-pub const PLATE_BACKOFF_AFTER: u32 = 5;
-/// ...only every this many frames.
-pub const PLATE_BACKOFF_EVERY: u32 = 4;
-
 /// What is known about one object.
 struct Active {
     event_id: String,
@@ -109,8 +106,8 @@ struct Active {
     in_zone: Vec<Option<usize>>,
     visits: Vec<ZoneVisit>,
     plates: PlateVotes,
-    /// Frames in a row this vehicle was seen without a plate read.
-    unread_frames: u32,
+    /// When it is searched for its plate again.
+    plate_search: PlateSchedule,
     /// Plate and direction as last published.
     published: (Option<(String, f32)>, Option<Direction>),
     last_update_s: f64,
@@ -190,25 +187,27 @@ impl EventBuilder {
         self.active.len() + self.parked.len()
     }
 
-    /// Last boxes of the vehicles the plate chain can leave out of the next frame (`settle_reads` 0: none):
-    /// those whose plate is settled — at least `settle_reads` reads agree with the voted text, which is at
-    /// least 0.9 confident — and, to favour the vehicles that are new or have a read to improve, those
-    /// never read in [`PLATE_BACKOFF_AFTER`] frames, except every [`PLATE_BACKOFF_EVERY`]th frame (a
-    /// vehicle still far away is looked at again as it comes closer; once read, it is searched every frame
-    /// until settled).
-    pub fn plate_search_skips(&self, settle_reads: u32) -> Vec<BBox> {
+    /// Which vehicles the plate chain searches in the next frame (`settle_reads` 0: all, `None`). It leaves out the
+    /// followed vehicles whose plate is settled — at least `settle_reads` reads agree with the voted text,
+    /// which is at least [`CONFIDENT_READ`] — and, to favour the vehicles that are new or read confidently,
+    /// those whose [`PlateSchedule`] says to wait (searches that found no confident read space out, and
+    /// start over when the vehicle comes closer). A detection that no followed vehicle's box covers is
+    /// searched only if it can start a track.
+    pub fn plate_targets(&self, settle_reads: u32) -> Option<PlateTargets> {
         if settle_reads == 0 {
-            return Vec::new();
+            return None;
         }
-        self.active
-            .values()
-            .filter(|a| {
-                let backed_off = a.plates.is_empty() && a.unread_frames >= PLATE_BACKOFF_AFTER && a.unread_frames % PLATE_BACKOFF_EVERY != 0;
-                let settled = || a.plates.len() >= settle_reads as usize && a.plates.result().is_some_and(|p| p.reads >= settle_reads && p.confidence >= 0.9);
-                backed_off || settled()
-            })
-            .map(|a| a.last_box)
-            .collect()
+        let tracker = &self.settings.tracker;
+        let mut targets = PlateTargets { skip: Vec::new(), due: Vec::new(), new_track_score: tracker.new_track_score };
+        for a in self.active.values() {
+            let settled = || a.plates.len() >= settle_reads as usize && a.plates.result().is_some_and(|p| p.reads >= settle_reads && p.confidence >= CONFIDENT_READ);
+            if a.plate_search.waiting() || settled() {
+                targets.skip.push(a.last_box);
+            } else {
+                targets.due.push((a.last_box, if a.confirmed { tracker.low_score } else { tracker.high_score }));
+            }
+        }
+        Some(targets)
     }
 
     /// Time of the last frame fed in.
@@ -451,7 +450,7 @@ impl EventBuilder {
             in_zone: vec![None; n_zones],
             visits: Vec::new(),
             plates: PlateVotes::default(),
-            unread_frames: 0,
+            plate_search: PlateSchedule::new(&d.bbox),
             published: (None, None),
             last_update_s: t.stream_s,
             last_seen_s: t.stream_s,
@@ -504,7 +503,9 @@ impl EventBuilder {
             for p in reads {
                 a.plates.add(p);
             }
-            a.unread_frames = if reads.is_empty() { a.unread_frames.saturating_add(1) } else { 0 };
+            if !part {
+                a.plate_search.seen(&d.bbox, reads.iter().map(|p| p.confidence).reduce(f32::max));
+            }
         }
         if self.settings.snapshots {
             if let Some(view) = &input.view {

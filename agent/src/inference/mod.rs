@@ -12,6 +12,7 @@ use edge_config::{ExecutionProvider, Models, PlateMode};
 use models::plates::{FrameSearch, PlateModelPaths, PlateRead, PlateRecognizer, RecognizerSettings};
 use models::{coco_class_id, BBox, Detection, ModelError, Provider, SessionOptions, Yolox, YoloxSettings};
 
+use crate::events::plate_search::PlateTargets;
 use crate::source::Frame;
 
 /// Why a frame could not be analysed.
@@ -56,12 +57,13 @@ impl Analysed {
     }
 }
 
-/// Which vehicles of a frame the plate chain searches: not those the event builder says to leave out this
-/// frame (their last boxes, matched by overlap: plate settled, or backed off), nor those too narrow to
-/// carry a readable plate.
+/// Which vehicles of a frame the plate chain searches: those the event builder's [`PlateTargets`] want
+/// (not a followed vehicle whose plate is settled or whose search waits, nor a detection no track takes),
+/// and not those too narrow to carry a readable plate.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlateFocus {
-    pub skip: Vec<BBox>,
+    /// `None`: every vehicle wide enough.
+    pub targets: Option<PlateTargets>,
     pub min_vehicle_width: f32,
     /// In `auto` plate mode, search the whole frame this time even if vehicles were detected (the
     /// camera's periodic look for a vehicle too close for the detector).
@@ -69,11 +71,14 @@ pub struct PlateFocus {
 }
 
 impl PlateFocus {
-    /// A left-out vehicle's last box overlaps its next detection at least this much.
-    const SAME_VEHICLE_IOU: f32 = 0.3;
-
-    fn wants(&self, vehicle: &BBox) -> bool {
-        vehicle.width() >= self.min_vehicle_width && !self.skip.iter().any(|b| b.iou(vehicle) >= Self::SAME_VEHICLE_IOU)
+    /// Splits vehicle detections (indices into `detections`) into those searched and those left out.
+    fn split(&self, detections: &[Detection], vehicles: Vec<usize>) -> (Vec<usize>, Vec<usize>) {
+        let wide: Vec<bool> = vehicles.iter().map(|&i| detections[i].bbox.width() >= self.min_vehicle_width).collect();
+        let candidates: Vec<(BBox, f32)> = vehicles.iter().zip(&wide).filter(|(_, w)| **w).map(|(&i, _)| (detections[i].bbox, detections[i].score)).collect();
+        let mut chosen = self.targets.as_ref().map_or_else(|| vec![true; candidates.len()], |t| t.select(&candidates)).into_iter();
+        let searched: Vec<bool> = wide.iter().map(|&w| w && chosen.next().unwrap_or(false)).collect();
+        let mut flags = searched.iter();
+        vehicles.into_iter().partition(|_| flags.next().copied().unwrap_or(false))
     }
 }
 
@@ -254,8 +259,8 @@ fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, score_threshold
         let mut reads = Vec::new();
         let mut skipped = 0u32;
         if let (Some(recognizer), true) = (plates.as_mut(), job.plates != PlateMode::Off) {
-            let vehicles = (0..detections.len()).filter(|&i| detections[i].class.carries_plate() && detections[i].score >= score_threshold);
-            let (carriers, left): (Vec<usize>, Vec<usize>) = vehicles.partition(|&i| job.focus.wants(&detections[i].bbox));
+            let vehicles = (0..detections.len()).filter(|&i| detections[i].class.carries_plate() && detections[i].score >= score_threshold).collect();
+            let (carriers, left) = job.focus.split(&detections, vehicles);
             skipped = left.len() as u32;
             let regions: Vec<_> = carriers.iter().map(|&i| detections[i].bbox).collect();
             // `auto` looks for a vehicle too close for the detector: its plate is large, the coarse search finds it.

@@ -164,7 +164,7 @@ pub struct CameraStats {
     pub frames_skipped: u64,
     /// Sampled frames not analysed because nothing moved and nothing was being followed.
     pub frames_gated: u64,
-    /// Vehicle plate searches saved: plate already settled, or vehicle too small.
+    /// Vehicle plate searches saved: plate already settled, search not due, or vehicle too small.
     pub plate_searches_skipped: u64,
     pub fps_in: f64,
     pub fps_analysed: f64,
