@@ -14,7 +14,7 @@
 //! 25 fps over a 60 s window with no restarts, and every stream produced the same passings (type and
 //! plate of each `end` event) as a reference run with gating off.
 //!
-//! `EDGE_BENCH_MAX_STREAMS` caps the ladders (default 64); `EDGE_BENCH_ONLY=busy`, `=quiet` or `=decode`
+//! `EDGE_BENCH_MAX_STREAMS` caps the ladders (default 64) and `EDGE_BENCH_MIN_STREAMS` starts them higher; `EDGE_BENCH_ONLY=busy`, `=quiet` or `=decode`
 //! runs one of them; `EDGE_BENCH_CAMERA` adds TOML lines to every camera of the busy ladder (for example
 //! `plates = "vehicles"`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -138,11 +138,12 @@ fn decode_only(url: &str, n: usize) {
     }
 }
 
-fn measure_decode_only(server: &RtspServer, n: usize) -> Rung {
+/// The decode-only rung: `n` pipelines on the one server's stream, set up one by one.
+fn measure_decode_only(servers: &[RtspServer], n: usize) -> Rung {
     let out = Command::new("nice")
         .args(["-n", &NICENESS.to_string()])
         .arg(std::env::current_exe().unwrap())
-        .env(CHILD_ENV, format!("{} {n}", server.url(None)))
+        .env(CHILD_ENV, format!("{} {n}", servers[0].url(None)))
         .stderr(Stdio::inherit())
         .output()
         .unwrap();
@@ -190,9 +191,11 @@ fn passings(sub: &Subscriber, ids: &[String]) -> Passings {
     by
 }
 
-fn measure_agent(server: &RtspServer, n: usize) -> Rung {
+/// The busy rung: camera `i` reads server `i`.
+fn measure_agent(servers: &[RtspServer], n: usize) -> Rung {
     let extra = std::env::var("EDGE_BENCH_CAMERA").map(|e| format!("\n{e}")).unwrap_or_default();
-    measure(&[server.url(None)], n, &format!("detect_fps = {DETECT_FPS}{extra}"), WINDOW, None).0
+    let urls: Vec<String> = servers.iter().map(|s| s.url(None)).collect();
+    measure(&urls, n, &format!("detect_fps = {DETECT_FPS}{extra}"), WINDOW, None).0
 }
 
 /// The quiet ladder's rung: the figures over a 60 s window, then each camera's passings `passed_s` after
@@ -263,8 +266,9 @@ fn measure(urls: &[String], n: usize, extra: &str, window: Duration, clip: Optio
 /// The quiet ladder: a reference run with gating off, then the counts with gating on until one is not
 /// sustained (or loses a passing). Returns the highest sustained count and the RSS of each rung.
 fn climb_quiet(ladder: &[usize], clips: &[std::path::PathBuf], clip_s: f64) -> (usize, Vec<(usize, f64)>) {
-    let serve = || clips.iter().map(|clip| RtspServer::start(ServerSpec { feed: Feed::File(clip.clone()), credentials: None })).collect::<Vec<_>>();
-    let servers = serve();
+    // One server per camera, as cameras are separate devices: camera `i` reads clip `i % clips.len()`.
+    let serve = |n: usize| (0..n).map(|i| serve_file(&clips[i % clips.len()])).collect::<Vec<_>>();
+    let servers = serve(clips.len());
     let (reference_rung, reference) = measure_quiet(&servers, clips.len(), false, clip_s);
     drop(servers);
     let expected = reference.values().next().cloned().unwrap_or_default();
@@ -272,7 +276,7 @@ fn climb_quiet(ladder: &[usize], clips: &[std::path::PathBuf], clip_s: f64) -> (
     let mut best = 0;
     let mut rss = Vec::new();
     for &n in ladder {
-        let servers = serve();
+        let servers = serve(n);
         let (rung, got) = measure_quiet(&servers, n, true, clip_s);
         let lost: Vec<String> = got.iter().filter(|(_, p)| **p != expected).map(|(id, p)| format!("{id}: {p:?}")).collect();
         let ok = rung.sustained() && lost.is_empty() && !expected.is_empty();
@@ -325,17 +329,22 @@ fn latency_percentiles(page: &str) -> Option<(f64, f64, u64)> {
 }
 
 /// Climbs `ladder` until the first count not sustained; returns the highest sustained count.
-fn climb(ladder: &[usize], clip: &std::path::Path, measure: impl Fn(&RtspServer, usize) -> Rung) -> usize {
+fn serve_file(clip: &std::path::Path) -> RtspServer {
+    RtspServer::start(ServerSpec { feed: Feed::File(clip.to_path_buf()), credentials: None })
+}
+
+/// Climbs `ladder` with fresh servers at every rung, so the clip plays from its start for every count:
+/// `servers(n)` of them for `n` streams.
+fn climb(ladder: &[usize], clip: &std::path::Path, servers: fn(usize) -> usize, measure: impl Fn(&[RtspServer], usize) -> Rung) -> usize {
     let mut best = 0;
     for &n in ladder {
-        // A fresh server per rung, so the clip plays from its start for every count.
-        let server = RtspServer::start(ServerSpec { feed: Feed::File(clip.to_path_buf()), credentials: None });
-        let rung = measure(&server, n);
+        let running: Vec<RtspServer> = (0..servers(n)).map(|_| serve_file(clip)).collect();
+        let rung = measure(&running, n);
         println!("{}", rung.line());
         if !rung.sustained() {
-            // Past the limit, sessions can be left half set up inside the server, and tearing it down
+            // Past the limit, sessions can be left half set up inside a server, and tearing it down
             // then blocks; the process is about to move on or exit, so leave it to the OS.
-            std::mem::forget(server);
+            std::mem::forget(running);
             break;
         }
         best = n;
@@ -351,6 +360,8 @@ fn main() {
     }
     // `cargo bench` passes `--bench`; there are no options of our own.
     let max: usize = std::env::var("EDGE_BENCH_MAX_STREAMS").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let min: usize = std::env::var("EDGE_BENCH_MIN_STREAMS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let rungs = |ladder: &[usize]| -> Vec<usize> { ladder.iter().copied().filter(|&n| n >= min && n <= max).collect() };
     // 40 s: enough for connecting, warming up and the window at every rung.
     let clip = testkit::clips::cached("street_pan_720p_40s.mp4", |p| testkit::clips::street_pan_720p(p, 40.0));
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -367,7 +378,7 @@ fn main() {
         let clip_s = 153.0;
         let quiet_clips: Vec<std::path::PathBuf> = [0.0, 10.0, 20.0].into_iter().map(common::scenes::quiet_gate_25fps).collect();
         println!("quiet gate (a still road with noise and light drift, something passing every 30 s; agent with motion gating, {:?} window):", QUIET_WINDOW);
-        let ladder: Vec<usize> = [8, 16, 24, 32].into_iter().filter(|&n| n <= max).collect();
+        let ladder = rungs(&[8, 16, 24, 32]);
         let (best, rss) = climb_quiet(&ladder, &quiet_clips, clip_s);
         quiet = best;
         if let (Some(first), Some(last)) = (rss.first(), rss.last()) {
@@ -379,14 +390,16 @@ fn main() {
     let mut agent = 0;
     if runs("busy") {
         println!("agent (edge-agent run, detect_fps {DETECT_FPS}, YOLOX-nano 416, plates on vehicles, events and snapshots):");
-        let ladder: Vec<usize> = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16].into_iter().filter(|&n| n <= max).collect();
-        agent = climb(&ladder, &clip, measure_agent);
+        let ladder = rungs(&[1, 2, 3, 4, 5, 6, 8, 10, 12, 16]);
+        // One server per camera, as cameras are separate devices: a single gst-rtsp-server with one
+        // shared media stops answering when a dozen clients set up sessions at the same instant.
+        agent = climb(&ladder, &clip, |n| n, measure_agent);
     }
     let mut ceiling = 0;
     if runs("decode") {
         println!("decode-only ceiling (rtspsrc ! decodebin ! fakesink, one process):");
-        let ladder: Vec<usize> = [1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 64].into_iter().filter(|&n| n <= max).collect();
-        ceiling = climb(&ladder, &clip, measure_decode_only);
+        let ladder = rungs(&[1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 64]);
+        ceiling = climb(&ladder, &clip, |_| 1, measure_decode_only);
     }
 
     println!("sustained: busy gate {agent} streams, quiet gate {quiet} streams, decode-only ceiling {ceiling} streams");

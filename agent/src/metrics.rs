@@ -271,7 +271,9 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
     counter(&mut out, "edge_agent_camera_frames_analysed_total", "Frames the detector analysed.", &|s| s.frames_analysed);
     counter(&mut out, "edge_agent_camera_frames_dropped_total", "Frames sampled for detection but replaced by a newer one before the detector was free.", &|s| s.frames_dropped());
     counter(&mut out, "edge_agent_camera_frames_gated_total", "Sampled frames not analysed: nothing moved and nothing was being followed.", &|s| s.frames_gated);
-    counter(&mut out, "edge_agent_camera_plate_searches_skipped_total", "Vehicles not searched for a plate: plate already settled, search not due, or too small.", &|s| s.plate_searches_skipped);
+    counter(&mut out, "edge_agent_camera_plate_searches_skipped_total", "Vehicles not searched for a plate: plate already settled, search not due, or too small.", &|s| {
+        s.plate_searches_skipped
+    });
     counter(&mut out, "edge_agent_camera_detections_total", "Objects detected (people and vehicles).", &|s| s.detections);
     counter(&mut out, "edge_agent_camera_plates_total", "Licence plates read.", &|s| s.plates);
     counter(&mut out, "edge_agent_camera_restarts_total", "Camera pipeline starts, the first included.", &|s| s.restarts);

@@ -19,6 +19,7 @@
 //! when it moves off. The first frames only build the background and report motion, so the detector sees
 //! the scene from the start.
 
+use crate::inference::WholeFrame;
 use edge_config::{Motion, Zone};
 use models::BgrView;
 
@@ -144,14 +145,23 @@ impl DetectGate {
         Self { motion: settings.enabled.then(|| MotionDetector::new(settings)), keepalive_s: settings.keepalive_secs, last_run_s: None, last_frame_search_s: None }
     }
 
-    /// Whether a frame the detector runs on at `stream_s` is due for a whole-frame plate search (`auto`
-    /// plate mode); if so, the next is due [`FRAME_SEARCH_EVERY_S`] later.
-    pub fn frame_search_due(&mut self, stream_s: f64) -> bool {
-        let due = self.last_frame_search_s.is_none_or(|t| stream_s < t || stream_s - t >= FRAME_SEARCH_EVERY_S);
-        if due {
-            self.last_frame_search_s = Some(stream_s);
+    /// Whether a frame the detector runs on at `stream_s` for `decision` gets a whole-frame plate search
+    /// (`auto` plate mode), looking for a vehicle too close for the detector: every
+    /// [`FRAME_SEARCH_EVERY_S`] while something moves or is followed, and on a moving frame in which the
+    /// detector finds nothing at all (a person or a vehicle it names explains the motion). A keep-alive look
+    /// at a still scene gets none.
+    pub fn whole_frame(&mut self, decision: Decision, stream_s: f64) -> WholeFrame {
+        if matches!(decision, Decision::KeepAlive | Decision::Skip) {
+            return WholeFrame::No;
         }
-        due
+        if self.last_frame_search_s.is_none_or(|t| stream_s < t || stream_s - t >= FRAME_SEARCH_EVERY_S) {
+            self.last_frame_search_s = Some(stream_s);
+            return WholeFrame::Search;
+        }
+        match decision {
+            Decision::Motion | Decision::Always => WholeFrame::IfNothingDetected,
+            _ => WholeFrame::No,
+        }
     }
 
     /// Decides for the frame `view` at `stream_s` (seconds on the camera's clock); `following` says whether

@@ -15,7 +15,7 @@ use models::BgrImage;
 use serde::Serialize;
 
 use crate::events::{BuilderSettings, EventBuilder, EventOut, FrameTime};
-use crate::inference::{Analysed, Detector, DetectorHandle, PlateFocus};
+use crate::inference::{Analysed, Detector, DetectorHandle, PlateFocus, WholeFrame};
 use crate::motion::{Decision, DetectGate};
 use crate::payload::round3;
 use crate::source::{self, Frame, Mode, Next, Pipeline, SourceSettings};
@@ -405,7 +405,8 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
             Next::Frame(frame) => {
                 idle = Duration::ZERO;
                 let stream_s = frame.pts.map_or(frame.seq as f64 / detect_fps, |p| p.as_secs_f64());
-                let run = gate.decide(frame.view().ok().as_ref(), stream_s, builder.active() > 0) != Decision::Skip;
+                let decision = gate.decide(frame.view().ok().as_ref(), stream_s, builder.active() > 0);
+                let run = decision != Decision::Skip;
                 each(VideoLine::Sampled { analysed: run });
                 if !run {
                     continue;
@@ -413,7 +414,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
                 let focus = PlateFocus {
                     targets: builder.plate_targets(settle_reads),
                     min_vehicle_width,
-                    frame_search_due: plate_mode == PlateMode::Auto && gate.frame_search_due(stream_s),
+                    whole_frame: if plate_mode == PlateMode::Auto { gate.whole_frame(decision, stream_s) } else { WholeFrame::No },
                 };
                 let analysed = detector.detect_focused(frame, plate_mode, focus)?;
                 each(VideoLine::Frame(&analysed));

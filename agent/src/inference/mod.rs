@@ -65,9 +65,18 @@ pub struct PlateFocus {
     /// `None`: every vehicle wide enough.
     pub targets: Option<PlateTargets>,
     pub min_vehicle_width: f32,
-    /// In `auto` plate mode, search the whole frame this time even if vehicles were detected (the
-    /// camera's periodic look for a vehicle too close for the detector).
-    pub frame_search_due: bool,
+    /// In `auto` plate mode, whether the whole frame is searched too (with the coarse detector).
+    pub whole_frame: WholeFrame,
+}
+
+/// Whether the plate chain searches the whole frame besides the vehicles (`auto` plate mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WholeFrame {
+    #[default]
+    No,
+    Search,
+    /// Only if the detector found no object at all in the frame.
+    IfNothingDetected,
 }
 
 impl PlateFocus {
@@ -266,7 +275,8 @@ fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, score_threshold
             // `auto` looks for a vehicle too close for the detector: its plate is large, the coarse search finds it.
             let search = match job.plates {
                 PlateMode::Frame => FrameSearch::Fine,
-                PlateMode::Auto if job.focus.frame_search_due || (carriers.is_empty() && left.is_empty()) => FrameSearch::Coarse,
+                PlateMode::Auto if job.focus.whole_frame == WholeFrame::Search => FrameSearch::Coarse,
+                PlateMode::Auto if job.focus.whole_frame == WholeFrame::IfNothingDetected && !detections.iter().any(|d| d.score >= score_threshold) => FrameSearch::Coarse,
                 PlateMode::Auto | PlateMode::Vehicles | PlateMode::Off => FrameSearch::Off,
             };
             match recognizer.recognize(&view, &regions, search) {
