@@ -113,6 +113,8 @@ struct Active {
     last_update_s: f64,
     /// Stream time it was last seen.
     last_seen_s: f64,
+    /// Where it was first seen.
+    first_box: BBox,
     /// Where it last moved to, and when: a vehicle standing still before it was lost is remembered.
     moved: (BBox, f64),
     snapshot: Option<Candidate>,
@@ -379,11 +381,7 @@ impl EventBuilder {
                         newer.merged_into = Some(returned.event_id.clone());
                         out.extend(end_message(&self.origin, self.frame, &self.settings, &mut newer, t));
                     }
-                    // The returned vehicle goes on from where the new track is.
-                    returned.lines = std::mem::take(&mut newer.lines);
-                    returned.in_zone = std::mem::take(&mut newer.in_zone);
-                    returned.last_box = newer.last_box;
-                    returned.absorb(newer);
+                    returned.take_over(newer);
                     self.active.insert(k, returned);
                 }
                 None => i += 1,
@@ -407,6 +405,26 @@ impl EventBuilder {
                 whole.absorb(part);
             }
             self.alias(younger, older);
+        }
+        // Picked up again: under load the tracker can lose a moving vehicle between two analysed frames
+        // and start a new track a step further on. A chain that reads the same plate, first seen after a
+        // followed vehicle was lost and near where it was lost, is that vehicle.
+        loop {
+            let pair = self.active.iter().filter(|(_, y)| y.confirmed && y.class.carries_plate() && y.last_seen_s == t.stream_s).find_map(|(yk, y)| {
+                let text = y.plates.result()?.text;
+                let lost = |o: &Active| o.confirmed && o.class.carries_plate() && o.last_seen_s < t.stream_s && o.last_wall < y.first_wall;
+                self.active
+                    .iter()
+                    .find(|(_, o)| lost(o) && o.plates.result().is_some_and(|p| p.text == text) && identity::picked_up(&o.first_box, &o.last_box, &y.first_box))
+                    .map(|(ok, _)| (*ok, *yk))
+            });
+            let Some((older, younger)) = pair else { break };
+            let (Some(mut lost), Some(mut found)) = (self.active.remove(&older), self.active.remove(&younger)) else { break };
+            found.merged_into = Some(lost.event_id.clone());
+            out.extend(end_message(&self.origin, self.frame, &self.settings, &mut found, t));
+            lost.take_over(found);
+            self.active.insert(younger, lost);
+            self.alias(older, younger);
         }
         out
     }
@@ -454,6 +472,7 @@ impl EventBuilder {
             published: (None, None),
             last_update_s: t.stream_s,
             last_seen_s: t.stream_s,
+            first_box: d.bbox,
             moved: (d.bbox, t.stream_s),
             snapshot: None,
             from_plate,
@@ -611,6 +630,24 @@ fn emit(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSettings, a: &
 
 impl Active {
     /// Takes in what another track of the same vehicle saw.
+    /// Goes on from where `newer` (a new track of the same vehicle) is: its line sides, its open zone
+    /// visits (this one's were left when it was last seen), its box; and takes what it saw.
+    fn take_over(&mut self, mut newer: Active) {
+        self.lines = std::mem::take(&mut newer.lines);
+        for open in self.in_zone.iter_mut() {
+            if let Some(visit) = open.take().and_then(|v| self.visits.get_mut(v)) {
+                visit.left_at = Some(self.last_wall);
+                visit.dwell_s = seconds(self.last_wall - visit.entered_at);
+            }
+        }
+        let offset = self.visits.len();
+        self.in_zone = newer.in_zone.iter().map(|v| v.map(|i| i + offset)).collect();
+        self.visits.append(&mut newer.visits);
+        self.last_box = newer.last_box;
+        self.moved = newer.moved;
+        self.absorb(newer);
+    }
+
     fn absorb(&mut self, other: Active) {
         self.plates.absorb(other.plates);
         self.best_score = self.best_score.max(other.best_score);

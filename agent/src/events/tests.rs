@@ -274,3 +274,27 @@ fn a_vehicle_lost_while_moving_ends_at_once() {
     // Ended by the 2 s lost timeout (frame 9 + 2 s), not held for the plate memory.
     assert!(end[0].at - end[0].ended_at.unwrap() <= chrono::Duration::milliseconds(2400), "{:?}", end[0].at - end[0].ended_at.unwrap());
 }
+
+#[test]
+fn a_moving_vehicle_the_tracker_loses_for_a_step_is_picked_up_again_by_its_plate() {
+    let mut b = builder(1.0);
+    // Driving down the frame; at frame 8 it jumps further than the tracker follows (frames analysed late
+    // under load) and a new track starts there, reading the same plate.
+    let car = |i: usize| det("car", 300.0, 300.0 + if i < 8 { 30.0 * i as f32 } else { 30.0 * i as f32 + 260.0 }, 300.0, 250.0);
+    let frames: Vec<_> = (0..16).map(|i| (vec![car(i)], vec![plate("苏ED51712", 0)])).collect();
+    let events = run(&mut b, &frames);
+    let end = ends_counted(&events);
+    assert_eq!(end.len(), 1, "{:?}", phases(&events));
+    let merged: Vec<&Event> = events.iter().filter(|e| e.merged_into.is_some()).collect();
+    assert_eq!(merged.len(), 1);
+    assert_eq!(merged[0].merged_into.as_deref(), Some(end[0].id.as_str()));
+    assert_eq!(end[0].plate.as_ref().map(|p| p.text.as_str()), Some("苏ED51712"));
+
+    // Far from where it was lost, the same plate is another passing (a clip looping back).
+    let mut b = builder(1.0);
+    let far = |i: usize| det("car", if i < 8 { 100.0 } else { 650.0 }, 300.0 + 30.0 * (i % 8) as f32, 250.0, 250.0);
+    let frames: Vec<_> = (0..16).map(|i| (vec![far(i)], vec![plate("苏ED51712", 0)])).collect();
+    let events = run(&mut b, &frames);
+    assert_eq!(ends_counted(&events).len(), 2, "{:?}", phases(&events));
+    assert!(events.iter().all(|e| e.merged_into.is_none()));
+}
