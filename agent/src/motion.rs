@@ -19,11 +19,11 @@
 //! when it moves off. The first frames only build the background and report motion, so the detector sees
 //! the scene from the start.
 
-use crate::inference::WholeFrame;
-use edge_config::{Motion, Zone};
+use edge_config::{Motion, PlateMode, Zone};
 use models::BgrView;
 
 use crate::events::geometry::ZoneGeom;
+use crate::inference::WholeFrame;
 
 /// Cells across the grid (fewer on narrow frames).
 const GRID_WIDTH: u32 = 160;
@@ -146,12 +146,12 @@ impl DetectGate {
     }
 
     /// Whether a frame the detector runs on at `stream_s` for `decision` gets a whole-frame plate search
-    /// (`auto` plate mode), looking for a vehicle too close for the detector: every
+    /// (only in the `auto` plate mode), looking for a vehicle too close for the detector: every
     /// [`FRAME_SEARCH_EVERY_S`] while something moves or is followed, and on a moving frame in which the
     /// detector finds nothing at all (a person or a vehicle it names explains the motion). A keep-alive look
     /// at a still scene gets none.
-    pub fn whole_frame(&mut self, decision: Decision, stream_s: f64) -> WholeFrame {
-        if matches!(decision, Decision::KeepAlive | Decision::Skip) {
+    pub fn whole_frame(&mut self, plates: PlateMode, decision: Decision, stream_s: f64) -> WholeFrame {
+        if plates != PlateMode::Auto || matches!(decision, Decision::KeepAlive | Decision::Skip) {
             return WholeFrame::No;
         }
         if self.last_frame_search_s.is_none_or(|t| stream_s < t || stream_s - t >= FRAME_SEARCH_EVERY_S) {

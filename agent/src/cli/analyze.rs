@@ -15,7 +15,7 @@ use models::BgrImage;
 use serde::Serialize;
 
 use crate::events::{BuilderSettings, EventBuilder, EventOut, FrameTime};
-use crate::inference::{Analysed, Detector, DetectorHandle, PlateFocus, WholeFrame};
+use crate::inference::{Analysed, Detector, DetectorHandle, PlateFocus};
 use crate::motion::{Decision, DetectGate};
 use crate::payload::round3;
 use crate::source::{self, Frame, Mode, Next, Pipeline, SourceSettings};
@@ -411,11 +411,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
                 if !run {
                     continue;
                 }
-                let focus = PlateFocus {
-                    targets: builder.plate_targets(settle_reads),
-                    min_vehicle_width,
-                    whole_frame: if plate_mode == PlateMode::Auto { gate.whole_frame(decision, stream_s) } else { WholeFrame::No },
-                };
+                let focus = PlateFocus { targets: builder.plate_targets(settle_reads), min_vehicle_width, whole_frame: gate.whole_frame(plate_mode, decision, stream_s) };
                 let analysed = detector.detect_focused(frame, plate_mode, focus)?;
                 each(VideoLine::Frame(&analysed));
                 let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);

@@ -9,7 +9,7 @@ use edge_config::PlateMode;
 
 use super::sink::{EventSink, Queue};
 use crate::events::{EventBuilder, EventOut, FrameTime};
-use crate::inference::{Analysed, DetectorHandle, InferenceError, PlateFocus, WholeFrame};
+use crate::inference::{Analysed, DetectorHandle, InferenceError, PlateFocus};
 use crate::motion::{Decision, DetectGate};
 use crate::mqtt::MqttLink;
 use crate::outbox::OutboxHandle;
@@ -79,7 +79,7 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
         let focus = PlateFocus {
             targets: self.builder.plate_targets(self.settle_reads),
             min_vehicle_width: self.min_plate_vehicle_width,
-            whole_frame: if self.plates == PlateMode::Auto { self.gate.whole_frame(decision, stream_s) } else { WholeFrame::No },
+            whole_frame: self.gate.whole_frame(self.plates, decision, stream_s),
         };
         self.sink.frame_arrived = Some(frame.arrived);
         let analysed = match self.detector.analyse(frame, self.plates, focus) {

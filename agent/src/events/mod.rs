@@ -387,44 +387,37 @@ impl EventBuilder {
                 None => i += 1,
             }
         }
+        // Chains reading the same plate that are one vehicle: seen together in this frame in the same
+        // place; or picked up again — under load the tracker can lose a moving vehicle between two analysed
+        // frames and start a new track a step further on, so a chain first seen after a followed vehicle was
+        // lost, near where it was lost and ahead of it, is that vehicle.
         loop {
-            let vehicles: Vec<(u64, String, BBox, String)> = self
-                .active
-                .iter()
-                // Both seen in this frame: overlapping now, not where one of them was last seen.
-                .filter(|(_, a)| a.confirmed && a.class.carries_plate() && a.last_seen_s == t.stream_s)
-                .filter_map(|(k, a)| a.plates.result().map(|p| (*k, p.text, a.last_box, a.event_id.clone())))
-                .collect();
+            let plated: Vec<(u64, String, &Active)> =
+                self.active.iter().filter(|(_, a)| a.confirmed && a.class.carries_plate()).filter_map(|(k, a)| a.plates.result().map(|p| (*k, p.text, a))).collect();
+            let now = |a: &Active| a.last_seen_s == t.stream_s;
+            let pairs = || plated.iter().flat_map(|o| plated.iter().map(move |y| (o, y))).filter(|(o, y)| o.1 == y.1 && now(y.2));
             // Event ids are UUIDv7: the smaller is the older chain.
-            let pair = vehicles.iter().flat_map(|a| vehicles.iter().map(move |b| (a, b))).find(|(a, b)| a.3 < b.3 && a.1 == b.1 && same_place(&a.2, &b.2));
-            let Some(((older, ..), (younger, ..))) = pair.map(|(a, b)| (a.clone(), b.clone())) else { break };
-            let Some(mut part) = self.active.remove(&younger) else { break };
-            part.merged_into = self.active.get(&older).map(|a| a.event_id.clone());
-            out.extend(end_message(&self.origin, self.frame, &self.settings, &mut part, t));
-            if let Some(whole) = self.active.get_mut(&older) {
-                whole.absorb(part);
+            let together = pairs().find(|(o, y)| now(o.2) && o.2.event_id < y.2.event_id && same_place(&o.2.last_box, &y.2.last_box));
+            let merge = match together {
+                Some((o, y)) => Some((o.0, y.0, true)),
+                None => pairs()
+                    .find(|(o, y)| !now(o.2) && o.2.last_wall < y.2.first_wall && identity::picked_up(&o.2.first_box, &o.2.last_box, &y.2.first_box))
+                    .map(|(o, y)| (o.0, y.0, false)),
+            };
+            let Some((older, younger, together)) = merge else { break };
+            let (Some(mut kept), Some(mut merged)) = (self.active.remove(&older), self.active.remove(&younger)) else { break };
+            merged.merged_into = Some(kept.event_id.clone());
+            out.extend(end_message(&self.origin, self.frame, &self.settings, &mut merged, t));
+            if together {
+                kept.absorb(merged);
+                self.active.insert(older, kept);
+                self.alias(younger, older);
+            } else {
+                // The lost vehicle goes on as the new track.
+                kept.take_over(merged);
+                self.active.insert(younger, kept);
+                self.alias(older, younger);
             }
-            self.alias(younger, older);
-        }
-        // Picked up again: under load the tracker can lose a moving vehicle between two analysed frames
-        // and start a new track a step further on. A chain that reads the same plate, first seen after a
-        // followed vehicle was lost and near where it was lost, is that vehicle.
-        loop {
-            let pair = self.active.iter().filter(|(_, y)| y.confirmed && y.class.carries_plate() && y.last_seen_s == t.stream_s).find_map(|(yk, y)| {
-                let text = y.plates.result()?.text;
-                let lost = |o: &Active| o.confirmed && o.class.carries_plate() && o.last_seen_s < t.stream_s && o.last_wall < y.first_wall;
-                self.active
-                    .iter()
-                    .find(|(_, o)| lost(o) && o.plates.result().is_some_and(|p| p.text == text) && identity::picked_up(&o.first_box, &o.last_box, &y.first_box))
-                    .map(|(ok, _)| (*ok, *yk))
-            });
-            let Some((older, younger)) = pair else { break };
-            let (Some(mut lost), Some(mut found)) = (self.active.remove(&older), self.active.remove(&younger)) else { break };
-            found.merged_into = Some(lost.event_id.clone());
-            out.extend(end_message(&self.origin, self.frame, &self.settings, &mut found, t));
-            lost.take_over(found);
-            self.active.insert(younger, lost);
-            self.alias(older, younger);
         }
         out
     }
@@ -567,13 +560,7 @@ fn same_place(a: &BBox, b: &BBox) -> bool {
 /// The `end` of `a` (nothing for an object never confirmed). Gone while inside a zone: it left when it was
 /// last seen. `a` may live on afterwards (a chain merged into another).
 fn end_message(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSettings, a: &mut Active, t: FrameTime) -> Option<EventOut> {
-    for open in a.in_zone.iter_mut() {
-        if let Some(v) = open.take() {
-            let visit = &mut a.visits[v];
-            visit.left_at = Some(a.last_wall);
-            visit.dwell_s = seconds(a.last_wall - visit.entered_at);
-        }
-    }
+    a.leave_zones();
     a.confirmed.then(|| emit(origin, frame, settings, a, Phase::End, t))
 }
 
@@ -629,17 +616,21 @@ fn emit(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSettings, a: &
 }
 
 impl Active {
-    /// Takes in what another track of the same vehicle saw.
-    /// Goes on from where `newer` (a new track of the same vehicle) is: its line sides, its open zone
-    /// visits (this one's were left when it was last seen), its box; and takes what it saw.
-    fn take_over(&mut self, mut newer: Active) {
-        self.lines = std::mem::take(&mut newer.lines);
+    /// Closes the open zone visits: it left them when it was last seen.
+    fn leave_zones(&mut self) {
         for open in self.in_zone.iter_mut() {
             if let Some(visit) = open.take().and_then(|v| self.visits.get_mut(v)) {
                 visit.left_at = Some(self.last_wall);
                 visit.dwell_s = seconds(self.last_wall - visit.entered_at);
             }
         }
+    }
+
+    /// Goes on from where `newer` (a new track of the same vehicle) is: its line sides, its open zone
+    /// visits (this one's were left when it was last seen), its box; and takes what it saw.
+    fn take_over(&mut self, mut newer: Active) {
+        self.lines = std::mem::take(&mut newer.lines);
+        self.leave_zones();
         let offset = self.visits.len();
         self.in_zone = newer.in_zone.iter().map(|v| v.map(|i| i + offset)).collect();
         self.visits.append(&mut newer.visits);
@@ -648,6 +639,7 @@ impl Active {
         self.absorb(newer);
     }
 
+    /// Takes in what another track of the same vehicle saw.
     fn absorb(&mut self, other: Active) {
         self.plates.absorb(other.plates);
         self.best_score = self.best_score.max(other.best_score);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use edge_config::{ExecutionProvider, Models, PlateMode};
 use models::plates::{FrameSearch, PlateModelPaths, PlateRead, PlateRecognizer, RecognizerSettings};
-use models::{coco_class_id, BBox, Detection, ModelError, Provider, SessionOptions, Yolox, YoloxSettings};
+use models::{coco_class_id, Detection, ModelError, Provider, SessionOptions, Yolox, YoloxSettings};
 
 use crate::events::plate_search::PlateTargets;
 use crate::source::Frame;
@@ -82,12 +82,14 @@ pub enum WholeFrame {
 impl PlateFocus {
     /// Splits vehicle detections (indices into `detections`) into those searched and those left out.
     fn split(&self, detections: &[Detection], vehicles: Vec<usize>) -> (Vec<usize>, Vec<usize>) {
-        let wide: Vec<bool> = vehicles.iter().map(|&i| detections[i].bbox.width() >= self.min_vehicle_width).collect();
-        let candidates: Vec<(BBox, f32)> = vehicles.iter().zip(&wide).filter(|(_, w)| **w).map(|(&i, _)| (detections[i].bbox, detections[i].score)).collect();
-        let mut chosen = self.targets.as_ref().map_or_else(|| vec![true; candidates.len()], |t| t.select(&candidates)).into_iter();
-        let searched: Vec<bool> = wide.iter().map(|&w| w && chosen.next().unwrap_or(false)).collect();
-        let mut flags = searched.iter();
-        vehicles.into_iter().partition(|_| flags.next().copied().unwrap_or(false))
+        let (wide, mut left): (Vec<usize>, Vec<usize>) = vehicles.into_iter().partition(|&i| detections[i].bbox.width() >= self.min_vehicle_width);
+        let Some(targets) = &self.targets else { return (wide, left) };
+        let chosen = targets.select(&wide.iter().map(|&i| (detections[i].bbox, detections[i].score)).collect::<Vec<_>>());
+        let mut searched = Vec::with_capacity(wide.len());
+        for (i, wanted) in wide.into_iter().zip(chosen) {
+            if wanted { &mut searched } else { &mut left }.push(i);
+        }
+        (searched, left)
     }
 }
 
