@@ -1,8 +1,9 @@
 //! `make bench` (offline): `edge-agent analyze` on a 49 s 1280x720 H.264 clip at 25 fps with a vehicle in
 //! view all the time (a pan across the street scene), analysed at 5 fps with plates on vehicles: as the
-//! agent did before gating and plate scheduling (`--motion off --plate-settle 0`: detector and plate search
-//! of every vehicle on every analysed frame) and as it does now (the defaults), with plates off and with
-//! the `auto` plate mode for reference. The runs take turns (three rounds), so a machine that slows down
+//! agent did before gating, plate scheduling and overlapping frames (`--motion off --plate-settle 0
+//! --pipeline off`: detector and plate search of every vehicle on every analysed frame, one frame at a
+//! time) and as it does now (the defaults), with plates off, with frames one at a time, and with the `auto`
+//! plate mode for reference. The runs take turns (four rounds), so a machine that slows down
 //! for a while slows every mode alike; each mode's best wall and CPU time count. Prints the ratios and
 //! whether both runs produced the same `end` events with the same confident plates.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,6 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// Each mode runs this many times, taking turns; its best counts.
+const ROUNDS: usize = 4;
 
 /// A plate read at least this confident must come out the same; weaker ones are listed, not compared.
 const CONFIDENT: f64 = 0.9;
@@ -70,15 +74,16 @@ fn confident(ends: &Ends) -> (Confident, Vec<(String, f64)>) {
 
 fn main() {
     let clip = testkit::clips::cached("street_pan_720p_49s.mp4", |p| testkit::clips::street_pan_720p(p, 49.0));
-    println!("offline: edge-agent analyze, 1280x720 H.264, 49 s at 25 fps, a vehicle always in view, detect 5 fps (modes take turns, best of 3)");
+    println!("offline: edge-agent analyze, 1280x720 H.264, 49 s at 25 fps, a vehicle always in view, detect 5 fps (modes take turns, best of {ROUNDS})");
     let mode = |name, args| Mode { name, args, wall: Duration::ZERO, cpu: Duration::ZERO, ends: Vec::new(), frames: String::new() };
     let mut modes = [
-        mode("every frame, every vehicle searched (before)", &["--plates", "vehicles", "--motion", "off", "--plate-settle", "0"]),
+        mode("every frame, every vehicle searched (before)", &["--plates", "vehicles", "--motion", "off", "--plate-settle", "0", "--pipeline", "off"]),
         mode("plates off (for reference)", &["--plates", "off"]),
-        mode("gating and plate schedule (now, plates on vehicles)", &["--plates", "vehicles"]),
+        mode("now, but one frame at a time", &["--plates", "vehicles", "--pipeline", "off"]),
+        mode("gating, plate schedule, overlapping frames (now)", &["--plates", "vehicles"]),
         mode("now, plates = \"auto\" (the default)", &["--plates", "auto"]),
     ];
-    for _ in 0..3 {
+    for _ in 0..ROUNDS {
         for m in modes.iter_mut() {
             analyse(&clip, m);
         }
@@ -86,12 +91,12 @@ fn main() {
     for m in &modes {
         println!("  {:52} {:6.2} s wall {:6.2} s CPU   {} end events   {}", m.name, m.wall.as_secs_f64(), m.cpu.as_secs_f64(), m.ends.len(), m.frames);
     }
-    let [before, _, now, auto] = &modes;
+    let [before, _, one_at_a_time, now, auto] = &modes;
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
     println!("  speed-up (before / now): {:.2}x wall, {:.2}x CPU", ratio(before.wall, now.wall), ratio(before.cpu, now.cpu));
     println!("  speed-up (before / auto): {:.2}x wall, {:.2}x CPU", ratio(before.wall, auto.wall), ratio(before.cpu, auto.cpu));
     let (b, b_weak) = confident(&before.ends);
-    for m in [now, auto] {
+    for m in [one_at_a_time, now, auto] {
         let (n, n_weak) = confident(&m.ends);
         let same = if b == n { "yes".to_string() } else { format!("NO: before {b:?}, now {n:?}") };
         println!("  {}: same end events and confident (>= {CONFIDENT}) plates as before: {same}; weak plates before {b_weak:?}, now {n_weak:?}", m.name);

@@ -168,12 +168,33 @@ impl DetectGate {
     /// the event builder has objects in view. The motion stage sees every frame, so its background stays
     /// current while the detector runs.
     pub fn decide(&mut self, view: Option<&BgrView<'_>>, stream_s: f64, following: bool) -> Decision {
-        let Some(motion) = self.motion.as_mut() else { return Decision::Always };
+        let look = self.look(view);
+        self.decide_on(look, stream_s, following)
+    }
+
+    /// The motion stage's half of [`DetectGate::decide`]: looks at the frame (and learns from it).
+    pub fn look(&mut self, view: Option<&BgrView<'_>>) -> Look {
+        let Some(motion) = self.motion.as_mut() else { return Look { moving: None } };
         // A frame that cannot be read is analysed (the detector reports why).
-        let moving = view.is_none_or(|v| motion.observe(v).moving);
+        Look { moving: Some(view.is_none_or(|v| motion.observe(v).moving)) }
+    }
+
+    /// The other half: the decision for a frame the motion stage looked at.
+    pub fn decide_on(&mut self, look: Look, stream_s: f64, following: bool) -> Decision {
+        let decision = self.would_decide(look, stream_s, following, None);
+        if !matches!(decision, Decision::Skip | Decision::Always) {
+            self.last_run_s = Some(stream_s);
+        }
+        decision
+    }
+
+    /// What [`DetectGate::decide_on`] would decide, without deciding; `planned_run_s`, a run planned after
+    /// the last one decided.
+    pub fn would_decide(&self, look: Look, stream_s: f64, following: bool, planned_run_s: Option<f64>) -> Decision {
+        let Some(moving) = look.moving else { return Decision::Always };
         // Since the detector last ran (a clock that went back counts as long ago).
-        let since = self.last_run_s.map_or(f64::INFINITY, |t| if stream_s < t { f64::INFINITY } else { stream_s - t });
-        let decision = if moving {
+        let since = planned_run_s.or(self.last_run_s).map_or(f64::INFINITY, |t| if stream_s < t { f64::INFINITY } else { stream_s - t });
+        if moving {
             Decision::Motion
         } else if following && since >= STILL_FOLLOW_S {
             Decision::Following
@@ -181,12 +202,15 @@ impl DetectGate {
             Decision::KeepAlive
         } else {
             Decision::Skip
-        };
-        if decision != Decision::Skip {
-            self.last_run_s = Some(stream_s);
         }
-        decision
     }
+}
+
+/// What the motion stage saw in one frame ([`DetectGate::look`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Look {
+    /// `None` when gating is off.
+    moving: Option<bool>,
 }
 
 impl Grid {

@@ -2,6 +2,7 @@
 //! offline mode, the same detector threads), printing JSON lines on stdout. Problems with one input are
 //! reported on stderr naming the file, and the others are still analysed; the exit code is 1 if any failed.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,8 +16,8 @@ use models::BgrImage;
 use serde::Serialize;
 
 use crate::events::{BuilderSettings, EventBuilder, EventOut, FrameTime};
-use crate::inference::{Analysed, Detector, DetectorHandle, PlateFocus};
-use crate::motion::{Decision, DetectGate};
+use crate::inference::{Analysed, Detector, DetectorHandle, Pending, PlateChain, PlateFocus};
+use crate::motion::{Decision, DetectGate, Look};
 use crate::payload::round3;
 use crate::source::{self, Frame, Mode, Next, Pipeline, SourceSettings};
 use crate::stats::{CameraRecord, CameraState};
@@ -65,6 +66,11 @@ pub struct AnalyzeArgs {
     /// Default: `models.plates.settle_reads`.
     #[arg(long, value_name = "N")]
     pub plate_settle: Option<u32>,
+    /// `on` (default): detector threads (one per core) start on a video's next frames while the plate
+    /// chain and the events finish the current one; `off`: one frame at a time, each model on every core
+    /// (how `analyze` ran before; for comparison). Same results either way.
+    #[arg(long, value_parser = parse_on_off, value_name = "on|off")]
+    pub pipeline: Option<bool>,
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -237,9 +243,15 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(dir).with_context(|| format!("--snapshots {}", dir.display()))?;
     }
     let mut models = super::with_local_runtime(models);
-    // One frame at a time here: each inference may use every core (the daemon runs one session per core
-    // with one thread each instead, analysing several cameras' frames side by side).
-    models.intra_threads = models.intra_threads.max(edge_config::cpu_cores());
+    let overlap = args.pipeline.unwrap_or(true);
+    // Overlapping frames, as the daemon: one detector session per core with one thread each, working on
+    // the frames ahead while this thread runs the plate chain and the events. One frame at a time: one
+    // session, each model on every core.
+    let cores = edge_config::cpu_cores();
+    let sessions = if overlap { cores } else { 1 };
+    if !overlap {
+        models.intra_threads = models.intra_threads.max(cores);
+    }
     if !(args.detect_fps > 0.0 && args.detect_fps <= 60.0) {
         anyhow::bail!("--detect-fps {} is out of range (0, 60]", args.detect_fps);
     }
@@ -257,24 +269,29 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if inputs.iter().any(|(_, k)| *k == Kind::Video) {
         source::pipeline::init().map_err(anyhow::Error::msg)?;
     }
-    let detector = Detector::start(&models, 1, Some(video.events.track_low_score)).context("cannot load the detector")?;
-    let handle = detector.handle().context("detector stopped")?;
+    // With the frames overlapping, the plate chain runs on this thread.
+    let plates_here = overlap && models.plates.enabled;
+    let on_detector_thread = Models { plates: edge_config::Plates { enabled: models.plates.enabled && !plates_here, ..models.plates.clone() }, ..models.clone() };
+    let detector = Detector::start(&on_detector_thread, sessions, Some(video.events.track_low_score)).context("cannot load the detector")?;
+    let chain = if plates_here { Some(PlateChain::load(&models).context("cannot load the plate models")?) } else { None };
+    let mut engine = Engine { detector: detector.handle().context("detector stopped")?, sessions, overlap, chain };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let (mut objects, mut plates, mut events) = (0usize, 0usize, 0usize);
-    let (mut sampled, mut analysed_frames, mut searches_skipped) = (0u64, 0u64, 0u64);
+    let (mut sampled, mut analysed_frames, mut searches_skipped, mut wasted) = (0u64, 0u64, 0u64, 0u64);
     for (path, kind) in &inputs {
         let shown = path.display().to_string();
         let result = match kind {
-            Kind::Image => analyse_image(path, &handle, args.plates.unwrap_or(PlateMode::Frame)).map(|a| {
+            Kind::Image => analyse_image(path, &mut engine, args.plates.unwrap_or(PlateMode::Frame)).map(|a| {
                 objects += a.reported().count();
                 plates += a.plates.len();
                 print_analysed(&mut out, &shown, None, &a, args.json)
             }),
-            Kind::Video => analyse_video(path, args, &video, &handle, |line| match line {
-                VideoLine::Sampled { analysed } => {
+            Kind::Video => analyse_video(path, args, &video, &mut engine, |line| match line {
+                VideoLine::Sampled { analysed, dropped_ahead } => {
                     sampled += 1;
                     analysed_frames += u64::from(analysed);
+                    wasted += u64::from(dropped_ahead);
                 }
                 VideoLine::Frame(a) => {
                     searches_skipped += u64::from(a.plate_searches_skipped);
@@ -295,18 +312,36 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
             failures.push(shown);
         }
     }
-    drop(handle);
+    drop(engine);
     detector.shutdown();
     eprintln!("analysed {} input(s), {objects} object(s), {plates} plate(s), {events} event message(s), {} failure(s)", inputs.len(), failures.len());
     if sampled > 0 {
-        eprintln!("detector ran on {analysed_frames} of {sampled} sampled video frame(s); {searches_skipped} vehicle plate search(es) left out");
+        let ahead = if wasted > 0 { format!("; {wasted} frame(s) the detector started on ahead were then skipped") } else { String::new() };
+        eprintln!("detector ran on {analysed_frames} of {sampled} sampled video frame(s); {searches_skipped} vehicle plate search(es) left out{ahead}");
     }
     Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn analyse_image(path: &Path, detector: &DetectorHandle, plates: PlateMode) -> anyhow::Result<Analysed> {
+/// The detector thread and, with the frames overlapping (`--pipeline on`), this thread's plate chain.
+struct Engine {
+    detector: DetectorHandle,
+    /// Detector sessions (threads).
+    sessions: usize,
+    /// The detector starts on a video's next frame while this thread finishes the current one.
+    overlap: bool,
+    /// The plate chain when it runs on this thread (frames overlapping, plates on); otherwise the detector
+    /// thread runs it.
+    chain: Option<PlateChain>,
+}
+
+fn analyse_image(path: &Path, engine: &mut Engine, plates: PlateMode) -> anyhow::Result<Analysed> {
     let image = BgrImage::open(path)?;
-    Ok(detector.detect(Frame::from_image(image), plates)?)
+    let on_detector_thread = if engine.chain.is_some() { PlateMode::Off } else { plates };
+    let mut analysed = engine.detector.detect(Frame::from_image(image), on_detector_thread)?;
+    if let Some(chain) = engine.chain.as_mut() {
+        chain.search(&mut analysed, plates, &PlateFocus::default());
+    }
+    Ok(analysed)
 }
 
 /// `--plate-crops`: every image is a rectified plate; read them in batches.
@@ -358,12 +393,14 @@ enum VideoLine<'a> {
     /// A frame was sampled; `analysed` says whether the detector ran on it (motion gating).
     Sampled {
         analysed: bool,
+        /// The detector had started on it ahead, before the gate decided to skip it.
+        dropped_ahead: bool,
     },
     Frame(&'a Analysed),
     Event(&'a crate::payload::Event),
 }
 
-fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: &DetectorHandle, mut each: impl FnMut(VideoLine<'_>)) -> anyhow::Result<()> {
+fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &mut Engine, mut each: impl FnMut(VideoLine<'_>)) -> anyhow::Result<()> {
     let absolute = std::fs::canonicalize(path).with_context(|| "cannot resolve path")?;
     let uri = url::Url::from_file_path(&absolute).map_err(|_| anyhow::anyhow!("cannot make a file URI"))?;
     let camera = setup.camera.as_ref();
@@ -400,35 +437,82 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, detector: 
     let record = Arc::new(CameraRecord::new("analyze", detect_fps, CameraState::Connecting));
     let mut pipeline = Pipeline::open(settings, record).map_err(|e| anyhow::anyhow!(e.message))?;
     let mut idle = Duration::ZERO;
+    // Frames read ahead. The gate decides each frame once the frames before it are finished (plates,
+    // events), as the daemon does; with the frames overlapping, the detector has meanwhile started on those
+    // it will probably analyse.
+    let lookahead = if engine.overlap { 2 * engine.sessions + 1 } else { 1 };
+    let mut window: VecDeque<Ahead> = VecDeque::with_capacity(lookahead);
+    let mut ended = false;
     loop {
-        match pipeline.next(Duration::from_millis(500)).map_err(|e| anyhow::anyhow!(e.message))? {
-            Next::Frame(frame) => {
-                idle = Duration::ZERO;
-                let stream_s = frame.pts.map_or(frame.seq as f64 / detect_fps, |p| p.as_secs_f64());
-                let decision = gate.decide(frame.view().ok().as_ref(), stream_s, builder.active() > 0);
-                let run = decision != Decision::Skip;
-                each(VideoLine::Sampled { analysed: run });
-                if !run {
-                    continue;
+        while !ended && window.len() < lookahead {
+            match pipeline.next(Duration::from_millis(500)).map_err(|e| anyhow::anyhow!(e.message))? {
+                Next::Frame(frame) => {
+                    idle = Duration::ZERO;
+                    let stream_s = frame.pts.map_or(frame.seq as f64 / detect_fps, |p| p.as_secs_f64());
+                    let look = gate.look(frame.view().ok().as_ref());
+                    // The guess takes the objects followed now (some may be gone by then) and counts from the
+                    // last frame started ahead. A frame the gate then skips is dropped unused; one it runs on
+                    // that was not guessed (an object that appeared in a frame ahead, then stood still)
+                    // starts late. Either way the results are the same.
+                    let planned = window.iter().rev().find(|a| a.frame.is_ok()).map(|a| a.stream_s);
+                    let frame = if engine.overlap && gate.would_decide(look, stream_s, builder.active() > 0, planned) != Decision::Skip {
+                        Ok(engine.detector.submit(frame, PlateMode::Off, PlateFocus::default())?)
+                    } else {
+                        Err(frame)
+                    };
+                    window.push_back(Ahead { look, stream_s, frame });
                 }
-                let focus = PlateFocus { targets: builder.plate_targets(settle_reads), min_vehicle_width, whole_frame: gate.whole_frame(plate_mode, decision, stream_s) };
-                let analysed = detector.detect_focused(frame, plate_mode, focus)?;
-                each(VideoLine::Frame(&analysed));
-                let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);
-                let outs = builder.observe(&analysed.input(FrameTime { stream_s, wall }));
-                emit(outs, &mut each)?;
-            }
-            Next::Eos => break,
-            Next::Timeout => {
-                idle += Duration::from_millis(500);
-                if idle >= Duration::from_secs(30) {
-                    anyhow::bail!("no frame decoded for 30 s");
+                Next::Eos => ended = true,
+                Next::Timeout if window.is_empty() => {
+                    idle += Duration::from_millis(500);
+                    if idle >= Duration::from_secs(30) {
+                        anyhow::bail!("no frame decoded for 30 s");
+                    }
                 }
+                Next::Timeout => break,
             }
         }
+        let Some(Ahead { look, stream_s, frame }) = window.pop_front() else {
+            if ended {
+                break;
+            }
+            continue;
+        };
+        let decision = gate.decide_on(look, stream_s, builder.active() > 0);
+        let run = decision != Decision::Skip;
+        each(VideoLine::Sampled { analysed: run, dropped_ahead: !run && frame.is_ok() });
+        if !run {
+            continue;
+        }
+        // Which vehicles to search for plates, from what the builder knows up to the frame before.
+        let focus = |builder: &EventBuilder, gate: &mut DetectGate| PlateFocus {
+            targets: builder.plate_targets(settle_reads),
+            min_vehicle_width,
+            whole_frame: gate.whole_frame(plate_mode, decision, stream_s),
+        };
+        let pending = match frame {
+            Ok(pending) => pending,
+            Err(frame) if engine.overlap => engine.detector.submit(frame, PlateMode::Off, PlateFocus::default())?,
+            Err(frame) => engine.detector.submit(frame, plate_mode, focus(&builder, &mut gate))?,
+        };
+        let mut analysed = pending.wait()?;
+        if let Some(chain) = engine.chain.as_mut() {
+            chain.search(&mut analysed, plate_mode, &focus(&builder, &mut gate));
+        }
+        each(VideoLine::Frame(&analysed));
+        let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);
+        let outs = builder.observe(&analysed.input(FrameTime { stream_s, wall }));
+        emit(outs, &mut each)?;
     }
     let outs = builder.finish();
     emit(outs, &mut each)
+}
+
+/// A video frame read ahead: what the motion stage saw, and the frame, or the detector's work on it.
+struct Ahead {
+    look: Look,
+    stream_s: f64,
+    frame: Result<Pending, Frame>,
 }
 
 fn print_event(out: &mut impl Write, file: &str, e: &crate::payload::Event, json: bool) {

@@ -180,6 +180,53 @@ pub fn load_plates(models: &Models) -> Result<PlateRecognizer, ModelError> {
     PlateRecognizer::load(env, &paths, &session_options(models), settings)
 }
 
+/// The plate chain applied to a frame the detector has analysed: a detector thread runs it right after
+/// the detector, `analyze` on its own thread while the detector works on the next frame.
+pub struct PlateChain {
+    recognizer: PlateRecognizer,
+}
+
+impl PlateChain {
+    pub fn load(models: &Models) -> Result<Self, ModelError> {
+        Ok(Self { recognizer: load_plates(models)? })
+    }
+
+    /// Searches the vehicles of `analysed` that `focus` wants (and the whole frame where `plates` and
+    /// `focus` say) and fills in its plates, plate time and left-out count. Nothing to do when `plates` is
+    /// off; a failure is logged and the objects stand.
+    pub fn search(&mut self, analysed: &mut Analysed, plates: PlateMode, focus: &PlateFocus) {
+        if plates == PlateMode::Off {
+            return;
+        }
+        let started = Instant::now();
+        let Ok(view) = analysed.frame.view() else { return };
+        let detections = &analysed.detections;
+        let reported = |d: &Detection| d.score >= analysed.score_threshold;
+        let vehicles = (0..detections.len()).filter(|&i| detections[i].class.carries_plate() && reported(&detections[i])).collect();
+        let (carriers, left) = focus.split(detections, vehicles);
+        analysed.plate_searches_skipped = left.len() as u32;
+        let regions: Vec<_> = carriers.iter().map(|&i| detections[i].bbox).collect();
+        // `auto` looks for a vehicle too close for the detector: its plate is large, the coarse search finds it.
+        let search = match plates {
+            PlateMode::Frame => FrameSearch::Fine,
+            PlateMode::Auto if focus.whole_frame == WholeFrame::Search => FrameSearch::Coarse,
+            PlateMode::Auto if focus.whole_frame == WholeFrame::IfNothingDetected && !detections.iter().any(reported) => FrameSearch::Coarse,
+            PlateMode::Auto | PlateMode::Vehicles | PlateMode::Off => FrameSearch::Off,
+        };
+        match self.recognizer.recognize(&view, &regions, search) {
+            Ok(r) => {
+                analysed.plates = r.plates;
+                // Report the vehicle as an index into `detections`.
+                for p in &mut analysed.plates {
+                    p.region = p.region.and_then(|i| carriers.get(i).copied());
+                }
+            }
+            Err(e) => tracing::warn!(frame = analysed.frame.seq, error = %e, "plate recognition failed; objects still reported"),
+        }
+        analysed.plate_time = started.elapsed();
+    }
+}
+
 impl Detector {
     /// Loads `sessions` copies of the detector, each on its own thread. With `tracking_floor`, detections
     /// are decoded down to that score for the tracker (which uses weak detections to keep partly hidden
@@ -197,7 +244,7 @@ impl Detector {
         let mut info = None;
         for i in 0..sessions {
             let yolox = load_yolox(models)?;
-            let plates = if models.plates.enabled { Some(load_plates(models)?) } else { None };
+            let plates = if models.plates.enabled { Some(PlateChain::load(models)?) } else { None };
             info.get_or_insert_with(|| DetectorInfo {
                 model: yolox.path().to_path_buf(),
                 provider: yolox.provider(),
@@ -242,59 +289,53 @@ impl DetectorHandle {
 
     /// Like [`DetectorHandle::detect`], searching only the vehicles `focus` wants for plates.
     pub fn detect_focused(&self, frame: Frame, plates: PlateMode, focus: PlateFocus) -> Result<Analysed, InferenceError> {
+        self.submit(frame, plates, focus)?.wait()
+    }
+
+    /// Hands `frame` to a detector thread (blocking only while every thread is busy and the queue full);
+    /// the answer comes from [`Pending::wait`].
+    pub fn submit(&self, frame: Frame, plates: PlateMode, focus: PlateFocus) -> Result<Pending, InferenceError> {
         let (reply, answer) = bounded(1);
         self.jobs.send(Job { frame, plates, focus, submitted: Instant::now(), reply }).map_err(|_| InferenceError::Stopped)?;
-        answer.recv().map_err(|_| InferenceError::Stopped)?
+        Ok(Pending(answer))
     }
 }
 
-fn worker(mut yolox: Yolox, mut plates: Option<PlateRecognizer>, score_threshold: f32, jobs: Receiver<Job>) {
+/// A frame a detector thread is working on ([`DetectorHandle::submit`]). Dropping it discards the answer.
+pub struct Pending(Receiver<Result<Analysed, InferenceError>>);
+
+impl Pending {
+    /// Blocks until the frame is analysed.
+    pub fn wait(self) -> Result<Analysed, InferenceError> {
+        self.0.recv().map_err(|_| InferenceError::Stopped)?
+    }
+}
+
+fn worker(mut yolox: Yolox, mut plates: Option<PlateChain>, score_threshold: f32, jobs: Receiver<Job>) {
     for job in jobs {
         let started = Instant::now();
-        let view = match job.frame.view() {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = job.reply.send(Err(InferenceError::Frame { seq: job.frame.seq, reason: e.to_string() }));
-                continue;
-            }
-        };
-        let detections = match yolox.detect(&view) {
+        let detections = match job.frame.view().map_err(|e| InferenceError::Frame { seq: job.frame.seq, reason: e.to_string() }).and_then(|v| Ok(yolox.detect(&v)?)) {
             Ok(d) => d,
             Err(e) => {
-                let _ = job.reply.send(Err(e.into()));
+                let _ = job.reply.send(Err(e));
                 continue;
             }
         };
         let inference = started.elapsed();
-        let plate_started = Instant::now();
-        let mut reads = Vec::new();
-        let mut skipped = 0u32;
-        if let (Some(recognizer), true) = (plates.as_mut(), job.plates != PlateMode::Off) {
-            let vehicles = (0..detections.len()).filter(|&i| detections[i].class.carries_plate() && detections[i].score >= score_threshold).collect();
-            let (carriers, left) = job.focus.split(&detections, vehicles);
-            skipped = left.len() as u32;
-            let regions: Vec<_> = carriers.iter().map(|&i| detections[i].bbox).collect();
-            // `auto` looks for a vehicle too close for the detector: its plate is large, the coarse search finds it.
-            let search = match job.plates {
-                PlateMode::Frame => FrameSearch::Fine,
-                PlateMode::Auto if job.focus.whole_frame == WholeFrame::Search => FrameSearch::Coarse,
-                PlateMode::Auto if job.focus.whole_frame == WholeFrame::IfNothingDetected && !detections.iter().any(|d| d.score >= score_threshold) => FrameSearch::Coarse,
-                PlateMode::Auto | PlateMode::Vehicles | PlateMode::Off => FrameSearch::Off,
-            };
-            match recognizer.recognize(&view, &regions, search) {
-                Ok(r) => {
-                    reads = r.plates;
-                    // Report the vehicle as an index into `detections`.
-                    for p in &mut reads {
-                        p.region = p.region.and_then(|i| carriers.get(i).copied());
-                    }
-                }
-                Err(e) => tracing::warn!(frame = job.frame.seq, error = %e, "plate recognition failed; objects still reported"),
-            }
+        let mut answer = Analysed {
+            frame: job.frame,
+            detections,
+            plates: Vec::new(),
+            inference,
+            plate_time: Duration::ZERO,
+            latency: Duration::ZERO,
+            plate_searches_skipped: 0,
+            score_threshold,
+        };
+        if let Some(chain) = plates.as_mut() {
+            chain.search(&mut answer, job.plates, &job.focus);
         }
-        let plate_time = if job.plates == PlateMode::Off { Duration::ZERO } else { plate_started.elapsed() };
-        let answer =
-            Analysed { frame: job.frame, detections, plates: reads, inference, plate_time, latency: job.submitted.elapsed(), plate_searches_skipped: skipped, score_threshold };
+        answer.latency = job.submitted.elapsed();
         // The camera may have gone away while we worked; nothing to do then.
         let _ = job.reply.send(Ok(answer));
     }
