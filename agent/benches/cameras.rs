@@ -171,22 +171,43 @@ fn counters(sub: &Subscriber) -> HashMap<String, (u64, u64, u64, String)> {
 }
 
 /// What a rung of the quiet ladder needs besides the busy one's figures: each camera's passings.
-type Passings = HashMap<String, Vec<(String, Option<String>)>>;
+type Passings = HashMap<String, Seen>;
 
-/// The `end` events of each camera, as (type, plate), sorted.
+/// One camera's passings: its `end` events as (type, plate), sorted, and for a camera whose passings
+/// differ, what its events said (phase, track, times, boxes), to tell a passing split in two from one
+/// missed.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    ends: Vec<(String, Option<String>)>,
+    trace: Vec<String>,
+}
+
 fn passings(sub: &Subscriber, ids: &[String]) -> Passings {
-    let mut by: Passings = ids.iter().map(|id| (id.clone(), Vec::new())).collect();
+    let mut by: Passings = ids.iter().map(|id| (id.clone(), Seen::default())).collect();
     for m in sub.messages() {
         let Some(cam) = m.topic.strip_suffix("/events").and_then(|t| t.rsplit('/').next()) else { continue };
+        let Some(seen) = by.get_mut(cam) else { continue };
         let e = m.json();
+        let time = |k: &str| e[k].as_str().map_or("-".to_string(), |t| t.get(11..23).unwrap_or(t).to_string());
+        if e["phase"] == "new" || e["phase"] == "end" {
+            seen.trace.push(format!(
+                "{} {} #{} {}..{} box {} plate {} {}",
+                e["phase"].as_str().unwrap_or_default(),
+                e["label"].as_str().unwrap_or_default(),
+                e["track_id"],
+                time("started_at"),
+                time("ended_at"),
+                e["box"],
+                e["plate"]["text"],
+                e.get("merged_into").map(|m| format!("merged into {m}")).unwrap_or_default()
+            ));
+        }
         if e["phase"] == "end" {
-            if let Some(list) = by.get_mut(cam) {
-                list.push((e["type"].as_str().unwrap_or_default().to_string(), e["plate"]["text"].as_str().map(str::to_string)));
-            }
+            seen.ends.push((e["type"].as_str().unwrap_or_default().to_string(), e["plate"]["text"].as_str().map(str::to_string)));
         }
     }
-    for list in by.values_mut() {
-        list.sort();
+    for seen in by.values_mut() {
+        seen.ends.sort();
     }
     by
 }
@@ -271,14 +292,20 @@ fn climb_quiet(ladder: &[usize], clips: &[std::path::PathBuf], clip_s: f64) -> (
     let servers = serve(clips.len());
     let (reference_rung, reference) = measure_quiet(&servers, clips.len(), false, clip_s);
     drop(servers);
-    let expected = reference.values().next().cloned().unwrap_or_default();
+    let expected = reference.values().next().map(|s| s.ends.clone()).unwrap_or_default();
     println!("{}   (reference, gating off; passings per stream: {expected:?})", reference_rung.line());
     let mut best = 0;
     let mut rss = Vec::new();
     for &n in ladder {
         let servers = serve(n);
         let (rung, got) = measure_quiet(&servers, n, true, clip_s);
-        let lost: Vec<String> = got.iter().filter(|(_, p)| **p != expected).map(|(id, p)| format!("{id}: {p:?}")).collect();
+        let lost: Vec<String> = got.iter().filter(|(_, p)| p.ends != expected).map(|(id, p)| format!("{id}: {:?}", p.ends)).collect();
+        for (id, p) in got.iter().filter(|(_, p)| p.ends != expected) {
+            println!("    {id}'s events:");
+            for line in &p.trace {
+                println!("      {line}");
+            }
+        }
         let ok = rung.sustained() && lost.is_empty() && !expected.is_empty();
         println!(
             "{}{}",
