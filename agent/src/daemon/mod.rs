@@ -11,7 +11,9 @@
 //! then READY=1. Shutdown is the reverse and a protocol: sources stop first (EOS, pipeline to Null), then
 //! the detector threads, then the outbox is flushed and the MQTT task publishes the retained `stopped`
 //! status, waits for its acknowledgement and disconnects. Each step has a deadline and anything still
-//! running after it is logged.
+//! running after it is logged and left behind: a camera thread stuck in GStreamer keeps its detector and
+//! outbox handles, so the detector is not waited for then, and the outbox writer stops on an explicit
+//! message (committing what was queued) rather than when the last handle is gone.
 
 mod camera;
 mod commands;
@@ -301,12 +303,18 @@ impl Agent {
         tracing::info!("shutting down: stopping cameras");
         http_cancel.cancel();
         cameras_cancel.cancel();
-        fleet.stop_all().await;
+        let cameras_stopped = fleet.stop_all().await;
         drop(fleet);
-        tracing::info!("stopping detector");
-        let detector_done = tokio::task::spawn_blocking(move || detector.shutdown());
-        if tokio::time::timeout(STEP_DEADLINE, detector_done).await.is_err() {
-            tracing::warn!("detector threads still running after the shutdown deadline");
+        if cameras_stopped {
+            tracing::info!("stopping detector");
+            let detector_done = tokio::task::spawn_blocking(move || detector.shutdown());
+            if tokio::time::timeout(STEP_DEADLINE, detector_done).await.is_err() {
+                tracing::warn!("detector threads still running after the shutdown deadline");
+            }
+        } else {
+            // Its threads run until every camera has let go of them; the stuck ones have not.
+            tracing::warn!("detector threads left running: cameras still running hold them");
+            drop(detector);
         }
         background.iter().for_each(JoinHandle::abort);
         for task in http {

@@ -185,8 +185,9 @@ impl Fleet {
         self.running.iter().map(|r| r.record.clone()).collect()
     }
 
-    pub async fn stop_all(&mut self) {
-        stop_cameras(std::mem::take(&mut self.running)).await;
+    /// Stops every camera; false when some were still running at the deadline.
+    pub async fn stop_all(&mut self) -> bool {
+        stop_cameras(std::mem::take(&mut self.running)).await
     }
 
     /// Cameras running.
@@ -240,8 +241,9 @@ pub async fn apply(fleet: &mut Fleet, config: &Config, provenance: &[Option<crat
     fleet.apply(config).await.map_err(|e| tracing::error!(error = %e, "applying the configuration failed part-way"))
 }
 
-/// Cancels the cameras and waits (up to the step deadline) for their threads.
-async fn stop_cameras(cameras: Vec<RunningCamera>) {
+/// Cancels the cameras and waits (up to the step deadline) for their threads; false when some were still
+/// running then.
+async fn stop_cameras(cameras: Vec<RunningCamera>) -> bool {
     let mut threads = Vec::new();
     for mut r in cameras {
         r.cancel.cancel();
@@ -253,6 +255,7 @@ async fn stop_cameras(cameras: Vec<RunningCamera>) {
     if !pending.is_empty() {
         tracing::warn!(cameras = ?pending, "cameras still running after the stop deadline");
     }
+    pending.is_empty()
 }
 
 /// Joins threads, giving up after `deadline`; returns the names of those still running.

@@ -24,6 +24,8 @@ enum Op {
     Ack(Vec<u64>),
     /// Answered once everything queued before it is committed.
     Flush(Sender<()>),
+    /// Commit everything queued before it, then stop.
+    Stop,
 }
 
 /// A message the outbox did not take, handed back with the reason (the writer has stopped).
@@ -53,9 +55,12 @@ pub struct OutboxHandle {
     counters: Arc<WriterCounters>,
 }
 
-/// The writer thread; dropping every handle and calling [`OutboxWriter::stop`] commits what is left.
+/// The writer thread. [`OutboxWriter::stop`] commits what was queued before it and stops, whether or not
+/// every handle is gone: a camera thread stuck at shutdown must not keep the agent from stopping. An append
+/// after that is handed back.
 pub struct OutboxWriter {
     thread: Option<JoinHandle<()>>,
+    tx: Sender<Op>,
 }
 
 impl OutboxWriter {
@@ -65,18 +70,28 @@ impl OutboxWriter {
         let outbox = Arc::new(outbox);
         let committed = Arc::new(Notify::new());
         let counters = Arc::new(WriterCounters::default());
-        let handle = OutboxHandle { tx, outbox: outbox.clone(), committed: committed.clone(), counters: counters.clone() };
+        let handle = OutboxHandle { tx: tx.clone(), outbox: outbox.clone(), committed: committed.clone(), counters: counters.clone() };
         let thread = std::thread::Builder::new()
             .name("outbox".into())
             .spawn(move || run(&outbox, bounds, &rx, &committed, &counters))
             .map_err(|e| OutboxError::Store { path: handle.outbox.path().to_path_buf(), reason: format!("cannot start writer thread: {e}") })?;
-        Ok((Self { thread: Some(thread) }, handle))
+        Ok((Self { thread: Some(thread), tx }, handle))
     }
 
-    /// Waits for the writer to commit everything and stop (all handles must be dropped first).
+    /// Waits for the writer to commit everything queued so far and stop.
     pub fn stop(mut self) {
+        let _ = self.tx.send(Op::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+impl Drop for OutboxWriter {
+    /// A writer dropped without [`OutboxWriter::stop`] still stops (without being waited for).
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.tx.try_send(Op::Stop);
         }
     }
 }
@@ -136,7 +151,7 @@ fn run(outbox: &Outbox, bounds: Bounds, rx: &Receiver<Op>, committed: &Notify, c
         // Wait for the first operation of a group (or sweep for age now and then).
         if messages.is_empty() && acked.is_empty() && waiters.is_empty() && !disconnected {
             match rx.recv_timeout(IDLE_SWEEP) {
-                Ok(op) => take(op, &mut messages, &mut acked, &mut waiters),
+                Ok(op) => disconnected |= take(op, &mut messages, &mut acked, &mut waiters),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => disconnected = true,
             }
@@ -146,7 +161,7 @@ fn run(outbox: &Outbox, bounds: Bounds, rx: &Receiver<Op>, committed: &Notify, c
         while !disconnected && messages.len() + acked.len() < GROUP_MAX {
             let left = GROUP_WINDOW.saturating_sub(start.elapsed());
             match rx.recv_timeout(left) {
-                Ok(op) => take(op, &mut messages, &mut acked, &mut waiters),
+                Ok(op) => disconnected |= take(op, &mut messages, &mut acked, &mut waiters),
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => disconnected = true,
             }
@@ -202,12 +217,15 @@ fn run(outbox: &Outbox, bounds: Bounds, rx: &Receiver<Op>, committed: &Notify, c
     }
 }
 
-fn take(op: Op, messages: &mut Vec<Message>, acked: &mut Vec<u64>, waiters: &mut Vec<Sender<()>>) {
+/// Adds `op` to the group; true when it says to stop.
+fn take(op: Op, messages: &mut Vec<Message>, acked: &mut Vec<u64>, waiters: &mut Vec<Sender<()>>) -> bool {
     match op {
         Op::Append(m) => messages.push(m),
         Op::Ack(keys) => acked.extend(keys),
         Op::Flush(w) => waiters.push(w),
+        Op::Stop => return true,
     }
+    false
 }
 
 #[cfg(test)]
@@ -249,5 +267,25 @@ mod tests {
         assert!(matches!(rejected.reason, OutboxError::Stopped));
         drop((orphan, handle));
         writer.stop();
+    }
+
+    #[test]
+    fn stopping_commits_what_was_queued_while_a_handle_is_still_held() {
+        // A camera thread stuck at shutdown still holds its handle: stopping must not wait for it.
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.redb")).unwrap();
+        let (writer, handle) = OutboxWriter::start(outbox, Bounds { max_bytes: 1 << 30, ..Bounds::UNLIMITED }).unwrap();
+        for i in 0..10 {
+            handle.append(Message::new(Kind::Event, format!("t/{i}"), vec![1; 10])).unwrap();
+        }
+        let (stopped_tx, stopped) = bounded(1);
+        std::thread::spawn(move || {
+            writer.stop();
+            let _ = stopped_tx.send(());
+        });
+        stopped.recv_timeout(Duration::from_secs(10)).expect("the writer stops while a handle is held");
+        assert_eq!(handle.outbox().keys().unwrap().len(), 10);
+        let rejected = handle.append(Message::new(Kind::Event, "t/late".into(), vec![2])).unwrap_err();
+        assert!(matches!(rejected.reason, OutboxError::Stopped));
     }
 }
