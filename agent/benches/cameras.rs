@@ -173,9 +173,9 @@ fn counters(sub: &Subscriber) -> HashMap<String, (u64, u64, u64, String)> {
 /// What a rung of the quiet ladder needs besides the busy one's figures: each camera's passings.
 type Passings = HashMap<String, Seen>;
 
-/// One camera's passings: its `end` events as (type, plate), sorted, and for a camera whose passings
-/// differ, what its events said (phase, track, times, boxes), to tell a passing split in two from one
-/// missed.
+/// One camera's passings: its `end` events as (type, plate), sorted, and what its events said (phase,
+/// track, times, boxes; printed for a camera whose passings differ, to tell a passing split in two from one
+/// missed).
 #[derive(Debug, Clone, Default)]
 struct Seen {
     ends: Vec<(String, Option<String>)>,
@@ -299,8 +299,9 @@ fn climb_quiet(ladder: &[usize], clips: &[std::path::PathBuf], clip_s: f64) -> (
     for &n in ladder {
         let servers = serve(n);
         let (rung, got) = measure_quiet(&servers, n, true, clip_s);
-        let lost: Vec<String> = got.iter().filter(|(_, p)| p.ends != expected).map(|(id, p)| format!("{id}: {:?}", p.ends)).collect();
+        let mut lost = Vec::new();
         for (id, p) in got.iter().filter(|(_, p)| p.ends != expected) {
+            lost.push(format!("{id}: {:?}", p.ends));
             println!("    {id}'s events:");
             for line in &p.trace {
                 println!("      {line}");
@@ -355,13 +356,14 @@ fn latency_percentiles(page: &str) -> Option<(f64, f64, u64)> {
     Some((at(0.5), at(0.99), total as u64))
 }
 
-/// Climbs `ladder` until the first count not sustained; returns the highest sustained count.
+/// A loopback RTSP server playing `clip`.
 fn serve_file(clip: &std::path::Path) -> RtspServer {
     RtspServer::start(ServerSpec { feed: Feed::File(clip.to_path_buf()), credentials: None })
 }
 
-/// Climbs `ladder` with fresh servers at every rung, so the clip plays from its start for every count:
-/// `servers(n)` of them for `n` streams.
+/// Climbs `ladder` until the first count not sustained; returns the highest sustained count. Every rung
+/// gets fresh servers, `servers(n)` of them for `n` streams, so the clip plays from its start for every
+/// count.
 fn climb(ladder: &[usize], clip: &std::path::Path, servers: fn(usize) -> usize, measure: impl Fn(&[RtspServer], usize) -> Rung) -> usize {
     let mut best = 0;
     for &n in ladder {

@@ -16,7 +16,7 @@ use models::BgrImage;
 use serde::Serialize;
 
 use crate::events::{BuilderSettings, EventBuilder, EventOut, FrameTime};
-use crate::inference::{Analysed, Detector, DetectorHandle, Pending, PlateChain, PlateFocus};
+use crate::inference::{Analysed, Detector, DetectorHandle, InferenceError, Pending, PlateChain, PlateFocus};
 use crate::motion::{Decision, DetectGate, Look};
 use crate::payload::round3;
 use crate::source::{self, Frame, Mode, Next, Pipeline, SourceSettings};
@@ -334,14 +334,30 @@ struct Engine {
     chain: Option<PlateChain>,
 }
 
+impl Engine {
+    /// Starts the detector on `frame`, with the plate chain after it on the detector thread unless the chain
+    /// runs here (then `focus` is asked for in [`Engine::finish`]).
+    fn start(&self, frame: Frame, plates: PlateMode, focus: impl FnOnce() -> PlateFocus) -> Result<Pending, InferenceError> {
+        match self.chain {
+            Some(_) => self.detector.submit(frame, PlateMode::Off, PlateFocus::default()),
+            None => self.detector.submit(frame, plates, focus()),
+        }
+    }
+
+    /// Waits for the detector, then runs the plate chain when it runs here.
+    fn finish(&mut self, pending: Pending, plates: PlateMode, focus: impl FnOnce() -> PlateFocus) -> Result<Analysed, InferenceError> {
+        let mut analysed = pending.wait()?;
+        if let Some(chain) = self.chain.as_mut() {
+            chain.search(&mut analysed, plates, &focus());
+        }
+        Ok(analysed)
+    }
+}
+
 fn analyse_image(path: &Path, engine: &mut Engine, plates: PlateMode) -> anyhow::Result<Analysed> {
     let image = BgrImage::open(path)?;
-    let on_detector_thread = if engine.chain.is_some() { PlateMode::Off } else { plates };
-    let mut analysed = engine.detector.detect(Frame::from_image(image), on_detector_thread)?;
-    if let Some(chain) = engine.chain.as_mut() {
-        chain.search(&mut analysed, plates, &PlateFocus::default());
-    }
-    Ok(analysed)
+    let pending = engine.start(Frame::from_image(image), plates, PlateFocus::default)?;
+    Ok(engine.finish(pending, plates, PlateFocus::default)?)
 }
 
 /// `--plate-crops`: every image is a rectified plate; read them in batches.
@@ -492,13 +508,9 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
         };
         let pending = match frame {
             Ok(pending) => pending,
-            Err(frame) if engine.overlap => engine.detector.submit(frame, PlateMode::Off, PlateFocus::default())?,
-            Err(frame) => engine.detector.submit(frame, plate_mode, focus(&builder, &mut gate))?,
+            Err(frame) => engine.start(frame, plate_mode, || focus(&builder, &mut gate))?,
         };
-        let mut analysed = pending.wait()?;
-        if let Some(chain) = engine.chain.as_mut() {
-            chain.search(&mut analysed, plate_mode, &focus(&builder, &mut gate));
-        }
+        let analysed = engine.finish(pending, plate_mode, || focus(&builder, &mut gate))?;
         each(VideoLine::Frame(&analysed));
         let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);
         let outs = builder.observe(&analysed.input(FrameTime { stream_s, wall }));

@@ -33,14 +33,6 @@ pub const SAME_PLATE_IOU: f32 = 0.1;
 /// followed vehicle was lost, after it was last seen and further along its way, picks that vehicle up again.
 pub const PICK_UP_WIDTHS: f32 = 1.5;
 
-/// Whether a chain first seen at `started` can be a vehicle first seen at `first` and lost at `lost`: near
-/// where it was lost, and ahead of it in the direction it was going (a clip that loops, or a second
-/// vehicle behind it, starts back where it came from).
-pub fn picked_up(first: &BBox, lost: &BBox, started: &BBox) -> bool {
-    let ((fx, fy), (lx, ly), (sx, sy)) = (first.center(), lost.center(), started.center());
-    let ahead = (sx - lx) * (lx - fx) + (sy - ly) * (ly - fy) > 0.0;
-    ahead && (sx - lx).hypot(sy - ly) <= PICK_UP_WIDTHS * lost.width().max(started.width())
-}
 /// A vehicle whose last box comes this close to the frame's edge (fraction of the frame) has left the
 /// frame, so it is not remembered for a return.
 pub const EDGE_MARGIN: f32 = 0.02;
@@ -50,6 +42,15 @@ pub const STILL_SHIFT: f32 = 0.1;
 /// A vehicle that stood still at least this long (seconds) before it was lost inside the frame is
 /// remembered (it stopped, and something hid it or the detector lost it); one lost while moving has gone.
 pub const STILL_BEFORE_LOST_S: f64 = 1.0;
+
+/// Whether a chain first seen at `started` can be a vehicle first seen at `first` and lost at `lost`: near
+/// where it was lost, and ahead of it in the direction it was going (a clip that loops, or a second
+/// vehicle behind it, starts back where it came from).
+pub fn picked_up(first: &BBox, lost: &BBox, started: &BBox) -> bool {
+    let ((fx, fy), (lx, ly), (sx, sy)) = (first.center(), lost.center(), started.center());
+    let ahead = (sx - lx) * (lx - fx) + (sy - ly) * (ly - fy) > 0.0;
+    ahead && (sx - lx).hypot(sy - ly) <= PICK_UP_WIDTHS * lost.width().max(started.width())
+}
 
 /// Share of `inner`'s area that lies inside `outer`.
 pub fn contained(inner: &BBox, outer: &BBox) -> f32 {

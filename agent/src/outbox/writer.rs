@@ -233,11 +233,17 @@ mod tests {
     use super::*;
     use crate::outbox::Kind;
 
-    #[test]
-    fn appends_are_committed_in_groups_and_acks_delete() {
+    /// A writer on a fresh outbox in a temporary directory (kept alive by the caller).
+    fn started() -> (tempfile::TempDir, OutboxWriter, OutboxHandle) {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(&dir.path().join("o.redb")).unwrap();
         let (writer, handle) = OutboxWriter::start(outbox, Bounds { max_bytes: 1 << 30, ..Bounds::UNLIMITED }).unwrap();
+        (dir, writer, handle)
+    }
+
+    #[test]
+    fn appends_are_committed_in_groups_and_acks_delete() {
+        let (_dir, writer, handle) = started();
         for i in 0..100 {
             handle.append(Message::new(Kind::Event, format!("t/{i}"), vec![1; 100])).unwrap();
         }
@@ -255,9 +261,7 @@ mod tests {
 
     #[test]
     fn an_append_after_the_writer_stopped_hands_the_message_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("o.redb")).unwrap();
-        let (writer, handle) = OutboxWriter::start(outbox, Bounds { max_bytes: 1 << 30, ..Bounds::UNLIMITED }).unwrap();
+        let (_dir, writer, handle) = started();
         let (tx, rx) = bounded::<Op>(1);
         drop(rx);
         let orphan = OutboxHandle { tx, ..handle.clone() };
@@ -272,9 +276,7 @@ mod tests {
     #[test]
     fn stopping_commits_what_was_queued_while_a_handle_is_still_held() {
         // A camera thread stuck at shutdown still holds its handle: stopping must not wait for it.
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("o.redb")).unwrap();
-        let (writer, handle) = OutboxWriter::start(outbox, Bounds { max_bytes: 1 << 30, ..Bounds::UNLIMITED }).unwrap();
+        let (_dir, writer, handle) = started();
         for i in 0..10 {
             handle.append(Message::new(Kind::Event, format!("t/{i}"), vec![1; 10])).unwrap();
         }

@@ -94,8 +94,7 @@ impl Kalman {
     /// Corrects the state with a measured box.
     pub fn update(&mut self, b: &BBox) {
         let z = to_measurement(b);
-        let (w, h) = (self.x[2].max(1.0), self.x[3].max(1.0));
-        let r = [STD_POSITION * w, STD_POSITION * h, STD_POSITION * w, STD_POSITION * h];
+        let r = scaled(self.x[2].max(1.0), self.x[3].max(1.0), STD_POSITION, 0.0);
         // S = H P Hᵀ + R, the top-left 4x4 block of P plus R.
         let mut s = [[0.0; M]; M];
         for i in 0..M {
