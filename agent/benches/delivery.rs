@@ -94,6 +94,6 @@ fn main() {
         let _ = task.await;
         drop(link);
         drop(handle);
-        tokio::task::spawn_blocking(move || writer.stop()).await.unwrap();
+        tokio::task::spawn_blocking(move || writer.stop(Duration::from_secs(30))).await.unwrap();
     });
 }

@@ -313,7 +313,7 @@ fn bench_stages() {
     let payload = messages.first().cloned().unwrap_or_else(|| vec![b'{'; 1500]);
     let (ob_cpu, ob_wall) = cost(300, |_| {
         let m = edge_agent::outbox::Message::new(edge_agent::outbox::Kind::Event, "bench/events".into(), payload.clone());
-        outbox.commit(&[m], &[], edge_agent::outbox::Bounds::UNLIMITED).unwrap();
+        outbox.commit(&[m], &[], &[], edge_agent::outbox::Bounds::UNLIMITED).unwrap();
     });
     let per_frame_messages = messages.len() as f64 / (5 * n).max(1) as f64;
 

@@ -80,6 +80,28 @@ impl EventLog {
         Ok(())
     }
 
+    /// The days that have a file, oldest first.
+    pub fn days(&self) -> Vec<NaiveDate> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut days: Vec<NaiveDate> =
+            entries.flatten().filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".jsonl").and_then(|stem| NaiveDate::parse_from_str(stem, "%Y-%m-%d").ok())).collect();
+        days.sort();
+        days
+    }
+
+    /// Deletes one day's file (the free-space floor); false when there was none.
+    pub fn delete_day(&self, day: NaiveDate) -> std::io::Result<bool> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.as_ref().is_some_and(|(d, _)| *d == day) {
+            *open = None;
+        }
+        match std::fs::remove_file(self.file_for(day)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes day files older than the retention period; returns how many.
     pub fn sweep(&self, now: DateTime<Utc>) -> std::io::Result<usize> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok(0) };

@@ -14,12 +14,14 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::eventlog::EventLog;
+use crate::store::{Fault, Store};
 
 const PASSINGS: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("passings");
 const PLATE_SUFFIXES: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("plate_suffixes");
@@ -155,8 +157,16 @@ fn plate_suffixes(text: &str) -> impl Iterator<Item = &str> {
 }
 
 pub struct History {
-    db: Database,
-    path: PathBuf,
+    store: Store,
+    /// A write failed (the disk): passings may be missing until the next [`History::catch_up`].
+    stale: AtomicBool,
+}
+
+/// Makes the index's tables.
+fn init(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(PASSINGS)?;
+    txn.open_table(PLATE_SUFFIXES)?;
+    Ok(())
 }
 
 impl History {
@@ -167,28 +177,53 @@ impl History {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create directory: {e}")))?;
         }
-        let db = match Database::create(path) {
-            Ok(db) => db,
-            Err(e) if path.exists() => {
+        let store = match Store::open(path, init) {
+            Ok(store) => store,
+            Err(e) if path.exists() && Fault::of(&e) != Fault::NoSpace => {
                 let aside = path.with_extension(format!("redb.broken-{}", Utc::now().format("%Y%m%dT%H%M%S")));
                 tracing::error!(path = %path.display(), moved_to = %aside.display(), error = %e, "history index unreadable: moved aside, rebuilding from the event logs");
                 std::fs::rename(path, &aside).map_err(|e| err(format!("cannot move the unreadable index aside: {e}")))?;
-                Database::create(path).map_err(|e| err(e.to_string()))?
+                Store::open(path, init).map_err(|e| err(e.to_string()))?
             }
             Err(e) => return Err(err(e.to_string())),
         };
-        let history = Self { db, path: path.to_path_buf() };
-        let txn = history.db.begin_write().map_err(|e| history.err(e))?;
-        {
-            txn.open_table(PASSINGS).map_err(|e| history.err(e))?;
-            txn.open_table(PLATE_SUFFIXES).map_err(|e| history.err(e))?;
-        }
-        txn.commit().map_err(|e| history.err(e))?;
-        Ok(history)
+        Ok(Self { store, stale: AtomicBool::new(false) })
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> HistoryError {
-        HistoryError { path: self.path.clone(), reason: e.to_string() }
+    fn err(&self, e: impl Into<redb::Error>) -> HistoryError {
+        HistoryError { path: self.store.path().to_path_buf(), reason: e.into().to_string() }
+    }
+
+    /// Whether a write failed since the last successful [`History::catch_up`].
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Runs a write transaction, reopening the database first when an earlier write failed; a failure
+    /// closes it (redb needs that after an I/O error) and marks the index stale.
+    fn write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>) -> Result<T, HistoryError> {
+        let run = || -> Result<T, redb::Error> {
+            if !self.store.is_open() {
+                self.store.reopen()?;
+            }
+            let db = self.store.db()?;
+            let txn = db.begin_write()?;
+            let out = f(&txn)?;
+            txn.commit()?;
+            Ok(out)
+        };
+        run().map_err(|e| {
+            self.store.close();
+            self.stale.store(true, Ordering::Relaxed);
+            self.err(e)
+        })
+    }
+
+    fn read(&self) -> Result<crate::store::Reading<'_>, HistoryError> {
+        if !self.store.is_open() {
+            self.store.reopen().map_err(|e| self.err(e))?;
+        }
+        self.store.begin_read().map_err(|e| self.err(e))
     }
 
     /// Adds the `end` events among event messages (others are ignored) in one durable commit; returns how
@@ -202,30 +237,28 @@ impl History {
     }
 
     fn insert(&self, passings: &[Passing]) -> Result<usize, HistoryError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut added = 0;
-        {
-            let mut table = txn.open_table(PASSINGS).map_err(|e| self.err(e))?;
-            let mut suffixes = txn.open_table(PLATE_SUFFIXES).map_err(|e| self.err(e))?;
+        self.write(|txn| {
+            let mut added = 0;
+            let mut table = txn.open_table(PASSINGS)?;
+            let mut suffixes = txn.open_table(PLATE_SUFFIXES)?;
             for p in passings {
                 let Some(ms) = p.at_ms() else {
                     tracing::warn!(event = %p.id, ts = %p.ts, "history: event time unreadable, not indexed");
                     continue;
                 };
                 let Ok(record) = serde_json::to_vec(p) else { continue };
-                if table.insert((ms, p.id.as_str()), record.as_slice()).map_err(|e| self.err(e))?.is_some() {
+                if table.insert((ms, p.id.as_str()), record.as_slice())?.is_some() {
                     continue;
                 }
                 added += 1;
                 if let Some(plate) = &p.plate {
                     for suffix in plate_suffixes(&normalise_plate(&plate.text)) {
-                        suffixes.insert((suffix, ms, p.id.as_str()), ()).map_err(|e| self.err(e))?;
+                        suffixes.insert((suffix, ms, p.id.as_str()), ())?;
                     }
                 }
             }
-        }
-        txn.commit().map_err(|e| self.err(e))?;
-        Ok(added)
+            Ok(added)
+        })
     }
 
     /// Indexes what the event log holds and the index lacks: everything when the index is empty, otherwise
@@ -241,16 +274,17 @@ impl History {
         for chunk in lines.chunks(1000) {
             added += self.add_events(chunk.iter().map(|l| l.as_bytes()))?;
         }
+        self.stale.store(false, Ordering::Relaxed);
         Ok(added)
     }
 
     /// Gives the space of a bulk build back to the file system (after a large [`History::catch_up`]).
     pub fn compact(&mut self) -> Result<(), HistoryError> {
-        self.db.compact().map(|_| ()).map_err(|e| HistoryError { path: self.path.clone(), reason: e.to_string() })
+        self.store.compact().map(|_| ()).map_err(|e| self.err(e))
     }
 
     fn newest_ms(&self) -> Result<Option<i64>, HistoryError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.read()?;
         let table = txn.open_table(PASSINGS).map_err(|e| self.err(e))?;
         let newest = table.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value().0);
         Ok(newest)
@@ -258,7 +292,7 @@ impl History {
 
     /// How many passings the index holds.
     pub fn len(&self) -> Result<u64, HistoryError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.read()?;
         txn.open_table(PASSINGS).map_err(|e| self.err(e))?.len().map_err(|e| self.err(e))
     }
 
@@ -269,30 +303,26 @@ impl History {
     /// Deletes passings older than `cutoff` and their plate suffixes; returns how many.
     pub fn expire(&self, cutoff: DateTime<Utc>) -> Result<usize, HistoryError> {
         let cutoff = cutoff.timestamp_millis();
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let n;
-        {
-            let mut table = txn.open_table(PASSINGS).map_err(|e| self.err(e))?;
-            let mut suffixes = txn.open_table(PLATE_SUFFIXES).map_err(|e| self.err(e))?;
+        self.write(|txn| {
+            let mut table = txn.open_table(PASSINGS)?;
+            let mut suffixes = txn.open_table(PLATE_SUFFIXES)?;
             let mut old: Vec<(i64, String, Option<String>)> = Vec::new();
-            for entry in table.range(..(cutoff, "")).map_err(|e| self.err(e))? {
-                let (k, v) = entry.map_err(|e| self.err(e))?;
+            for entry in table.range(..(cutoff, ""))? {
+                let (k, v) = entry?;
                 let (ms, id) = k.value();
                 let plate = serde_json::from_slice::<Passing>(v.value()).ok().and_then(|p| p.plate).map(|p| normalise_plate(&p.text));
                 old.push((ms, id.to_string(), plate));
             }
             for (ms, id, plate) in &old {
-                table.remove((*ms, id.as_str())).map_err(|e| self.err(e))?;
+                table.remove((*ms, id.as_str()))?;
                 if let Some(text) = plate {
                     for suffix in plate_suffixes(text) {
-                        suffixes.remove((suffix, *ms, id.as_str())).map_err(|e| self.err(e))?;
+                        suffixes.remove((suffix, *ms, id.as_str()))?;
                     }
                 }
             }
-            n = old.len();
-        }
-        txn.commit().map_err(|e| self.err(e))?;
-        Ok(n)
+            Ok(old.len())
+        })
     }
 
     /// Applies the retention of the event log it is built from: passings of days the log no longer keeps.
@@ -302,7 +332,7 @@ impl History {
 
     /// One page of passings matching `q`, newest first, with the number matching in all.
     pub fn search(&self, q: &Query) -> Result<Page, HistoryError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.read()?;
         let table = txn.open_table(PASSINGS).map_err(|e| self.err(e))?;
         let (from, to) = (q.from_ms.unwrap_or(i64::MIN), q.to_ms.unwrap_or(i64::MAX));
         let limit = q.limit.clamp(1, MAX_PAGE);

@@ -22,6 +22,8 @@ pub mod rules;
 pub mod snapshots;
 pub mod source;
 pub mod stats;
+pub mod storage;
+pub mod store;
 pub mod systemd;
 pub mod topics;
 pub mod tracking;

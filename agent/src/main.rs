@@ -7,7 +7,10 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     edge_agent::logging::init(args.verbose);
     let result = match &args.command {
-        Command::Run { config } => edge_agent::daemon::run(config).map(|()| ExitCode::SUCCESS),
+        Command::Run { config } => edge_agent::daemon::run(config).map(|stopped| match stopped {
+            edge_agent::daemon::Stopped::Clean => ExitCode::SUCCESS,
+            edge_agent::daemon::Stopped::Abandoned => ExitCode::from(edge_agent::daemon::EXIT_ABANDONED),
+        }),
         Command::CheckConfig { config } => Ok(cli::check_config::run(config)),
         Command::Analyze(a) => cli::analyze::run(a),
         Command::Models { action, dir, config } => models_dir(dir.as_deref(), config.as_deref()).and_then(|dir| cli::models_cmd::run(action, &dir)),

@@ -3,9 +3,11 @@
 //! keep-alives depend on.
 //!
 //! Health is decided in one place ([`HealthCheck::evaluate`]): every enabled camera's thread has gone
-//! round its loop recently, the outbox writer answers a flush, and the MQTT task is still running. A
-//! disconnected broker or an offline camera is *degraded*, not unhealthy: restarting the agent would not
-//! fix either, so the watchdog keeps being fed and `/healthz` says what is wrong.
+//! round its loop recently, the outbox writer answers, and the MQTT task is still running; if not, the
+//! agent is *unhealthy* and the watchdog lets systemd restart it. A disconnected broker or an offline
+//! camera is *degraded*. When the agent runs but cannot do its job — the disk is full or failing, or
+//! delivery to a connected broker has stalled — it is *failing*: `/healthz` answers 503 with the reason,
+//! and the watchdog is still fed, because a restart would not fix either.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -24,20 +26,24 @@ use tokio_util::sync::CancellationToken;
 use crate::mqtt::LinkState;
 use crate::outbox::OutboxHandle;
 use crate::stats::{CameraRecord, CameraState, INFERENCE_BUCKETS_S, LATENCY_BUCKETS_S};
+use crate::storage::Storage;
 
 /// The cameras currently configured, in config order. Replaced as a whole on reload.
 pub type CameraList = Arc<RwLock<Vec<Arc<CameraRecord>>>>;
 
 /// A camera thread that has not gone round its loop for this long is stuck.
 pub const CAMERA_STUCK_AFTER: Duration = Duration::from_secs(30);
-/// The outbox writer must answer a flush within this.
-const OUTBOX_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
+/// The outbox writer must answer within this.
+const OUTBOX_PING_DEADLINE: Duration = Duration::from_secs(10);
+/// Connected, messages waiting, and no acknowledgement for this long: delivery has stalled.
+pub const DELIVERY_STALLED_AFTER: Duration = Duration::from_secs(60);
 
 /// Everything `/metrics` and `/healthz` read. Cheap to clone.
 #[derive(Clone)]
 pub struct Sources {
     pub cameras: CameraList,
     pub outbox: OutboxHandle,
+    pub storage: Arc<Storage>,
     pub link: Option<Arc<LinkState>>,
     pub health: Arc<Mutex<Health>>,
     pub started: Instant,
@@ -60,6 +66,9 @@ pub enum HealthStatus {
     Ok,
     /// Running, but something needs attention (a camera or the broker cannot be reached).
     Degraded,
+    /// Running, but not recording or delivering what it should (storage full or failing, delivery to a
+    /// connected broker stalled); a restart would not fix it.
+    Failing,
     /// A main loop is stuck: the watchdog lets systemd restart the agent.
     Unhealthy,
 }
@@ -70,6 +79,7 @@ impl HealthStatus {
             HealthStatus::Starting => "starting",
             HealthStatus::Ok => "ok",
             HealthStatus::Degraded => "degraded",
+            HealthStatus::Failing => "failing",
             HealthStatus::Unhealthy => "unhealthy",
         }
     }
@@ -94,6 +104,11 @@ impl Default for Health {
 impl Health {
     pub fn is_unhealthy(&self) -> bool {
         self.status == HealthStatus::Unhealthy
+    }
+
+    /// Whether `/healthz` answers 503: stuck, or running without doing its job.
+    pub fn is_failing(&self) -> bool {
+        matches!(self.status, HealthStatus::Unhealthy | HealthStatus::Failing)
     }
 }
 
@@ -122,14 +137,16 @@ impl HealthCheck {
                 degraded.push(format!("camera {}: {}{why}", r.id, h.state.as_str()));
             }
         }
+        let mut failing = Vec::new();
         let outbox = self.sources.outbox.clone();
-        let flushed = tokio::time::timeout(OUTBOX_FLUSH_DEADLINE, tokio::task::spawn_blocking(move || outbox.flush())).await;
-        match flushed {
+        let answered = tokio::time::timeout(OUTBOX_PING_DEADLINE + Duration::from_secs(1), tokio::task::spawn_blocking(move || outbox.ping(OUTBOX_PING_DEADLINE))).await;
+        match answered {
             Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(crate::outbox::OutboxError::NoAnswer(_)))) | Err(_) => stuck.push(format!("outbox writer: no answer within {} s", OUTBOX_PING_DEADLINE.as_secs())),
             Ok(Ok(Err(e))) => stuck.push(format!("outbox writer: {e}")),
-            Ok(Err(_)) => stuck.push("outbox writer: flush task failed".into()),
-            Err(_) => stuck.push(format!("outbox writer: no answer within {} s", OUTBOX_FLUSH_DEADLINE.as_secs())),
+            Ok(Err(_)) => stuck.push("outbox writer: check failed".into()),
         }
+        failing.extend(self.sources.storage.report().problem);
         if let Some(task) = &self.mqtt_task {
             if task.is_finished() {
                 stuck.push("MQTT task has stopped".into());
@@ -137,20 +154,38 @@ impl HealthCheck {
                 if !link.connected.load(Ordering::Relaxed) {
                     let why = link.last_error().map(|e| format!(": {e}")).unwrap_or_default();
                     degraded.push(format!("MQTT broker not connected{why}"));
+                } else if let Some(problem) = self.delivery_stalled(link).await {
+                    failing.push(problem);
                 }
             }
         }
         let status = if !stuck.is_empty() {
             HealthStatus::Unhealthy
+        } else if !failing.is_empty() {
+            HealthStatus::Failing
         } else if !degraded.is_empty() {
             HealthStatus::Degraded
         } else {
             HealthStatus::Ok
         };
+        stuck.extend(failing);
         stuck.extend(degraded);
         let health = Health { status, problems: stuck, checked: Some(Instant::now()) };
         *self.sources.health.lock().unwrap_or_else(|p| p.into_inner()) = health.clone();
         health
+    }
+}
+
+impl HealthCheck {
+    /// Connected, messages waiting in the outbox, and none acknowledged for [`DELIVERY_STALLED_AFTER`].
+    async fn delivery_stalled(&self, link: &LinkState) -> Option<String> {
+        let quiet_ms = crate::outbox::now_ms().saturating_sub(link.last_progress_ms.load(Ordering::Relaxed));
+        if quiet_ms < DELIVERY_STALLED_AFTER.as_millis() as u64 {
+            return None;
+        }
+        let outbox = self.sources.outbox.clone();
+        let depth = tokio::task::spawn_blocking(move || outbox.outbox().stats().map(|s| s.depth)).await.ok()?.ok()?;
+        (depth > 0).then(|| format!("MQTT delivery stalled: {depth} message(s) waiting, none acknowledged by the connected broker for {} s", quiet_ms / 1000))
     }
 }
 
@@ -171,7 +206,7 @@ pub async fn serve(listen: &str, sources: Sources, cancel: CancellationToken) ->
 
 async fn healthz(State(sources): State<Sources>) -> impl IntoResponse {
     let health = sources.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let code = if health.is_unhealthy() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let code = if health.is_failing() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, axum::Json(health))
 }
 
@@ -279,6 +314,12 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
     counter(&mut out, "edge_agent_camera_restarts_total", "Camera pipeline starts, the first included.", &|s| s.restarts);
     counter(
         &mut out,
+        "edge_agent_camera_local_records_skipped_total",
+        "Batches the outbox took but had not committed when the camera gave up waiting (a long storage failure, or the camera stopped): delivered when committed, not in the local record.",
+        &|s| s.local_records_skipped,
+    );
+    counter(
+        &mut out,
         "edge_agent_camera_messages_dropped_total",
         "Messages not sent: detections the MQTT queue had no room for, and events or alerts the outbox did not take.",
         &|s| s.messages_dropped,
@@ -319,13 +360,52 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
         &[],
         outbox.evicted_total as f64,
     );
+    gauge(
+        &mut out,
+        "edge_agent_outbox_dead_letters",
+        "Messages in the dead-letter table: moved aside because they can never be delivered as they are.",
+        outbox.dead_letters as f64,
+    );
     let writer = sources.outbox.counters();
     let writer_counters = [
         ("edge_agent_outbox_appended_total", "Messages committed to the outbox.", &writer.appended_total),
         ("edge_agent_outbox_commits_total", "Group commits (fsyncs) of the outbox.", &writer.commits_total),
         ("edge_agent_outbox_commit_errors_total", "Outbox commits that failed and were retried.", &writer.commit_errors_total),
+        ("edge_agent_outbox_reopens_total", "Times the outbox database was closed and opened again after a failure.", &writer.reopens_total),
+        ("edge_agent_outbox_dead_letters_total", "Messages moved to the dead-letter table since start (a topic or size the broker refuses).", &writer.dead_letters_total),
+        (
+            "edge_agent_outbox_shed_snapshots_total",
+            "Snapshots dropped from memory while the disk could not take them and the memory bound was reached.",
+            &writer.shed_snapshots_total,
+        ),
+        (
+            "edge_agent_outbox_lost_total",
+            "Messages that never reached the disk: dropped from memory with no snapshot left to drop, or held when the agent stopped.",
+            &writer.lost_total,
+        ),
     ];
     for (name, help, value) in writer_counters {
+        Family::new(&mut out, name, "counter", help).sample(name, &[], value.load(Ordering::Relaxed) as f64);
+    }
+    gauge(&mut out, "edge_agent_outbox_held_messages", "Messages held in memory because the disk cannot take them now.", writer.held_messages.load(Ordering::Relaxed) as f64);
+    let storage = sources.storage.report();
+    if let Some(free) = storage.free_bytes {
+        gauge(&mut out, "edge_agent_storage_free_bytes", "Free bytes on the state directory's file system.", free as f64);
+    }
+    gauge(&mut out, "edge_agent_storage_min_free_bytes", "The free-space floor (storage.min_free_mb).", storage.min_free_bytes as f64);
+    {
+        let mut f = Family::new(&mut out, "edge_agent_storage_state", "gauge", "1 for the storage state (ok, full, io_error), 0 for the others.");
+        for state in [crate::storage::StorageState::Ok, crate::storage::StorageState::Full, crate::storage::StorageState::IoError] {
+            f.sample("edge_agent_storage_state", &[("state", state.as_str())], f64::from(u8::from(storage.state == state)));
+        }
+    }
+    let floor = &sources.storage.counters;
+    let floor_counters = [
+        ("edge_agent_storage_snapshots_refused_total", "New snapshots not kept because the disk was below its floor.", &floor.snapshots_refused_total),
+        ("edge_agent_storage_snapshots_deleted_total", "Local snapshots deleted to stay above the floor.", &floor.snapshots_deleted_total),
+        ("edge_agent_storage_log_days_deleted_total", "Days of local logs and history deleted to stay above the floor.", &floor.log_days_deleted_total),
+    ];
+    for (name, help, value) in floor_counters {
         Family::new(&mut out, name, "counter", help).sample(name, &[], value.load(Ordering::Relaxed) as f64);
     }
     if let Some(link) = &sources.link {
@@ -346,6 +426,12 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
     f.sample("edge_agent_config_reloads_total", &[("result", "rejected")], reloads.rejected.load(Ordering::Relaxed) as f64);
     let health = sources.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
     gauge(&mut out, "edge_agent_healthy", "1 unless a main loop is stuck (what the service watchdog acts on).", f64::from(u8::from(!health.is_unhealthy())));
+    gauge(
+        &mut out,
+        "edge_agent_working",
+        "1 unless /healthz answers 503: stuck, or running without recording or delivering (storage, stalled delivery).",
+        f64::from(u8::from(!health.is_failing())),
+    );
     out
 }
 

@@ -61,6 +61,36 @@ impl SnapshotStore {
         std::fs::read_dir(&self.dir).ok()?.flatten().map(|d| d.path().join(&name)).find(|p| p.is_file())
     }
 
+    /// Deletes the oldest snapshots (by day, then by name: event ids are time-ordered UUIDv7s) until at least
+    /// `bytes` are freed or none is left; returns how many files and bytes.
+    pub fn delete_oldest(&self, bytes: u64) -> Result<(usize, u64), StoreError> {
+        let err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError { path, source }
+        };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok((0, 0)) };
+        let mut days: Vec<(NaiveDate, PathBuf)> =
+            entries.flatten().filter_map(|e| NaiveDate::parse_from_str(&e.file_name().to_string_lossy(), "%Y-%m-%d").ok().map(|d| (d, e.path()))).collect();
+        days.sort();
+        let (mut files, mut freed) = (0, 0u64);
+        for (_, day) in days {
+            let mut pictures: Vec<PathBuf> = std::fs::read_dir(&day).map_err(err(&day))?.flatten().map(|e| e.path()).collect();
+            pictures.sort();
+            for picture in pictures {
+                if freed >= bytes {
+                    return Ok((files, freed));
+                }
+                let len = std::fs::metadata(&picture).map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(&picture).map_err(err(&picture))?;
+                files += 1;
+                freed += len;
+            }
+            // An emptied day goes too (it may still be written to: then it is made again).
+            let _ = std::fs::remove_dir(&day);
+        }
+        Ok((files, freed))
+    }
+
     /// Deletes day folders older than the retention period (relative to `now`); returns how many.
     pub fn sweep(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok(0) };

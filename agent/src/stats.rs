@@ -90,6 +90,9 @@ pub struct CameraCounters {
     pub restarts: AtomicU64,
     /// Messages not sent: detections the MQTT queue had no room for, events and alerts the outbox refused.
     pub messages_dropped: AtomicU64,
+    /// Batches the outbox took but did not commit while the camera ran (a long storage failure, or the
+    /// camera stopped first): delivered upstream when committed, but not in the local record.
+    pub local_records_skipped: AtomicU64,
     /// Inference times by histogram bucket ([`INFERENCE_BUCKETS_S`], plus one for larger), not cumulative.
     pub inference_buckets: [AtomicU64; INFERENCE_BUCKETS_S.len() + 1],
     /// From a frame's arrival out of the pipeline to the `new` event it completed being committed to the
@@ -266,6 +269,7 @@ impl CameraRecord {
             plate_runs: c.plate_runs.load(Ordering::Relaxed),
             restarts: c.restarts.load(Ordering::Relaxed),
             messages_dropped: c.messages_dropped.load(Ordering::Relaxed),
+            local_records_skipped: c.local_records_skipped.load(Ordering::Relaxed),
         }
     }
 
@@ -292,6 +296,7 @@ pub struct CounterSnapshot {
     pub plate_runs: u64,
     pub restarts: u64,
     pub messages_dropped: u64,
+    pub local_records_skipped: u64,
 }
 
 impl CounterSnapshot {
@@ -312,6 +317,7 @@ impl CounterSnapshot {
             plate_runs: 0,
             restarts: 0,
             messages_dropped: 0,
+            local_records_skipped: 0,
         }
     }
 

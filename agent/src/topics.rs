@@ -5,6 +5,35 @@
 
 use edge_config::Site;
 
+/// Longest topic name MQTT can carry (its length is a 16-bit field), in bytes.
+pub const MAX_TOPIC_BYTES: usize = 65_535;
+
+/// Why a string cannot be an MQTT topic name (MQTT 3.1.1 §4.7): the broker would refuse it, so a message
+/// on it could never be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("the topic is empty")]
+    Empty,
+    #[error("the topic contains {0:?}: a topic name may not hold the wildcards '+' and '#' or the character NUL")]
+    Forbidden(char),
+    #[error("the topic is {0} bytes long, MQTT allows at most 65535")]
+    TooLong(usize),
+}
+
+/// Checks that `topic` can be published to.
+pub fn check_topic(topic: &str) -> Result<(), TopicError> {
+    if topic.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if topic.len() > MAX_TOPIC_BYTES {
+        return Err(TopicError::TooLong(topic.len()));
+    }
+    match topic.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
+        Some(c) => Err(TopicError::Forbidden(c)),
+        None => Ok(()),
+    }
+}
+
 /// Where one camera's messages come from: the site, the camera, and the topics when they go to MQTT.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Origin {
@@ -95,6 +124,17 @@ impl Topics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_names_without_wildcards_nul_or_excess_length_are_publishable() {
+        assert_eq!(check_topic("checkpoint/a/b/c/d/e/gate/snapshots/0193-ab"), Ok(()));
+        assert_eq!(check_topic("a/#"), Err(TopicError::Forbidden('#')));
+        assert_eq!(check_topic("a/b+c"), Err(TopicError::Forbidden('+')));
+        assert_eq!(check_topic("a/\0"), Err(TopicError::Forbidden('\0')));
+        assert_eq!(check_topic(""), Err(TopicError::Empty));
+        assert_eq!(check_topic(&"x".repeat(MAX_TOPIC_BYTES)), Ok(()));
+        assert_eq!(check_topic(&"x".repeat(MAX_TOPIC_BYTES + 1)), Err(TopicError::TooLong(MAX_TOPIC_BYTES + 1)));
+    }
 
     #[test]
     fn topics_follow_the_grid_path() {

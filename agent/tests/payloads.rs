@@ -117,6 +117,17 @@ fn status_payload_matches_the_golden_file() {
                 decoder: None,
             },
         ],
+        storage: Some(payload::StorageStatus { state: "ok", free_bytes: Some(52_613_349_376), min_free_bytes: 268_435_456, held: 0, problem: None }),
+        dead_letters: Some(payload::DeadLetters {
+            count: 1,
+            total: 1,
+            last: Some(payload::DeadLetterInfo {
+                topic: "checkpoint/xining/chengzhong/nanchuan/xiaozhuang/east-gate/gate-in/snapshots/cmd-7".into(),
+                bytes: 412_337,
+                reason: "the broker closed the connection each of the 3 times this message was sent, within 5000 ms: it refuses it (larger than the broker's max_packet_size, or a topic it does not take)".into(),
+                at: "2026-11-28T07:59:40.000Z".into(),
+            }),
+        }),
     };
     let value = serde_json::to_value(&status).unwrap();
     assert_valid("status.v1.json", &value);
@@ -132,7 +143,7 @@ fn stats_payload_matches_the_golden_file() {
         interval_s: 60.0,
         uptime_s: 120.5,
         detector: payload::DetectorStats { model: "yolox_nano.onnx".into(), provider: "cpu", input: [416, 416] },
-        outbox: OutboxStats { depth: 3, bytes: 4096, oldest_age_s: Some(1.25), evicted_total: 0 },
+        outbox: OutboxStats { depth: 3, bytes: 4096, oldest_age_s: Some(1.25), evicted_total: 0, dead_letters: 0, dead_letters_total: 0, held: 0, shed_snapshots_total: 0, lost_total: 0 },
         mqtt: LinkStats { connects_total: 1, connection_errors_total: 2, sent_total: 40, acked_total: 37 },
         cameras: vec![CameraStats {
             id: "gate-in".into(),
@@ -153,6 +164,18 @@ fn stats_payload_matches_the_golden_file() {
             restarts: 1,
             messages_dropped: 0,
         }],
+        storage: Some(payload::StorageStats {
+            status: payload::StorageStatus {
+                state: "full",
+                free_bytes: Some(180_355_072),
+                min_free_bytes: 268_435_456,
+                held: 0,
+                problem: Some("storage full: 172.0 MB free in /var/lib/edge-agent, below the floor of 256 MB (storage.min_free_mb) after deleting the oldest local snapshots and logs: new snapshots are not kept, events and alerts are".into()),
+            },
+            snapshots_refused_total: 4,
+            snapshots_deleted_total: 1_207,
+            log_days_deleted_total: 2,
+        }),
     };
     let value = serde_json::to_value(&stats).unwrap();
     assert_valid("stats.v1.json", &value);

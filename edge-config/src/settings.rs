@@ -309,6 +309,11 @@ pub struct Storage {
     /// Local event log (`events/YYYY-MM-DD.jsonl`) files are deleted after this many days.
     #[serde(default = "default_snapshot_retention_days")]
     pub event_log_retention_days: u32,
+    /// Free space the agent keeps on the state directory's file system, in MiB. Below it the agent deletes
+    /// its own oldest local snapshots, then the oldest days of its local logs and history, and if that is
+    /// not enough refuses new snapshots (never events or alerts) until space comes back.
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
 }
 
 /// The local observability endpoint.
@@ -820,6 +825,9 @@ pub fn default_reconnect_max_secs() -> u64 {
 pub fn default_outbox_max_bytes() -> u64 {
     1 << 30
 }
+pub fn default_min_free_mb() -> u64 {
+    256
+}
 pub fn default_outbox_max_age_hours() -> u64 {
     24 * 7
 }
@@ -916,6 +924,7 @@ impl Default for Storage {
             outbox_max_bytes: default_outbox_max_bytes(),
             outbox_max_age_hours: default_outbox_max_age_hours(),
             event_log_retention_days: default_snapshot_retention_days(),
+            min_free_mb: default_min_free_mb(),
         }
     }
 }

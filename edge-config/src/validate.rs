@@ -295,6 +295,15 @@ pub fn check_topic_level(level: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A camera id: one topic level of letters, digits, '-' and '_' (it names the camera's topics).
+pub fn check_camera_id(id: &str) -> Result<(), String> {
+    check_topic_level(id)?;
+    match id.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+        Some(c) => Err(format!("contains {c:?}; use letters, digits, '-' and '_'")),
+        None => Ok(()),
+    }
+}
+
 /// Topic levels the agent uses itself: a city named like this would share topics with the policy tree, a
 /// camera named like this with the site's own topics.
 pub const RESERVED_CITY: &str = "policy";
@@ -413,10 +422,8 @@ fn validate_cameras(cameras: &[Camera], issues: &mut Vec<Issue>) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, cam) in cameras.iter().enumerate() {
         let at = |field: &str| format!("cameras[{i}].{field}");
-        if let Err(msg) = check_topic_level(&cam.id) {
+        if let Err(msg) = check_camera_id(&cam.id) {
             issues.push(Issue::new(at("id"), format!("{:?} {msg}", cam.id)));
-        } else if let Some(c) = cam.id.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-            issues.push(Issue::new(at("id"), format!("{:?} contains {c:?}; use letters, digits, '-' and '_'", cam.id)));
         }
         if RESERVED_CAMERA_IDS.contains(&cam.id.as_str()) {
             issues.push(Issue::new(at("id"), format!("{:?} is reserved for the site's own topics", cam.id)));

@@ -134,9 +134,8 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Command, (String, 
     if raw.schema != COMMAND_SCHEMA {
         return Err(refuse(format!("schema: {:?}: expected {COMMAND_SCHEMA:?}", raw.schema)));
     }
-    if raw.id.is_empty() || raw.id.len() > 64 || raw.id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(refuse("id: 1 to 64 characters, no spaces".into()));
-    }
+    // The id names the topic a `snapshot` is published on: it must be one topic level.
+    edge_config::check_topic_level(&raw.id).map_err(|why| refuse(format!("id: {why}")))?;
     let action: Action = serde_json::from_value(Value::String(raw.command.clone()))
         .map_err(|_| refuse(format!("command: unknown command {:?} (snapshot, restart_camera, republish, diagnostics, dispose_alert)", raw.command)))?;
     let expires_at = DateTime::parse_from_rfc3339(&raw.expires_at).map_err(|_| refuse(format!("expires_at: {:?} is not an RFC 3339 time", raw.expires_at)))?.with_timezone(&Utc);
@@ -151,6 +150,10 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Command, (String, 
     }
     if let Some(k) = required.iter().find(|k| arg(k).is_none()) {
         return Err(refuse(format!("args.{k}: required (a string)")));
+    }
+    // A camera id is a topic level of the snapshot's topic.
+    if let Some(camera) = arg("camera") {
+        edge_config::check_camera_id(&camera).map_err(|why| refuse(format!("args.camera: {camera:?} {why}")))?;
     }
     Ok(Command { id: raw.id, action, camera: arg("camera"), alert: arg("alert"), outcome: arg("outcome"), note: arg("note"), by: arg("by"), expires_at })
 }
@@ -208,6 +211,18 @@ mod tests {
         let (id, name, _) = refused(r#""command":"format_disk""#);
         assert_eq!((id.as_str(), name.as_deref()), ("c1", Some("format_disk")));
         assert!(parse(b"{", &[]).is_err());
+        // The id and the camera become topic levels: wildcards, separators and excess length are refused.
+        let with_id = |id: &str| format!(r#"{{"schema":"edge-agent/command/v1","id":{},"expires_at":"2099-01-01T00:00:00Z","command":"republish"}}"#, Value::String(id.into()));
+        for (id, why) in [("a#b", "'#'"), ("a+b", "'+'"), ("a/b", "'/'"), ("a\u{0}b", "'\\0'")] {
+            let (answered_id, _, reason) = parse(with_id(id).as_bytes(), &[]).unwrap_err();
+            assert!(reason.starts_with("id: ") && reason.contains(why), "{id:?}: {reason}");
+            assert_eq!(answered_id, id, "the result names the id it answers");
+        }
+        let long = "x".repeat(200);
+        let (answered_id, _, reason) = parse(with_id(&long).as_bytes(), &[]).unwrap_err();
+        assert!(reason.contains("200 bytes long, at most 64"), "{reason}");
+        assert_eq!(answered_id.len(), 64, "the result carries the first 64 characters");
+        assert!(refused(r#""command":"snapshot","args":{"camera":"gate/#"}"#).2.starts_with("args.camera: "));
         assert!(parse(&vec![b' '; MAX_COMMAND_BYTES + 1], &[]).is_err());
     }
 

@@ -140,6 +140,12 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Document, Refused>
     if raw.issued_by.trim().is_empty() || raw.issued_by.chars().count() > 100 || raw.issued_by.chars().any(char::is_control) {
         issues.push(Issue::new("issued_by", "1 to 100 characters on one line"));
     }
+    // Camera ids name topics: a malformed one is refused here rather than ignored as "not this checkpoint's".
+    for id in raw.cameras.keys() {
+        if let Err(why) = edge_config::check_camera_id(id) {
+            issues.push(Issue::new(format!("cameras.{id}"), format!("not a camera id: {why}")));
+        }
+    }
     let mut rules = Vec::new();
     for (i, rule) in raw.rules.iter().enumerate() {
         match serde_path_to_error::deserialize::<_, Rule>(rule) {
@@ -227,6 +233,9 @@ mod tests {
         assert_eq!(issues[0].path, "(document)");
         let huge = vec![b' '; MAX_DOCUMENT_BYTES + 1];
         assert!(matches!(parse(&huge, &[]), Err(Refused::Invalid(_))));
+        let bad_camera = DOC.replace("\"gate-in\":{", "\"gate/#\":{");
+        let Err(Refused::Invalid(issues)) = parse(bad_camera.as_bytes(), &[]) else { panic!("accepted") };
+        assert!(issues[0].path == "cameras.gate/#" && issues[0].message.contains("'/'"), "{issues:?}");
         let wrong = DOC.replace("policy/v1", "policy/v9").replace("\"version\":3", "\"version\":0");
         let Err(Refused::Invalid(issues)) = parse(wrong.as_bytes(), &[]) else { panic!("accepted") };
         assert_eq!(issues.iter().map(|i| i.path.as_str()).collect::<Vec<_>>(), ["schema", "version"]);

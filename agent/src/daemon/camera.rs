@@ -114,6 +114,12 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
         self.emit_all(outs, false);
     }
 
+    /// The camera is stopping: ends what is open and waits up to `deadline` for the outbox to commit it.
+    pub fn stop(&mut self, deadline: Duration) {
+        self.finish();
+        self.sink.close(deadline);
+    }
+
     /// Emits the builder's output, runs the rules on it (with `zones`, also crowding on who is in the zones
     /// now), and commits the lot once.
     fn emit_all(&mut self, outs: Vec<EventOut>, zones: bool) {

@@ -10,10 +10,14 @@
 //! Start-up order: signals, config, detector, outbox, MQTT, local record, cameras, reports, HTTP endpoints,
 //! then READY=1. Shutdown is the reverse and a protocol: sources stop first (EOS, pipeline to Null), then
 //! the detector threads, then the outbox is flushed and the MQTT task publishes the retained `stopped`
-//! status, waits for its acknowledgement and disconnects. Each step has a deadline and anything still
-//! running after it is logged and left behind: a camera thread stuck in GStreamer keeps its detector and
-//! outbox handles, so the detector is not waited for then, and the outbox writer stops on an explicit
-//! message (committing what was queued) rather than when the last handle is gone.
+//! status, waits for its acknowledgement and disconnects. Each step has a deadline, and all of them
+//! together [`STOP_DEADLINE`]; anything still running after its step is logged and left behind: a camera
+//! thread stuck in GStreamer keeps its detector and outbox handles, so the detector is not waited for then,
+//! and the outbox writer stops on an explicit message (committing what was queued, or giving up what a
+//! failing disk would not take) rather than when the last handle is gone. Whatever was left behind makes the
+//! process exit with status 2. A second SIGTERM or SIGINT exits at once (status 2), and a watchdog thread
+//! ends the process if the steps themselves hang past the deadline, so systemd's `TimeoutStopSec` never has
+//! to.
 
 mod camera;
 mod commands;
@@ -41,6 +45,7 @@ use crate::inference::Detector;
 use crate::metrics::{self, CameraList};
 use crate::mqtt::MqttLink;
 use crate::outbox::{OutboxHandle, OutboxWriter};
+use crate::storage::Storage;
 use crate::systemd::Notifier;
 use crate::topics::Topics;
 use crate::web;
@@ -48,8 +53,22 @@ use signals::{Signal, Signals};
 use startup::{local_record, open_outbox, start_endpoints, start_mqtt, start_reports};
 use topology::{CameraDeps, Fleet};
 
-/// Time each shutdown step may take before the daemon moves on and says what is still running.
+/// Time each shutdown step (and a camera stopped on reload) may take before the daemon moves on and says
+/// what is still running.
 const STEP_DEADLINE: Duration = Duration::from_secs(10);
+/// Time the whole shutdown may take (the unit's `TimeoutStopSec` is 30 s).
+pub const STOP_DEADLINE: Duration = Duration::from_secs(20);
+/// Exit status when the agent stopped but had to leave something behind.
+pub const EXIT_ABANDONED: u8 = 2;
+
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Everything stopped in order.
+    Clean,
+    /// Something was left behind (a stuck thread, messages a failing disk would not take).
+    Abandoned,
+}
 
 /// Caps glibc's malloc arenas before any thread starts, unless the operator set `MALLOC_ARENA_MAX`.
 ///
@@ -77,10 +96,10 @@ fn limit_malloc_arenas() {
 }
 
 /// Loads the config, checks the machine, and runs the agent until a termination signal.
-pub fn run(config_path: &Path) -> anyhow::Result<()> {
+pub fn run(config_path: &Path) -> anyhow::Result<Stopped> {
     limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("edge-agent-io").enable_all().build().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let stopped = runtime.block_on(async {
         // Signals are handled from the first moment, so a stop during start-up is clean too.
         let mut signals = Signals::install()?;
         let config = load_checked(config_path)?;
@@ -96,13 +115,37 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         crate::source::pipeline::init().map_err(anyhow::Error::msg)?;
         let Some(detector) = load_detector(&config, &mut signals).await? else {
             tracing::info!("stopped during start-up");
-            return Ok(());
+            return Ok(Stopped::Clean);
         };
         let mut agent = Agent::start(&config, detector).await?;
         agent.serve(config_path, &config, &mut signals).await;
-        agent.shutdown().await;
-        Ok(())
-    })
+        exit_on_second_signal(signals);
+        Ok(agent.shutdown().await)
+    });
+    // Blocking tasks still running (a flush a failing disk never answers) must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    stopped
+}
+
+/// From the first stop signal on: a second one exits at once, and so does a shutdown that overruns
+/// [`STOP_DEADLINE`] (a thread-level backstop, independent of the async runtime).
+fn exit_on_second_signal(mut signals: Signals) {
+    tokio::spawn(async move {
+        loop {
+            if let Signal::Stop = signals.next().await {
+                tracing::error!("second stop signal: exiting at once, leaving the shutdown unfinished");
+                std::process::exit(i32::from(EXIT_ABANDONED));
+            }
+        }
+    });
+    let backstop = std::thread::Builder::new().name("stop-deadline".into()).spawn(|| {
+        std::thread::sleep(STOP_DEADLINE + Duration::from_secs(5));
+        tracing::error!(deadline_s = STOP_DEADLINE.as_secs(), "shutdown overran its deadline: exiting now");
+        std::process::exit(i32::from(EXIT_ABANDONED));
+    });
+    if let Err(e) = backstop {
+        tracing::warn!(error = %e, "cannot start the stop-deadline thread");
+    }
 }
 
 /// The config, validated and checked against this machine.
@@ -167,14 +210,15 @@ impl Agent {
         let started = Instant::now();
         let cameras: CameraList = Arc::new(RwLock::new(Vec::new()));
         let (outbox_writer, outbox) = open_outbox(config)?;
+        let storage = Arc::new(Storage::new(&config.storage.state_dir, config.storage.min_free_mb.saturating_mul(1 << 20), outbox.counters().clone()));
         let mqtt_cancel = CancellationToken::new();
         // The persisted policy applies before any broker connection.
         let (mut policy, inbound) = policy::PolicyLink::load(config);
         let (effective, provenance) = policy.effective();
-        let mqtt = start_mqtt(config, &cameras, &outbox, &mqtt_cancel, inbound)?;
+        let mqtt = start_mqtt(config, &cameras, &outbox, &storage, &mqtt_cancel, inbound)?;
         let link = mqtt.as_ref().map(|(link, _)| link.clone());
         policy.attach(link.clone());
-        let (local, audit) = local_record(config).await;
+        let (local, audit) = local_record(config, storage.clone()).await;
         let mut background = vec![tokio::spawn(reports::apply_retention(
             local.snapshots.clone(),
             vec![local.events.clone(), local.alerts.clone(), local.counts.clone(), audit.log().clone()],
@@ -203,11 +247,12 @@ impl Agent {
         if config.cameras.is_empty() {
             tracing::warn!("no cameras configured: running idle; add [[cameras]] to the config and reload (SIGHUP)");
         }
-        background.extend(start_reports(config, link.as_ref(), &outbox, &cameras, detector.info(), started));
+        background.extend(start_reports(config, link.as_ref(), &outbox, &local, &cameras, detector.info(), started));
         background.push(tokio::spawn(reports::publish_counts(cameras.clone(), outbox.clone(), fleet.deps.topics.clone(), config.site.path(), local.counts.clone())));
         let sources = metrics::Sources {
             cameras: cameras.clone(),
             outbox: outbox.clone(),
+            storage: storage.clone(),
             link: link.as_ref().map(|l| l.state().clone()),
             health: Arc::new(std::sync::Mutex::new(metrics::Health::default())),
             started,
@@ -294,49 +339,72 @@ impl Agent {
         self.notifier.ready(&self.fleet.summary());
     }
 
-    /// Stops everything in order: cameras, detector, endpoints, outbox flush, MQTT, outbox writer.
-    async fn shutdown(self) {
+    /// Stops everything in order: cameras, detector, endpoints, outbox flush, MQTT, outbox writer; each step
+    /// within its own deadline and all within [`STOP_DEADLINE`]. Says what was left behind.
+    async fn shutdown(self) -> Stopped {
         let Self { notifier, mut fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, disposer, sources, background, http, http_cancel, cameras_cancel } =
             self;
+        let until = Instant::now() + STOP_DEADLINE;
+        let left = |step: Duration| until.saturating_duration_since(Instant::now()).min(step);
+        let mut abandoned: Vec<String> = Vec::new();
         drop((policy, answered, disposer));
         notifier.stopping();
-        tracing::info!("shutting down: stopping cameras");
+        tracing::info!(deadline_s = STOP_DEADLINE.as_secs(), "shutting down: stopping cameras");
         http_cancel.cancel();
         cameras_cancel.cancel();
-        let cameras_stopped = fleet.stop_all().await;
+        let stuck = fleet.stop_all(left(STEP_DEADLINE)).await;
         drop(fleet);
-        if cameras_stopped {
+        if stuck.is_empty() {
             tracing::info!("stopping detector");
             let detector_done = tokio::task::spawn_blocking(move || detector.shutdown());
-            if tokio::time::timeout(STEP_DEADLINE, detector_done).await.is_err() {
+            if tokio::time::timeout(left(Duration::from_secs(5)), detector_done).await.is_err() {
                 tracing::warn!("detector threads still running after the shutdown deadline");
+                abandoned.push("detector threads".into());
             }
         } else {
             // Its threads run until every camera has let go of them; the stuck ones have not.
             tracing::warn!("detector threads left running: cameras still running hold them");
+            abandoned.push(format!("camera threads {}", stuck.join(", ")));
             drop(detector);
         }
         background.iter().for_each(JoinHandle::abort);
         for task in http {
-            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+            let _ = tokio::time::timeout(left(Duration::from_secs(2)), task).await;
         }
-        // Everything the cameras produced is on disk before the link goes.
+        // Everything the cameras produced is on disk before the link goes (unless the disk is failing).
         let flush = outbox.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || flush.flush()).await {
-            tracing::error!(error = %e, "cannot flush the outbox");
+        let within = left(Duration::from_secs(3));
+        match tokio::task::spawn_blocking(move || flush.flush_within(within)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot flush the outbox"),
+            Err(e) => tracing::error!(error = %e, "outbox flush task failed"),
         }
         if let Some((link, task)) = mqtt {
             tracing::info!("stopping MQTT link");
             mqtt_cancel.cancel();
-            if tokio::time::timeout(STEP_DEADLINE, task).await.is_err() {
+            if tokio::time::timeout(left(STEP_DEADLINE), task).await.is_err() {
                 tracing::warn!("MQTT task still running after the shutdown deadline");
+                abandoned.push("MQTT task".into());
             }
             drop(link);
         }
-        let left = outbox.outbox().stats().map(|s| s.depth).unwrap_or(0);
+        let left_undelivered = outbox.outbox().stats().map(|s| s.depth).unwrap_or(0);
         drop((sources, outbox));
-        tokio::task::spawn_blocking(move || outbox_writer.stop()).await.ok();
-        tracing::info!(undelivered = left, "stopped");
+        let within = left(Duration::from_secs(3)).max(Duration::from_millis(200));
+        let report = tokio::task::spawn_blocking(move || outbox_writer.stop(within)).await.ok();
+        match report {
+            Some(r) if r.finished && r.lost == 0 => {}
+            Some(r) if r.finished => abandoned.push(format!("{} message(s) the disk would not take", r.lost)),
+            Some(r) => abandoned.push(format!("the outbox writer, with {} message(s) not on disk", r.lost)),
+            None => abandoned.push("the outbox writer".into()),
+        }
+        if abandoned.is_empty() {
+            tracing::info!(undelivered = left_undelivered, "stopped");
+            Stopped::Clean
+        } else {
+            tracing::error!(undelivered = left_undelivered, left_behind = %abandoned.join("; "), "stopped, leaving behind what did not stop in time");
+            Stopped::Abandoned
+        }
     }
 }
 

@@ -16,14 +16,16 @@ use crate::outbox::OutboxHandle;
 use crate::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, Grid};
 use crate::snapshots::SnapshotStore;
 use crate::stats::{CameraRecord, CounterSnapshot};
+use crate::storage::{Reclaimable, Storage};
 use crate::systemd::Notifier;
 
 /// The status payload builder handed to the MQTT task.
-pub fn status_builder(config: &Config, agent: AgentInfo, records: CameraList) -> StatusFn {
+pub fn status_builder(config: &Config, agent: AgentInfo, records: CameraList, storage: Arc<Storage>, outbox: OutboxHandle) -> StatusFn {
     let site = config.site.path();
     let grid = Grid::from(&config.site);
     let name = config.site.name.clone();
     Arc::new(move |state: AgentState| {
+        let live = state != AgentState::Offline;
         let cameras = match state {
             AgentState::Offline => Vec::new(),
             _ => records.read().unwrap_or_else(|p| p.into_inner()).iter().map(|r| CameraStatus::of(r)).collect(),
@@ -37,12 +39,24 @@ pub fn status_builder(config: &Config, agent: AgentInfo, records: CameraList) ->
             agent: agent.clone(),
             ts: payload::now(),
             cameras,
+            storage: live.then(|| payload::StorageStatus::from(&storage.report())),
+            dead_letters: live.then(|| payload::DeadLetters::of(outbox.outbox())).flatten(),
         };
         serde_json::to_vec(&status).unwrap_or_default()
     })
 }
 
-pub async fn publish_stats(link: MqttLink, outbox: OutboxHandle, site: String, records: CameraList, detector: DetectorInfo, interval: Duration, started: Instant) {
+#[allow(clippy::too_many_arguments)]
+pub async fn publish_stats(
+    link: MqttLink,
+    outbox: OutboxHandle,
+    storage: Arc<Storage>,
+    site: String,
+    records: CameraList,
+    detector: DetectorInfo,
+    interval: Duration,
+    started: Instant,
+) {
     let mut previous: HashMap<String, CounterSnapshot> = HashMap::new();
     let mut last_tick = Instant::now();
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -70,6 +84,7 @@ pub async fn publish_stats(link: MqttLink, outbox: OutboxHandle, site: String, r
         let interval_s = last_tick.elapsed().as_secs_f64();
         last_tick = Instant::now();
         let o = outbox.outbox().stats().unwrap_or_default();
+        let w = outbox.counters();
         let ls = link.state();
         let stats = payload::Stats {
             schema: payload::STATS_SCHEMA,
@@ -83,6 +98,11 @@ pub async fn publish_stats(link: MqttLink, outbox: OutboxHandle, site: String, r
                 bytes: o.bytes,
                 oldest_age_s: o.oldest_age_ms.map(|ms| payload::round2(ms as f64 / 1000.0)),
                 evicted_total: o.evicted_total,
+                dead_letters: o.dead_letters,
+                dead_letters_total: o.dead_letters_total,
+                held: w.held_messages.load(Ordering::Relaxed),
+                shed_snapshots_total: w.shed_snapshots_total.load(Ordering::Relaxed),
+                lost_total: w.lost_total.load(Ordering::Relaxed),
             },
             mqtt: payload::LinkStats {
                 connects_total: ls.connects_total.load(Ordering::Relaxed),
@@ -91,6 +111,7 @@ pub async fn publish_stats(link: MqttLink, outbox: OutboxHandle, site: String, r
                 acked_total: ls.acked_total.load(Ordering::Relaxed),
             },
             cameras,
+            storage: Some(payload::StorageStats::from(&*storage)),
         };
         previous = now;
         if let Ok(bytes) = serde_json::to_vec(&stats) {
@@ -185,12 +206,46 @@ pub async fn apply_retention(store: SnapshotStore, logs: Vec<Arc<EventLog>>, his
     }
 }
 
-/// Closes flow-count periods (every second) and queues them through the outbox and to the local log.
+/// Measures the state directory's disk every few seconds, keeps it above its floor, and republishes the
+/// status when the storage verdict changes.
+pub async fn maintain_storage(storage: Arc<Storage>, reclaimable: Arc<Reclaimable>, link: Option<MqttLink>) {
+    let mut ticker = tokio::time::interval(STORAGE_CHECK);
+    loop {
+        ticker.tick().await;
+        let (s, r) = (storage.clone(), reclaimable.clone());
+        let changed = tokio::task::spawn_blocking(move || s.check(&r, chrono::Utc::now())).await.unwrap_or(false);
+        if changed {
+            if let Some(link) = &link {
+                link.status_changed();
+            }
+        }
+    }
+}
+
+/// How often the disk is measured.
+const STORAGE_CHECK: Duration = Duration::from_secs(5);
+
+/// Closes flow-count periods (every second) and queues them through the outbox; each goes to the local
+/// counts log once the outbox has committed it.
 pub async fn publish_counts(cameras: CameraList, outbox: OutboxHandle, topics: crate::topics::Topics, site: String, log: Arc<EventLog>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut waiting: std::collections::VecDeque<(crate::outbox::Ticket, Vec<u8>)> = std::collections::VecDeque::new();
     loop {
         ticker.tick().await;
         let now = chrono::Utc::now();
+        while let Some((ticket, _)) = waiting.front() {
+            match ticket.wait(Duration::ZERO) {
+                crate::outbox::TicketState::Pending => break,
+                state => {
+                    let Some((_, bytes)) = waiting.pop_front() else { break };
+                    if matches!(state, crate::outbox::TicketState::Committed(_)) {
+                        if let Err(e) = log.append(now, &bytes) {
+                            tracing::warn!(error = %e, "cannot write the local counts log");
+                        }
+                    }
+                }
+            }
+        }
         let list: Vec<Arc<CameraRecord>> = cameras.read().unwrap_or_else(|p| p.into_inner()).clone();
         for record in list {
             for (start, end, tally) in record.flow.close(now) {
@@ -203,11 +258,9 @@ pub async fn publish_counts(cameras: CameraList, outbox: OutboxHandle, topics: c
                     tally,
                 };
                 let Ok(bytes) = serde_json::to_vec(&counts) else { continue };
-                if let Err(rejected) = outbox.append(crate::outbox::Message::new(crate::outbox::Kind::Counts, topics.counts(&record.id), bytes.clone())) {
-                    tracing::error!(camera = %record.id, error = %rejected.reason, "counts not queued");
-                }
-                if let Err(e) = log.append(now, &bytes) {
-                    tracing::warn!(error = %e, "cannot write the local counts log");
+                match outbox.append_batch(vec![crate::outbox::Message::new(crate::outbox::Kind::Counts, topics.counts(&record.id), bytes.clone())]) {
+                    Ok(ticket) => waiting.push_back((ticket, bytes)),
+                    Err(rejected) => tracing::error!(camera = %record.id, error = %rejected.reason, "counts not queued"),
                 }
             }
         }

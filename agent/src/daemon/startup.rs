@@ -21,6 +21,7 @@ use crate::mqtt::{self, MqttLink};
 use crate::outbox::{Bounds, Outbox, OutboxHandle, OutboxWriter};
 use crate::payload::AgentInfo;
 use crate::snapshots::SnapshotStore;
+use crate::storage::{Reclaimable, Storage};
 use crate::web::{self, AuditLog, Feed};
 
 /// Opens the outbox in the state directory and starts its writer.
@@ -33,6 +34,7 @@ pub fn open_outbox(config: &Config) -> anyhow::Result<(OutboxWriter, OutboxHandl
         max_bytes: config.storage.outbox_max_bytes,
         max_age_ms: config.storage.outbox_max_age_hours * 3_600_000,
         snapshot_max_age_ms: u64::from(config.storage.snapshot_retention_days) * 86_400_000,
+        held_max_bytes: Bounds::HELD_MAX_BYTES,
     };
     Ok(OutboxWriter::start(outbox, bounds)?)
 }
@@ -42,6 +44,7 @@ pub fn start_mqtt(
     config: &Config,
     cameras: &CameraList,
     outbox: &OutboxHandle,
+    storage: &Arc<Storage>,
     cancel: &CancellationToken,
     inbound: Option<mqtt::Inbound>,
 ) -> anyhow::Result<Option<(MqttLink, JoinHandle<()>)>> {
@@ -49,15 +52,17 @@ pub fn start_mqtt(
         tracing::warn!("no [mqtt] section in the config: running standalone, events are kept in the outbox and the local event log");
         return Ok(None);
     };
-    let status = reports::status_builder(config, AgentInfo::current(chrono::Utc::now()), cameras.clone());
+    let status = reports::status_builder(config, AgentInfo::current(chrono::Utc::now()), cameras.clone(), storage.clone(), outbox.clone());
     Ok(Some(mqtt::start(settings, &config.site, status, Some(outbox.clone()), cancel.clone(), Duration::from_secs(5), inbound)?))
 }
 
-/// The local logs, snapshot store and duty desk feed (refilled from the logs); and the audit log.
-pub async fn local_record(config: &Config) -> (LocalRecord, Arc<AuditLog>) {
+/// The local logs, snapshot store and duty desk feed (refilled from the logs), the storage verdict over
+/// the state directory's disk; and the audit log.
+pub async fn local_record(config: &Config, disk: Arc<Storage>) -> (LocalRecord, Arc<AuditLog>) {
     let storage = &config.storage;
     let events = Arc::new(EventLog::new(&storage.state_dir, storage.event_log_retention_days));
     let local = LocalRecord {
+        storage: Some(disk),
         history: open_history(&storage.state_dir, events.clone()).await,
         events,
         alerts: Arc::new(EventLog::named(&storage.state_dir, "alerts", storage.event_log_retention_days)),
@@ -99,12 +104,34 @@ async fn open_history(state_dir: &std::path::Path, log: Arc<EventLog>) -> Option
     }
 }
 
-/// The `stats` messages (with a broker) and the frame-rate gauges.
-pub fn start_reports(config: &Config, link: Option<&MqttLink>, outbox: &OutboxHandle, cameras: &CameraList, detector: &DetectorInfo, started: Instant) -> Vec<JoinHandle<()>> {
+/// The `stats` messages (with a broker), the frame-rate gauges and the storage floor.
+pub fn start_reports(
+    config: &Config,
+    link: Option<&MqttLink>,
+    outbox: &OutboxHandle,
+    local: &LocalRecord,
+    cameras: &CameraList,
+    detector: &DetectorInfo,
+    started: Instant,
+) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![tokio::spawn(reports::sample_rates(cameras.clone()))];
-    if let (Some(link), Some(settings)) = (link, &config.mqtt) {
-        let interval = Duration::from_secs(settings.stats_interval_secs);
-        tasks.push(tokio::spawn(reports::publish_stats(link.clone(), outbox.clone(), config.site.path(), cameras.clone(), detector.clone(), interval, started)));
+    if let Some(storage) = &local.storage {
+        let reclaimable =
+            Reclaimable { snapshots: local.snapshots.clone(), logs: vec![local.events.clone(), local.alerts.clone(), local.counts.clone()], history: local.history.clone() };
+        tasks.push(tokio::spawn(reports::maintain_storage(storage.clone(), Arc::new(reclaimable), link.cloned())));
+        if let (Some(link), Some(settings)) = (link, &config.mqtt) {
+            let interval = Duration::from_secs(settings.stats_interval_secs);
+            tasks.push(tokio::spawn(reports::publish_stats(
+                link.clone(),
+                outbox.clone(),
+                storage.clone(),
+                config.site.path(),
+                cameras.clone(),
+                detector.clone(),
+                interval,
+                started,
+            )));
+        }
     }
     tasks
 }

@@ -21,7 +21,8 @@ use crate::events::{BuilderSettings, EventBuilder, FrameTime};
 use crate::history::{History, Query};
 use crate::inference::{Analysed, InferenceError, PlateFocus};
 use crate::motion::DetectGate;
-use crate::outbox::{Kind, Message, OutboxError, Rejected};
+use crate::outbox::writer::RejectedBatch;
+use crate::outbox::{Kind, Message, OutboxError, Ticket};
 use crate::rules::{self, CameraRules};
 use crate::snapshots::SnapshotStore;
 use crate::source::Frame;
@@ -51,26 +52,50 @@ impl Analyse for ScriptedDetector {
     }
 }
 
-/// An outbox in memory: what was queued, how often it was flushed, and whether it takes messages at all.
+/// An outbox in memory: what was queued, how many batches, and whether it takes messages at all. While
+/// `held` is set (a failing disk) batches are taken but not committed: their tickets are answered when it
+/// is cleared and [`MemoryQueue::release`] is called; `shed` names topics a failing disk dropped.
 #[derive(Clone, Default)]
 struct MemoryQueue {
     messages: Arc<Mutex<Vec<Message>>>,
-    flushes: Arc<Mutex<usize>>,
+    batches: Arc<Mutex<usize>>,
     stopped: bool,
+    held: Arc<Mutex<Option<Vec<(Vec<Message>, crossbeam_channel::Sender<Vec<bool>>)>>>>,
+}
+
+impl MemoryQueue {
+    /// Starts holding batches, as a writer whose disk is failing does.
+    fn hold(&self) {
+        *self.held.lock().unwrap() = Some(Vec::new());
+    }
+
+    /// Commits what was held, dropping snapshots whose topic `shed` accepts.
+    fn release(&self, shed: impl Fn(&Message) -> bool) {
+        let held = self.held.lock().unwrap().take().unwrap_or_default();
+        for (messages, reply) in held {
+            let kept: Vec<bool> = messages.iter().map(|m| !shed(m)).collect();
+            self.messages.lock().unwrap().extend(messages.into_iter().filter(|m| !shed(m)));
+            reply.send(kept).unwrap();
+        }
+    }
 }
 
 impl Queue for MemoryQueue {
-    fn append(&self, message: Message) -> Result<(), Rejected> {
+    fn append_batch(&self, messages: Vec<Message>) -> Result<Ticket, RejectedBatch> {
         if self.stopped {
-            return Err(Rejected { message, reason: OutboxError::Stopped });
+            return Err(RejectedBatch { messages, reason: OutboxError::Stopped });
         }
-        self.messages.lock().unwrap().push(message);
-        Ok(())
-    }
-
-    fn flush(&self) -> Result<(), OutboxError> {
-        *self.flushes.lock().unwrap() += 1;
-        Ok(())
+        *self.batches.lock().unwrap() += 1;
+        let (reply, ticket) = Ticket::pair();
+        match self.held.lock().unwrap().as_mut() {
+            Some(held) => held.push((messages, reply)),
+            None => {
+                let kept = vec![true; messages.len()];
+                self.messages.lock().unwrap().extend(messages);
+                reply.send(kept).unwrap();
+            }
+        }
+        Ok(ticket)
     }
 }
 
@@ -102,6 +127,7 @@ fn harness(script: Script, rules: &[Rule], queue: MemoryQueue) -> Harness {
         snapshots: SnapshotStore::new(dir.path(), 7),
         feed: Some(Feed::new()),
         history: History::open(&dir.path().join("history.redb")).ok().map(Arc::new),
+        storage: None,
     };
     let record = Arc::new(CameraRecord::new("gate", 5.0, CameraState::Online));
     let worker = CameraWorker {
@@ -183,11 +209,11 @@ fn a_passing_car_becomes_one_event_chain_in_the_outbox_then_in_the_local_record(
     for (_, _, v) in &messages {
         testkit::schemas::assert_valid("event.v1.json", v);
     }
-    // Every committed message is in the local log, in order, and the outbox was flushed before each write.
+    // Every committed message is in the local log, in order; each frame's output went as one batch.
     let lines = h.local.events.recent_lines(Utc::now(), 1);
     let logged: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(logged, messages.iter().map(|(_, _, v)| v.clone()).collect::<Vec<_>>());
-    assert!(*h.queue.flushes.lock().unwrap() >= 1);
+    assert!(*h.queue.batches.lock().unwrap() >= 1);
     let feed = h.local.feed.as_ref().unwrap();
     let shown = feed.recent().into_iter().filter(|i| matches!(i, FeedItem::Event { .. })).count();
     assert_eq!(shown, messages.len());
@@ -258,4 +284,46 @@ fn a_gap_longer_than_the_lost_timeout_ends_what_was_in_view() {
     h.worker.on_analysed(&analysed, FrameTime { stream_s: 11.2, wall: start + chrono::Duration::seconds(11) });
     let ends = queued(&h.queue).into_iter().filter(|(_, _, v)| v["phase"] == "end").count();
     assert_eq!(ends, 1);
+}
+
+#[test]
+fn the_local_record_waits_for_the_outbox_commit_and_the_camera_does_not() {
+    let queue = MemoryQueue::default();
+    queue.hold();
+    let mut h = harness(car_driving_in("苏ED51712"), &[], queue);
+    let started = Instant::now();
+    run(&mut h);
+    // The first batch is waited for a moment (COMMIT_WAIT), every later one not at all.
+    assert!(started.elapsed() < Duration::from_secs(5), "the camera waited for a failing disk: {:?}", started.elapsed());
+    assert!(h.local.events.recent_lines(Utc::now(), 1).is_empty(), "nothing is recorded locally before the outbox has it");
+    assert!(h.local.feed.as_ref().unwrap().recent().is_empty(), "nor shown on the duty desk");
+    assert_eq!(h.local.history.as_ref().unwrap().len().unwrap(), 0, "nor indexed");
+    // The disk comes back: the next frame records everything, in order.
+    h.queue.release(|_| false);
+    h.worker.finish();
+    let messages = queued(&h.queue);
+    let logged: Vec<Value> = h.local.events.recent_lines(Utc::now(), 1).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!messages.is_empty());
+    assert_eq!(logged, messages.iter().map(|(_, _, v)| v.clone()).collect::<Vec<_>>());
+    assert_eq!(h.local.history.as_ref().unwrap().len().unwrap(), 1);
+}
+
+#[test]
+fn a_snapshot_the_outbox_dropped_is_not_kept_locally_either() {
+    let queue = MemoryQueue::default();
+    queue.hold();
+    let mut h = harness(car_driving_in("苏ED51712"), &[], queue);
+    h.worker.builder = {
+        let topics = Topics::new("checkpoint", &site());
+        let origin = Origin { site: site(), camera: "gate".into(), topics: Some(topics) };
+        let line = Line { id: "gate".into(), points: [[0.0, 0.75], [1.0, 0.75]], in_side: [0.5, 0.95] };
+        EventBuilder::new(origin, BuilderSettings::from_config(&edge_config::Events::default(), 5.0), &[line], &[])
+    };
+    run(&mut h);
+    h.queue.release(|m| m.kind == Kind::Snapshot);
+    h.worker.stop(Duration::from_secs(2));
+    let end = queued(&h.queue).into_iter().find(|(_, _, v)| v["phase"] == "end").expect("an end event");
+    let id = end.2["id"].as_str().unwrap().to_string();
+    assert!(end.2["snapshot"].is_object(), "the event still says it had a snapshot: {}", end.2);
+    assert!(h.local.snapshots.find(&id).is_none(), "a snapshot the outbox does not have is not on the duty desk");
 }

@@ -26,6 +26,10 @@ use crate::stats::{CameraRecord, CameraState};
 use crate::topics::{Origin, Topics};
 use crate::web;
 
+/// How long a stopping camera waits for the outbox to commit its last events before its local record
+/// gives them up (they stay in the outbox).
+const CAMERA_COMMIT_WAIT: Duration = Duration::from_secs(2);
+
 /// What every camera thread shares.
 pub struct CameraDeps {
     pub site: edge_config::Site,
@@ -127,7 +131,7 @@ impl Fleet {
                     }
                 };
                 source::run_camera(settings, record, cancel, &on_state, |frame| worker.process(frame));
-                worker.finish();
+                worker.stop(CAMERA_COMMIT_WAIT);
             })
             .with_context(|| format!("cannot start thread for camera {}", camera.id))?;
         running.thread = Some(thread);
@@ -185,9 +189,9 @@ impl Fleet {
         self.running.iter().map(|r| r.record.clone()).collect()
     }
 
-    /// Stops every camera; false when some were still running at the deadline.
-    pub async fn stop_all(&mut self) -> bool {
-        stop_cameras(std::mem::take(&mut self.running)).await
+    /// Stops every camera, waiting up to `deadline`; returns those still running then.
+    pub async fn stop_all(&mut self, deadline: Duration) -> Vec<String> {
+        stop_cameras_within(std::mem::take(&mut self.running), deadline).await
     }
 
     /// Cameras running.
@@ -241,9 +245,13 @@ pub async fn apply(fleet: &mut Fleet, config: &Config, provenance: &[Option<crat
     fleet.apply(config).await.map_err(|e| tracing::error!(error = %e, "applying the configuration failed part-way"))
 }
 
-/// Cancels the cameras and waits (up to the step deadline) for their threads; false when some were still
-/// running then.
-async fn stop_cameras(cameras: Vec<RunningCamera>) -> bool {
+/// Cancels the cameras and waits (up to the step deadline) for their threads.
+async fn stop_cameras(cameras: Vec<RunningCamera>) {
+    stop_cameras_within(cameras, STEP_DEADLINE).await;
+}
+
+/// Cancels the cameras and waits up to `deadline` for their threads; returns those still running then.
+async fn stop_cameras_within(cameras: Vec<RunningCamera>, deadline: Duration) -> Vec<String> {
     let mut threads = Vec::new();
     for mut r in cameras {
         r.cancel.cancel();
@@ -251,11 +259,11 @@ async fn stop_cameras(cameras: Vec<RunningCamera>) -> bool {
             threads.push((r.camera.id.clone(), t));
         }
     }
-    let pending = join_threads(threads, STEP_DEADLINE).await;
+    let pending = join_threads(threads, deadline).await;
     if !pending.is_empty() {
-        tracing::warn!(cameras = ?pending, "cameras still running after the stop deadline");
+        tracing::warn!(cameras = ?pending, deadline_s = deadline.as_secs(), "cameras still running after the stop deadline: left behind");
     }
-    pending.is_empty()
+    pending
 }
 
 /// Joins threads, giving up after `deadline`; returns the names of those still running.

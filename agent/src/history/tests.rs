@@ -100,7 +100,7 @@ fn retention_removes_old_passings_and_their_plate_keys_and_the_logs_refill_a_los
     assert_eq!(h.sweep(now, 7).unwrap_or_default(), 0);
     assert_eq!(h.sweep(now, 6).unwrap_or_default(), 4);
     assert!(h.is_empty().unwrap_or(false));
-    let txn = h.db.begin_read().unwrap_or_else(|e| panic!("{e}"));
+    let txn = h.store.begin_read().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(txn.open_table(PLATE_SUFFIXES).and_then(|t| Ok(t.len()?)).unwrap_or(1), 0, "no suffix left behind");
     drop(txn);
 

@@ -40,6 +40,10 @@ pub enum MqttError {
     TlsFile { key: &'static str, path: String, reason: String },
 }
 
+/// Largest packet the client sends or takes (rumqttc drops the connection on a larger one, so a message
+/// that would make one goes to the dead letters instead).
+pub const MAX_PACKET_BYTES: usize = 8 << 20;
+
 /// Builds the status payload for a given agent state.
 pub type StatusFn = Arc<dyn Fn(AgentState) -> Vec<u8> + Send + Sync>;
 
@@ -59,9 +63,18 @@ pub struct LinkState {
     pub last_error: Mutex<Option<String>>,
     /// Milliseconds from message creation to PUBACK, the most recent ones.
     pub ack_latencies_ms: Mutex<std::collections::VecDeque<u64>>,
+    /// Outbox messages sent on this connection and not yet acknowledged.
+    pub unacknowledged: AtomicU64,
+    /// When delivery last moved (a connection, or an acknowledgement), milliseconds since the epoch.
+    pub last_progress_ms: AtomicU64,
 }
 
 impl LinkState {
+    /// Delivery moved now.
+    pub fn progress(&self) {
+        self.last_progress_ms.store(crate::outbox::now_ms(), Ordering::Relaxed);
+    }
+
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -207,7 +220,7 @@ pub fn start(
     options.set_clean_session(true);
     // Incoming: policy documents up to 2 MiB are checked by the agent; a larger message breaks the
     // connection in rumqttc, so the broker should cap messages (message_size_limit) below this.
-    options.set_max_packet_size(8 << 20, 8 << 20);
+    options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
     // rumqttc's own window must never be what limits us: it would block the request queue.
     options.set_inflight(settings.max_inflight.saturating_add(16));
     options.set_last_will(LastWill::new(topics.status(), status(AgentState::Offline), QoS::AtLeastOnce, true));
@@ -272,8 +285,8 @@ async fn drive(
                 }
             }
             _ = ack_flush.tick() => {
-                if let Some(d) = delivery.as_mut() {
-                    d.flush_acks();
+                if delivery.as_mut().is_some_and(Outbound::flush_acks) {
+                    link.status_changed();
                 }
             }
             event = eventloop.poll() => match event {
@@ -281,6 +294,7 @@ async fn drive(
                     tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), tls = settings.tls.is_some(), "connected to MQTT broker");
                     link.state.connected.store(true, Ordering::Relaxed);
                     link.state.connects_total.fetch_add(1, Ordering::Relaxed);
+                    link.state.progress();
                     backoff.reset();
                     publish_status(AgentState::Online, &mut delivery);
                     publish_docs(true, &mut delivery);
@@ -319,7 +333,7 @@ async fn drive(
                     // Discard rumqttc's replay queue: the outbox re-sends after the reconnect, in order.
                     eventloop.pending.clear();
                     if let Some(d) = delivery.as_mut() {
-                        d.machine.reset();
+                        d.on_connection_lost(&link.state);
                     }
                     let (described, floor) = describe(&e, &settings);
                     backoff.at_least(floor);

@@ -10,30 +10,58 @@
 //! Appends and acknowledgements go through one writer thread ([`writer`]) that batches them into group
 //! commits (one fsync for everything that arrived within a few milliseconds). The outbox is bounded by
 //! bytes and by age; when a bound is hit the oldest messages are evicted, counted and logged.
+//!
+//! A message that can never be delivered as it is (a topic the broker refuses, a size over its limit) is
+//! moved to the `dead_letters` table with the reason, so the messages behind it go on; the table keeps the
+//! most recent [`DEAD_LETTERS_KEPT`].
+//!
+//! When the disk fails (full, or an I/O error) redb refuses every later transaction until the database is
+//! closed and opened again: [`Outbox::reopen`] does that, and the writer calls it before each retry. Readers
+//! see [`Fault::Closed`] while it is closed.
 
 pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
-pub use writer::{OutboxHandle, OutboxWriter, Rejected};
+pub use crate::store::Fault;
+use crate::store::Store;
+
+pub use writer::{OutboxHandle, OutboxWriter, Rejected, StopReport, Ticket, TicketState, WriterCounters};
 
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Outbox key → `[dead at ms: u64 LE][reason length: u16 LE][reason][the message's record]`.
+const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 const NEXT_KEY: &str = "next_key";
 const BYTES: &str = "bytes";
 const EVICTED: &str = "evicted_total";
+const DEAD_TOTAL: &str = "dead_letters_total";
 const RECORD_VERSION: u8 = 1;
+/// Dead letters kept (the oldest go first); each one is logged when it is moved aside.
+pub const DEAD_LETTERS_KEPT: u64 = 1000;
 
 /// Why the outbox failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("outbox {path}: {reason}")]
-    Store { path: PathBuf, reason: String },
+    Store { path: PathBuf, fault: Fault, reason: String },
     #[error("outbox writer has stopped")]
     Stopped,
+    #[error("outbox writer did not answer within {0:?}")]
+    NoAnswer(std::time::Duration),
+}
+
+impl OutboxError {
+    /// The store's fault, when the store failed.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            OutboxError::Store { fault, .. } => Some(*fault),
+            OutboxError::Stopped | OutboxError::NoAnswer(_) => None,
+        }
+    }
 }
 
 /// What a message is (for stats and logs).
@@ -133,11 +161,15 @@ pub struct Bounds {
     /// Snapshots (pictures of people and vehicles) are kept no longer than the snapshot retention, even
     /// when the outbox keeps other messages longer.
     pub snapshot_max_age_ms: u64,
+    /// Most bytes of messages the writer holds in memory while the disk fails.
+    pub held_max_bytes: u64,
 }
 
 impl Bounds {
     /// No limits (tests and benchmarks).
-    pub const UNLIMITED: Bounds = Bounds { max_bytes: u64::MAX, max_age_ms: u64::MAX, snapshot_max_age_ms: u64::MAX };
+    pub const UNLIMITED: Bounds = Bounds { max_bytes: u64::MAX, max_age_ms: u64::MAX, snapshot_max_age_ms: u64::MAX, held_max_bytes: u64::MAX };
+    /// The default memory for messages held while the disk fails: days of events at a busy gate.
+    pub const HELD_MAX_BYTES: u64 = 64 << 20;
 }
 
 /// A point-in-time view of the outbox.
@@ -149,54 +181,112 @@ pub struct OutboxStats {
     pub oldest_age_ms: Option<u64>,
     /// Messages evicted since the outbox was created.
     pub evicted_total: u64,
+    /// Dead letters kept now, and moved aside since the outbox was created.
+    pub dead_letters: u64,
+    pub dead_letters_total: u64,
+}
+
+/// A message moved aside because it can never be delivered as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub key: u64,
+    pub reason: String,
+    /// When it was moved aside, milliseconds since the epoch.
+    pub dead_at_ms: u64,
+    pub message: Message,
+}
+
+impl DeadLetter {
+    fn encode(&self) -> Vec<u8> {
+        let reason = &self.reason.as_bytes()[..self.reason.len().min(1024)];
+        let mut out = Vec::with_capacity(10 + reason.len() + 12 + self.message.topic.len() + self.message.payload.len());
+        out.extend_from_slice(&self.dead_at_ms.to_le_bytes());
+        out.extend_from_slice(&(reason.len() as u16).to_le_bytes());
+        out.extend_from_slice(reason);
+        out.extend_from_slice(&self.message.encode());
+        out
+    }
+
+    fn decode(key: u64, bytes: &[u8]) -> Option<Self> {
+        let dead_at_ms = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+        let len = u16::from_le_bytes(bytes.get(8..10)?.try_into().ok()?) as usize;
+        let reason = String::from_utf8_lossy(bytes.get(10..10 + len)?).into_owned();
+        let message = Message::decode(bytes.get(10 + len..)?)?;
+        Some(Self { key, reason, dead_at_ms, message })
+    }
 }
 
 /// The store itself. Cheap to share (`Arc`); reads never block the writer.
 pub struct Outbox {
-    db: Database,
-    path: PathBuf,
+    store: Store,
+}
+
+/// Makes the outbox's tables.
+fn init(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(MESSAGES)?;
+    txn.open_table(META)?;
+    txn.open_table(DEAD_LETTERS)?;
+    Ok(())
 }
 
 impl Outbox {
     /// Opens (or creates) the outbox at `path`, repairing it if the last run crashed.
     pub fn open(path: &Path) -> Result<Self, OutboxError> {
-        let err = |reason: String| OutboxError::Store { path: path.to_path_buf(), reason };
+        let fail = |fault, reason: String| OutboxError::Store { path: path.to_path_buf(), fault, reason };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create directory: {e}")))?;
+            std::fs::create_dir_all(dir).map_err(|e| fail(Fault::Io, format!("cannot create directory: {e}")))?;
         }
-        let db = Database::create(path).map_err(|e| err(e.to_string()))?;
-        let outbox = Self { db, path: path.to_path_buf() };
-        // Make sure both tables exist so readers never see a missing table.
-        let txn = outbox.begin_write()?;
-        {
-            txn.open_table(MESSAGES).map_err(|e| err(e.to_string()))?;
-            txn.open_table(META).map_err(|e| err(e.to_string()))?;
-        }
-        txn.commit().map_err(|e| err(e.to_string()))?;
-        Ok(outbox)
+        let store = Store::open(path, init).map_err(|e| fail(Fault::of(&e), e.to_string()))?;
+        Ok(Self { store })
+    }
+
+    /// An outbox on a storage backend made by `backend` (each reopening calls it again).
+    #[cfg(test)]
+    pub(crate) fn with_backend(name: &str, backend: impl Fn() -> Box<dyn redb::StorageBackend> + Send + Sync + 'static) -> Result<Self, OutboxError> {
+        let store = Store::with_backend(name, init, backend).map_err(|e| OutboxError::Store { path: name.into(), fault: Fault::of(&e), reason: e.to_string() })?;
+        Ok(Self { store })
+    }
+
+    /// Closes the database and opens it again (redb's answer to an earlier I/O error: "close and re-open
+    /// the database"); opening repairs what a failed commit left.
+    pub fn reopen(&self) -> Result<(), OutboxError> {
+        self.store.reopen().map_err(|e| self.err(e))
+    }
+
+    /// Closes the database (after a failure, until [`Outbox::reopen`]).
+    pub fn close(&self) {
+        self.store.close();
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.store.path()
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> OutboxError {
-        OutboxError::Store { path: self.path.clone(), reason: e.to_string() }
+    fn err(&self, e: impl Into<redb::Error>) -> OutboxError {
+        let e: redb::Error = e.into();
+        OutboxError::Store { path: self.path().to_path_buf(), fault: Fault::of(&e), reason: e.to_string() }
     }
 
     fn begin_write(&self) -> Result<redb::WriteTransaction, OutboxError> {
-        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let db = self.store.db().map_err(|e| self.err(e))?;
+        let mut txn = db.begin_write().map_err(|e| self.err(e))?;
         txn.set_durability(redb::Durability::Immediate).map_err(|e| self.err(e))?;
         txn.set_quick_repair(true);
         Ok(txn)
     }
 
-    /// Appends `messages`, deletes `acked`, and enforces `bounds`, in one durable commit. Returns the keys
-    /// given to the new messages and how many old ones were evicted.
-    pub fn commit(&self, messages: &[Message], acked: &[u64], bounds: Bounds) -> Result<(Vec<u64>, u64), OutboxError> {
+    fn begin_read(&self) -> Result<crate::store::Reading<'_>, OutboxError> {
+        self.store.begin_read().map_err(|e| self.err(e))
+    }
+
+    /// Appends `messages`, deletes `acked`, moves `dead` to the dead letters (with their reasons) and
+    /// enforces `bounds`, in one durable commit. Returns the keys given to the new messages, how many old
+    /// ones were evicted and how many were moved to the dead letters.
+    pub fn commit<'m>(&self, messages: impl IntoIterator<Item = &'m Message>, acked: &[u64], dead: &[(u64, String)], bounds: Bounds) -> Result<Committed, OutboxError> {
         let txn = self.begin_write()?;
-        let mut keys = Vec::with_capacity(messages.len());
+        let mut keys = Vec::new();
         let evicted;
+        let mut dead_lettered = 0u64;
         {
             let mut table = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -207,6 +297,27 @@ impl Outbox {
                 if let Some(old) = table.remove(key).map_err(|e| self.err(e))? {
                     bytes = bytes.saturating_sub(old.value().len() as u64);
                 }
+            }
+            if !dead.is_empty() {
+                let mut letters = txn.open_table(DEAD_LETTERS).map_err(|e| self.err(e))?;
+                let now = now_ms();
+                for (key, reason) in dead {
+                    let Some(old) = table.remove(key).map_err(|e| self.err(e))? else { continue };
+                    let record = old.value().to_vec();
+                    drop(old);
+                    bytes = bytes.saturating_sub(record.len() as u64);
+                    let Some(message) = Message::decode(&record) else { continue };
+                    let letter = DeadLetter { key: *key, reason: reason.clone(), dead_at_ms: now, message };
+                    letters.insert(*key, letter.encode().as_slice()).map_err(|e| self.err(e))?;
+                    dead_lettered += 1;
+                }
+                while letters.len().map_err(|e| self.err(e))? > DEAD_LETTERS_KEPT {
+                    if letters.pop_first().map_err(|e| self.err(e))?.is_none() {
+                        break;
+                    }
+                }
+                let total = get(&meta, DEAD_TOTAL).map_err(|e| self.err(e))? + dead_lettered;
+                meta.insert(DEAD_TOTAL, total).map_err(|e| self.err(e))?;
             }
             for m in messages {
                 let encoded = m.encode();
@@ -235,7 +346,7 @@ impl Outbox {
             meta.insert(EVICTED, total_evicted).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
-        Ok((keys, evicted))
+        Ok(Committed { keys, evicted, dead_lettered })
     }
 
     /// Deletes snapshot messages made before `cutoff_ms` (the snapshot retention) wherever they are in the
@@ -278,7 +389,7 @@ impl Outbox {
     /// Up to `limit` messages with keys after `after` (and at most `max_bytes` of payload, but always one),
     /// oldest first.
     pub fn read_after(&self, after: u64, limit: usize, max_bytes: usize) -> Result<Vec<(u64, Message)>, OutboxError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -290,7 +401,7 @@ impl Outbox {
             bytes += v.value().len();
             match Message::decode(v.value()) {
                 Some(m) => out.push((k.value(), m)),
-                None => tracing::error!(outbox = %self.path.display(), key = k.value(), "unreadable outbox record skipped"),
+                None => tracing::error!(outbox = %self.path().display(), key = k.value(), "unreadable outbox record skipped"),
             }
         }
         Ok(out)
@@ -298,7 +409,7 @@ impl Outbox {
 
     /// Keys of every message waiting, oldest first.
     pub fn keys(&self) -> Result<Vec<u64>, OutboxError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| self.err(e))? {
@@ -308,13 +419,46 @@ impl Outbox {
     }
 
     pub fn stats(&self) -> Result<OutboxStats, OutboxError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
         let meta = txn.open_table(META).map_err(|e| self.err(e))?;
+        let letters = txn.open_table(DEAD_LETTERS).map_err(|e| self.err(e))?;
         let get = |k: &str| meta.get(k).map(|v| v.map_or(0, |g| g.value())).map_err(|e| self.err(e));
         let oldest = table.first().map_err(|e| self.err(e))?.and_then(|(_, v)| Message::decode(v.value())).map(|m| now_ms().saturating_sub(m.created_ms));
-        Ok(OutboxStats { depth: table.len().map_err(|e| self.err(e))?, bytes: get(BYTES)?, oldest_age_ms: oldest, evicted_total: get(EVICTED)? })
+        Ok(OutboxStats {
+            depth: table.len().map_err(|e| self.err(e))?,
+            bytes: get(BYTES)?,
+            oldest_age_ms: oldest,
+            evicted_total: get(EVICTED)?,
+            dead_letters: letters.len().map_err(|e| self.err(e))?,
+            dead_letters_total: get(DEAD_TOTAL)?,
+        })
     }
+
+    /// The most recent dead letters, newest first.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, OutboxError> {
+        let txn = self.begin_read()?;
+        let letters = txn.open_table(DEAD_LETTERS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for entry in letters.iter().map_err(|e| self.err(e))?.rev().take(limit) {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            if let Some(letter) = DeadLetter::decode(k.value(), v.value()) {
+                out.push(letter);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What one commit did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Committed {
+    /// The keys given to the new messages, in order.
+    pub keys: Vec<u64>,
+    /// Old messages evicted by the bounds.
+    pub evicted: u64,
+    /// Messages moved to the dead letters.
+    pub dead_lettered: u64,
 }
 
 #[cfg(test)]
@@ -335,11 +479,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(&dir.path().join("outbox.redb")).unwrap();
         let msgs: Vec<Message> = (0..5).map(|i| Message::new(Kind::Event, format!("t/{i}"), vec![i as u8; 10])).collect();
-        let (keys, evicted) = outbox.commit(&msgs, &[], ROOMY).unwrap();
+        let Committed { keys, evicted, .. } = outbox.commit(&msgs, &[], &[], ROOMY).unwrap();
         assert_eq!((keys.len(), evicted), (5, 0));
         let read: Vec<String> = outbox.read_after(0, 10, usize::MAX).unwrap().into_iter().map(|(_, m)| m.topic).collect();
         assert_eq!(read, ["t/0", "t/1", "t/2", "t/3", "t/4"]);
-        outbox.commit(&[], &keys[..2], ROOMY).unwrap();
+        outbox.commit(&[], &keys[..2], &[], ROOMY).unwrap();
         assert_eq!(outbox.keys().unwrap(), &keys[2..]);
         assert_eq!(outbox.read_after(keys[2], 10, usize::MAX).unwrap().len(), 2);
         let s = outbox.stats().unwrap();
@@ -353,10 +497,10 @@ mod tests {
         let path = dir.path().join("outbox.redb");
         let first = {
             let outbox = Outbox::open(&path).unwrap();
-            outbox.commit(&[Message::new(Kind::Event, "x".into(), b"one".to_vec())], &[], ROOMY).unwrap().0
+            outbox.commit(&[Message::new(Kind::Event, "x".into(), b"one".to_vec())], &[], &[], ROOMY).unwrap().keys
         };
         let outbox = Outbox::open(&path).unwrap();
-        let second = outbox.commit(&[Message::new(Kind::Event, "x".into(), b"two".to_vec())], &[], ROOMY).unwrap().0;
+        let second = outbox.commit(&[Message::new(Kind::Event, "x".into(), b"two".to_vec())], &[], &[], ROOMY).unwrap().keys;
         assert!(second[0] > first[0]);
         assert_eq!(outbox.read_after(0, 10, usize::MAX).unwrap().len(), 2);
     }
@@ -367,7 +511,7 @@ mod tests {
         let outbox = Outbox::open(&dir.path().join("outbox.redb")).unwrap();
         let msgs: Vec<Message> = (0..10).map(|i| Message::new(Kind::Event, "t".into(), vec![i as u8; 1000])).collect();
         let bound = Bounds { max_bytes: 5 * msgs[0].stored_len(), ..Bounds::UNLIMITED };
-        let (keys, evicted) = outbox.commit(&msgs, &[], bound).unwrap();
+        let Committed { keys, evicted, .. } = outbox.commit(&msgs, &[], &[], bound).unwrap();
         assert_eq!(evicted, 5);
         assert_eq!(outbox.keys().unwrap(), &keys[5..]);
         assert_eq!(outbox.stats().unwrap().evicted_total, 5);
@@ -380,7 +524,7 @@ mod tests {
         let mut old = Message::new(Kind::Event, "t".into(), b"old".to_vec());
         old.created_ms -= 10_000;
         let new = Message::new(Kind::Event, "t".into(), b"new".to_vec());
-        let (_, evicted) = outbox.commit(&[old, new], &[], Bounds { max_age_ms: 5_000, ..Bounds::UNLIMITED }).unwrap();
+        let evicted = outbox.commit(&[old, new], &[], &[], Bounds { max_age_ms: 5_000, ..Bounds::UNLIMITED }).unwrap().evicted;
         assert_eq!(evicted, 1);
         assert_eq!(outbox.read_after(0, 10, usize::MAX).unwrap()[0].1.payload, b"new");
     }
@@ -392,10 +536,27 @@ mod tests {
         let at = |kind, created_ms| Message { kind, topic: "t".into(), payload: vec![0; 10], created_ms };
         let now = now_ms();
         let old = now - 10_000;
-        outbox.commit(&[at(Kind::Event, old), at(Kind::Snapshot, old), at(Kind::Event, old), at(Kind::Snapshot, now)], &[], ROOMY).unwrap();
+        outbox.commit(&[at(Kind::Event, old), at(Kind::Snapshot, old), at(Kind::Event, old), at(Kind::Snapshot, now)], &[], &[], ROOMY).unwrap();
         assert_eq!(outbox.expire_snapshots(now - 5_000).unwrap(), 1);
         let kinds: Vec<Kind> = outbox.read_after(0, 10, 1 << 20).unwrap().into_iter().map(|(_, m)| m.kind).collect();
         assert_eq!(kinds, [Kind::Event, Kind::Event, Kind::Snapshot], "old events stay, the recent snapshot stays");
         assert_eq!(outbox.stats().unwrap().evicted_total, 1);
+    }
+
+    #[test]
+    fn a_dead_letter_leaves_the_queue_with_its_reason_and_the_rest_stay_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.redb")).unwrap();
+        let msgs: Vec<Message> = (0..3).map(|i| Message::new(Kind::Event, format!("t/{i}"), vec![i as u8; 10])).collect();
+        let keys = outbox.commit(&msgs, &[], &[], ROOMY).unwrap().keys;
+        let moved = outbox.commit(&[], &[], &[(keys[1], "the broker refused it".into()), (999, "not there".into())], ROOMY).unwrap();
+        assert_eq!(moved.dead_lettered, 1, "a key no longer queued is not a dead letter");
+        let topics: Vec<String> = outbox.read_after(0, 10, usize::MAX).unwrap().into_iter().map(|(_, m)| m.topic).collect();
+        assert_eq!(topics, ["t/0", "t/2"]);
+        let letters = outbox.dead_letters(10).unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!((letters[0].key, letters[0].reason.as_str(), letters[0].message.topic.as_str()), (keys[1], "the broker refused it", "t/1"));
+        let stats = outbox.stats().unwrap();
+        assert_eq!((stats.depth, stats.bytes, stats.dead_letters, stats.dead_letters_total), (2, 2 * msgs[0].stored_len(), 1, 1));
     }
 }

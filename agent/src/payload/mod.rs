@@ -82,6 +82,66 @@ pub struct Status {
     /// When this payload was made (for `offline`: when the agent connected and registered its last will).
     pub ts: String,
     pub cameras: Vec<CameraStatus>,
+    /// The state directory's disk (absent in the last will).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStatus>,
+    /// Messages moved aside because they can never be delivered (absent in the last will).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<DeadLetters>,
+}
+
+/// The state directory's disk, as the status and stats report it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageStatus {
+    /// `ok`, `full` (below `storage.min_free_mb` after deleting what may go, or too full for the outbox to
+    /// write: new snapshots are not kept) or `io_error` (the outbox cannot write).
+    pub state: &'static str,
+    pub free_bytes: Option<u64>,
+    pub min_free_bytes: u64,
+    /// Messages held in memory because the outbox cannot write them; committed when it can.
+    pub held: u64,
+    /// What is wrong, for people; `null` when ok.
+    pub problem: Option<String>,
+}
+
+impl From<&crate::storage::StorageReport> for StorageStatus {
+    fn from(r: &crate::storage::StorageReport) -> Self {
+        Self { state: r.state.as_str(), free_bytes: r.free_bytes, min_free_bytes: r.min_free_bytes, held: r.held, problem: r.problem.clone() }
+    }
+}
+
+/// Messages the outbox moved aside because they can never be delivered as they are.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetters {
+    /// Kept in the dead-letter table now (the most recent 1000).
+    pub count: u64,
+    /// Moved aside since the outbox was created.
+    pub total: u64,
+    /// The most recent one.
+    pub last: Option<DeadLetterInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetterInfo {
+    pub topic: String,
+    pub bytes: usize,
+    pub reason: String,
+    /// When it was moved aside.
+    pub at: String,
+}
+
+impl DeadLetters {
+    /// The outbox's dead letters, when it can be read.
+    pub fn of(outbox: &crate::outbox::Outbox) -> Option<Self> {
+        let stats = outbox.stats().ok()?;
+        let last = outbox.dead_letters(1).ok().and_then(|mut l| l.pop()).map(|d| DeadLetterInfo {
+            topic: d.message.topic,
+            bytes: d.message.payload.len(),
+            reason: d.reason,
+            at: chrono::DateTime::<chrono::Utc>::from_timestamp_millis(d.dead_at_ms as i64).map(timestamp).unwrap_or_default(),
+        });
+        Some(Self { count: stats.dead_letters, total: stats.dead_letters_total, last })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,6 +178,9 @@ pub struct Stats {
     /// The MQTT connection.
     pub mqtt: LinkStats,
     pub cameras: Vec<CameraStats>,
+    /// The state directory's disk and what its floor made the agent do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStats>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,6 +192,40 @@ pub struct OutboxStats {
     pub oldest_age_s: Option<f64>,
     /// Messages evicted because the outbox was full or they were too old.
     pub evicted_total: u64,
+    /// Dead letters kept now, and moved aside since the outbox was created.
+    pub dead_letters: u64,
+    pub dead_letters_total: u64,
+    /// Messages held in memory because the disk cannot take them now.
+    pub held: u64,
+    /// Snapshots dropped from that memory when it was full, and other messages lost (dropped with no
+    /// snapshot left to drop, or held when the agent stopped), since start.
+    pub shed_snapshots_total: u64,
+    pub lost_total: u64,
+}
+
+/// The disk in `stats`: the status's view plus counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageStats {
+    #[serde(flatten)]
+    pub status: StorageStatus,
+    /// New snapshots not kept because the disk was below its floor, since start.
+    pub snapshots_refused_total: u64,
+    /// Local snapshots and days of local logs deleted to stay above the floor, since start.
+    pub snapshots_deleted_total: u64,
+    pub log_days_deleted_total: u64,
+}
+
+impl From<&crate::storage::Storage> for StorageStats {
+    fn from(s: &crate::storage::Storage) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &s.counters;
+        Self {
+            status: StorageStatus::from(&s.report()),
+            snapshots_refused_total: c.snapshots_refused_total.load(Relaxed),
+            snapshots_deleted_total: c.snapshots_deleted_total.load(Relaxed),
+            log_days_deleted_total: c.log_days_deleted_total.load(Relaxed),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
