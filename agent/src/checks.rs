@@ -50,8 +50,11 @@ pub fn environment_issues(config: &Config) -> Vec<Issue> {
     for (i, camera) in config.cameras.iter().enumerate() {
         if camera.url.scheme().as_deref() == Some("file") {
             if let Some(path) = file_path(camera.url.expose()) {
-                if !path.is_file() {
+                // A named pipe (fed by another program) is a file source too.
+                if !path.exists() {
                     issues.push(Issue::new(format!("cameras[{i}].url"), format!("file {} does not exist", path.display())));
+                } else if path.is_dir() {
+                    issues.push(Issue::new(format!("cameras[{i}].url"), format!("{} is a directory, not a video file", path.display())));
                 }
             }
         }

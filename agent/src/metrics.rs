@@ -85,6 +85,29 @@ impl HealthStatus {
     }
 }
 
+/// The link to the platform, as the health check found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Uplink {
+    /// No broker configured.
+    Standalone,
+    Connected,
+    Disconnected,
+    /// Connected, but the broker has acknowledged nothing for a minute while messages wait.
+    Stalled,
+}
+
+impl Uplink {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Uplink::Standalone => "standalone",
+            Uplink::Connected => "connected",
+            Uplink::Disconnected => "disconnected",
+            Uplink::Stalled => "stalled",
+        }
+    }
+}
+
 /// The latest health verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
@@ -93,11 +116,13 @@ pub struct Health {
     pub problems: Vec<String>,
     #[serde(skip)]
     pub checked: Option<Instant>,
+    #[serde(skip)]
+    pub uplink: Uplink,
 }
 
 impl Default for Health {
     fn default() -> Self {
-        Self { status: HealthStatus::Starting, problems: Vec::new(), checked: None }
+        Self { status: HealthStatus::Starting, problems: Vec::new(), checked: None, uplink: Uplink::Standalone }
     }
 }
 
@@ -147,15 +172,21 @@ impl HealthCheck {
             Ok(Err(_)) => stuck.push("outbox writer: check failed".into()),
         }
         failing.extend(self.sources.storage.report().problem);
+        let mut uplink = Uplink::Standalone;
         if let Some(task) = &self.mqtt_task {
             if task.is_finished() {
                 stuck.push("MQTT task has stopped".into());
+                uplink = Uplink::Disconnected;
             } else if let Some(link) = &self.sources.link {
                 if !link.connected.load(Ordering::Relaxed) {
                     let why = link.last_error().map(|e| format!(": {e}")).unwrap_or_default();
                     degraded.push(format!("MQTT broker not connected{why}"));
+                    uplink = Uplink::Disconnected;
                 } else if let Some(problem) = self.delivery_stalled(link).await {
                     failing.push(problem);
+                    uplink = Uplink::Stalled;
+                } else {
+                    uplink = Uplink::Connected;
                 }
             }
         }
@@ -170,7 +201,7 @@ impl HealthCheck {
         };
         stuck.extend(failing);
         stuck.extend(degraded);
-        let health = Health { status, problems: stuck, checked: Some(Instant::now()) };
+        let health = Health { status, problems: stuck, checked: Some(Instant::now()), uplink };
         *self.sources.health.lock().unwrap_or_else(|p| p.into_inner()) = health.clone();
         health
     }

@@ -1,7 +1,6 @@
 //! Running the platform's commands (`crate::control::command`) against the running agent, and queuing
 //! their results through the outbox.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -25,8 +24,8 @@ pub struct Context<'a> {
     pub topics: &'a Topics,
     pub site: &'a str,
     pub started: Instant,
-    pub state_dir: &'a PathBuf,
     pub disposer: Option<&'a crate::web::Disposer>,
+    pub storage: &'a crate::storage::Storage,
 }
 
 /// Answers one command message: runs it unless it was answered before (then the same result again),
@@ -92,7 +91,7 @@ async fn run(cmd: &Command, ctx: &mut Context<'_>) -> CommandResult {
             }
             None => failed("no broker configured".into()),
         },
-        Action::Diagnostics => done("diagnostics".into(), Some(diagnostics(ctx.fleet, outbox, ctx.link, ctx.policy, ctx.started, ctx.state_dir))),
+        Action::Diagnostics => done("diagnostics".into(), Some(diagnostics(ctx.fleet, outbox, ctx.link, ctx.policy, ctx.started, ctx.storage))),
         Action::DisposeAlert => dispose(cmd, ctx.disposer, site).await,
     }
 }
@@ -110,7 +109,7 @@ async fn dispose(cmd: &Command, disposer: Option<&crate::web::Disposer>, site: &
     }
 }
 
-fn diagnostics(fleet: &Fleet, outbox: &OutboxHandle, link: Option<&MqttLink>, policy: &Policy, started: Instant, state_dir: &PathBuf) -> Value {
+fn diagnostics(fleet: &Fleet, outbox: &OutboxHandle, link: Option<&MqttLink>, policy: &Policy, started: Instant, storage: &crate::storage::Storage) -> Value {
     let cameras: Vec<Value> = fleet
         .records()
         .iter()
@@ -121,6 +120,13 @@ fn diagnostics(fleet: &Fleet, outbox: &OutboxHandle, link: Option<&MqttLink>, po
         })
         .collect();
     let o = outbox.outbox().stats().unwrap_or_default();
+    let dead: Vec<Value> = outbox
+        .outbox()
+        .dead_letters(10)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| json!({"topic": d.message.topic, "bytes": d.message.payload.len(), "reason": d.reason, "at": chrono::DateTime::<chrono::Utc>::from_timestamp_millis(d.dead_at_ms as i64).map(crate::payload::timestamp)}))
+        .collect();
     let report = policy.reported(chrono::Utc::now());
     let policy_versions: serde_json::Map<String, Value> = report.levels.iter().map(|(l, r)| (l.to_string(), json!(r.version))).collect();
     json!({
@@ -128,17 +134,17 @@ fn diagnostics(fleet: &Fleet, outbox: &OutboxHandle, link: Option<&MqttLink>, po
         "onnxruntime": models::runtime::library_path().map(|p| p.display().to_string()),
         "uptime_s": crate::payload::round2(started.elapsed().as_secs_f64()),
         "cameras": cameras,
-        "outbox": {"depth": o.depth, "bytes": o.bytes, "oldest_age_s": o.oldest_age_ms.map(|ms| ms as f64 / 1000.0)},
+        "outbox": {
+            "depth": o.depth,
+            "bytes": o.bytes,
+            "oldest_age_s": o.oldest_age_ms.map(|ms| ms as f64 / 1000.0),
+            "held": outbox.counters().held_messages.load(std::sync::atomic::Ordering::Relaxed),
+            "dead_letters_total": o.dead_letters_total,
+            "dead_letters": dead,
+        },
         "mqtt_connected": link.is_some_and(MqttLink::is_connected),
-        "disk_free_bytes": disk_free(state_dir),
+        "disk_free_bytes": crate::storage::free_bytes(storage.dir()).ok(),
+        "storage": crate::payload::StorageStatus::from(&storage.report()),
         "policy": policy_versions,
     })
-}
-
-/// Free bytes on the state directory's file system (`df`), when it can be told.
-fn disk_free(dir: &PathBuf) -> Option<u64> {
-    let out = std::process::Command::new("df").arg("-Pk").arg(dir).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let kb: u64 = text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
-    Some(kb * 1024)
 }

@@ -324,8 +324,8 @@ impl Agent {
             topics: &topics,
             site: &config.site.path(),
             started: self.sources.started,
-            state_dir: &config.storage.state_dir,
             disposer: self.disposer.as_deref(),
+            storage: &self.sources.storage,
         };
         commands::handle(payload, &config.control.trusted_keys, &mut self.answered, ctx).await;
         self.changed();

@@ -173,6 +173,8 @@ pub async fn start_endpoints(
             disposer,
             counts_log: local.counts.clone(),
             history: local.history.clone(),
+            storage: local.storage.clone(),
+            health: Some(sources.health.clone()),
         };
         let tls = w.tls_cert_file.clone().zip(w.tls_key_file.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -5,12 +5,15 @@ use std::time::Duration;
 use edge_config::Mqtt;
 use rumqttc::{ConnectReturnCode, ConnectionError};
 
-/// A connection error in words an operator can act on, and the shortest wait before retrying it.
-pub fn describe(e: &ConnectionError, settings: &Mqtt) -> (String, Duration) {
+/// A connection error in words an operator can act on, and the shortest wait before retrying it;
+/// `connected` says whether the connection had been established (then it was lost, not refused).
+pub fn describe(e: &ConnectionError, settings: &Mqtt, connected: bool) -> (String, Duration) {
     let broker = format!("{}:{}", settings.host, settings.port);
     let text = e.to_string();
     let tls = settings.tls.is_some();
+    let dropped = text.contains("closed by peer") || text.contains("reset by peer") || text.contains("UnexpectedEof") || text.contains("unexpected end of file");
     match e {
+        _ if connected && dropped => (format!("broker {broker} closed the connection ({text})"), Duration::ZERO),
         ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized) => {
             (format!("broker {broker} rejected the credentials (check mqtt.username and the password)"), Duration::from_secs(10))
         }
@@ -40,13 +43,7 @@ pub fn describe(e: &ConnectionError, settings: &Mqtt) -> (String, Duration) {
         _ if tls && (text.contains("CertificateRequired") || text.contains("certificate required") || text.contains("BadCertificate") || text.contains("UnknownCA")) => {
             (format!("TLS: broker {broker} did not accept the client certificate (mqtt.tls.client_cert_file / client_key_file) ({text})"), Duration::from_secs(10))
         }
-        _ if !tls
-            && (text.contains("closed by peer")
-                || text.contains("reset by peer")
-                || text.contains("UnexpectedEof")
-                || text.contains("unexpected end of file")
-                || matches!(e, ConnectionError::NetworkTimeout)) =>
-        {
+        _ if !tls && (dropped || matches!(e, ConnectionError::NetworkTimeout)) => {
             (format!("broker {broker} closed the connection during the MQTT handshake: if this is a TLS port, configure [mqtt.tls] ({text})"), Duration::from_secs(2))
         }
         ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => (format!("broker {broker} is not accepting connections ({text})"), Duration::ZERO),
@@ -88,10 +85,14 @@ mod tests {
             (io(ErrorKind::Other, "something else"), false, "connection to broker broker.local:8883 failed", 0),
         ];
         for (error, tls, expected, floor_s) in cases {
-            let (text, floor) = describe(&error, &settings(tls));
+            let (text, floor) = describe(&error, &settings(tls), false);
             assert!(text.contains(expected), "{error}: {text:?} lacks {expected:?}");
             assert!(text.contains("broker.local:8883"), "{text}");
             assert_eq!(floor, Duration::from_secs(floor_s), "{error}");
         }
+        // Dropped after it was up: the broker closed it, no handshake advice.
+        let (text, floor) = describe(&io(ErrorKind::ConnectionReset, "connection reset by peer"), &settings(false), true);
+        assert!(text.starts_with("broker broker.local:8883 closed the connection (") && !text.contains("handshake"), "{text}");
+        assert_eq!(floor, Duration::ZERO);
     }
 }

@@ -335,7 +335,7 @@ async fn drive(
                     if let Some(d) = delivery.as_mut() {
                         d.on_connection_lost(&link.state);
                     }
-                    let (described, floor) = describe(&e, &settings);
+                    let (described, floor) = describe(&e, &settings, was_connected);
                     backoff.at_least(floor);
                     let delay = backoff.next_delay();
                     *link.state.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(described.clone());

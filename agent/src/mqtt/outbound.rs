@@ -48,13 +48,13 @@ pub struct Outbound {
     outbox: OutboxHandle,
     /// Dead letters not yet handed to the writer (its queue was full).
     dead: Vec<(u64, String)>,
-    /// A dead letter was handed to the writer: the status should say so once it is committed.
-    dead_lettered: bool,
+    /// Dead letters committed when the status last heard of them.
+    dead_reported: u64,
 }
 
 impl Outbound {
     pub fn new(outbox: OutboxHandle, window: usize) -> Self {
-        Self { machine: Delivery::new(window), outbox, dead: Vec::new(), dead_lettered: false }
+        Self { machine: Delivery::new(window), outbox, dead: Vec::new(), dead_reported: 0 }
     }
 
     pub fn outbox(&self) -> &OutboxHandle {
@@ -140,7 +140,8 @@ impl Outbound {
     }
 
     /// Hands acknowledged keys and dead letters to the outbox writer (it applies them in its next group
-    /// commit). Returns true once after dead letters were handed over (the status should say so).
+    /// commit). Returns true when dead letters were committed since the last call (the status should say
+    /// so).
     pub fn flush_acks(&mut self) -> bool {
         let keys = self.machine.take_acks();
         if !keys.is_empty() {
@@ -148,22 +149,23 @@ impl Outbound {
                 self.machine.acks_not_taken(keys);
             }
         }
-        let handed = std::mem::replace(&mut self.dead_lettered, false);
         let mut waiting = std::mem::take(&mut self.dead).into_iter();
         for (key, reason) in waiting.by_ref() {
             if let Err(back) = self.outbox.dead_letter(key, reason) {
                 self.dead.push(back);
                 break;
             }
-            self.dead_lettered = true;
         }
         self.dead.extend(waiting);
+        let committed = self.outbox.counters().dead_letters_total.load(Ordering::Relaxed);
+        let news = committed != self.dead_reported;
+        self.dead_reported = committed;
         if self.machine.wants_prune() {
             if let Ok(oldest) = self.outbox.outbox().read_after(0, 1, 0) {
                 self.machine.forget_below(oldest.first().map_or(u64::MAX, |(k, _)| *k));
             }
         }
-        handed
+        news
     }
 }
 

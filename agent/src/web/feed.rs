@@ -48,6 +48,20 @@ pub struct CameraHealth {
     pub fps: f64,
 }
 
+/// What duty staff should know about the agent itself (the disk, the link to the platform); sent with
+/// the cameras' health.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentNotice {
+    /// `ok`, `full` or `io_error` (see the storage state in the status payload).
+    pub storage: &'static str,
+    /// Records the outbox holds in memory because the disk cannot take them.
+    pub held: u64,
+    /// `standalone`, `connected`, `disconnected` or `stalled`.
+    pub uplink: &'static str,
+    /// The agent's own words for what is wrong (cameras aside), for a tooltip.
+    pub problems: Vec<String>,
+}
+
 /// One item of the live feed. Events and alerts carry their MQTT payload as published (the page reads the
 /// same fields the platform does).
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +80,9 @@ pub enum FeedItem {
     },
     Cameras {
         cameras: Vec<CameraHealth>,
+        /// The agent itself, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent: Option<AgentNotice>,
     },
     /// The page missed items and must reload the recent list.
     Resync,

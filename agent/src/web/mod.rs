@@ -24,7 +24,7 @@ pub mod users;
 
 pub use audit::{AuditAction, AuditLog, AuditRecord, AUDIT_RETENTION_DAYS};
 pub use dispose::{DisposeError, Disposer};
-pub use feed::{Ack, CameraHealth, Feed, FeedItem};
+pub use feed::{Ack, AgentNotice, CameraHealth, Feed, FeedItem};
 pub use policy::allowed_hosts;
 pub use session::{random_token, Session, Sessions};
 
@@ -100,6 +100,9 @@ pub struct WebState {
     pub counts_log: Arc<crate::eventlog::EventLog>,
     /// The passings index, when it could be opened.
     pub history: Option<Arc<crate::history::History>>,
+    /// The state directory's disk and the agent's latest health verdict, for the page's notice line.
+    pub storage: Option<Arc<crate::storage::Storage>>,
+    pub health: Option<Arc<Mutex<crate::metrics::Health>>>,
 }
 
 impl WebState {
@@ -343,7 +346,15 @@ fn camera_health(s: &WebState) -> FeedItem {
             }
         })
         .collect();
-    FeedItem::Cameras { cameras }
+    FeedItem::Cameras { cameras, agent: agent_notice(s) }
+}
+
+/// The disk and the link to the platform, for the page.
+fn agent_notice(s: &WebState) -> Option<AgentNotice> {
+    let storage = s.storage.as_ref()?.report();
+    let health = s.health.as_ref()?.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let problems = health.problems.into_iter().filter(|p| !p.starts_with("camera ")).collect();
+    Some(AgentNotice { storage: storage.state.as_str(), held: storage.held, uplink: health.uplink.as_str(), problems })
 }
 
 async fn cameras(State(s): State<WebState>, headers: HeaderMap) -> Response {

@@ -20,6 +20,11 @@ const T = {
     from: "开始时间", to: "结束时间", search_go: "查询", more: "更多", results: (n) => `共 ${n} 条`, search_failed: "查询失败",
     no_picture: "无快照", open_alerts: (n) => `${n} 条告警待处置`, hour: (h) => `${h} 时`,
     totals: (v, vi, vo, p, pi, po, pl, al) => `今日累计：车辆 ${v}（进村 ${vi} / 出村 ${vo}）· 行人 ${p}（进村 ${pi} / 出村 ${po}）· 识别车牌 ${pl} · 告警 ${al}`,
+    storage_full: "存储空间不足：新的抓拍暂不保存，事件和告警照常记录、上报",
+    storage_io_error: "存储故障：本机磁盘无法写入",
+    held: (n) => `${n} 条记录暂存内存，磁盘恢复后自动写入并补传`,
+    uplink_disconnected: "未连接上级平台：记录已保存在本机，恢复后自动补传",
+    uplink_stalled: "上报受阻：上级平台未确认接收，请联系平台运维",
   },
   en: {
     title: "Checkpoint duty desk", live: "Live connection", sound_on: "Sound: on", sound_off: "Sound: off", logout: "Sign out",
@@ -39,6 +44,11 @@ const T = {
     from: "From", to: "To", search_go: "Search", more: "More", results: (n) => `${n} found`, search_failed: "Search failed",
     no_picture: "no snapshot", open_alerts: (n) => `${n} alert(s) to dispose of`, hour: (h) => `${h}:00`,
     totals: (v, vi, vo, p, pi, po, pl, al) => `Today: vehicles ${v} (in ${vi} / out ${vo}) · people ${p} (in ${pi} / out ${po}) · plates read ${pl} · alerts ${al}`,
+    storage_full: "Disk full: new snapshots are not kept; events and alerts are still recorded and sent",
+    storage_io_error: "Disk failure: this PC cannot write to its disk",
+    held: (n) => `${n} record(s) held in memory, written and sent when the disk recovers`,
+    uplink_disconnected: "Not connected to the platform: records are kept here and sent when it is back",
+    uplink_stalled: "Reports stalled: the platform is not acknowledging them; tell its operators",
   },
 };
 
@@ -200,6 +210,7 @@ function handle(item, live) {
     if (!$("audit").hidden) loadAudit();
   } else if (item.type === "cameras") {
     renderCameras(item.cameras);
+    renderNotice(item.agent);
   } else if (item.type === "resync") {
     loadRecent();
   }
@@ -216,6 +227,21 @@ function renderCameras(cams) {
       if (![...sel.options].some((o) => o.value === c.id)) sel.append(el("option", { value: c.id }, c.name || c.id));
     }
   }
+}
+
+// The agent itself: a full or failing disk, the link to the platform. Hidden while all is well.
+function renderNotice(agent) {
+  const box = $("notice");
+  if (!agent) { box.hidden = true; return; }
+  const lines = [];
+  if (agent.storage === "full") lines.push([t("storage_full"), true]);
+  if (agent.storage === "io_error") lines.push([t("storage_io_error"), true]);
+  if (agent.held > 0) lines.push([t("held", agent.held), false]);
+  if (agent.uplink === "disconnected") lines.push([t("uplink_disconnected"), false]);
+  if (agent.uplink === "stalled") lines.push([t("uplink_stalled"), true]);
+  box.title = (agent.problems || []).join("\n");
+  box.replaceChildren(...lines.map(([text, bad]) => el("p", { class: bad ? "bad" : "", "data-notice": "1" }, text)));
+  box.hidden = lines.length === 0;
 }
 
 // Today's flow, per hour of the page's day: closed and open periods of every camera, summed here.
