@@ -74,15 +74,16 @@ demo: models
 	scripts/demo.sh $(BIN) $(SHARED)
 
 # Formatting and lints first (cheap, and a failure there says more than a test would), then every test.
-# Tests that need root (installing the .deb) are `#[ignore]`d in a plain `cargo test` and run here when
-# this runs as root, as CI does; elsewhere they show as ignored.
+# Tests that need root (installing the .deb, mounting a small file system as the state directory) are
+# `#[ignore]`d in a plain `cargo test` and run here when this runs as root, as CI does; elsewhere they show
+# as ignored.
 test: deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	@$(MAKE) --no-print-directory audit-deps
 	cargo test --workspace --locked --no-fail-fast
-	@if [ "$$(id -u)" = 0 ]; then cargo test --locked -p edge-agent --test deploy -- --ignored; \
-	else echo "skipped: the deploy test needs root (make test as root runs it)"; fi
+	@if [ "$$(id -u)" = 0 ]; then cargo test --locked --no-fail-fast -p edge-agent --test deploy --test storage -- --ignored; \
+	else echo "skipped: the deploy and storage tests need root (make test as root runs them)"; fi
 
 bench: models
 	cargo bench --locked -p edge-agent

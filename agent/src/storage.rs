@@ -179,14 +179,16 @@ impl Storage {
         }
         let free = self.free_bytes.load(Ordering::Relaxed);
         let after = self.state();
-        let before = self.checked.swap(after.code(), Ordering::Relaxed);
-        if after.code() != before {
+        // A change of state, or of whether the outbox can write (the status then says something new).
+        let code = after.code() | (u8::from(self.writer.failure().is_some()) << 4);
+        let before = self.checked.swap(code, Ordering::Relaxed);
+        if code != before {
             match after {
                 StorageState::Ok => tracing::info!(free_mb = free >> 20, dir = %self.dir.display(), "storage ok again: snapshots are kept again"),
                 _ => tracing::error!(problem = self.report().problem.unwrap_or_default(), "storage problem"),
             }
         }
-        after.code() != before
+        code != before
     }
 
     /// Deletes the oldest local snapshots, then the oldest log days, until a quarter of the floor above it
