@@ -48,6 +48,8 @@ pub struct Sources {
     pub health: Arc<Mutex<Health>>,
     pub started: Instant,
     pub reloads: Arc<ReloadCounters>,
+    /// The duty desk's sign-in limits, when the desk is served.
+    pub web_guard: Option<Arc<crate::web::guard::Guard>>,
 }
 
 /// Config reloads, for `/metrics`.
@@ -448,6 +450,25 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
             ("edge_agent_mqtt_messages_acked_total", "QoS 1 messages acknowledged by the broker.", &link.acked_total),
         ];
         for (name, help, value) in counters {
+            Family::new(&mut out, name, "counter", help).sample(name, &[], value.load(Ordering::Relaxed) as f64);
+        }
+    }
+    if let Some(guard) = &sources.web_guard {
+        let c = &guard.counters;
+        let guard_counters = [
+            ("edge_agent_web_sign_in_failures_total", "Duty desk sign-ins with a wrong name or password.", &c.failures_total),
+            (
+                "edge_agent_web_sign_in_refused_total",
+                "Duty desk sign-ins answered 429 before any check (a blocked address, account or browser, or no free check slot).",
+                &c.refused_total,
+            ),
+            (
+                "edge_agent_web_sign_in_recognised_while_blocked_total",
+                "Sign-ins by a browser that signed in before, while its account was blocked for browsers it does not know (someone else was guessing).",
+                &c.recognised_while_blocked_total,
+            ),
+        ];
+        for (name, help, value) in guard_counters {
             Family::new(&mut out, name, "counter", help).sample(name, &[], value.load(Ordering::Relaxed) as f64);
         }
     }

@@ -379,3 +379,99 @@ fn audit_verify_detects_an_edited_line() {
     assert_eq!(broken.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&broken.stderr).contains("chain is broken"), "{}", String::from_utf8_lossy(&broken.stderr));
 }
+
+/// One raw HTTP/1.1 request from `source` (a loopback address); returns the whole response.
+fn request_from(source: &str, addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> String {
+    let mut s = connect_from(source, addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    write!(s, "{head}\r\n{body}").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
+fn sign_in_from(source: &str, addr: &str, password: &str) -> String {
+    request_from(source, addr, "POST", "/login", &["Content-Type: application/x-www-form-urlencoded"], &format!("user=duty&password={password}"))
+}
+
+#[test]
+fn a_slow_endless_guesser_elsewhere_cannot_keep_the_operator_out_and_guesses_no_faster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, addr, _) = desk(dir.path());
+    // The operator's browser signed in once before (and keeps its device cookie), then signed out.
+    let browser = common::browser::Browser::start(1280, 900);
+    browser.sign_in(&addr, "duty", "village-gate-2026");
+    browser.click("form[action='/logout'] button");
+    browser.wait_for("the sign-in page", Duration::from_secs(10), "return document.getElementById('login') !== null");
+    // A desk signed in on another PC.
+    let desk_login = sign_in_from("127.0.0.3", &addr, "village-gate-2026");
+    let desk_cookie =
+        desk_login.lines().find(|l| l.to_lowercase().starts_with("set-cookie: edge_session=")).unwrap().split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string();
+    let desk_signed_in = || status_of(&request_from("127.0.0.3", &addr, "GET", "/api/me", &[&format!("Cookie: {desk_cookie}")], "")) == 200;
+    assert!(desk_signed_in());
+
+    // Someone on the LAN guesses the operator's password, one guess every 0.5 s, without end.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checked_at = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let started = Instant::now();
+    let guesser = {
+        let (addr, stop, checked_at) = (addr.clone(), stop.clone(), checked_at.clone());
+        std::thread::spawn(move || {
+            let mut statuses = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = status_of(&sign_in_from("127.0.0.2", &addr, &format!("wrong-{i}")));
+                if status == 303 {
+                    checked_at.lock().unwrap().push(Instant::now());
+                }
+                statuses.push(status);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            statuses
+        })
+    };
+    // Right after a checked guess past the free ones, the account is blocked for browsers it does not know.
+    let just_blocked = |min_checked: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let seen = checked_at.lock().unwrap().clone();
+            if seen.len() >= min_checked && seen.last().unwrap().elapsed() < Duration::from_millis(300) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the guesser made {} checked guesses", seen.len());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    just_blocked(5);
+    let stranger = sign_in_from("127.0.0.4", &addr, "village-gate-2026");
+    assert_eq!(status_of(&stranger), 429, "a browser the account does not know is kept out while someone guesses: {stranger}");
+    just_blocked(6);
+    // The operator's own browser signs in all the same, and the other desk stays signed in.
+    browser.sign_in(&addr, "duty", "village-gate-2026");
+    assert!(desk_signed_in(), "a desk already signed in stays signed in");
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = guesser.join().unwrap();
+    let window = started.elapsed();
+    let checked = statuses.iter().filter(|s| **s == 303).count();
+    println!("slow guesser: {} attempts in {:.1} s, {checked} checked, {} refused (429)", statuses.len(), window.as_secs_f64(), statuses.iter().filter(|s| **s == 429).count());
+    // As slow as before: three free guesses, then one after each doubling block (1, 2, 4, 8 s ...).
+    let allowed = 3 + (window.as_secs_f64() + 1.0).log2().ceil() as usize;
+    assert!(checked <= allowed, "{checked} guesses checked in {window:?} (at most {allowed})");
+    assert!(desk_signed_in());
+
+    // The attack is counted and audited (the account named there, never in the journal).
+    let page = common::http_get(&agent.metrics_addr(), "/metrics").1;
+    assert!(common::metric(&page, "edge_agent_web_sign_in_recognised_while_blocked_total").unwrap_or(0.0) >= 1.0, "{page}");
+    assert!(common::metric(&page, "edge_agent_web_sign_in_refused_total").unwrap_or(0.0) >= 2.0, "{page}");
+    assert!(common::metric(&page, "edge_agent_web_sign_in_failures_total").unwrap_or(0.0) >= checked as f64, "{page}");
+    let audit: String = std::fs::read_dir(dir.path().join("state/audit")).unwrap().flatten().map(|e| std::fs::read_to_string(e.path()).unwrap()).collect();
+    assert!(audit.lines().any(|l| l.contains("\"action\":\"sign_in_blocked\"") && l.contains("\"by\":\"duty\"") && l.contains("127.0.0.2")), "{audit}");
+    assert!(agent.log().contains("repeated failed sign-ins on one account") && !agent.log().contains("wrong-"), "{}", agent.log());
+}

@@ -257,6 +257,7 @@ impl Agent {
             health: Arc::new(std::sync::Mutex::new(metrics::Health::default())),
             started,
             reloads: Arc::new(metrics::ReloadCounters::default()),
+            web_guard: config.web.enabled.then(|| Arc::new(web::guard::Guard::new())),
         };
         let http_cancel = CancellationToken::new();
         let disposer = local.feed.clone().map(|feed| {

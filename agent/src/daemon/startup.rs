@@ -168,7 +168,8 @@ pub async fn start_endpoints(
             tls: w.tls_cert_file.is_some(),
             setup_code: Arc::default(),
             setup_code_file: config.storage.state_dir.join("setup-code"),
-            guard: Arc::default(),
+            guard: sources.web_guard.clone().unwrap_or_default(),
+            devices: Arc::new(device_keys(&config.storage.state_dir)),
             allowed_hosts: Arc::new(web::allowed_hosts(&w.allowed_hosts)),
             disposer,
             counts_log: local.counts.clone(),
@@ -182,6 +183,16 @@ pub async fn start_endpoints(
         tasks.extend(endpoint("duty desk", |addr| format!("{scheme}://{addr}/"), served));
     }
     tasks
+}
+
+/// The key for device cookies, kept in the state directory; without it (unwritable) devices are recognised
+/// until the agent restarts.
+fn device_keys(state_dir: &std::path::Path) -> web::device::DeviceKeys {
+    let path = web::device::key_file(state_dir);
+    web::device::DeviceKeys::load_or_create(&path).unwrap_or_else(|e| {
+        tracing::warn!(file = %path.display(), error = %e, "cannot keep the device-cookie key: browsers are recognised until the agent restarts");
+        web::device::DeviceKeys::ephemeral()
+    })
 }
 
 /// Logs where an optional HTTP endpoint listens, or why it did not start.

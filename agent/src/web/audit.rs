@@ -29,6 +29,9 @@ pub enum AuditAction {
     SignIn,
     /// Failed sign-ins from one address since the last such record (`count`); no user names.
     SignInFailures,
+    /// An account kept out of reach of browsers that never signed in to it, after `count` failures from
+    /// them (last from `address`); `by` names the account when it exists.
+    SignInBlocked,
     SignOut,
     /// The first operator account was created through the set-up page.
     SetUp,

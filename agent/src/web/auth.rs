@@ -13,6 +13,8 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::audit::{AuditAction, AuditRecord};
+use super::device;
+use super::guard::Attempt;
 use super::users::{Role, UsersFile};
 use super::{SetupRefused, WebState};
 
@@ -66,15 +68,18 @@ pub(super) struct LoginForm {
     password: String,
 }
 
-pub(super) async fn login(State(s): State<WebState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(f): Form<LoginForm>) -> Response {
+pub(super) async fn login(State(s): State<WebState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
     let address = peer.ip();
     let name = f.user.trim().to_string();
-    if let Err(wait) = s.guard.admit(address, &name) {
+    // A browser that signed in to this account before is limited by its own failures only.
+    let device = device::presented(&s.devices, &headers, &name);
+    let attempt = Attempt { address, account: &name, device: device.as_ref() };
+    if let Err(wait) = s.guard.admit(attempt) {
         return too_many(wait);
     }
     let Some(_slot) = s.guard.slot().await else { return too_many(Duration::from_secs(1)) };
     // Blocked meanwhile by the attempts that held the slots before this one.
-    if let Err(wait) = s.guard.admit(address, &name) {
+    if let Err(wait) = s.guard.admit(attempt) {
         return too_many(wait);
     }
     let path = s.users_file.clone();
@@ -82,17 +87,20 @@ pub(super) async fn login(State(s): State<WebState>, ConnectInfo(peer): ConnectI
     let checked = tokio::task::spawn_blocking(move || UsersFile::load(&path).map(|u| u.check(&account, &password).cloned())).await;
     match checked {
         Ok(Ok(Some(user))) => {
-            s.guard.succeeded(address, &name);
+            s.guard.succeeded(attempt);
             let token = s.sessions.start(&user, s.session_ttl);
-            tracing::info!(user = %user.name, role = user.role.as_str(), address = %address, "duty desk sign-in");
+            tracing::info!(user = %user.name, role = user.role.as_str(), address = %address, recognised_browser = device.is_some(), "duty desk sign-in");
             let mut record = AuditRecord::new(AuditAction::SignIn, Utc::now());
             record.by = Some(user.name.clone());
             record.role = Some(user.role.as_str().to_string());
             record.address = Some(address.to_string());
             s.audit(record).await;
             let mut r = Redirect::to("/").into_response();
-            if let Ok(v) = header::HeaderValue::from_str(&s.cookie(&token, s.session_ttl.as_secs())) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
+            let cookies = [Some(s.cookie(&token, s.session_ttl.as_secs())), s.devices.issue(&user.name).map(|d| device::set_cookie(&user.name, &d, s.tls))];
+            for cookie in cookies.into_iter().flatten() {
+                if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+                    r.headers_mut().append(header::SET_COOKIE, v);
+                }
             }
             r
         }
@@ -101,11 +109,31 @@ pub(super) async fn login(State(s): State<WebState>, ConnectInfo(peer): ConnectI
             Redirect::to("/login?error=1").into_response()
         }
         _ => {
-            s.guard.failed(address, &name);
+            if let Some(failures) = s.guard.failed(attempt) {
+                report_attack(&s, &name, address, failures).await;
+            }
             tracing::debug!(address = %address, "duty desk sign-in failed");
             Redirect::to("/login?error=1").into_response()
         }
     }
+}
+
+/// Repeated failures on one account from browsers it does not know: logged without the account's name,
+/// and audited with it when it is a real account (a password typed into the name field is not).
+async fn report_attack(s: &WebState, name: &str, address: std::net::IpAddr, failures: u32) {
+    tracing::warn!(
+        address = %address,
+        failures,
+        "duty desk: repeated failed sign-ins on one account: browsers that never signed in to it are kept out of it for a while; those that did can still sign in"
+    );
+    let path = s.users_file.clone();
+    let account = name.to_string();
+    let exists = tokio::task::spawn_blocking(move || UsersFile::load(&path).is_ok_and(|u| u.users.iter().any(|x| x.name == account))).await.unwrap_or(false);
+    let mut record = AuditRecord::new(AuditAction::SignInBlocked, Utc::now());
+    record.by = exists.then(|| name.to_string());
+    record.address = Some(address.to_string());
+    record.count = Some(u64::from(failures));
+    s.audit(record).await;
 }
 
 pub(super) async fn logout(State(s): State<WebState>, headers: HeaderMap) -> Response {
@@ -160,14 +188,15 @@ pub(super) struct SetupForm {
 
 pub(super) async fn setup(State(s): State<WebState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(f): Form<SetupForm>) -> Response {
     let address = peer.ip();
-    if let Err(wait) = s.guard.admit(address, SETUP_ACCOUNT) {
+    let attempt = Attempt { address, account: SETUP_ACCOUNT, device: None };
+    if let Err(wait) = s.guard.admit(attempt) {
         return too_many(wait);
     }
     match s.check_setup_code(&f.code) {
         Ok(()) => {}
         Err(SetupRefused::Closed) => return Redirect::to("/login").into_response(),
         Err(refused) => {
-            s.guard.failed(address, SETUP_ACCOUNT);
+            s.guard.failed(attempt);
             if refused == SetupRefused::Locked {
                 let mut record = AuditRecord::new(AuditAction::SetUpLocked, Utc::now());
                 record.address = Some(address.to_string());

@@ -12,6 +12,7 @@
 
 pub mod audit;
 mod auth;
+pub mod device;
 pub mod dispose;
 mod feed;
 pub mod guard;
@@ -93,6 +94,8 @@ pub struct WebState {
     /// Where the set-up code is written (0600; root and the service user can read it).
     pub setup_code_file: PathBuf,
     pub guard: Arc<guard::Guard>,
+    /// Signs and checks device cookies (browsers an account signed in from before).
+    pub devices: Arc<device::DeviceKeys>,
     /// Host names the page answers to (see [`policy`]).
     pub allowed_hosts: Arc<Vec<String>>,
     pub disposer: Arc<Disposer>,
