@@ -263,3 +263,35 @@ fn commands_are_answered_once_through_the_outbox_and_expired_unknown_or_malforme
     assert_eq!(garbled["status"], "rejected");
     assert_eq!(agent.log().matches("camera restarted on request").count(), 1, "only the valid, fresh, first restart ran");
 }
+
+#[test]
+fn the_policy_report_counts_entries_expired_when_it_is_sent_and_goes_out_again_when_one_expires() {
+    let broker = broker();
+    let port = broker.port();
+    let sub = platform_sub(port);
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(12)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let doc = town_doc(1, 0).replace("2099-01-01T00:00:00Z", &soon);
+    publish(port, "platform", "platform-pw", TOWN, &doc);
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&agent_config(dir.path(), port, ""));
+    let first = wait_report(&sub, "the document applied", |r| r["levels"]["town"]["version"] == 1);
+    assert_eq!(first["levels"]["town"]["expired_entries"], 0, "{first}");
+    // Nobody asks: when the entry's time passes, the retained report says so, with its own time.
+    let expired = sub.wait_for(Duration::from_secs(40), "the report after the entry expired", |m| {
+        m.topic == format!("checkpoint/{SITE}/policy") && m.json()["levels"]["town"]["expired_entries"] == 1
+    });
+    let expired = expired.json();
+    assert_valid("policy-reported.v1.json", &expired);
+    assert!(expired["ts"].as_str().unwrap() > soon.as_str(), "made after the entry expired: {expired}");
+    // `republish` sends it again made anew, not the old bytes.
+    command(port, &cmd("re-1", "republish", "", "2099-01-01T00:00:00Z"));
+    let reports = || sub.messages().into_iter().filter(|m| m.topic == format!("checkpoint/{SITE}/policy")).map(|m| m.json()).collect::<Vec<_>>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !reports().iter().any(|r| r["ts"].as_str() > expired["ts"].as_str()) {
+        assert!(std::time::Instant::now() < deadline, "no fresh report after republish: {:?}", reports());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let last = reports().pop().unwrap();
+    assert_eq!(last["levels"]["town"]["expired_entries"], 1, "{last}");
+    assert!(agent.log().contains("a watch-list entry in force expired"), "{}", agent.log());
+}

@@ -58,6 +58,8 @@ struct Raw {
     expires_at: String,
     #[serde(default)]
     signature: Option<String>,
+    #[serde(default)]
+    signed_by: Option<String>,
 }
 
 /// A command that parsed.
@@ -129,7 +131,7 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Command, (String, 
         refuse(format!("{path}: {}", e.into_inner()))
     })?;
     if !trusted_keys.is_empty() {
-        super::document::verify(&value, raw.signature.as_deref(), trusted_keys).map_err(refuse)?;
+        super::document::verify(&value, raw.signature.as_deref(), raw.signed_by.as_deref(), trusted_keys).map_err(refuse)?;
     }
     if raw.schema != COMMAND_SCHEMA {
         return Err(refuse(format!("schema: {:?}: expected {COMMAND_SCHEMA:?}", raw.schema)));

@@ -39,6 +39,9 @@ struct Raw {
     cameras: BTreeMap<String, CameraSwitches>,
     #[serde(default)]
     signature: Option<String>,
+    /// The signer's public key (hex), covered by the signature.
+    #[serde(default)]
+    signed_by: Option<String>,
 }
 
 /// A document that parsed; [`Document::rules`] keep the ids the platform gave them.
@@ -125,7 +128,7 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Document, Refused>
         Refused::Invalid(vec![Issue::new(if path == "." { "(document)".to_string() } else { path }, e.into_inner().to_string())])
     })?;
     if !trusted_keys.is_empty() {
-        verify(&value, raw.signature.as_deref(), trusted_keys).map_err(Refused::Signature)?;
+        verify(&value, raw.signature.as_deref(), raw.signed_by.as_deref(), trusted_keys).map_err(Refused::Signature)?;
     }
     let mut issues = Vec::new();
     if raw.schema != POLICY_SCHEMA {
@@ -163,18 +166,30 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Document, Refused>
     Ok(Document { version: raw.version, issued_at: raw.issued_at, issued_by: raw.issued_by, rules, cameras: raw.cameras, bytes: bytes.to_vec() })
 }
 
-pub(super) fn verify(value: &Value, signature: Option<&str>, trusted_keys: &[String]) -> Result<(), String> {
+/// Checks a signature against the trusted keys. A document that names its signer (`signed_by`, which
+/// `edge-agent policy sign` sets) says which failed: a key that is not trusted, or a document (or
+/// signature) changed after it was signed. Without `signed_by` the two cannot be told apart and the
+/// message says so.
+pub(super) fn verify(value: &Value, signature: Option<&str>, signed_by: Option<&str>, trusted_keys: &[String]) -> Result<(), String> {
     let signature = signature.ok_or("not signed, and control.trusted_keys requires a signature")?;
     let bytes: [u8; 64] = hex::decode(signature).ok().and_then(|b| b.try_into().ok()).ok_or("not an Ed25519 signature (128 hex characters)")?;
     let signature = Signature::from_bytes(&bytes);
     let message = canonical(value);
-    let trusted = trusted_keys.iter().filter_map(|k| hex::decode(k).ok()?.try_into().ok()).filter_map(|k: [u8; 32]| VerifyingKey::from_bytes(&k).ok());
-    for key in trusted {
-        if key.verify(message.as_bytes(), &signature).is_ok() {
-            return Ok(());
+    let key = |hex_key: &str| hex::decode(hex_key.trim()).ok()?.try_into().ok().and_then(|k: [u8; 32]| VerifyingKey::from_bytes(&k).ok());
+    if let Some(signer) = signed_by {
+        let short = &signer[..signer.len().min(16)];
+        if !trusted_keys.iter().any(|k| k.trim().eq_ignore_ascii_case(signer)) {
+            return Err(format!("signed by key {short}…, which is not one of control.trusted_keys"));
         }
+        let Some(signer_key) = key(signer) else { return Err(format!("signed_by: {short}… is not an Ed25519 public key (64 hex characters)")) };
+        return signer_key
+            .verify(message.as_bytes(), &signature)
+            .map_err(|_| format!("the signature of trusted key {short}… does not match the document: it was changed after it was signed, or the signature was altered"));
     }
-    Err("the signature is not from a trusted key (control.trusted_keys)".into())
+    if trusted_keys.iter().filter_map(|k| key(k)).any(|k| k.verify(message.as_bytes(), &signature).is_ok()) {
+        return Ok(());
+    }
+    Err("the signature verifies with none of control.trusted_keys: the document was changed after it was signed, or it was signed with a key that is not trusted (documents signed with `edge-agent policy sign` name their key in signed_by, which tells the two apart)".into())
 }
 
 /// A new signing key: (secret, public), hex.
@@ -195,12 +210,13 @@ pub fn public_key(secret_hex: &str) -> Result<String, String> {
 pub fn sign(document: &[u8], secret_hex: &str) -> Result<Vec<u8>, String> {
     let secret: [u8; 32] = hex::decode(secret_hex.trim()).ok().and_then(|b| b.try_into().ok()).ok_or("not an Ed25519 secret key (64 hex characters)")?;
     let mut value: Value = serde_json::from_slice(document).map_err(|e| format!("not JSON: {e}"))?;
-    let signature = SigningKey::from_bytes(&secret).sign(canonical(&value).as_bytes());
-    match &mut value {
-        Value::Object(map) => {
-            map.insert("signature".into(), Value::String(hex::encode(signature.to_bytes())));
-        }
-        _ => return Err("a policy document is a JSON object".into()),
+    let key = SigningKey::from_bytes(&secret);
+    let Value::Object(map) = &mut value else { return Err("a policy document is a JSON object".into()) };
+    // The signer is named inside what is signed, so a verifier can say which key it was.
+    map.insert("signed_by".into(), Value::String(hex::encode(key.verifying_key().to_bytes())));
+    let signature = key.sign(canonical(&value).as_bytes());
+    if let Value::Object(map) = &mut value {
+        map.insert("signature".into(), Value::String(hex::encode(signature.to_bytes())));
     }
     serde_json::to_vec_pretty(&value).map_err(|e| e.to_string())
 }
@@ -253,8 +269,26 @@ mod tests {
         // Reformatting does not matter; changing a value does.
         let value: Value = serde_json::from_slice(&signed).unwrap();
         assert!(parse(&serde_json::to_vec(&value).unwrap(), std::slice::from_ref(&public)).is_ok());
-        let tampered = String::from_utf8(signed).unwrap().replace("苏ED51712", "苏ED51713");
-        assert!(matches!(parse(tampered.as_bytes(), std::slice::from_ref(&public)), Err(Refused::Signature(_))));
+        let tampered = String::from_utf8(signed.clone()).unwrap().replace("苏ED51712", "苏ED51713");
+        let Err(Refused::Signature(why)) = parse(tampered.as_bytes(), std::slice::from_ref(&public)) else { panic!("accepted") };
+        assert!(why.contains("does not match the document: it was changed after it was signed"), "{why}");
+        // Signed by a key the agent does not trust: said so, not "tampered".
+        let Err(Refused::Signature(why)) = parse(&signed, std::slice::from_ref(&other)) else { panic!("accepted") };
+        assert!(why.starts_with("signed by key ") && why.contains("not one of control.trusted_keys"), "{why}");
+        // An altered signature on a trusted key's document is a mismatch too.
+        let mut v: Value = serde_json::from_slice(&signed).unwrap();
+        let sig = v["signature"].as_str().unwrap().to_string();
+        v["signature"] = Value::String(format!("{}{}", if sig.starts_with('0') { "1" } else { "0" }, &sig[1..]));
+        let Err(Refused::Signature(why)) = parse(&serde_json::to_vec(&v).unwrap(), std::slice::from_ref(&public)) else { panic!("accepted") };
+        assert!(why.contains("does not match the document"), "{why}");
+        // An older document without signed_by still verifies, and a failure says both causes are possible.
+        v["signature"] = Value::String(sig);
+        v.as_object_mut().unwrap().remove("signed_by");
+        let legacy = SigningKey::from_bytes(&hex::decode(&secret).unwrap().try_into().unwrap()).sign(canonical(&v).as_bytes());
+        v["signature"] = Value::String(hex::encode(legacy.to_bytes()));
+        assert!(parse(&serde_json::to_vec(&v).unwrap(), std::slice::from_ref(&public)).is_ok());
+        let Err(Refused::Signature(why)) = parse(&serde_json::to_vec(&v).unwrap(), std::slice::from_ref(&other)) else { panic!("accepted") };
+        assert!(why.contains("changed after it was signed, or it was signed with a key that is not trusted"), "{why}");
         assert_eq!(public_key(&secret).unwrap(), public);
     }
 }

@@ -255,18 +255,51 @@ impl Policy {
 
     /// The reported document, at `now` (expired watch-list entries counted).
     pub fn reported(&self, now: DateTime<Utc>) -> Reported {
+        self.report_source().at(now)
+    }
+
+    /// What the report is made from, apart from the time: the report is built when it is sent, so its
+    /// `ts` and expired entries are those of that moment.
+    pub fn report_source(&self) -> ReportSource {
         let mut levels = BTreeMap::new();
+        let mut untils = BTreeMap::new();
         for level in Level::ALL {
-            let mut r = self.reports.get(&level).cloned().unwrap_or_else(LevelReport::empty);
-            r.expired_entries = self.in_force.get(&level).map_or(0, |d| expired_entries(d, now));
-            levels.insert(level.as_str(), r);
+            levels.insert(level.as_str(), self.reports.get(&level).cloned().unwrap_or_else(LevelReport::empty));
+            untils.insert(level.as_str(), self.in_force.get(&level).map(entry_untils).unwrap_or_default());
         }
         let (merged, _) = merge(&self.local, &self.in_force);
-        Reported { schema: REPORTED_SCHEMA, site: self.local.site.path(), ts: crate::payload::timestamp(now), levels, rules: merged.rules.iter().map(|r| r.id.clone()).collect() }
+        ReportSource { site: self.local.site.path(), levels, untils, rules: merged.rules.iter().map(|r| r.id.clone()).collect() }
     }
 }
 
-fn expired_entries(doc: &Document, now: DateTime<Utc>) -> usize {
+/// The policy report without its time: [`ReportSource::at`] makes the document for a moment.
+#[derive(Debug, Clone)]
+pub struct ReportSource {
+    site: String,
+    levels: BTreeMap<&'static str, LevelReport>,
+    /// The `until` of every watch-list entry in force, per level.
+    untils: BTreeMap<&'static str, Vec<DateTime<Utc>>>,
+    rules: Vec<String>,
+}
+
+impl ReportSource {
+    /// The report as of `now`: entries whose `until` has passed by then are counted as expired.
+    pub fn at(&self, now: DateTime<Utc>) -> Reported {
+        let mut levels = self.levels.clone();
+        for (level, r) in levels.iter_mut() {
+            r.expired_entries = self.untils.get(level).map_or(0, |u| u.iter().filter(|u| **u <= now).count());
+        }
+        Reported { schema: REPORTED_SCHEMA, site: self.site.clone(), ts: crate::payload::timestamp(now), levels, rules: self.rules.clone() }
+    }
+
+    /// When the next entry in force expires after `now` (the report should go out again then).
+    pub fn next_expiry(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.untils.values().flatten().filter(|u| **u > now).min().copied()
+    }
+}
+
+/// The `until` times of a document's watch-list entries.
+fn entry_untils(doc: &Document) -> Vec<DateTime<Utc>> {
     doc.rules
         .iter()
         .filter_map(|r| match &r.kind {
@@ -274,8 +307,8 @@ fn expired_entries(doc: &Document, now: DateTime<Utc>) -> usize {
             _ => None,
         })
         .flatten()
-        .filter(|e| e.until.as_deref().and_then(|u| DateTime::parse_from_rfc3339(u).ok()).is_some_and(|u| u <= now))
-        .count()
+        .filter_map(|e| e.until.as_deref().and_then(|u| DateTime::parse_from_rfc3339(u).ok()).map(|u| u.with_timezone(&Utc)))
+        .collect()
 }
 
 /// The local config with every level's rules (renamed `{level}:{id}`) and camera switches.

@@ -120,3 +120,19 @@ fn with_trusted_keys_only_signed_documents_are_taken() {
     applied(policy.offer(Level::City, &sign(&doc(1, "", ""), &secret).unwrap()));
     assert_eq!(policy.reported(Utc::now()).levels["city"].status, Outcome::Applied);
 }
+
+#[test]
+fn the_report_counts_entries_expired_at_the_moment_it_is_made_and_says_when_the_next_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = Policy::load(local(dir.path()));
+    let document = String::from_utf8(doc(1, "", "")).unwrap().replace("2020-01-01T00:00:00Z", "2026-12-01T12:00:00Z");
+    applied(policy.offer(Level::Town, document.as_bytes()));
+    let source = policy.report_source();
+    let before: DateTime<Utc> = "2026-12-01T11:59:59Z".parse().unwrap();
+    let after: DateTime<Utc> = "2026-12-01T12:00:01Z".parse().unwrap();
+    // Made once, sent twice: each time with that moment's count and time.
+    assert_eq!((source.at(before).levels["town"].expired_entries, source.at(before).ts.as_str()), (0, "2026-12-01T11:59:59.000Z"));
+    assert_eq!((source.at(after).levels["town"].expired_entries, source.at(after).ts.as_str()), (1, "2026-12-01T12:00:01.000Z"));
+    assert_eq!(source.next_expiry(before), Some("2026-12-01T12:00:00Z".parse().unwrap()));
+    assert_eq!(source.next_expiry(after), None);
+}

@@ -283,6 +283,7 @@ impl Agent {
         self.notifier.ready(&self.fleet.summary());
         tracing::info!(cameras = self.fleet.len(), watchdog = ?self.notifier.watchdog(), systemd = self.notifier.is_active(), "agent ready");
         loop {
+            let expiry = self.policy.next_expiry_in();
             tokio::select! {
                 signal = signals.next() => match signal {
                     Signal::Stop => break,
@@ -297,6 +298,10 @@ impl Agent {
                     }
                     policy::FromPlatform::Command(payload) => self.command(config, &payload).await,
                 },
+                () = sleep_or_never(expiry) => {
+                    tracing::info!("a watch-list entry in force expired: reporting the policy again");
+                    self.policy.report();
+                }
             }
         }
     }
@@ -406,6 +411,14 @@ impl Agent {
             tracing::error!(undelivered = left_undelivered, left_behind = %abandoned.join("; "), "stopped, leaving behind what did not stop in time");
             Stopped::Abandoned
         }
+    }
+}
+
+/// Sleeps for `d`, or forever without one.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
 

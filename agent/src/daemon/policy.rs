@@ -1,6 +1,8 @@
 //! The daemon's side of the platform's policy (`crate::control`): the subscription's messages in, the
 //! merged config out to the cameras and rules, the report back up.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use crate::control::{Decision, Level, Policy};
@@ -57,12 +59,20 @@ impl PolicyLink {
         self.report();
     }
 
-    /// Publishes the report (retained).
+    /// Publishes the report (retained); it is made when it is sent, so its time and its count of expired
+    /// entries are those of that moment.
     pub fn report(&self) {
         let Some(link) = &self.link else { return };
-        if let Ok(bytes) = serde_json::to_vec(&self.policy.reported(chrono::Utc::now())) {
-            link.set_retained(self.reported_topic.clone(), bytes);
-        }
+        let source = self.policy.report_source();
+        link.set_retained(self.reported_topic.clone(), Arc::new(move || serde_json::to_vec(&source.at(chrono::Utc::now())).unwrap_or_default()));
+    }
+
+    /// How long until the next watch-list entry in force expires (the report should go out again then),
+    /// a second late so the entry has certainly passed when the report is made.
+    pub fn next_expiry_in(&self) -> Option<std::time::Duration> {
+        let now = chrono::Utc::now();
+        let at = self.policy.report_source().next_expiry(now)?;
+        (at - now).to_std().ok().map(|d| d + std::time::Duration::from_secs(1))
     }
 
     /// The next message from the platform; never returns without a subscription.

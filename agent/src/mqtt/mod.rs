@@ -95,22 +95,25 @@ pub struct MqttLink {
     stats_now: Arc<Notify>,
 }
 
+/// Builds a retained document when it is published (so its time and what it counts are current).
+pub type RetainedFn = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+
 /// Retained documents by topic, and those waiting to be (re)published.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Retained {
-    docs: std::collections::BTreeMap<String, Vec<u8>>,
+    docs: std::collections::BTreeMap<String, RetainedFn>,
     pending: std::collections::BTreeSet<String>,
 }
 
 impl Retained {
-    /// The documents to publish now: the pending ones, or all of them.
+    /// The documents to publish now, built now: the pending ones, or all of them.
     fn take(&mut self, all: bool) -> Vec<(String, Vec<u8>)> {
         let topics = std::mem::take(&mut self.pending);
         let docs = &self.docs;
         if all {
-            docs.iter().map(|(t, d)| (t.clone(), d.clone())).collect()
+            docs.iter().map(|(t, d)| (t.clone(), d())).collect()
         } else {
-            topics.into_iter().filter_map(|t| docs.get(&t).map(|d| (t, d.clone()))).collect()
+            topics.into_iter().filter_map(|t| docs.get(&t).map(|d| (t, d()))).collect()
         }
     }
 }
@@ -157,11 +160,12 @@ impl MqttLink {
         self.stats_now.notified().await;
     }
 
-    /// Sets a retained document (QoS 1); the link publishes it now and on every connection.
-    pub fn set_retained(&self, topic: String, payload: Vec<u8>) {
+    /// Sets a retained document (QoS 1), built by `build` each time it is published: now, on every
+    /// connection and on [`MqttLink::republish`].
+    pub fn set_retained(&self, topic: String, build: RetainedFn) {
         let mut retained = self.retained.lock().unwrap_or_else(|p| p.into_inner());
         retained.pending.insert(topic.clone());
-        retained.docs.insert(topic, payload);
+        retained.docs.insert(topic, build);
         self.retained_changed.notify_one();
     }
 
