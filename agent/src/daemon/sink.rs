@@ -86,7 +86,7 @@ struct Local {
 
 enum LocalKind {
     /// A line for a local log (and the duty desk); for events, the journal line and the history index.
-    Line { log: Arc<EventLog>, line: Vec<u8>, item: Option<FeedItem>, announce: Option<ObjectEvent> },
+    Line { log: Arc<EventLog>, line: Vec<u8>, item: Option<FeedItem>, announce: Option<Box<ObjectEvent>> },
     /// The local copy of a snapshot.
     Snapshot { event_id: String, taken_at: DateTime<Utc>, jpeg: Vec<u8> },
 }
@@ -132,7 +132,7 @@ impl<Q: Queue> EventSink<Q> {
             Ok(bytes) => {
                 let index = self.push(Kind::Event, self.topics.events(&self.camera), bytes.clone());
                 let item = self.local.feed.as_ref().and_then(|_| FeedItem::event(&wire));
-                self.locals.push(Local { index, what: LocalKind::Line { log: self.local.events.clone(), line: bytes, item, announce: Some(out.event) } });
+                self.locals.push(Local { index, what: LocalKind::Line { log: self.local.events.clone(), line: bytes, item, announce: Some(Box::new(out.event)) } });
             }
             Err(err) => tracing::error!(camera = %self.camera, error = %err, "cannot serialise event"),
         }

@@ -60,8 +60,11 @@ struct MemoryQueue {
     messages: Arc<Mutex<Vec<Message>>>,
     batches: Arc<Mutex<usize>>,
     stopped: bool,
-    held: Arc<Mutex<Option<Vec<(Vec<Message>, crossbeam_channel::Sender<Vec<bool>>)>>>>,
+    held: Arc<Mutex<Option<Vec<HeldBatch>>>>,
 }
+
+/// A batch a failing disk holds, with the sender that answers its ticket.
+type HeldBatch = (Vec<Message>, crossbeam_channel::Sender<Vec<bool>>);
 
 impl MemoryQueue {
     /// Starts holding batches, as a writer whose disk is failing does.
