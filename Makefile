@@ -34,7 +34,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export ORT_DYLIB_PATH := $(abspath $(ORT_LIB))
 export EDGE_AGENT_MODELS_DIR := $(abspath $(MODELS_DIR))
 
-.PHONY: deps system-deps onnxruntime cargo-deb build models demo test bench deb clean-deps audit-deps
+.PHONY: deps system-deps onnxruntime cargo-deb build models demo test bench soak deb clean-deps audit-deps
 
 deps: system-deps onnxruntime cargo-deb
 
@@ -87,6 +87,11 @@ test: deps
 
 bench: models
 	cargo bench --locked -p edge-agent
+
+# An hour with 8 RTSP cameras and two broker outages: memory, threads and open files sampled every minute,
+# every passing checked upstream (EDGE_SOAK_MINUTES and EDGE_SOAK_CAMERAS change the length and the count).
+soak: models
+	EDGE_SOAK_MINUTES=$${EDGE_SOAK_MINUTES:-60} cargo bench --locked -p edge-agent --bench soak
 
 # The release package: target/debian/edge-agent_<version>_<arch>.deb
 deb: build

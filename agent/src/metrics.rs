@@ -318,6 +318,13 @@ const CAMERA_STATES: [CameraState; 9] = [
     CameraState::Stopped,
 ];
 
+/// Counter families without labels: (name, help, value).
+fn plain_counters(out: &mut String, counters: &[(&str, &str, &AtomicU64)]) {
+    for (name, help, value) in counters {
+        Family::new(out, name, "counter", help).sample(name, &[], value.load(Ordering::Relaxed) as f64);
+    }
+}
+
 /// The whole `/metrics` page.
 pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String {
     let mut out = String::with_capacity(8 << 10);
@@ -417,9 +424,7 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
             &writer.lost_total,
         ),
     ];
-    for (name, help, value) in writer_counters {
-        Family::new(&mut out, name, "counter", help).sample(name, &[], value.load(Ordering::Relaxed) as f64);
-    }
+    plain_counters(&mut out, &writer_counters);
     gauge(&mut out, "edge_agent_outbox_held_messages", "Messages held in memory because the disk cannot take them now.", writer.held_messages.load(Ordering::Relaxed) as f64);
     let storage = sources.storage.report();
     if let Some(free) = storage.free_bytes {
@@ -438,9 +443,7 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
         ("edge_agent_storage_snapshots_deleted_total", "Local snapshots deleted to stay above the floor.", &floor.snapshots_deleted_total),
         ("edge_agent_storage_log_days_deleted_total", "Days of local logs and history deleted to stay above the floor.", &floor.log_days_deleted_total),
     ];
-    for (name, help, value) in floor_counters {
-        Family::new(&mut out, name, "counter", help).sample(name, &[], value.load(Ordering::Relaxed) as f64);
-    }
+    plain_counters(&mut out, &floor_counters);
     if let Some(link) = &sources.link {
         gauge(&mut out, "edge_agent_mqtt_connected", "1 while connected to the broker.", f64::from(u8::from(link.connected.load(Ordering::Relaxed))));
         let counters = [
@@ -449,9 +452,7 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
             ("edge_agent_mqtt_messages_sent_total", "QoS 1 messages sent, re-sends included.", &link.sent_total),
             ("edge_agent_mqtt_messages_acked_total", "QoS 1 messages acknowledged by the broker.", &link.acked_total),
         ];
-        for (name, help, value) in counters {
-            Family::new(&mut out, name, "counter", help).sample(name, &[], value.load(Ordering::Relaxed) as f64);
-        }
+        plain_counters(&mut out, &counters);
     }
     if let Some(guard) = &sources.web_guard {
         let c = &guard.counters;
@@ -468,9 +469,7 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
                 &c.recognised_while_blocked_total,
             ),
         ];
-        for (name, help, value) in guard_counters {
-            Family::new(&mut out, name, "counter", help).sample(name, &[], value.load(Ordering::Relaxed) as f64);
-        }
+        plain_counters(&mut out, &guard_counters);
     }
     let reloads = &sources.reloads;
     let mut f = Family::new(&mut out, "edge_agent_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");

@@ -170,11 +170,7 @@ fn sigterm_with_a_stuck_camera_stops_within_the_deadline_and_says_what_was_left(
     sub.wait_for(Duration::from_secs(60), "the good camera online", |m| {
         m.json()["cameras"].as_array().is_some_and(|c| c.iter().any(|c| c["id"] == "gate-in" && c["state"] == "online"))
     });
-    let started = Instant::now();
-    agent.signal("TERM");
-    let code = agent.wait(Duration::from_secs(60));
-    let took = started.elapsed();
-    let log = agent.log();
+    let (code, took, log) = agent.stop_timed();
     assert!(took < Duration::from_secs(22), "stopping took {took:?}, over the 20 s deadline:\n{log}");
     assert_eq!(code, Some(2), "something was left behind, so the exit status says so:\n{log}");
     assert!(log.contains("cameras still running after the stop deadline") && log.contains("stuck"), "{log}");

@@ -382,17 +382,7 @@ fn audit_verify_detects_an_edited_line() {
 
 /// One raw HTTP/1.1 request from `source` (a loopback address); returns the whole response.
 fn request_from(source: &str, addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> String {
-    let mut s = connect_from(source, addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for h in headers {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    write!(s, "{head}\r\n{body}").unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text
+    common::http_on(connect_from(source, addr).unwrap(), addr, method, path, headers, body)
 }
 
 fn sign_in_from(source: &str, addr: &str, password: &str) -> String {

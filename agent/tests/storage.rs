@@ -215,11 +215,7 @@ fn sigterm_with_the_disk_full_stops_within_the_deadline_and_counts_what_it_could
     wait_until(&agent, Duration::from_secs(90), "first events", || received_events(&sub).len() >= 2);
     let _rest = disk.fill("ballast");
     wait_until(&agent, Duration::from_secs(60), "events held in memory", || metric(&agent, "edge_agent_outbox_held_messages") >= 1.0);
-    let started = Instant::now();
-    agent.signal("TERM");
-    let code = agent.wait(Duration::from_secs(60));
-    let took = started.elapsed();
-    let log = agent.log();
+    let (code, took, log) = agent.stop_timed();
     assert!(took < Duration::from_secs(22), "stopping took {took:?}:\n{log}");
     assert_eq!(code, Some(2), "messages were lost, and the exit status says so:\n{log}");
     assert!(log.contains("outbox stopped with messages it could not write to disk: they are lost"), "{log}");

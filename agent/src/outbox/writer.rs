@@ -267,24 +267,20 @@ impl OutboxHandle {
 
     /// [`OutboxHandle::flush`], giving up after `timeout` (the disk is failing).
     pub fn flush_within(&self, timeout: Duration) -> Result<(), OutboxError> {
-        let until = Instant::now() + timeout;
-        let (tx, rx) = bounded(1);
-        self.tx.send_timeout(Op::Flush(tx), timeout).map_err(|e| match e {
-            SendTimeoutError::Timeout(_) => OutboxError::NoAnswer(timeout),
-            SendTimeoutError::Disconnected(_) => OutboxError::Stopped,
-        })?;
-        rx.recv_timeout(until.saturating_duration_since(Instant::now())).map_err(|e| match e {
-            RecvTimeoutError::Timeout => OutboxError::NoAnswer(timeout),
-            RecvTimeoutError::Disconnected => OutboxError::Stopped,
-        })
+        self.ask(Op::Flush, timeout)
     }
 
     /// Whether the writer answers within `timeout`: it does while it retries a failing disk, not while it is
     /// stuck inside the file system or has stopped.
     pub fn ping(&self, timeout: Duration) -> Result<(), OutboxError> {
+        self.ask(Op::Ping, timeout)
+    }
+
+    /// Sends the operation `op` makes from a reply channel and waits, `timeout` in all, for the answer.
+    fn ask(&self, op: fn(Sender<()>) -> Op, timeout: Duration) -> Result<(), OutboxError> {
         let until = Instant::now() + timeout;
         let (tx, rx) = bounded(1);
-        self.tx.send_timeout(Op::Ping(tx), timeout).map_err(|e| match e {
+        self.tx.send_timeout(op(tx), timeout).map_err(|e| match e {
             SendTimeoutError::Timeout(_) => OutboxError::NoAnswer(timeout),
             SendTimeoutError::Disconnected(_) => OutboxError::Stopped,
         })?;

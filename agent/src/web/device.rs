@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -89,14 +89,7 @@ pub fn cookie_name(account: &str) -> String {
 /// The device cookie a request carries for `account`, if any is valid.
 pub fn presented(keys: &DeviceKeys, headers: &HeaderMap, account: &str) -> Option<Device> {
     let name = cookie_name(account);
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .filter(|(k, _)| *k == name)
-        .find_map(|(_, v)| keys.verify(v, account))
+    super::cookies(headers).filter(|(k, _)| *k == name).find_map(|(_, v)| keys.verify(v, account))
 }
 
 /// The `Set-Cookie` value for a new device cookie.
@@ -138,6 +131,7 @@ mod tests {
         let keys = DeviceKeys::ephemeral();
         let value = keys.issue("值班员").unwrap();
         let mut headers = HeaderMap::new();
+        use axum::http::header;
         let line = format!("edge_session=abc; {}={value}; {}=x.y", cookie_name("值班员"), cookie_name("other"));
         headers.insert(header::COOKIE, line.parse().unwrap());
         assert!(presented(&keys, &headers, "值班员").is_some());

@@ -108,16 +108,14 @@ pub struct WebState {
     pub health: Option<Arc<Mutex<crate::metrics::Health>>>,
 }
 
+/// Every cookie a request carries, as (name, value).
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).filter_map(|c| c.trim().split_once('='))
+}
+
 impl WebState {
     fn token(headers: &HeaderMap) -> Option<String> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .find(|(k, _)| *k == COOKIE)
-            .map(|(_, v)| v.to_string())
+        cookies(headers).find(|(k, _)| *k == COOKIE).map(|(_, v)| v.to_string())
     }
 
     fn session(&self, headers: &HeaderMap) -> Option<Session> {

@@ -139,6 +139,14 @@ impl Agent {
         line[start..].split_whitespace().next().unwrap().to_string()
     }
 
+    /// Sends SIGTERM and waits (up to a minute) for the exit: the exit code, how long it took and the log.
+    pub fn stop_timed(&mut self) -> (Option<i32>, Duration, String) {
+        let started = Instant::now();
+        self.signal("TERM");
+        let code = self.wait(Duration::from_secs(60));
+        (code, started.elapsed(), self.log())
+    }
+
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill").args(["-s", name, &self.pid().to_string()]).status().unwrap();
         assert!(status.success(), "kill -s {name} failed");
@@ -176,8 +184,12 @@ impl Drop for Agent {
 /// Sends one raw HTTP/1.1 request (`Connection: close` added) and returns the whole response, headers
 /// included, without following redirects.
 pub fn http_raw(addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> String {
+    http_on(std::net::TcpStream::connect(addr).unwrap(), addr, method, path, headers, body)
+}
+
+/// [`http_raw`] on a connection the caller opened (from another source address, say).
+pub fn http_on(mut stream: std::net::TcpStream, addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> String {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for h in headers {
@@ -186,7 +198,7 @@ pub fn http_raw(addr: &str, method: &str, path: &str, headers: &[&str], body: &s
     }
     write!(stream, "{head}\r\n{body}").unwrap();
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    let _ = stream.read_to_end(&mut raw);
     String::from_utf8_lossy(&raw).into_owned()
 }
 
