@@ -166,9 +166,11 @@ fn a_full_disk_delays_reports_loses_none_and_everything_resumes_without_a_restar
         let (code, health) = healthz(&agent);
         code == 503 && health["problems"].to_string().contains("the outbox cannot write")
     });
-    let (_, desk) = common::http_get_with(&web, "/api/cameras", &[&format!("Cookie: {cookie}")]);
-    let desk: Value = serde_json::from_str(&desk).unwrap();
-    assert!(desk["agent"]["held"].as_u64().unwrap_or(0) >= 1 && desk["agent"]["uplink"] == "disconnected", "{desk}");
+    wait_until(&agent, Duration::from_secs(30), "the duty desk saying records wait in memory and the uplink is down", || {
+        let (_, desk) = common::http_get_with(&web, "/api/cameras", &[&format!("Cookie: {cookie}")]);
+        let desk: Value = serde_json::from_str(&desk).unwrap_or(Value::Null);
+        desk["agent"]["held"].as_u64().unwrap_or(0) >= 1 && desk["agent"]["uplink"] == "disconnected"
+    });
     std::thread::sleep(Duration::from_secs(5));
 
     // Space and the uplink come back: everything held is committed and delivered, in order, with no
@@ -207,14 +209,21 @@ fn a_full_disk_delays_reports_loses_none_and_everything_resumes_without_a_restar
 #[ignore = "needs root: mounts a tmpfs as the state directory (make test runs it as root)"]
 fn sigterm_with_the_disk_full_stops_within_the_deadline_and_counts_what_it_could_not_keep() {
     assert!(is_root(), "run as root");
-    let broker = Broker::start();
+    let mut broker = Broker::start();
     let sub = Subscriber::connect(broker.port(), "checkpoint/#");
     let dir = tempfile::tempdir().unwrap();
     let (disk, cfg) = start(dir.path(), 32, &broker);
     let mut agent = Agent::start(&cfg);
     wait_until(&agent, Duration::from_secs(90), "first events", || received_events(&sub).len() >= 2);
+    // With the uplink down the backlog must grow, so once the disk is full commits fail for good (a first
+    // failure may still be followed by a commit that fits in pages the failed one left free).
+    broker.stop();
     let _rest = disk.fill("ballast");
-    wait_until(&agent, Duration::from_secs(60), "events held in memory", || metric(&agent, "edge_agent_outbox_held_messages") >= 1.0);
+    let mut held_for = 0;
+    wait_until(&agent, Duration::from_secs(120), "events held in memory for 3 s", || {
+        held_for = if metric(&agent, "edge_agent_outbox_held_messages") >= 1.0 { held_for + 1 } else { 0 };
+        held_for >= 15
+    });
     let (code, took, log) = agent.stop_timed();
     assert!(took < Duration::from_secs(22), "stopping took {took:?}:\n{log}");
     assert_eq!(code, Some(2), "messages were lost, and the exit status says so:\n{log}");

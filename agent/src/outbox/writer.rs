@@ -409,7 +409,9 @@ impl<'a> Writer<'a> {
                 self.expire_snapshots();
             }
             let idle_sweep = !self.has_work() && self.failing.is_none() && last_commit.elapsed() >= IDLE_SWEEP;
-            if !self.has_work() && !idle_sweep {
+            // A failure with nothing held (an idle sweep's commit) is retried too, so it can clear.
+            let probe = self.failing.as_ref().is_some_and(|f| Instant::now() >= f.retry_at);
+            if !self.has_work() && !idle_sweep && !probe {
                 for w in self.waiters.drain(..) {
                     let _ = w.send(());
                 }
