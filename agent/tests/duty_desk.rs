@@ -348,3 +348,29 @@ fn an_alert_disposed_of_by_the_platform_shows_as_disposed_by_the_platform() {
     assert_eq!(row[1], true, "no dispose control on a disposed alert");
     assert_eq!(browser.eval("return document.title"), "卡口值班台", "nothing open");
 }
+
+#[test]
+fn the_page_says_when_the_uplink_is_down_and_when_it_is_back() {
+    // A broker that is down when the agent starts, then comes back.
+    let mut broker = Broker::start();
+    let port = broker.port();
+    broker.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), Some(port), &[], "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("keep_alive_secs = 5", "keep_alive_secs = 5\nreconnect_max_secs = 2");
+    std::fs::write(&cfg, text).unwrap();
+    add_user(&cfg, "duty", "operator", "village-gate-2026");
+    let agent = Agent::start(&cfg);
+    let addr = web_addr(&agent);
+    let browser = Browser::start(412, 915);
+    browser.sign_in(&addr, "duty", "village-gate-2026");
+    // The health check runs every 10 s and the page hears of it with the cameras' health every 5 s.
+    browser.wait_for(
+        "the notice that the platform is not connected",
+        Duration::from_secs(40),
+        "const n = document.getElementById('notice'); return !n.hidden && n.textContent.includes('未连接上级平台')",
+    );
+    broker.restart();
+    browser.wait_for("the notice gone once the broker is back", Duration::from_secs(40), "return document.getElementById('notice').hidden");
+    drop(agent);
+}
