@@ -139,7 +139,7 @@ fn bench_analyze(detect_fps: f64, plates: PlateMode, events: bool) -> f64 {
 
 fn event_builder(detect_fps: f64) -> EventBuilder {
     let site = edge_config::Site { city: "a".into(), district: "b".into(), town: "c".into(), village: "d".into(), checkpoint: "e".into(), name: None };
-    let ctx = edge_agent::topics::Origin { site, camera: "bench".into(), topics: None };
+    let ctx = edge_agent::topics::Origin { site, camera: "bench".into() };
     let line = Line { id: "gate".into(), points: [[0.0, 0.6], [1.0, 0.6]], in_side: [0.5, 0.9] };
     let zone = Zone { id: "lane".into(), points: vec![[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]] };
     EventBuilder::new(ctx, BuilderSettings::from_config(&edge_config::Events::default(), detect_fps), &[line], &[zone])
@@ -305,7 +305,7 @@ fn bench_stages() {
         }
         let a = &analysed[i % n];
         let outs = builder.observe(&a.input(FrameTime { stream_s: (i % n) as f64 * 0.2, wall: chrono::Utc::now() }));
-        messages.extend(outs.into_iter().map(|o| serde_json::to_vec(&edge_agent::payload::Event::from(&o.event)).unwrap()));
+        messages.extend(outs.into_iter().map(|o| serde_json::to_vec(&edge_agent::payload::Event::new(&o.event, None)).unwrap()));
     });
 
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,8 @@
 //! Every minute it samples the agent's resident memory, threads and open files; at the end it prints the
 //! samples, how much each grew from the first sample after warm-up to the last, and whether every passing
 //! the agent recorded locally (an `end` event that is not merged into another chain) arrived at the
-//! platform's subscriber (by event id; re-deliveries after a broker restart are counted, not lost).
+//! platform's subscriber (by event id; re-deliveries after a broker restart are counted, not lost), the
+//! passings per camera (a camera that went silent shows), and the last errors the agent logged.
 //! Without `EDGE_SOAK_MINUTES` it says how to run itself and exits (it is not part of `make bench`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -161,6 +162,12 @@ fn main() {
         missing.len()
     );
     println!("  agent exit status after SIGTERM: {code:?}");
+    let log = agent.log();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    println!("  errors the agent logged: {}", errors.len());
+    for line in errors.iter().rev().take(10).rev() {
+        println!("    {line}");
+    }
     if !missing.is_empty() {
         println!("  missing passings: {missing:?}");
     }

@@ -20,6 +20,8 @@ use chrono::{DateTime, Utc};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use models::plates::normalise_plate;
+
 use crate::eventlog::EventLog;
 use crate::store::{Fault, Store};
 
@@ -144,11 +146,6 @@ pub struct Page {
     pub total: usize,
     /// The cursor for the next page; `None` on the last.
     pub next: Option<String>,
-}
-
-/// A plate as typed by a person: upper case, without spaces, dots or dashes (`苏e·d5 1712` → `苏ED51712`).
-pub fn normalise_plate(text: &str) -> String {
-    text.chars().filter(|c| !c.is_whitespace() && !matches!(c, '·' | '•' | '.' | '-' | '_')).flat_map(char::to_uppercase).collect()
 }
 
 /// Every suffix of a plate, the whole of it first: the keys under which a part of it is found.

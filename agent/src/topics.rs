@@ -34,20 +34,12 @@ pub fn check_topic(topic: &str) -> Result<(), TopicError> {
     }
 }
 
-/// Where one camera's messages come from: the site, the camera, and the topics when they go to MQTT.
+/// Where one camera's messages come from: the site and the camera. Which topics they go to is the
+/// publishing side's business ([`Topics`], given to `payload` by the sink).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Origin {
     pub site: Site,
     pub camera: String,
-    /// `None` for offline analysis: nothing is published.
-    pub topics: Option<Topics>,
-}
-
-impl Origin {
-    /// Where the snapshot of event `event_id` is published, when the agent publishes to MQTT.
-    pub fn snapshot_topic(&self, event_id: &str) -> Option<String> {
-        self.topics.as_ref().map(|t| t.snapshot(&self.camera, event_id))
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

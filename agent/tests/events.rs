@@ -236,9 +236,12 @@ fn snapshots_are_written_and_described() {
 
 // --- golden payloads -----------------------------------------------------------------------------------
 
+fn golden_site() -> Site {
+    Site { city: "xining".into(), district: "chengzhong".into(), town: "nanchuan".into(), village: "xiaozhuang".into(), checkpoint: "east-gate".into(), name: None }
+}
+
 fn golden_builder() -> EventBuilder {
-    let site = Site { city: "xining".into(), district: "chengzhong".into(), town: "nanchuan".into(), village: "xiaozhuang".into(), checkpoint: "east-gate".into(), name: None };
-    let ctx = Origin { topics: Some(Topics::new("checkpoint", &site)), site, camera: "gate-in".into() };
+    let ctx = Origin { site: golden_site(), camera: "gate-in".into() };
     let line = Line { id: "gate".into(), points: [[0.0, 0.75], [1.0, 0.75]], in_side: [0.5, 0.95] };
     let zone = Zone { id: "lane".into(), points: vec![[0.0, 0.8], [1.0, 0.8], [1.0, 1.0], [0.0, 1.0]] };
     EventBuilder::new(ctx, BuilderSettings::from_config(&Events::default(), 5.0), &[line], &[zone])
@@ -247,6 +250,7 @@ fn golden_builder() -> EventBuilder {
 #[test]
 fn event_payloads_match_the_golden_chain() {
     let mut b = golden_builder();
+    let topics = Topics::new("checkpoint", &golden_site());
     let start: DateTime<Utc> = "2026-11-28T08:00:00Z".parse().unwrap();
     let mut lines = Vec::new();
     for i in 0..30usize {
@@ -272,9 +276,9 @@ fn event_payloads_match_the_golden_chain() {
             (vec![], vec![])
         };
         let input = FrameInput { time, width: 1920, height: 1080, view: None, detections: &dets, plates: &plates };
-        lines.extend(b.observe(&input).into_iter().map(|o| Event::from(&o.event)));
+        lines.extend(b.observe(&input).into_iter().map(|o| Event::new(&o.event, Some(&topics))));
     }
-    lines.extend(b.finish().into_iter().map(|o| Event::from(&o.event)));
+    lines.extend(b.finish().into_iter().map(|o| Event::new(&o.event, Some(&topics))));
     let id = lines[0].id.clone();
     let mut text = String::new();
     for e in lines {

@@ -753,8 +753,11 @@ fn default_true() -> bool {
 pub fn default_mqtt_port() -> u16 {
     1883
 }
+/// The first level of every topic when `[mqtt]` does not set one (or there is no `[mqtt]`).
+pub const DEFAULT_TOPIC_PREFIX: &str = "checkpoint";
+
 pub fn default_topic_prefix() -> String {
-    "checkpoint".to_string()
+    DEFAULT_TOPIC_PREFIX.to_string()
 }
 pub fn default_keep_alive_secs() -> u64 {
     30
@@ -980,6 +983,12 @@ impl Models {
 }
 
 impl Config {
+    /// The first level of every topic: `mqtt.topic_prefix`, or [`DEFAULT_TOPIC_PREFIX`] without `[mqtt]`
+    /// (topics are still built for the local record and the platform's policy levels).
+    pub fn topic_prefix(&self) -> &str {
+        self.mqtt.as_ref().map_or(DEFAULT_TOPIC_PREFIX, |m| m.topic_prefix.as_str())
+    }
+
     /// The sections of `new` that differ from `self` and are read only at start: applying them needs a
     /// restart. Built from an exhaustive destructure, so a new section must be sorted into "reloadable" or
     /// "restart" here before the crate compiles.

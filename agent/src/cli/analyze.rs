@@ -427,7 +427,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
         decoder: camera.map_or(edge_config::DecoderChoice::Auto, |c| c.decoder),
         ..SourceSettings::new(camera_id.clone(), CameraUrl::new(uri.as_str()), detect_fps, camera.map_or(args.max_frame_width, |c| c.max_frame_width), Mode::Offline)
     };
-    let origin = crate::topics::Origin { site: setup.site.clone(), camera: camera_id, topics: None };
+    let origin = crate::topics::Origin { site: setup.site.clone(), camera: camera_id };
     let mut builder_settings = BuilderSettings::from_config(&setup.events, detect_fps);
     builder_settings.snapshots = args.snapshots.is_some();
     let (lines, zones) = camera.map_or((&[][..], &[][..]), |c| (&c.lines[..], &c.zones[..]));
@@ -435,7 +435,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
     let started = chrono::Utc::now();
     let emit = |outs: Vec<EventOut>, each: &mut dyn FnMut(VideoLine<'_>)| -> anyhow::Result<()> {
         for out in outs {
-            let mut event = crate::payload::Event::from(&out.event);
+            let mut event = crate::payload::Event::new(&out.event, None);
             if let (Some(dir), Some(jpeg), Some(snapshot)) = (&args.snapshots, &out.snapshot, event.snapshot.as_mut()) {
                 let file = dir.join(format!("{}.jpg", event.id));
                 std::fs::write(&file, jpeg).with_context(|| format!("cannot write {}", file.display()))?;
@@ -470,11 +470,11 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
                     // last frame started ahead. A frame the gate then skips is dropped unused; one it runs on
                     // that was not guessed (an object that appeared in a frame ahead, then stood still)
                     // starts late. Either way the results are the same.
-                    let planned = window.iter().rev().find(|a| a.frame.is_ok()).map(|a| a.stream_s);
+                    let planned = window.iter().rev().find(|a| a.frame.started()).map(|a| a.stream_s);
                     let frame = if engine.overlap && gate.would_decide(look, stream_s, builder.active() > 0, planned) != Decision::Skip {
-                        Ok(engine.detector.submit(frame, PlateMode::Off, PlateFocus::default())?)
+                        AheadFrame::Started(engine.detector.submit(frame, PlateMode::Off, PlateFocus::default())?)
                     } else {
-                        Err(frame)
+                        AheadFrame::Waiting(frame)
                     };
                     window.push_back(Ahead { look, stream_s, frame });
                 }
@@ -496,7 +496,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
         };
         let decision = gate.decide_on(look, stream_s, builder.active() > 0);
         let run = decision != Decision::Skip;
-        each(VideoLine::Sampled { analysed: run, dropped_ahead: !run && frame.is_ok() });
+        each(VideoLine::Sampled { analysed: run, dropped_ahead: !run && frame.started() });
         if !run {
             continue;
         }
@@ -507,8 +507,8 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
             whole_frame: gate.whole_frame(plate_mode, decision, stream_s),
         };
         let pending = match frame {
-            Ok(pending) => pending,
-            Err(frame) => engine.start(frame, plate_mode, || focus(&builder, &mut gate))?,
+            AheadFrame::Started(pending) => pending,
+            AheadFrame::Waiting(frame) => engine.start(frame, plate_mode, || focus(&builder, &mut gate))?,
         };
         let analysed = engine.finish(pending, plate_mode, || focus(&builder, &mut gate))?;
         each(VideoLine::Frame(&analysed));
@@ -524,7 +524,21 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
 struct Ahead {
     look: Look,
     stream_s: f64,
-    frame: Result<Pending, Frame>,
+    frame: AheadFrame,
+}
+
+/// Where a frame read ahead stands.
+enum AheadFrame {
+    /// The detector started on it, guessing the gate will let it through.
+    Started(Pending),
+    /// Not started: the gate decides when its turn comes.
+    Waiting(Frame),
+}
+
+impl AheadFrame {
+    fn started(&self) -> bool {
+        matches!(self, AheadFrame::Started(_))
+    }
 }
 
 fn print_event(out: &mut impl Write, file: &str, e: &crate::payload::Event, json: bool) {

@@ -102,7 +102,7 @@ async fn dispose(cmd: &Command, disposer: Option<&crate::web::Disposer>, site: &
     let Some(disposer) = disposer else { return result(Status::Failed, "the duty desk is off on this checkpoint".into(), None) };
     let (alert, outcome) = (cmd.alert.as_deref().unwrap_or_default(), cmd.outcome.as_deref().unwrap_or_default());
     let by = cmd.by.as_deref().unwrap_or("platform");
-    match disposer.dispose(alert, outcome, cmd.note.as_deref(), by, "platform", "platform").await {
+    match disposer.dispose(alert, outcome, cmd.note.as_deref(), crate::web::DisposedBy::Platform { by }).await {
         Ok(ack) => result(Status::Done, format!("alert {alert} disposed of"), serde_json::to_value(&ack).ok()),
         Err(e @ (crate::web::DisposeError::UnknownOutcome(_) | crate::web::DisposeError::BadNote)) => result(Status::Rejected, e.to_string(), None),
         Err(e) => result(Status::Failed, e.to_string(), None),

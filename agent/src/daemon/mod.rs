@@ -228,7 +228,7 @@ impl Agent {
         let Some(handle) = detector.handle() else { bail!("detector stopped before cameras started") };
         let deps = CameraDeps {
             site: config.site.clone(),
-            topics: Topics::new(config.mqtt.as_ref().map_or("checkpoint", |m| m.topic_prefix.as_str()), &config.site),
+            topics: Topics::new(config.topic_prefix(), &config.site),
             detector: handle,
             plates_loaded: detector.info().plates,
             link: link.clone(),
@@ -321,7 +321,7 @@ impl Agent {
     }
 
     async fn command(&mut self, config: &Config, payload: &[u8]) {
-        let topics = Topics::new(config.mqtt.as_ref().map_or("checkpoint", |m| m.topic_prefix.as_str()), &config.site);
+        let topics = Topics::new(config.topic_prefix(), &config.site);
         let ctx = commands::Context {
             fleet: &mut self.fleet,
             outbox: &self.outbox,

@@ -33,7 +33,7 @@ impl PolicyLink {
     /// The persisted policy merged into `local`, and the subscription to hand to the MQTT task (when there is
     /// a broker and `[control]` is enabled).
     pub fn load(local: &Config) -> (Self, Option<Inbound>) {
-        let prefix = local.mqtt.as_ref().map_or("checkpoint", |m| m.topic_prefix.as_str());
+        let prefix = local.topic_prefix();
         let topics: Vec<(String, Level)> = Level::ALL.iter().map(|l| (l.topic(prefix, &local.site), *l)).collect();
         let site_topics = crate::topics::Topics::new(prefix, &local.site);
         let (reported_topic, commands_topic) = (site_topics.policy_reported(), site_topics.commands());

@@ -86,7 +86,7 @@ struct Local {
 
 enum LocalKind {
     /// A line for a local log (and the duty desk); for events, the journal line and the history index.
-    Line { log: Arc<EventLog>, line: Vec<u8>, item: Option<FeedItem>, announce: Option<Box<ObjectEvent>> },
+    Line { log: Arc<EventLog>, line: Vec<u8>, item: Option<Box<FeedItem>>, announce: Option<Box<ObjectEvent>> },
     /// The local copy of a snapshot.
     Snapshot { event_id: String, taken_at: DateTime<Utc>, jpeg: Vec<u8> },
 }
@@ -127,11 +127,11 @@ impl<Q: Queue> EventSink<Q> {
             let index = self.push(Kind::Snapshot, self.topics.snapshot(&self.camera, &e.id), jpeg.clone());
             self.locals.push(Local { index, what: LocalKind::Snapshot { event_id: e.id.clone(), taken_at: info.taken_at, jpeg } });
         }
-        let wire = payload::Event::from(e);
+        let wire = payload::Event::new(e, Some(&self.topics));
         match serde_json::to_vec(&wire) {
             Ok(bytes) => {
                 let index = self.push(Kind::Event, self.topics.events(&self.camera), bytes.clone());
-                let item = self.local.feed.as_ref().and_then(|_| FeedItem::event(&wire));
+                let item = self.local.feed.as_ref().and_then(|_| FeedItem::event(&wire)).map(Box::new);
                 self.locals.push(Local { index, what: LocalKind::Line { log: self.local.events.clone(), line: bytes, item, announce: Some(Box::new(out.event)) } });
             }
             Err(err) => tracing::error!(camera = %self.camera, error = %err, "cannot serialise event"),
@@ -140,7 +140,7 @@ impl<Q: Queue> EventSink<Q> {
 
     /// An alert goes to the outbox (then MQTT), the local alert log and the duty desk.
     pub fn alert(&mut self, finding: &Finding) {
-        let alert = payload::Alert::from(finding);
+        let alert = payload::Alert::new(finding, Some(&self.topics));
         self.record.flow.on_alert(finding.at);
         tracing::warn!(
             camera = %self.camera,
@@ -156,7 +156,7 @@ impl<Q: Queue> EventSink<Q> {
         tracing::debug!(alert = %alert.id, plate = alert.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"), "alert plate");
         let Ok(bytes) = serde_json::to_vec(&alert) else { return };
         let index = self.push(Kind::Alert, self.topics.alerts(&self.camera), bytes.clone());
-        let item = self.local.feed.as_ref().and_then(|_| FeedItem::alert(&alert));
+        let item = self.local.feed.as_ref().and_then(|_| FeedItem::alert(&alert)).map(Box::new);
         self.locals.push(Local { index, what: LocalKind::Line { log: self.local.alerts.clone(), line: bytes, item, announce: None } });
     }
 
@@ -261,7 +261,7 @@ impl<Q: Queue> EventSink<Q> {
                         tracing::warn!(camera = %self.camera, dir = %log.dir().display(), error = %err, "cannot write the local log");
                     }
                     if let (Some(feed), Some(item)) = (&self.local.feed, item) {
-                        feed.publish(item);
+                        feed.publish(*item);
                     }
                 }
             }

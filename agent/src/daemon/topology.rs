@@ -141,7 +141,7 @@ impl Fleet {
     /// The per-frame worker of one camera.
     fn worker(&self, camera: &Camera, events: &edge_config::Events, record: Arc<CameraRecord>) -> CameraWorker {
         let deps = &self.deps;
-        let origin = Origin { site: deps.site.clone(), camera: camera.id.clone(), topics: Some(deps.topics.clone()) };
+        let origin = Origin { site: deps.site.clone(), camera: camera.id.clone() };
         let builder = EventBuilder::new(origin.clone(), BuilderSettings::from_config(events, camera.detect_fps), &camera.lines, &camera.zones);
         let detections = deps.link.clone().zip(deps.detections_interval).map(|(link, interval)| DetectionsOut::new(link, interval, deps.site.path()));
         CameraWorker {

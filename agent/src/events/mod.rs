@@ -109,19 +109,34 @@ struct Active {
     /// When it is searched for its plate again.
     plate_search: PlateSchedule,
     /// Plate and direction as last published.
-    published: (Option<(String, f32)>, Option<Direction>),
+    published: Published,
     last_update_s: f64,
     /// Stream time it was last seen.
     last_seen_s: f64,
     /// Where it was first seen.
     first_box: BBox,
     /// Where it last moved to, and when: a vehicle standing still before it was lost is remembered.
-    moved: (BBox, f64),
+    moved: LastMove,
     snapshot: Option<Candidate>,
     /// Started from a plate no vehicle box covered.
     from_plate: bool,
     /// Ends as part of the chain with this event id.
     merged_into: Option<String>,
+}
+
+/// What an object's last event said about its plate (text, confidence) and direction.
+#[derive(Debug, Clone, Default)]
+struct Published {
+    plate: Option<(String, f32)>,
+    direction: Option<Direction>,
+}
+
+/// Where an object last moved to (a shift of more than [`identity::STILL_SHIFT`] of its width), and when
+/// in stream seconds.
+#[derive(Debug, Clone, Copy)]
+struct LastMove {
+    bbox: BBox,
+    at_s: f64,
 }
 
 /// Lines and zones in pixels for one frame size.
@@ -217,15 +232,12 @@ impl EventBuilder {
         self.last_time
     }
 
-    fn geometry(&mut self, w: u32, h: u32) -> (&[LineGeom], &[ZoneGeom]) {
+    /// Converts the lines and zones to pixels when the frame size is new.
+    fn fit_geometry(&mut self, w: u32, h: u32) {
         if self.geometry.as_ref().is_none_or(|(size, ..)| *size != (w, h)) {
             let lines = self.lines.iter().map(|l| LineGeom::new(l, w, h)).collect();
             let zones = self.zones.iter().map(|z| ZoneGeom::new(z, w, h)).collect();
             self.geometry = Some(((w, h), lines, zones));
-        }
-        match &self.geometry {
-            Some((_, l, z)) => (l, z),
-            None => (&[], &[]),
         }
     }
 
@@ -238,7 +250,7 @@ impl EventBuilder {
         let observations: Vec<Observation> = frame.detections.iter().map(|d| Observation { bbox: d.bbox, score: d.score, class: d.class }).collect();
         let track_events = self.tracker.update(t.stream_s, input.width, input.height, &observations);
         let plates_by_detection = attribute_plates(&frame.plates);
-        self.geometry(input.width, input.height);
+        self.fit_geometry(input.width, input.height);
         let mut out = Vec::new();
 
         // Matches first, so `new` and `end` carry this frame's state.
@@ -351,7 +363,7 @@ impl EventBuilder {
         let a = self.active.get(&id)?;
         let remember = self.settings.plate_memory_s > 0.0
             && a.confirmed
-            && a.last_seen_s - a.moved.1 >= identity::STILL_BEFORE_LOST_S
+            && a.last_seen_s - a.moved.at_s >= identity::STILL_BEFORE_LOST_S
             && a.class.carries_plate()
             && !a.plates.is_empty()
             && !identity::at_edge(&a.last_box, self.frame.width, self.frame.height);
@@ -462,11 +474,11 @@ impl EventBuilder {
             visits: Vec::new(),
             plates: PlateVotes::default(),
             plate_search: PlateSchedule::new(&d.bbox),
-            published: (None, None),
+            published: Published::default(),
             last_update_s: t.stream_s,
             last_seen_s: t.stream_s,
             first_box: d.bbox,
-            moved: (d.bbox, t.stream_s),
+            moved: LastMove { bbox: d.bbox, at_s: t.stream_s },
             snapshot: None,
             from_plate,
             merged_into: None,
@@ -477,9 +489,9 @@ impl EventBuilder {
         if !part {
             a.class = class;
             a.last_box = d.bbox;
-            let ((x0, y0), (x1, y1)) = (a.moved.0.center(), d.bbox.center());
-            if (x1 - x0).hypot(y1 - y0) > identity::STILL_SHIFT * a.moved.0.width().max(1.0) {
-                a.moved = (d.bbox, t.stream_s);
+            let ((x0, y0), (x1, y1)) = (a.moved.bbox.center(), d.bbox.center());
+            if (x1 - x0).hypot(y1 - y0) > identity::STILL_SHIFT * a.moved.bbox.width().max(1.0) {
+                a.moved = LastMove { bbox: d.bbox, at_s: t.stream_s };
             }
         }
 
@@ -568,7 +580,7 @@ fn end_message(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSetting
 fn emit(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSettings, a: &mut Active, phase: Phase, t: FrameTime) -> EventOut {
     a.seq += 1;
     let plate = if a.class.carries_plate() { a.plates.result() } else { None };
-    a.published = (plate.as_ref().map(|p| (p.text.clone(), p.confidence)), a.direction);
+    a.published = Published { plate: plate.as_ref().map(|p| (p.text.clone(), p.confidence)), direction: a.direction };
     if phase == Phase::Update {
         a.last_update_s = t.stream_s;
     }
@@ -666,12 +678,12 @@ impl Active {
     /// confidence up by 0.05 or more).
     fn changed(&self) -> bool {
         let plate = self.plates.result();
-        let plate_changed = match (&self.published.0, &plate) {
+        let plate_changed = match (&self.published.plate, &plate) {
             (None, Some(_)) => true,
             (Some((text, conf)), Some(p)) => *text != p.text || p.confidence >= conf + 0.05,
             _ => false,
         };
-        plate_changed || self.published.1 != self.direction
+        plate_changed || self.published.direction != self.direction
     }
 }
 

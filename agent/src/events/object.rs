@@ -109,11 +109,6 @@ impl ObjectEvent {
     pub fn camera(&self) -> &str {
         &self.origin.camera
     }
-
-    /// Where the event's snapshot is (or, before the `end`, will be) published.
-    pub fn snapshot_topic(&self) -> Option<String> {
-        self.origin.snapshot_topic(&self.id)
-    }
 }
 
 /// An event, with the snapshot's JPEG bytes when the event carries one.

@@ -1,7 +1,6 @@
 //! The event builder over scripted frames.
 
 use super::*;
-use crate::topics::Topics;
 use models::plates::{PlateColour, PlateRows};
 
 type Event = ObjectEvent;
@@ -12,7 +11,7 @@ pub(crate) fn test_site() -> edge_config::Site {
 
 fn builder(update_interval_s: f64) -> EventBuilder {
     let site = test_site();
-    let ctx = Origin { topics: Some(Topics::new("checkpoint", &site)), site, camera: "gate".into() };
+    let ctx = Origin { site, camera: "gate".into() };
     let settings = BuilderSettings {
         tracker: TrackerSettings { frame_interval_s: 0.2, ..TrackerSettings::default() },
         update_interval_s,

@@ -8,7 +8,7 @@ fn event(id: &str, camera: &str, kind: &str, phase: &str, ts: &str, direction: O
         "plate": plate.map(|p| serde_json::json!({"text": p, "color": "blue", "confidence": 0.9, "reads": 3})),
         "snapshot": {"id": id, "content_type": "image/jpeg"},
     }))
-    .unwrap_or_default()
+    .unwrap()
 }
 
 fn open() -> (tempfile::TempDir, History) {
@@ -34,7 +34,7 @@ fn filled() -> (tempfile::TempDir, History) {
         event("d", "back", "vehicle", "end", "2026-11-29T22:30:00Z", Some("in"), Some("苏E12D51")),
         event("e", "back", "vehicle", "new", "2026-11-29T22:31:00Z", None, Some("苏EAAAAA")),
     ];
-    assert_eq!(h.add_events(lines.iter().map(|l| l.as_slice())).unwrap_or_default(), 4, "end events only");
+    assert_eq!(h.add_events(lines.iter().map(|l| l.as_slice())).unwrap(), 4, "end events only");
     (dir, h)
 }
 
@@ -48,7 +48,7 @@ fn a_partial_plate_finds_every_passing_whose_plate_contains_it_newest_first() {
     assert!(search(&h, Query { plate: Some("京".into()), ..Query::default() }).items.is_empty());
     // A plate with a repeated part is found once.
     let line = event("f", "gate", "vehicle", "end", "2026-11-29T11:00:00Z", None, Some("苏E11A11"));
-    h.add_events([line.as_slice()]).unwrap_or_default();
+    h.add_events([line.as_slice()]).unwrap();
     assert_eq!(search(&h, Query { plate: Some("11".into()), ..Query::default() }).total, 1);
 }
 
@@ -73,7 +73,7 @@ fn pages_follow_the_cursor_to_the_end() {
     let (_dir, h) = open();
     let lines: Vec<Vec<u8>> =
         (0..25).map(|i| event(&format!("e{i:02}"), "gate", "vehicle", "end", &format!("2026-11-29T08:{i:02}:00Z"), Some("in"), Some(&format!("苏E{i:05}")))).collect();
-    h.add_events(lines.iter().map(|l| l.as_slice())).unwrap_or_default();
+    h.add_events(lines.iter().map(|l| l.as_slice())).unwrap();
     for plate in [None, Some("苏E".to_string())] {
         let mut seen = Vec::new();
         let mut after = None;
@@ -95,25 +95,25 @@ fn pages_follow_the_cursor_to_the_end() {
 #[test]
 fn retention_removes_old_passings_and_their_plate_keys_and_the_logs_refill_a_lost_index() {
     let (dir, h) = filled();
-    let now: DateTime<Utc> = "2026-12-05T12:00:00Z".parse().unwrap_or_default();
+    let now: DateTime<Utc> = "2026-12-05T12:00:00Z".parse().unwrap();
     // Seven days kept: 11-29 is the oldest day.
-    assert_eq!(h.sweep(now, 7).unwrap_or_default(), 0);
-    assert_eq!(h.sweep(now, 6).unwrap_or_default(), 4);
-    assert!(h.is_empty().unwrap_or(false));
+    assert_eq!(h.sweep(now, 7).unwrap(), 0);
+    assert_eq!(h.sweep(now, 6).unwrap(), 4);
+    assert!(h.is_empty().unwrap());
     let txn = h.store.begin_read().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(txn.open_table(PLATE_SUFFIXES).and_then(|t| Ok(t.len()?)).unwrap_or(1), 0, "no suffix left behind");
+    assert_eq!(txn.open_table(PLATE_SUFFIXES).unwrap().len().unwrap(), 0, "no suffix left behind");
     drop(txn);
 
     // The event log is the record: an empty index is rebuilt from it, and a second catch-up adds nothing.
     let log = EventLog::new(dir.path(), 7);
-    let today: DateTime<Utc> = "2026-11-29T23:00:00Z".parse().unwrap_or_default();
+    let today: DateTime<Utc> = "2026-11-29T23:00:00Z".parse().unwrap();
     for l in
         [event("a", "gate", "vehicle", "end", "2026-11-29T08:00:00Z", Some("in"), Some("苏ED51712")), event("x", "gate", "vehicle", "update", "2026-11-29T08:00:00Z", None, None)]
     {
         log.append(today, &l).unwrap_or_else(|e| panic!("{e}"));
     }
-    assert_eq!(h.catch_up(&log, today).unwrap_or_default(), 1);
-    assert_eq!(h.catch_up(&log, today).unwrap_or_default(), 0);
+    assert_eq!(h.catch_up(&log, today).unwrap(), 1);
+    assert_eq!(h.catch_up(&log, today).unwrap(), 0);
     assert_eq!(ids(&search(&h, Query { plate: Some("D517".into()), ..Query::default() })), ["a"]);
 }
 
@@ -121,8 +121,8 @@ fn retention_removes_old_passings_and_their_plate_keys_and_the_logs_refill_a_los
 fn an_unreadable_index_is_moved_aside_and_made_again() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("history.redb");
-    std::fs::write(&path, b"not a database at all, just some bytes that are long enough to look like a header........").unwrap_or_default();
+    std::fs::write(&path, b"not a database at all, just some bytes that are long enough to look like a header........").unwrap();
     let h = History::open(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert!(h.is_empty().unwrap_or(false));
-    assert!(std::fs::read_dir(dir.path()).map(|d| d.flatten().any(|f| f.file_name().to_string_lossy().contains("broken"))).unwrap_or(false));
+    assert!(h.is_empty().unwrap());
+    assert!(std::fs::read_dir(dir.path()).map(|d| d.flatten().any(|f| f.file_name().to_string_lossy().contains("broken"))).unwrap());
 }

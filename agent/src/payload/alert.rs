@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::{round2, round3, timestamp, Grid, ALERT_SCHEMA};
 use crate::events::geometry::Direction;
 use crate::rules::{Finding, RuleType};
+use crate::topics::Topics;
 
 /// An alert: a rule matched. Published on `{prefix}/{site}/{camera}/alerts` (QoS 1, through the outbox).
 #[derive(Debug, Clone, Serialize)]
@@ -68,8 +69,9 @@ pub struct AlertMatch {
     pub position: Option<usize>,
 }
 
-impl From<&Finding> for Alert {
-    fn from(f: &Finding) -> Self {
+impl Alert {
+    /// The wire form of `f`; with `topics` it names the topic of the triggering event's snapshot.
+    pub fn new(f: &Finding, topics: Option<&Topics>) -> Self {
         Self {
             schema: ALERT_SCHEMA,
             id: f.id.clone(),
@@ -80,7 +82,7 @@ impl From<&Finding> for Alert {
             rule: f.rule.clone(),
             kind: f.kind,
             severity: f.severity.as_str(),
-            snapshot_topic: f.snapshot_topic(),
+            snapshot_topic: f.event_id.as_deref().zip(topics).map(|(id, t)| t.snapshot(&f.origin.camera, id)),
             event_id: f.event_id.clone(),
             event_ids: f.event_ids.clone(),
             object_type: f.class.map(|c| c.kind().as_str()),

@@ -6,6 +6,7 @@ use super::{round2, round3, timestamp, Grid, EVENT_SCHEMA};
 use crate::events::geometry::Direction;
 use crate::events::voting::VotedPlate;
 use crate::events::{self, FrameSize, ObjectEvent, Phase};
+use crate::topics::Topics;
 
 /// `{prefix}/{site}/{camera}/events` (QoS 1): one message per phase of one object passing.
 #[derive(Debug, Clone, Serialize)]
@@ -98,8 +99,9 @@ pub struct SnapshotRef {
     pub sha256: String,
 }
 
-impl From<&ObjectEvent> for Event {
-    fn from(e: &ObjectEvent) -> Self {
+impl Event {
+    /// The wire form of `e`; with `topics` (the agent publishes to MQTT) its snapshot names the topic it goes to.
+    pub fn new(e: &ObjectEvent, topics: Option<&Topics>) -> Self {
         Self {
             schema: EVENT_SCHEMA,
             id: e.id.clone(),
@@ -123,7 +125,7 @@ impl From<&ObjectEvent> for Event {
             plate: e.plate.as_ref().map(rounded),
             snapshot: e.snapshot.as_ref().map(|s| SnapshotRef {
                 id: e.id.clone(),
-                topic: e.snapshot_topic(),
+                topic: topics.map(|t| t.snapshot(e.camera(), &e.id)),
                 file: None,
                 content_type: "image/jpeg",
                 bytes: s.bytes,

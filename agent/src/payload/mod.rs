@@ -2,6 +2,7 @@
 //! tests validate real payloads against it. Timestamps are RFC 3339 UTC with milliseconds.
 
 mod alert;
+mod disposition;
 mod event;
 
 use edge_config::Site;
@@ -9,6 +10,7 @@ use serde::Serialize;
 
 pub use crate::events::{FrameSize, Phase};
 pub use alert::{Alert, AlertMatch, AlertPlate};
+pub use disposition::{Disposition, DispositionSource, DISPOSITION_SCHEMA};
 pub use event::{Crossing, Event, SnapshotRef, ZoneVisit};
 
 use crate::stats::{CameraRecord, CameraState, CounterSnapshot};

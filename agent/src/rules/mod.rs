@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use edge_config::{Rule, RuleKind, Severity};
+use models::plates::normalise_plate;
 use models::{ObjectClass, ObjectKind};
 use serde::Serialize;
 
@@ -223,11 +224,6 @@ fn compile_check(kind: &RuleKind) -> Result<Check, String> {
     })
 }
 
-/// Upper-case, without the separators people and OCR put in plates (`苏E·D5171 2` → `苏ED51712`).
-pub fn normalise_plate(text: &str) -> String {
-    text.chars().filter(|c| !c.is_whitespace() && !matches!(c, '·' | '-' | '.' | '•')).flat_map(char::to_uppercase).collect()
-}
-
 /// How a read matched a listed plate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlateMatch {
@@ -307,13 +303,6 @@ pub struct Finding {
     pub reason: Option<String>,
     /// Set for rules from the platform's policy.
     pub provenance: Option<Provenance>,
-}
-
-impl Finding {
-    /// Where the triggering event's snapshot is (or will be) published.
-    pub fn snapshot_topic(&self) -> Option<String> {
-        self.event_id.as_deref().and_then(|id| self.origin.snapshot_topic(id))
-    }
 }
 
 #[cfg(test)]

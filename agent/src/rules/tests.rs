@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::events::{FrameSize, ObjectEvent, Phase};
-use crate::topics::Topics;
 use edge_config::{Rule, RuleKind, Severity};
 use models::plates::PlateColour;
 use models::BBox;
@@ -13,7 +12,7 @@ fn rule(id: &str, kind: RuleKind) -> Rule {
 
 fn origin(camera: &str) -> Arc<Origin> {
     let site = edge_config::Site { city: "a".into(), district: "b".into(), town: "c".into(), village: "d".into(), checkpoint: "e".into(), name: None };
-    Arc::new(Origin { topics: Some(Topics::new("checkpoint", &site)), site, camera: camera.into() })
+    Arc::new(Origin { site, camera: camera.into() })
 }
 
 /// Memory of camera `gate`.

@@ -13,6 +13,19 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::eventlog::EventLog;
+use crate::payload::DispositionSource;
+
+/// What a disposition says besides who and when (absent for a plain acknowledgement of an earlier version).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Disposal {
+    /// The outcome's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<DispositionSource>,
+}
 
 /// How long the audit log is kept.
 pub const AUDIT_RETENTION_DAYS: u32 = 365;
@@ -65,7 +78,7 @@ pub struct AuditRecord {
     pub count: Option<u64>,
     /// Dispositions: outcome, note, source.
     #[serde(flatten)]
-    pub disposal: super::feed::Disposal,
+    pub disposal: Disposal,
     pub at: String,
     /// SHA-256 (hex) of the previous line; filled in by [`AuditLog::append`].
     #[serde(default)]
@@ -83,7 +96,7 @@ impl AuditRecord {
             role: None,
             address: None,
             count: None,
-            disposal: super::feed::Disposal::default(),
+            disposal: Disposal::default(),
             at: crate::payload::timestamp(at),
             prev: String::new(),
         }

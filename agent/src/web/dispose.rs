@@ -6,34 +6,44 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use edge_config::Outcome;
-use serde::Serialize;
 
-use super::audit::{AuditAction, AuditLog, AuditRecord};
-use super::feed::{Ack, Disposal, Feed};
+use super::audit::{AuditAction, AuditLog, AuditRecord, Disposal};
+use super::feed::{Ack, Feed};
+use super::users::Role;
 use crate::outbox::{Kind, Message, OutboxHandle};
+use crate::payload::{Disposition, DispositionSource, DISPOSITION_SCHEMA};
 use crate::topics::Topics;
 
-pub const DISPOSITION_SCHEMA: &str = "edge-agent/disposition/v1";
+/// Who disposes of an alert.
+#[derive(Debug, Clone, Copy)]
+pub enum DisposedBy<'a> {
+    /// An account signed in to the duty desk.
+    Desk { user: &'a str, role: Role },
+    /// The platform (`dispose_alert`), naming the person there when it does.
+    Platform { by: &'a str },
+}
 
-/// `{prefix}/{site}/{camera}/dispositions`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Disposition {
-    pub schema: &'static str,
-    pub id: String,
-    pub site: String,
-    pub camera: String,
-    pub alert_id: String,
-    pub event_id: Option<String>,
-    pub rule: Option<String>,
-    pub outcome: String,
-    /// The outcome as the duty desk names it.
-    pub outcome_label: String,
-    pub note: Option<String>,
-    pub by: String,
-    pub role: String,
-    /// `village` (the duty desk) or `platform` (a `dispose_alert` command).
-    pub source: &'static str,
-    pub at: String,
+impl DisposedBy<'_> {
+    fn name(&self) -> &str {
+        match self {
+            DisposedBy::Desk { user, .. } => user,
+            DisposedBy::Platform { by } => by,
+        }
+    }
+
+    fn role(&self) -> &'static str {
+        match self {
+            DisposedBy::Desk { role, .. } => role.as_str(),
+            DisposedBy::Platform { .. } => "platform",
+        }
+    }
+
+    fn source(&self) -> DispositionSource {
+        match self {
+            DisposedBy::Desk { .. } => DispositionSource::Village,
+            DisposedBy::Platform { .. } => DispositionSource::Platform,
+        }
+    }
 }
 
 /// Why a disposition was not recorded.
@@ -61,7 +71,8 @@ pub struct Disposer {
 
 impl Disposer {
     /// Disposes of `alert_id`; an alert already disposed of keeps its first disposition (returned).
-    pub async fn dispose(&self, alert_id: &str, outcome: &str, note: Option<&str>, by: &str, role: &str, source: &'static str) -> Result<Ack, DisposeError> {
+    pub async fn dispose(&self, alert_id: &str, outcome: &str, note: Option<&str>, who: DisposedBy<'_>) -> Result<Ack, DisposeError> {
+        let (by, source) = (who.name(), who.source());
         let (alert, existing) = self.feed.alert(alert_id).ok_or_else(|| DisposeError::NoSuchAlert(alert_id.to_string()))?;
         if let Some(ack) = existing {
             return Ok(ack);
@@ -73,14 +84,14 @@ impl Disposer {
         }
         let now = Utc::now();
         let at = crate::payload::timestamp(now);
-        let camera = alert["camera"].as_str().unwrap_or_default().to_string();
+        let camera = alert.camera.clone();
         let mut record = AuditRecord::new(AuditAction::Dispose, now);
         record.alert = Some(alert_id.to_string());
-        record.rule = alert["rule"].as_str().map(str::to_string);
+        record.rule = alert.rule.clone();
         record.camera = Some(camera.clone());
         record.by = Some(by.to_string());
-        record.role = Some(role.to_string());
-        let disposal = Disposal { outcome: Some(outcome.id.clone()), note: note.map(str::to_string), source: Some(source.to_string()) };
+        record.role = Some(who.role().to_string());
+        let disposal = Disposal { outcome: Some(outcome.id.clone()), note: note.map(str::to_string), source: Some(source) };
         record.disposal = disposal.clone();
         record.at = at.clone();
         let audit = self.audit.clone();
@@ -93,13 +104,13 @@ impl Disposer {
             site: self.site.clone(),
             camera: camera.clone(),
             alert_id: alert_id.to_string(),
-            event_id: alert["event_id"].as_str().map(str::to_string),
-            rule: alert["rule"].as_str().map(str::to_string),
+            event_id: alert.event_id.clone(),
+            rule: alert.rule.clone(),
             outcome: outcome.id.clone(),
             outcome_label: outcome.zh.clone(),
             note: note.map(str::to_string),
             by: by.to_string(),
-            role: role.to_string(),
+            role: who.role(),
             source,
             at: at.clone(),
         };
@@ -108,7 +119,7 @@ impl Disposer {
                 tracing::error!(alert = %alert_id, error = %rejected.reason, "disposition not queued");
             }
         }
-        tracing::info!(alert = %alert_id, outcome = %outcome.id, by, source, "alert disposed of");
+        tracing::info!(alert = %alert_id, outcome = %outcome.id, by, source = source.as_str(), "alert disposed of");
         let ack = Ack { by: by.to_string(), at, disposal };
         self.feed.acknowledge(alert_id, &ack);
         Ok(ack)

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::audit::{AuditAction, AuditLog};
+use super::audit::{AuditAction, AuditLog, Disposal};
 use crate::eventlog::EventLog;
 use crate::payload;
 
@@ -22,19 +22,6 @@ pub struct Ack {
     pub at: String,
     #[serde(flatten)]
     pub disposal: Disposal,
-}
-
-/// What a disposition says besides who and when (absent for a plain acknowledgement of an earlier version).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Disposal {
-    /// The outcome's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    /// `village` or `platform`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
 }
 
 /// One camera's health as the page shows it.
@@ -62,6 +49,18 @@ pub struct AgentNotice {
     pub problems: Vec<String>,
 }
 
+/// What the desk itself reads of an alert — to keep it, sort it and dispose of it — taken from the payload
+/// once, where the item is made (the page gets the whole payload).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct AlertKeys {
+    pub id: String,
+    pub ts: String,
+    pub camera: String,
+    pub rule: Option<String>,
+    pub event_id: Option<String>,
+}
+
 /// One item of the live feed. Events and alerts carry their MQTT payload as published (the page reads the
 /// same fields the platform does).
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +71,8 @@ pub enum FeedItem {
     },
     Alert {
         alert: Value,
+        #[serde(skip)]
+        keys: AlertKeys,
         ack: Option<Ack>,
     },
     Ack {
@@ -94,19 +95,26 @@ impl FeedItem {
     }
 
     pub fn alert(alert: &payload::Alert) -> Option<Self> {
-        serde_json::to_value(alert).ok().map(|alert| FeedItem::Alert { alert, ack: None })
+        let keys = AlertKeys { id: alert.id.clone(), ts: alert.ts.clone(), camera: alert.camera.clone(), rule: Some(alert.rule.clone()), event_id: alert.event_id.clone() };
+        serde_json::to_value(alert).ok().map(|alert| FeedItem::Alert { alert, keys, ack: None })
+    }
+
+    /// An alert as logged (a line of the alerts log, or any payload of that shape).
+    fn logged_alert(alert: Value, ack: Option<Ack>) -> Self {
+        let keys = AlertKeys::deserialize(&alert).unwrap_or_default();
+        FeedItem::Alert { alert, keys, ack }
     }
 
     fn alert_ts(&self) -> String {
         match self {
-            FeedItem::Alert { alert, .. } => alert["ts"].as_str().unwrap_or_default().to_string(),
+            FeedItem::Alert { keys, .. } => keys.ts.clone(),
             _ => String::new(),
         }
     }
 
     fn alert_id(&self) -> Option<&str> {
         match self {
-            FeedItem::Alert { alert, .. } => alert["id"].as_str(),
+            FeedItem::Alert { keys, .. } if !keys.id.is_empty() => Some(&keys.id),
             _ => None,
         }
     }
@@ -182,10 +190,10 @@ impl Feed {
         open
     }
 
-    /// An alert still in memory: its payload and its acknowledgement.
-    pub(super) fn alert(&self, id: &str) -> Option<(Value, Option<Ack>)> {
+    /// An alert still in memory: what the desk reads of it, and its acknowledgement.
+    pub(super) fn alert(&self, id: &str) -> Option<(AlertKeys, Option<Ack>)> {
         match self.alerts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-            Some(FeedItem::Alert { alert, ack }) => Some((alert.clone(), ack.clone())),
+            Some(FeedItem::Alert { keys, ack, .. }) => Some((keys.clone(), ack.clone())),
             _ => None,
         }
     }
@@ -193,8 +201,8 @@ impl Feed {
     /// Marks an alert acknowledged in the recent list and tells open pages.
     pub(super) fn acknowledge(&self, id: &str, ack: &Ack) {
         let set = |item: &mut FeedItem| {
-            if let FeedItem::Alert { alert, ack: slot } = item {
-                if alert["id"] == id {
+            if let FeedItem::Alert { keys, ack: slot, .. } = item {
+                if keys.id == id {
                     *slot = Some(ack.clone());
                 }
             }
@@ -226,7 +234,7 @@ impl Feed {
         for (i, line) in alerts.recent_lines(now, 7).iter().rev().enumerate() {
             let Ok(alert) = serde_json::from_str::<Value>(line) else { continue };
             let ack = alert["id"].as_str().and_then(|id| acks.get(id)).cloned();
-            let item = FeedItem::Alert { alert, ack };
+            let item = FeedItem::logged_alert(alert, ack);
             if i < 100 {
                 items.push((item.alert_ts(), item));
             } else if let (FeedItem::Alert { ack: None, .. }, Some(id)) = (&item, item.alert_id()) {
@@ -249,7 +257,7 @@ mod tests {
         let ack = Ack { by: "duty".into(), at: "2026-11-28T08:00:00.000Z".into(), disposal: Disposal::default() };
         let v: Value = serde_json::from_str(&FeedItem::Ack { alert: "a1".into(), ack: ack.clone() }.to_json()).unwrap_or_default();
         assert_eq!(v, serde_json::json!({"type": "ack", "alert": "a1", "ack": {"by": "duty", "at": "2026-11-28T08:00:00.000Z"}}));
-        let v: Value = serde_json::from_str(&FeedItem::Alert { alert: serde_json::json!({"id": "a1"}), ack: None }.to_json()).unwrap_or_default();
+        let v: Value = serde_json::from_str(&FeedItem::logged_alert(serde_json::json!({"id": "a1"}), None).to_json()).unwrap_or_default();
         assert_eq!(v, serde_json::json!({"type": "alert", "alert": {"id": "a1"}, "ack": null}));
         assert_eq!(FeedItem::Resync.to_json(), r#"{"type":"resync"}"#);
     }
@@ -258,7 +266,7 @@ mod tests {
     fn an_acknowledged_alert_is_marked_in_memory_and_announced() {
         let feed = Feed::new();
         let mut rx = feed.subscribe();
-        feed.publish(FeedItem::Alert { alert: serde_json::json!({"id": "a1", "rule": "r"}), ack: None });
+        feed.publish(FeedItem::logged_alert(serde_json::json!({"id": "a1", "rule": "r"}), None));
         let ack = Ack { by: "duty".into(), at: "t".into(), disposal: Disposal::default() };
         feed.acknowledge("a1", &ack);
         assert_eq!(feed.alert("a1").map(|(_, a)| a), Some(Some(ack)));

@@ -12,6 +12,7 @@
 
 pub mod audit;
 mod auth;
+mod desk;
 pub mod device;
 pub mod dispose;
 mod feed;
@@ -24,7 +25,7 @@ mod tls;
 pub mod users;
 
 pub use audit::{AuditAction, AuditLog, AuditRecord, AUDIT_RETENTION_DAYS};
-pub use dispose::{DisposeError, Disposer};
+pub use dispose::{DisposeError, DisposedBy, Disposer};
 pub use feed::{Ack, AgentNotice, CameraHealth, Feed, FeedItem};
 pub use policy::allowed_hosts;
 pub use session::{random_token, Session, Sessions};
@@ -35,20 +36,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::json;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::CameraList;
 use crate::snapshots::SnapshotStore;
-use users::{Role, UsersFile};
+use users::UsersFile;
 
 const COOKIE: &str = "edge_session";
 /// How long a set-up code stays valid.
@@ -280,16 +279,16 @@ pub fn router(state: WebState) -> Router {
         .route("/setup", get(auth::setup_page).post(auth::setup))
         .route("/static/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], include_str!("assets/app.js")) }))
         .route("/static/app.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], include_str!("assets/app.css")) }))
-        .route("/api/me", get(me))
-        .route("/api/recent", get(recent))
-        .route("/api/stream", get(stream))
-        .route("/api/cameras", get(cameras))
-        .route("/api/alerts/{id}/ack", post(ack))
-        .route("/api/alerts/{id}/dispose", post(ack))
-        .route("/api/audit", get(audit))
+        .route("/api/me", get(desk::me))
+        .route("/api/recent", get(desk::recent))
+        .route("/api/stream", get(desk::stream))
+        .route("/api/cameras", get(desk::cameras))
+        .route("/api/alerts/{id}/ack", post(desk::ack))
+        .route("/api/alerts/{id}/dispose", post(desk::ack))
+        .route("/api/audit", get(desk::audit))
         .route("/api/counts", get(reports::counts))
         .route("/api/history", get(reports::history))
-        .route("/snapshots/{id}", get(snapshot))
+        .route("/snapshots/{id}", get(desk::snapshot))
         .layer(policy)
         .with_state(state)
 }
@@ -298,158 +297,21 @@ fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, Json(json!({"error": "login required"}))).into_response()
 }
 
+/// The session of a signed-in person, for handlers that answer nobody else: without one the request is
+/// answered `401 login required` before the handler runs.
+pub(super) struct SignedIn(pub Session);
+
+impl axum::extract::FromRequestParts<WebState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &WebState) -> Result<Self, Self::Rejection> {
+        state.session(&parts.headers).map(SignedIn).ok_or_else(unauthorized)
+    }
+}
+
 async fn index(State(s): State<WebState>, headers: HeaderMap) -> Response {
     if s.session(&headers).is_none() {
         return Redirect::to("/login").into_response();
     }
     Html(include_str!("assets/index.html")).into_response()
-}
-
-async fn me(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    let Some(session) = s.session(&headers) else { return unauthorized() };
-    Json(json!({
-        "user": session.user,
-        "role": session.role.as_str(),
-        "language": s.language,
-        "site": s.site_name,
-        "retention_days": s.retention_days,
-        "outcomes": s.disposer.outcomes,
-        "cameras": s.camera_names.read().unwrap_or_else(|p| p.into_inner()).clone(),
-    }))
-    .into_response()
-}
-
-async fn recent(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    if s.session(&headers).is_none() {
-        return unauthorized();
-    }
-    // Open alerts that have left the recent list stay on the page until disposed of.
-    let mut items = s.feed.open_alerts_not_recent();
-    items.extend(s.feed.recent());
-    Json(json!({ "items": items })).into_response()
-}
-
-fn camera_health(s: &WebState) -> FeedItem {
-    let list = s.cameras.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let names = s.camera_names.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let cameras = list
-        .iter()
-        .map(|r| {
-            let h = r.health();
-            let (_, fps) = r.rates();
-            CameraHealth {
-                id: r.id.clone(),
-                name: names.get(&r.id).cloned(),
-                state: h.state.as_str(),
-                since: crate::payload::timestamp(h.since),
-                last_error: h.last_error,
-                fps: crate::payload::round2(fps),
-            }
-        })
-        .collect();
-    FeedItem::Cameras { cameras, agent: agent_notice(s) }
-}
-
-/// The disk and the link to the platform, for the page.
-fn agent_notice(s: &WebState) -> Option<AgentNotice> {
-    let storage = s.storage.as_ref()?.report();
-    let health = s.health.as_ref()?.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let problems = health.problems.into_iter().filter(|p| !p.starts_with("camera ")).collect();
-    Some(AgentNotice { storage: storage.state.as_str(), held: storage.held, uplink: health.uplink.as_str(), problems })
-}
-
-async fn cameras(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    if s.session(&headers).is_none() {
-        return unauthorized();
-    }
-    Json(camera_health(&s)).into_response()
-}
-
-async fn stream(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    let Some(session) = s.session(&headers) else { return unauthorized() };
-    let rx = s.feed.subscribe();
-    let state = s.clone();
-    // Live items as they come, and camera health every 5 s; the stream ends when the session does.
-    let items = futures_stream(rx, state, session);
-    Sse::new(items).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
-}
-
-/// What the SSE stream carries between polls.
-struct StreamState {
-    rx: broadcast::Receiver<Arc<str>>,
-    state: WebState,
-    session: Session,
-    ticker: tokio::time::Interval,
-}
-
-fn futures_stream(rx: broadcast::Receiver<Arc<str>>, state: WebState, session: Session) -> impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>> {
-    // The interval's first tick is immediate: camera health goes out first.
-    let ticker = tokio::time::interval(Duration::from_secs(5));
-    futures_util::stream::unfold(StreamState { rx, state, session, ticker }, |mut st| async move {
-        if Instant::now() >= st.session.expires {
-            return None;
-        }
-        let data = tokio::select! {
-            _ = st.session.ended.cancelled() => return None,
-            item = st.rx.recv() => match item {
-                Ok(text) => text.to_string(),
-                // A slow page missed some: it reloads the recent list.
-                Err(broadcast::error::RecvError::Lagged(_)) => FeedItem::Resync.to_json(),
-                Err(broadcast::error::RecvError::Closed) => return None,
-            },
-            _ = st.ticker.tick() => camera_health(&st.state).to_json(),
-        };
-        Some((Ok(SseEvent::default().data(data)), st))
-    })
-}
-
-/// What an operator records for an alert.
-#[derive(serde::Deserialize)]
-struct DisposeBody {
-    outcome: String,
-    #[serde(default)]
-    note: Option<String>,
-}
-
-async fn ack(State(s): State<WebState>, headers: HeaderMap, UrlPath(id): UrlPath<String>, body: Option<Json<DisposeBody>>) -> Response {
-    let Some(session) = s.session(&headers) else { return unauthorized() };
-    if session.role != Role::Operator {
-        return (StatusCode::FORBIDDEN, Json(json!({"error": "only operators dispose of alerts"}))).into_response();
-    }
-    let Some(Json(body)) = body else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "expected {\"outcome\": ..., \"note\": ...}"}))).into_response();
-    };
-    match s.disposer.dispose(&id, &body.outcome, body.note.as_deref(), &session.user, session.role.as_str(), "village").await {
-        Ok(ack) => Json(ack).into_response(),
-        Err(e @ DisposeError::NoSuchAlert(_)) => (StatusCode::NOT_FOUND, Json(json!({"error": e.to_string()}))).into_response(),
-        Err(e @ DisposeError::Audit) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
-    }
-}
-
-async fn audit(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    if s.session(&headers).is_none() {
-        return unauthorized();
-    }
-    let log = s.audit.clone();
-    let records = tokio::task::spawn_blocking(move || log.recent(31)).await.unwrap_or_default();
-    // The page lists acknowledgements; `edge-agent audit verify` and the files hold the rest.
-    let entries: Vec<AuditRecord> = records.into_iter().rev().filter(|r| matches!(r.action, AuditAction::Acknowledge | AuditAction::Dispose)).take(500).collect();
-    Json(json!({ "entries": entries })).into_response()
-}
-
-async fn snapshot(State(s): State<WebState>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
-    if s.session(&headers).is_none() {
-        return unauthorized();
-    }
-    let id = id.trim_end_matches(".jpg").to_string();
-    if uuid::Uuid::parse_str(&id).is_err() {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let store = s.snapshots.clone();
-    match tokio::task::spawn_blocking(move || store.find(&id).and_then(|p| std::fs::read(p).ok())).await {
-        // Pictures of people must not stay in a shared duty PC's browser cache after sign-out.
-        Ok(Some(bytes)) => ([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-store")], bytes).into_response(),
-        _ => StatusCode::NOT_FOUND.into_response(),
-    }
 }

@@ -3,14 +3,14 @@
 //! passings index. Viewers and operators alike may ask.
 
 use axum::extract::{Query as UrlQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{unauthorized, WebState};
+use super::{SignedIn, WebState};
 use crate::counts::Tally;
 use crate::history::{Cursor, DirectionFilter, Query};
 
@@ -46,10 +46,7 @@ pub(super) struct CountsParams {
 
 /// `GET /api/counts?from=&to=`: every period that starts in [from, to) (default: the last 24 hours), closed
 /// and open; the page sums them by its own local hour.
-pub(super) async fn counts(State(s): State<WebState>, headers: HeaderMap, UrlQuery(p): UrlQuery<CountsParams>) -> Response {
-    if s.session(&headers).is_none() {
-        return unauthorized();
-    }
+pub(super) async fn counts(State(s): State<WebState>, _: SignedIn, UrlQuery(p): UrlQuery<CountsParams>) -> Response {
     let (from, to) = match (time_param("from", p.from.as_ref()), time_param("to", p.to.as_ref())) {
         (Ok(f), Ok(t)) => (f, t),
         (Err(e), _) | (_, Err(e)) => return bad_request(e),
@@ -134,10 +131,7 @@ impl SearchParams {
 
 /// `GET /api/history?plate=&camera=&type=&direction=&from=&to=&after=&limit=`: one page of passings, newest
 /// first, with the number matching in all and the cursor of the next page.
-pub(super) async fn history(State(s): State<WebState>, headers: HeaderMap, UrlQuery(p): UrlQuery<SearchParams>) -> Response {
-    if s.session(&headers).is_none() {
-        return unauthorized();
-    }
+pub(super) async fn history(State(s): State<WebState>, _: SignedIn, UrlQuery(p): UrlQuery<SearchParams>) -> Response {
     let Some(history) = s.history.clone() else {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the history index is not available; see the agent's log"}))).into_response();
     };

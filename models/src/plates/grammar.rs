@@ -28,6 +28,13 @@ pub const EMBASSY: char = '使';
 /// Log-probability cost of reading a template that does not match the plate's colour.
 pub const COLOUR_MISMATCH_PENALTY: f32 = 4.0;
 
+/// A plate as written by a person or read by the recognizer, in the one form that is compared, listed and
+/// searched: without spaces and the separators people type (`·`, `•`, `.`, `-`, `_`), in capitals. `青A·12345`,
+/// `青a 12345` and `青A12345` are the same plate.
+pub fn normalise(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace() && !matches!(c, '·' | '•' | '.' | '-' | '_')).flat_map(char::to_uppercase).collect()
+}
+
 /// Plate background colour (and with it, the plate type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -155,6 +162,14 @@ pub fn issued_colour(text: &str, seen: PlateColour) -> PlateColour {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plates_are_normalised_the_same_way_whoever_wrote_them() {
+        for written in ["青A·12345", "青a 12345", "青A-123_45", "青A.12•345", "\t青A12345\n"] {
+            assert_eq!(normalise(written), "青A12345", "{written:?}");
+        }
+        assert_eq!(normalise("粤Z·1234港"), "粤Z1234港");
+    }
 
     #[test]
     fn the_layout_settles_the_colour() {

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 pub use colour::ColourClassifier;
 pub use detector::{PlateDetection, PlateDetector, PlateDetectorSettings, PlateRows};
-pub use grammar::{is_valid_plate, PlateColour};
+pub use grammar::{is_valid_plate, normalise as normalise_plate, PlateColour};
 pub use reader::{PlateReader, PlateText, ReaderSettings, Rejection};
 use rectify::Point;
 
