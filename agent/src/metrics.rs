@@ -444,6 +444,12 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
         ("edge_agent_storage_log_days_deleted_total", "Days of local logs and history deleted to stay above the floor.", &floor.log_days_deleted_total),
     ];
     plain_counters(&mut out, &floor_counters);
+    let teardowns = [(
+        "edge_agent_pipeline_teardowns_hung_total",
+        "Camera pipelines that did not shut down within 5 s (a stuck GStreamer source); the camera reconnected without them.",
+        &crate::source::pipeline::TEARDOWNS_HUNG,
+    )];
+    plain_counters(&mut out, &teardowns);
     if let Some(link) = &sources.link {
         gauge(&mut out, "edge_agent_mqtt_connected", "1 while connected to the broker.", f64::from(u8::from(link.connected.load(Ordering::Relaxed))));
         let counters = [

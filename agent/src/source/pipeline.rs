@@ -357,9 +357,34 @@ impl Pipeline {
     }
 }
 
+/// How long a camera waits for its old pipeline to shut down before it goes on without it.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// Pipelines whose shutdown did not finish within [`TEARDOWN_WAIT`], since the agent started (`/metrics`).
+pub static TEARDOWNS_HUNG: AtomicU64 = AtomicU64::new(0);
+
 impl Drop for Pipeline {
+    /// Shuts the pipeline down on a thread of its own, waiting for it only [`TEARDOWN_WAIT`]: rtspsrc can
+    /// block for good in its change to NULL (seen in the hour-long soak: a stream that stalled as it ended
+    /// left the camera thread waiting on rtspsrc's lock for 50 minutes, and the camera silent). The camera
+    /// then reconnects with a new pipeline, and the old one stays with its thread, counted and logged.
     fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        let pipeline = self.pipeline.clone();
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        let teardown = std::thread::Builder::new().name("gst-teardown".into()).spawn(move || {
+            let _ = pipeline.set_state(gst::State::Null);
+            let _ = done.send(());
+        });
+        if teardown.is_err() {
+            let _ = self.pipeline.set_state(gst::State::Null);
+        } else if finished.recv_timeout(TEARDOWN_WAIT).is_err() {
+            TEARDOWNS_HUNG.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                camera = %self.settings.camera_id,
+                waited_s = TEARDOWN_WAIT.as_secs(),
+                "the old pipeline did not shut down (its GStreamer source is stuck); reconnecting without it, its threads and memory stay until the agent restarts"
+            );
+        }
     }
 }
 
