@@ -33,18 +33,31 @@ fn read(response: &mut ureq::http::Response<ureq::Body>) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("WebDriver answer is not JSON ({e}): {text}"))
 }
 
-impl Browser {
-    /// Starts chromedriver and a headless Chromium with a phone-sized window.
-    pub fn start(width: u32, height: u32) -> Self {
+/// chromedriver on a free port. A port another test takes between the choice and the bind makes it exit:
+/// it is started again on another port.
+fn start_driver() -> (Child, String) {
+    for _ in 0..5 {
         let port = testkit::broker::free_port();
-        let driver =
+        let mut driver =
             Command::new("chromedriver").arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("chromedriver (Debian package chromium-driver)");
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while ureq::get(&format!("{base}/status")).call().is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
+        while Instant::now() < deadline && driver.try_wait().ok().flatten().is_none() {
+            if ureq::get(&format!("{base}/status")).call().is_ok() {
+                return (driver, base);
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let _ = driver.kill();
+        let _ = driver.wait();
+    }
+    panic!("chromedriver did not start");
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with a phone-sized window.
+    pub fn start(width: u32, height: u32) -> Self {
+        let (driver, base) = start_driver();
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", format!("--window-size={width},{height}"), "--lang=zh-CN"],
