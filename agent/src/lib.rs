@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod eventlog;
 pub mod events;
 pub mod files;
+pub mod frame_loop;
 pub mod history;
 pub mod inference;
 pub mod logging;

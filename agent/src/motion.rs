@@ -19,11 +19,10 @@
 //! when it moves off. The first frames only build the background and report motion, so the detector sees
 //! the scene from the start.
 
-use edge_config::{Motion, PlateMode, Zone};
+use edge_config::{Motion, Zone};
 use models::BgrView;
 
 use crate::events::geometry::ZoneGeom;
-use crate::inference::WholeFrame;
 
 /// Cells across the grid (fewer on narrow frames).
 const GRID_WIDTH: u32 = 160;
@@ -133,35 +132,11 @@ pub struct DetectGate {
     motion: Option<MotionDetector>,
     keepalive_s: f64,
     last_run_s: Option<f64>,
-    last_frame_search_s: Option<f64>,
 }
-
-/// In `auto` plate mode, the whole frame is searched for plates at least this often (seconds, counted on
-/// frames the detector runs on), even when vehicles are detected.
-pub const FRAME_SEARCH_EVERY_S: f64 = 2.0;
 
 impl DetectGate {
     pub fn new(settings: &Motion) -> Self {
-        Self { motion: settings.enabled.then(|| MotionDetector::new(settings)), keepalive_s: settings.keepalive_secs, last_run_s: None, last_frame_search_s: None }
-    }
-
-    /// Whether a frame the detector runs on at `stream_s` for `decision` gets a whole-frame plate search
-    /// (only in the `auto` plate mode), looking for a vehicle too close for the detector: every
-    /// [`FRAME_SEARCH_EVERY_S`] while something moves or is followed, and on a moving frame in which the
-    /// detector finds nothing at all (a person or a vehicle it names explains the motion). A keep-alive look
-    /// at a still scene gets none.
-    pub fn whole_frame(&mut self, plates: PlateMode, decision: Decision, stream_s: f64) -> WholeFrame {
-        if plates != PlateMode::Auto || matches!(decision, Decision::KeepAlive | Decision::Skip) {
-            return WholeFrame::No;
-        }
-        if self.last_frame_search_s.is_none_or(|t| stream_s < t || stream_s - t >= FRAME_SEARCH_EVERY_S) {
-            self.last_frame_search_s = Some(stream_s);
-            return WholeFrame::Search;
-        }
-        match decision {
-            Decision::Motion | Decision::Always => WholeFrame::IfNothingDetected,
-            _ => WholeFrame::No,
-        }
+        Self { motion: settings.enabled.then(|| MotionDetector::new(settings)), keepalive_s: settings.keepalive_secs, last_run_s: None }
     }
 
     /// Decides for the frame `view` at `stream_s` (seconds on the camera's clock); `following` says whether

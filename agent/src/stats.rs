@@ -170,7 +170,7 @@ impl CameraRecord {
             fps_in: AtomicU64::new(0),
             fps_analysed: AtomicU64::new(0),
             frame_requests: Mutex::new(Vec::new()),
-            flow: crate::counts::FlowCounter::new(edge_config::default_counts_period_secs()),
+            flow: crate::counts::FlowCounter::new(edge_config::Reports::default().counts_period_secs),
         }
     }
 

@@ -281,8 +281,9 @@ fn plates_default_to_auto_and_the_plate_memory_is_checked() {
 fn detector_sessions_default_to_one_per_core_with_one_thread_each() {
     let config = parse_str(GOOD).unwrap();
     assert_eq!((config.models.detector_sessions, config.models.intra_threads), (0, 1));
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert_eq!(config.models.sessions(), cores.min(4));
+    assert_eq!(config.models.sessions(3), 3, "one per core the agent counts");
+    let cuda = edge_config::Models { execution_provider: edge_config::ExecutionProvider::Cuda, ..config.models.clone() };
+    assert_eq!(cuda.sessions(3), 1, "one on CUDA");
     let bad = GOOD.replacen("[models]\n", "[models]\ndetector_sessions = 99\n", 1);
     let issues = parse_str(&bad).unwrap_err();
     assert!(issues.iter().any(|i| i.to_string().starts_with("models.detector_sessions") && i.to_string().contains("0..=16")), "{issues:?}");

@@ -1,5 +1,6 @@
-//! The per-frame worker of one camera: detect → events → rules → sink. It runs on the camera's own thread
-//! and is fed one frame at a time by the source supervisor.
+//! The per-frame worker of one camera: the shared per-frame path ([`FrameLoop`]: gate, plate search,
+//! events), then rules → sink. It runs on the camera's own thread and is fed one frame at a time by the
+//! source supervisor.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,9 +9,10 @@ use std::time::{Duration, Instant};
 use edge_config::PlateMode;
 
 use super::sink::{EventSink, Queue};
-use crate::events::{EventBuilder, EventOut, FrameTime};
-use crate::inference::{Analysed, DetectorHandle, InferenceError, PlateFocus};
-use crate::motion::{Decision, DetectGate};
+use crate::events::plate_search::PlateFocus;
+use crate::events::{EventOut, FrameTime};
+use crate::frame_loop::{FrameLoop, Turn};
+use crate::inference::{Analysed, DetectorHandle, InferenceError};
 use crate::mqtt::MqttLink;
 use crate::outbox::OutboxHandle;
 use crate::payload::{self, DetectedObject, DetectedPlate};
@@ -49,40 +51,28 @@ impl DetectionsOut {
 pub struct CameraWorker<A: Analyse = DetectorHandle, Q: Queue = OutboxHandle> {
     pub record: Arc<CameraRecord>,
     pub detector: A,
-    pub plates: PlateMode,
-    pub builder: EventBuilder,
-    /// A gap longer than this (stream restart, stall) ends whatever was in view.
-    pub lost_timeout_s: f64,
+    /// Gate, plate search and event builder; a gap of `events.lost_timeout_secs` ends what was in view.
+    pub frames: FrameLoop,
     /// Tracking time runs on this monotonic clock (stream timestamps restart with the pipeline).
     pub started: Instant,
     pub rules: SharedRules,
     pub camera_rules: CameraRules,
     pub sink: EventSink<Q>,
     pub detections: Option<DetectionsOut>,
-    /// Motion gating in front of the detector.
-    pub gate: DetectGate,
-    /// Plate search: settle after this many agreeing reads (0: never), skip vehicles narrower than this.
-    pub settle_reads: u32,
-    pub min_plate_vehicle_width: f32,
 }
 
 impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
     /// Analyses one frame and passes what it completes on.
     pub fn process(&mut self, frame: Frame) {
         let stream_s = self.started.elapsed().as_secs_f64();
-        let decision = self.gate.decide(frame.view().ok().as_ref(), stream_s, self.builder.active() > 0);
-        if decision == Decision::Skip {
+        let look = self.frames.look(&frame);
+        let Turn::Analyse(focus) = self.frames.turn(look, stream_s) else {
             self.record.counters.frames_gated.fetch_add(1, Ordering::Relaxed);
             self.answer_frame_requests(&frame);
             return;
-        }
-        let focus = PlateFocus {
-            targets: self.builder.plate_targets(self.settle_reads),
-            min_vehicle_width: self.min_plate_vehicle_width,
-            whole_frame: self.gate.whole_frame(self.plates, decision, stream_s),
         };
         self.sink.frame_arrived = Some(frame.arrived);
-        let analysed = match self.detector.analyse(frame, self.plates, focus) {
+        let analysed = match self.detector.analyse(frame, self.frames.plates(), focus) {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(camera = %self.record.id, error = %e, "frame not analysed");
@@ -96,21 +86,21 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
     pub fn on_analysed(&mut self, analysed: &Analysed, time: FrameTime) {
         self.record.record_inference(analysed.inference, analysed.reported().count());
         self.record.counters.plate_searches_skipped.fetch_add(u64::from(analysed.plate_searches_skipped), Ordering::Relaxed);
-        if self.plates != PlateMode::Off {
+        if self.frames.plates() != PlateMode::Off {
             self.record.record_plates(analysed.plate_time, analysed.plates.len());
         }
         self.publish_detections(analysed);
         self.answer_frame_requests(&analysed.frame);
-        if self.builder.last_time().is_some_and(|t| time.stream_s - t.stream_s > self.lost_timeout_s) {
-            self.finish();
+        let observed = self.frames.observe(analysed, time);
+        if !observed.gap.is_empty() {
+            self.emit_all(observed.gap, false);
         }
-        let outs = self.builder.observe(&analysed.input(time));
-        self.emit_all(outs, true);
+        self.emit_all(observed.events, true);
     }
 
     /// Ends every open event (the camera stopped or had a gap).
     pub fn finish(&mut self) {
-        let outs = self.builder.finish();
+        let outs = self.frames.finish();
         self.emit_all(outs, false);
     }
 
@@ -134,7 +124,7 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
             }
         }
         if let Some(now) = now.filter(|_| zones && rules.has_crowding()) {
-            let people = self.builder.people_in_zones();
+            let people = self.frames.builder().people_in_zones();
             for f in self.camera_rules.on_zones(&rules, &people, now) {
                 self.sink.alert(&f);
             }

@@ -164,7 +164,7 @@ async fn load_detector(config: &Config, signals: &mut Signals) -> anyhow::Result
     let mut models = config.models.clone();
     models.plates.enabled = crate::checks::plates_in_use(config);
     let floor = config.events.track_low_score;
-    let loading = tokio::task::spawn_blocking(move || Detector::start(&models, models.sessions(), Some(floor)));
+    let loading = tokio::task::spawn_blocking(move || Detector::start(&models, models.sessions(crate::inference::cpu_cores()), Some(floor)));
     let detector = tokio::select! {
         loaded = loading => loaded.context("detector loading panicked")?.context("cannot load the detector")?,
         _ = signals.stop() => return Ok(None),

@@ -17,9 +17,11 @@ use serde_json::Value;
 use super::camera::{Analyse, CameraWorker};
 use super::sink::{EventSink, LocalRecord, Queue};
 use crate::eventlog::EventLog;
+use crate::events::plate_search::{PlateFocus, PlateSearch};
 use crate::events::{BuilderSettings, EventBuilder, FrameTime};
+use crate::frame_loop::FrameLoop;
 use crate::history::{History, Query};
-use crate::inference::{Analysed, InferenceError, PlateFocus};
+use crate::inference::{Analysed, InferenceError};
 use crate::motion::DetectGate;
 use crate::outbox::writer::RejectedBatch;
 use crate::outbox::{Kind, Message, OutboxError, Ticket};
@@ -133,21 +135,18 @@ fn harness(script: Script, rules: &[Rule], queue: MemoryQueue) -> Harness {
         storage: None,
     };
     let record = Arc::new(CameraRecord::new("gate", 5.0, CameraState::Online));
+    // The scripted detector answers every frame: no gating.
+    let gate = DetectGate::new(&edge_config::Motion { enabled: false, ..edge_config::Motion::default() });
+    let builder = EventBuilder::new(origin.clone(), settings, &[line], &[]);
     let worker = CameraWorker {
         record: record.clone(),
         detector: ScriptedDetector(Mutex::new(script)),
-        plates: PlateMode::Vehicles,
-        builder: EventBuilder::new(origin.clone(), settings, &[line], &[]),
-        lost_timeout_s: 3.0,
+        frames: FrameLoop::new(gate, PlateSearch::new(PlateMode::Vehicles, 5, 0.0), builder).gaps_end_events(3.0),
         started: Instant::now(),
         rules: rules::shared(rules),
         camera_rules: CameraRules::new(Arc::new(origin)),
         sink: EventSink::new("gate", topics, queue.clone(), local.clone(), record.clone()),
         detections: None,
-        // The scripted detector answers every frame: no gating.
-        gate: DetectGate::new(&edge_config::Motion { enabled: false, ..edge_config::Motion::default() }),
-        settle_reads: 5,
-        min_plate_vehicle_width: 0.0,
     };
     Harness { worker, queue, local, record, _dir: dir }
 }
@@ -318,7 +317,7 @@ fn a_snapshot_the_outbox_dropped_is_not_kept_locally_either() {
     let queue = MemoryQueue::default();
     queue.hold();
     let mut h = harness(car_driving_in("苏ED51712"), &[], queue);
-    h.worker.builder = {
+    *h.worker.frames.builder_mut() = {
         let origin = Origin { site: site(), camera: "gate".into() };
         let line = Line { id: "gate".into(), points: [[0.0, 0.75], [1.0, 0.75]], in_side: [0.5, 0.95] };
         EventBuilder::new(origin, BuilderSettings::from_config(&edge_config::Events::default(), 5.0), &[line], &[])

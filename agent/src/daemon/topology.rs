@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::camera::{CameraWorker, DetectionsOut};
 use super::sink::{EventSink, LocalRecord};
 use super::STEP_DEADLINE;
+use crate::events::plate_search::PlateSearch;
 use crate::events::{BuilderSettings, EventBuilder};
+use crate::frame_loop::FrameLoop;
 use crate::inference::DetectorHandle;
 use crate::metrics::CameraList;
 use crate::motion::DetectGate;
@@ -143,21 +145,18 @@ impl Fleet {
         let deps = &self.deps;
         let origin = Origin { site: deps.site.clone(), camera: camera.id.clone() };
         let builder = EventBuilder::new(origin.clone(), BuilderSettings::from_config(events, camera.detect_fps), &camera.lines, &camera.zones);
+        let plates = if deps.plates_loaded { camera.plates } else { PlateMode::Off };
+        let search = PlateSearch::new(plates, deps.plate_settle_reads, deps.plate_min_vehicle_width as f32);
         let detections = deps.link.clone().zip(deps.detections_interval).map(|(link, interval)| DetectionsOut::new(link, interval, deps.site.path()));
         CameraWorker {
             record: record.clone(),
             detector: deps.detector.clone(),
-            plates: if deps.plates_loaded { camera.plates } else { PlateMode::Off },
-            builder,
-            lost_timeout_s: events.lost_timeout_secs,
+            frames: FrameLoop::new(DetectGate::new(&camera.motion), search, builder).gaps_end_events(events.lost_timeout_secs),
             started: Instant::now(),
             rules: deps.rules.clone(),
             camera_rules: CameraRules::new(Arc::new(origin)),
             sink: EventSink::new(&camera.id, deps.topics.clone(), deps.outbox.clone(), deps.local.clone(), record),
             detections,
-            gate: DetectGate::new(&camera.motion),
-            settle_reads: deps.plate_settle_reads,
-            min_plate_vehicle_width: deps.plate_min_vehicle_width as f32,
         }
     }
 

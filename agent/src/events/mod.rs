@@ -12,6 +12,7 @@
 //!
 //! The builder produces domain values ([`ObjectEvent`]); `crate::payload` turns them into contract v1.
 
+mod active;
 pub mod geometry;
 pub mod identity;
 mod object;
@@ -25,15 +26,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use edge_config::{Line, Zone};
 use models::plates::PlateRead;
-use models::{BBox, BgrView, Detection, ObjectClass, ObjectKind};
+use models::{BgrView, Detection, ObjectKind};
 
 use crate::topics::Origin;
 use crate::tracking::{Observation, TrackEvent, Tracker, TrackerSettings};
-use geometry::{Direction, LineGeom, LineState, ZoneGeom};
+use active::{Active, Emitter};
+use geometry::{LineGeom, ZoneGeom};
+use identity::Chains;
 pub use object::{Crossing, EventOut, FrameSize, ObjectEvent, Phase, SnapshotInfo, ZoneVisit};
-use plate_search::{PlateSchedule, PlateTargets, CONFIDENT_READ};
-use snapshot::{Candidate, SnapshotSettings};
-use voting::PlateVotes;
+use plate_search::{Followed, PlateTargets};
+use snapshot::SnapshotSettings;
 
 /// Builder tuning.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,57 +90,6 @@ pub struct FrameInput<'a> {
     pub plates: &'a [PlateRead],
 }
 
-/// What is known about one object.
-struct Active {
-    event_id: String,
-    track_id: u64,
-    confirmed: bool,
-    seq: u32,
-    class: ObjectClass,
-    first_wall: DateTime<Utc>,
-    last_wall: DateTime<Utc>,
-    best_score: f32,
-    last_box: BBox,
-    lines: Vec<LineState>,
-    crossings: Vec<Crossing>,
-    direction: Option<Direction>,
-    /// Per zone: index into `visits` of the open visit.
-    in_zone: Vec<Option<usize>>,
-    visits: Vec<ZoneVisit>,
-    plates: PlateVotes,
-    /// When it is searched for its plate again.
-    plate_search: PlateSchedule,
-    /// Plate and direction as last published.
-    published: Published,
-    last_update_s: f64,
-    /// Stream time it was last seen.
-    last_seen_s: f64,
-    /// Where it was first seen.
-    first_box: BBox,
-    /// Where it last moved to, and when: a vehicle standing still before it was lost is remembered.
-    moved: LastMove,
-    snapshot: Option<Candidate>,
-    /// Started from a plate no vehicle box covered.
-    from_plate: bool,
-    /// Ends as part of the chain with this event id.
-    merged_into: Option<String>,
-}
-
-/// What an object's last event said about its plate (text, confidence) and direction.
-#[derive(Debug, Clone, Default)]
-struct Published {
-    plate: Option<(String, f32)>,
-    direction: Option<Direction>,
-}
-
-/// Where an object last moved to (a shift of more than [`identity::STILL_SHIFT`] of its width), and when
-/// in stream seconds.
-#[derive(Debug, Clone, Copy)]
-struct LastMove {
-    bbox: BBox,
-    at_s: f64,
-}
-
 /// Lines and zones in pixels for one frame size.
 type Geometry = ((u32, u32), Vec<LineGeom>, Vec<ZoneGeom>);
 
@@ -150,17 +101,16 @@ pub struct EventBuilder {
     lines: Vec<Line>,
     zones: Vec<Zone>,
     geometry: Option<Geometry>,
-    active: BTreeMap<u64, Active>,
-    /// Tracks found to be part of another track's vehicle: track id -> the key of that vehicle in `active`.
-    aliases: BTreeMap<u64, u64>,
-    /// Vehicles with a plate lost inside the frame, remembered for `plate_memory_s`.
-    parked: Vec<Active>,
+    chains: Chains,
     frame: FrameSize,
     last_time: Option<FrameTime>,
 }
 
-fn anchor(b: &BBox) -> geometry::Point {
-    (((b.x1 + b.x2) / 2.0) as f64, b.y2 as f64)
+/// One frame's detections after [`identity::consolidate`], with the plates each carries.
+struct Seen<'a> {
+    input: &'a FrameInput<'a>,
+    frame: &'a identity::Consolidated,
+    plates: BTreeMap<usize, Vec<&'a PlateRead>>,
 }
 
 impl EventBuilder {
@@ -173,9 +123,7 @@ impl EventBuilder {
             lines: lines.to_vec(),
             zones: zones.to_vec(),
             geometry: None,
-            active: BTreeMap::new(),
-            aliases: BTreeMap::new(),
-            parked: Vec::new(),
+            chains: Chains::default(),
             frame: FrameSize { width: 0, height: 0 },
             last_time: None,
         }
@@ -188,8 +136,8 @@ impl EventBuilder {
             .enumerate()
             .map(|(zi, zone)| {
                 let mut inside: Vec<(DateTime<Utc>, &str)> = self
-                    .active
-                    .values()
+                    .chains
+                    .followed()
                     .filter(|a| a.confirmed && a.class.kind() == ObjectKind::Person)
                     .filter_map(|a| a.in_zone.get(zi).copied().flatten().map(|v| (a.visits[v].entered_at, a.event_id.as_str())))
                     .collect();
@@ -201,30 +149,14 @@ impl EventBuilder {
 
     /// Objects currently followed (confirmed or not), and vehicles remembered after being lost in view.
     pub fn active(&self) -> usize {
-        self.active.len() + self.parked.len()
+        self.chains.len()
     }
 
-    /// Which vehicles the plate chain searches in the next frame (`settle_reads` 0: all, `None`). It leaves out the
-    /// followed vehicles whose plate is settled — at least `settle_reads` reads agree with the voted text,
-    /// which is at least [`CONFIDENT_READ`] — and, to favour the vehicles that are new or read confidently,
-    /// those whose [`PlateSchedule`] says to wait (searches that found no confident read space out, and
-    /// start over when the vehicle comes closer). A detection that no followed vehicle's box covers is
-    /// searched only if it can start a track.
+    /// Which vehicles the plate chain searches in the next frame ([`PlateTargets::collect`]; `settle_reads`
+    /// 0: all, `None`).
     pub fn plate_targets(&self, settle_reads: u32) -> Option<PlateTargets> {
-        if settle_reads == 0 {
-            return None;
-        }
-        let tracker = &self.settings.tracker;
-        let mut targets = PlateTargets { skip: Vec::new(), due: Vec::new(), new_track_score: tracker.new_track_score };
-        for a in self.active.values() {
-            let settled = || a.plates.len() >= settle_reads as usize && a.plates.result().is_some_and(|p| p.reads >= settle_reads && p.confidence >= CONFIDENT_READ);
-            if a.plate_search.waiting() || settled() {
-                targets.skip.push(a.last_box);
-            } else {
-                targets.due.push((a.last_box, if a.confirmed { tracker.low_score } else { tracker.high_score }));
-            }
-        }
-        Some(targets)
+        let followed = self.chains.followed().map(|a| Followed { last_box: a.last_box, confirmed: a.confirmed, schedule: &a.plate_search, votes: &a.plates });
+        PlateTargets::collect(followed, settle_reads, &self.settings.tracker)
     }
 
     /// Time of the last frame fed in.
@@ -249,446 +181,73 @@ impl EventBuilder {
         let frame = identity::consolidate(input.detections, input.plates, input.width, input.height);
         let observations: Vec<Observation> = frame.detections.iter().map(|d| Observation { bbox: d.bbox, score: d.score, class: d.class }).collect();
         let track_events = self.tracker.update(t.stream_s, input.width, input.height, &observations);
-        let plates_by_detection = attribute_plates(&frame.plates);
         self.fit_geometry(input.width, input.height);
-        let mut out = Vec::new();
+        let seen = Seen { input, frame: &frame, plates: attribute_plates(&frame.plates) };
 
         // Matches first, so `new` and `end` carry this frame's state.
         for e in &track_events {
             if let TrackEvent::Matched { id, detection } = e {
-                self.matched(*id, *detection, input, &frame, &plates_by_detection);
+                self.matched(*id, *detection, &seen);
             }
         }
+        let mut out = Vec::new();
+        let emitter = Emitter { origin: &self.origin, frame: self.frame, settings: &self.settings };
         for e in &track_events {
             match e {
                 TrackEvent::Confirmed { id } => {
-                    if let Some(vehicle) = self.join_target(*id, t.stream_s) {
-                        self.join(*id, vehicle);
-                        continue;
-                    }
-                    if let Some(a) = self.active.get_mut(id) {
-                        // A vehicle that came back (plate memory) has had its `new` already.
-                        if a.confirmed {
-                            continue;
-                        }
-                        a.confirmed = true;
-                        a.last_update_s = t.stream_s;
-                        out.push(emit(&self.origin, self.frame, &self.settings, a, Phase::New, t));
+                    if let Some(a) = self.chains.confirm(*id, t.stream_s) {
+                        out.push(emitter.emit(a, Phase::New, t));
                     }
                 }
-                TrackEvent::Ended { id } => {
-                    if let Some(o) = self.track_ended(*id, t) {
-                        out.push(o);
-                    }
-                }
-                TrackEvent::Dropped { id } => {
-                    self.active.remove(id);
-                    self.aliases.remove(id);
-                }
+                TrackEvent::Ended { id } => out.extend(self.chains.track_ended(*id, t, self.settings.plate_memory_s, &emitter)),
+                TrackEvent::Dropped { id } => self.chains.dropped(*id),
                 TrackEvent::Matched { .. } | TrackEvent::Missed { .. } => {}
             }
         }
-        out.extend(self.merge_by_plate(t));
-        out.extend(self.forget_parked(t));
+        out.extend(self.chains.merge_by_plate(t, &emitter));
+        out.extend(self.chains.forget_parked(t, self.settings.plate_memory_s, &emitter));
         // Updates whose slot has come.
-        for a in self.active.values_mut() {
+        for a in self.chains.followed_mut() {
             if a.confirmed && t.stream_s - a.last_update_s >= self.settings.update_interval_s && a.changed() {
-                out.push(emit(&self.origin, self.frame, &self.settings, a, Phase::Update, t));
+                out.push(emitter.emit(a, Phase::Update, t));
             }
         }
         out
     }
 
-    /// The vehicle a just-confirmed track is part of: a followed vehicle of the same kind that it lies
-    /// inside (or that lies inside it), or that reads the same plate where it is — unless both have plates
-    /// and they differ.
-    fn join_target(&self, id: u64, now_s: f64) -> Option<u64> {
-        let a = self.active.get(&id)?;
-        if !a.class.carries_plate() {
-            return None;
-        }
-        let plate = a.plates.result().map(|p| p.text);
-        self.active
-            .iter()
-            // Only a vehicle seen in this very frame: a lost one's last box is where it was, not where it is.
-            .filter(|(k, b)| **k != id && b.confirmed && b.last_seen_s == now_s && b.class.track_group() == a.class.track_group())
-            .find(|(_, b)| {
-                let other = b.plates.result().map(|p| p.text);
-                match (&plate, &other) {
-                    (Some(x), Some(y)) if x != y => false,
-                    (Some(_), Some(_)) => same_place(&a.last_box, &b.last_box),
-                    _ => identity::nested(&a.last_box, &b.last_box, identity::JOIN_NESTED),
-                }
-            })
-            .map(|(k, _)| *k)
-    }
-
-    /// Makes track `id` part of the vehicle at `vehicle`: what it saw joins that chain.
-    fn join(&mut self, id: u64, vehicle: u64) {
-        if let Some(part) = self.active.remove(&id) {
-            if let Some(whole) = self.active.get_mut(&vehicle) {
-                whole.absorb(part);
-            }
-        }
-        self.alias(id, vehicle);
-    }
-
-    fn alias(&mut self, id: u64, vehicle: u64) {
-        self.repoint(id, vehicle);
-        self.aliases.insert(id, vehicle);
-    }
-
-    /// Tracks that were part of the vehicle at `from` are now part of the vehicle at `to`.
-    fn repoint(&mut self, from: u64, to: u64) {
-        for k in self.aliases.values_mut() {
-            if *k == from {
-                *k = to;
-            }
-        }
-    }
-
-    /// A track ended: the end of its chain, unless it was part of another vehicle, another track of its
-    /// vehicle carries on, or it is a vehicle with a plate lost inside the frame (remembered a while).
-    fn track_ended(&mut self, id: u64, t: FrameTime) -> Option<EventOut> {
-        if self.aliases.remove(&id).is_some() {
-            return None;
-        }
-        if let Some(heir) = self.aliases.iter().find(|(_, k)| **k == id).map(|(x, _)| *x) {
-            let a = self.active.remove(&id)?;
-            self.aliases.remove(&heir);
-            self.repoint(id, heir);
-            self.active.insert(heir, a);
-            return None;
-        }
-        let a = self.active.get(&id)?;
-        let remember = self.settings.plate_memory_s > 0.0
-            && a.confirmed
-            && a.last_seen_s - a.moved.at_s >= identity::STILL_BEFORE_LOST_S
-            && a.class.carries_plate()
-            && !a.plates.is_empty()
-            && !identity::at_edge(&a.last_box, self.frame.width, self.frame.height);
-        if remember {
-            let a = self.active.remove(&id)?;
-            self.parked.push(a);
-            return None;
-        }
-        self.end(id, t)
-    }
-
-    /// Chains that turn out to be one vehicle by their plate: a vehicle remembered after being lost takes
-    /// back the chain now reading its plate; two live chains reading the same plate in the same place
-    /// become the older one. A chain that already had its `new` ends with `merged_into`.
-    fn merge_by_plate(&mut self, t: FrameTime) -> Vec<EventOut> {
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < self.parked.len() {
-            let text = self.parked[i].plates.result().map(|p| p.text);
-            // It comes back where it stood (or near): the same plate elsewhere is another passing.
-            let stood = self.parked[i].last_box;
-            let back = self.active.iter().find(|(_, a)| a.class.carries_plate() && a.plates.result().map(|p| p.text) == text && same_place(&a.last_box, &stood)).map(|(k, _)| *k);
-            match back.and_then(|k| self.active.remove(&k).map(|a| (k, a))) {
-                Some((k, mut newer)) => {
-                    let mut returned = self.parked.remove(i);
-                    if newer.confirmed {
-                        newer.merged_into = Some(returned.event_id.clone());
-                        out.extend(end_message(&self.origin, self.frame, &self.settings, &mut newer, t));
-                    }
-                    returned.take_over(newer);
-                    self.active.insert(k, returned);
-                }
-                None => i += 1,
-            }
-        }
-        // Chains reading the same plate that are one vehicle: seen together in this frame in the same
-        // place; or picked up again — under load the tracker can lose a moving vehicle between two analysed
-        // frames and start a new track a step further on, so a chain first seen after a followed vehicle was
-        // lost, near where it was lost and ahead of it, is that vehicle.
-        loop {
-            let plated: Vec<(u64, String, &Active)> =
-                self.active.iter().filter(|(_, a)| a.confirmed && a.class.carries_plate()).filter_map(|(k, a)| a.plates.result().map(|p| (*k, p.text, a))).collect();
-            let now = |a: &Active| a.last_seen_s == t.stream_s;
-            let pairs = || plated.iter().flat_map(|o| plated.iter().map(move |y| (o, y))).filter(|(o, y)| o.1 == y.1 && now(y.2));
-            // Event ids are UUIDv7: the smaller is the older chain.
-            let together = pairs().find(|(o, y)| now(o.2) && o.2.event_id < y.2.event_id && same_place(&o.2.last_box, &y.2.last_box));
-            let merge = match together {
-                Some((o, y)) => Some((o.0, y.0, true)),
-                None => pairs()
-                    .find(|(o, y)| !now(o.2) && o.2.last_wall < y.2.first_wall && identity::picked_up(&o.2.first_box, &o.2.last_box, &y.2.first_box))
-                    .map(|(o, y)| (o.0, y.0, false)),
-            };
-            let Some((older, younger, together)) = merge else { break };
-            let (Some(mut kept), Some(mut merged)) = (self.active.remove(&older), self.active.remove(&younger)) else { break };
-            merged.merged_into = Some(kept.event_id.clone());
-            out.extend(end_message(&self.origin, self.frame, &self.settings, &mut merged, t));
-            if together {
-                kept.absorb(merged);
-                self.active.insert(older, kept);
-                self.alias(younger, older);
-            } else {
-                // The lost vehicle goes on as the new track.
-                kept.take_over(merged);
-                self.active.insert(younger, kept);
-                self.alias(older, younger);
-            }
-        }
-        out
-    }
-
-    /// Ends the remembered vehicles whose memory ran out.
-    fn forget_parked(&mut self, t: FrameTime) -> Vec<EventOut> {
-        let memory = self.settings.plate_memory_s;
-        let (gone, kept): (Vec<Active>, Vec<Active>) = std::mem::take(&mut self.parked).into_iter().partition(|a| t.stream_s - a.last_seen_s > memory);
-        self.parked = kept;
-        gone.into_iter().filter_map(|mut a| end_message(&self.origin, self.frame, &self.settings, &mut a, t)).collect()
-    }
-
-    fn matched(&mut self, id: u64, detection: usize, input: &FrameInput<'_>, frame: &identity::Consolidated, plates: &BTreeMap<usize, Vec<&PlateRead>>) {
-        let t = input.time;
-        let Some(d) = frame.detections.get(detection) else { return };
-        let from_plate = frame.plate_led.get(detection).copied().unwrap_or(false);
+    /// Track `id` took detection `detection` of the frame: the chain it goes to (its own, new if need
+    /// be, or the vehicle it is part of) takes in where it is, the lines and zones it crossed, its plate
+    /// reads and its picture.
+    fn matched(&mut self, id: u64, detection: usize, seen: &Seen<'_>) {
+        let t = seen.input.time;
+        let Some(d) = seen.frame.detections.get(detection) else { return };
         // A track that is part of another vehicle adds its plate reads and pictures to that vehicle only.
-        let (key, part) = match self.aliases.get(&id) {
-            Some(k) => (*k, true),
-            None => (id, false),
-        };
+        let Some((key, part)) = self.chains.route(id) else { return };
         let class = self.tracker.track(id).map_or(d.class, |tr| tr.class());
-        let (n_lines, n_zones) = (self.lines.len(), self.zones.len());
-        if part && !self.active.contains_key(&key) {
-            self.aliases.remove(&id);
-            return;
-        }
-        let a = self.active.entry(key).or_insert_with(|| Active {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            track_id: id,
-            confirmed: false,
-            seq: 0,
-            class,
-            first_wall: t.wall,
-            last_wall: t.wall,
-            best_score: 0.0,
-            last_box: d.bbox,
-            lines: vec![LineState::default(); n_lines],
-            crossings: Vec::new(),
-            direction: None,
-            in_zone: vec![None; n_zones],
-            visits: Vec::new(),
-            plates: PlateVotes::default(),
-            plate_search: PlateSchedule::new(&d.bbox),
-            published: Published::default(),
-            last_update_s: t.stream_s,
-            last_seen_s: t.stream_s,
-            first_box: d.bbox,
-            moved: LastMove { bbox: d.bbox, at_s: t.stream_s },
-            snapshot: None,
-            from_plate,
-            merged_into: None,
-        });
-        a.last_wall = t.wall;
-        a.last_seen_s = t.stream_s;
-        a.best_score = a.best_score.max(d.score);
+        let from_plate = seen.frame.plate_led.get(detection).copied().unwrap_or(false);
+        let (lines, zones) = (self.lines.len(), self.zones.len());
+        let a = self.chains.entry(key, || Active::new(id, class, d.bbox, t, from_plate, lines, zones));
+        a.seen(t, d.score);
         if !part {
-            a.class = class;
-            a.last_box = d.bbox;
-            let ((x0, y0), (x1, y1)) = (a.moved.bbox.center(), d.bbox.center());
-            if (x1 - x0).hypot(y1 - y0) > identity::STILL_SHIFT * a.moved.bbox.width().max(1.0) {
-                a.moved = LastMove { bbox: d.bbox, at_s: t.stream_s };
+            a.moved_to(class, d.bbox, t.stream_s);
+            if let Some((_, lines, zones)) = &self.geometry {
+                a.walk(lines, zones, &d.bbox, t.wall);
             }
         }
-
-        let ground = anchor(&d.bbox);
-        if let (Some((_, lines, zones)), false) = (&self.geometry, part) {
-            for (geom, state) in lines.iter().zip(a.lines.iter_mut()) {
-                if let Some(direction) = state.step(geom, ground) {
-                    a.direction = Some(direction);
-                    a.crossings.push(Crossing { line: geom.id.clone(), direction, at: t.wall });
-                }
-            }
-            for (zi, zone) in zones.iter().enumerate() {
-                let inside = zone.contains(ground);
-                match (inside, a.in_zone[zi]) {
-                    (true, None) => {
-                        a.visits.push(ZoneVisit { zone: zone.id.clone(), entered_at: t.wall, left_at: None, dwell_s: 0.0 });
-                        a.in_zone[zi] = Some(a.visits.len() - 1);
-                    }
-                    (true, Some(v)) => a.visits[v].dwell_s = seconds(t.wall - a.visits[v].entered_at),
-                    (false, Some(v)) => {
-                        let visit = &mut a.visits[v];
-                        visit.left_at = Some(t.wall);
-                        visit.dwell_s = seconds(t.wall - visit.entered_at);
-                        a.in_zone[zi] = None;
-                    }
-                    (false, None) => {}
-                }
-            }
+        let reads = seen.plates.get(&detection).map(Vec::as_slice).unwrap_or_default();
+        a.read_plates(reads, &d.bbox, part);
+        if let (true, Some(view)) = (self.settings.snapshots, &seen.input.view) {
+            a.consider_picture(view, d, reads, &self.settings.snapshot, t.wall);
         }
-
-        let reads = plates.get(&detection).map(Vec::as_slice).unwrap_or_default();
-        if a.class.carries_plate() {
-            for p in reads {
-                a.plates.add(p);
-            }
-            if !part {
-                a.plate_search.seen(&d.bbox, reads.iter().map(|p| p.confidence).reduce(f32::max));
-            }
-        }
-        if self.settings.snapshots {
-            if let Some(view) = &input.view {
-                let plate_conf = reads.iter().map(|p| p.confidence).fold(None, |m: Option<f32>, c| Some(m.map_or(c, |m| m.max(c))));
-                let rough = snapshot::quality(&d.bbox, d.score, 400.0, plate_conf);
-                // Sharpness only matters when the candidate could win on it.
-                if a.snapshot.as_ref().is_none_or(|c| rough > c.quality) {
-                    let sharp = view.crop(d.bbox).map_or(0.0, |c| snapshot::sharpness(&c));
-                    let q = snapshot::quality(&d.bbox, d.score, sharp, plate_conf);
-                    if a.snapshot.as_ref().is_none_or(|c| q > c.quality) {
-                        a.snapshot = snapshot::capture(view, &d.bbox, &self.settings.snapshot, t.wall, q).or(a.snapshot.take());
-                    }
-                }
-            }
-        }
-    }
-
-    fn end(&mut self, id: u64, t: FrameTime) -> Option<EventOut> {
-        let mut a = self.active.remove(&id)?;
-        end_message(&self.origin, self.frame, &self.settings, &mut a, t)
     }
 
     /// Ends every object (end of stream, shutdown, a gap in the video).
     pub fn finish(&mut self) -> Vec<EventOut> {
         let t = self.last_time.unwrap_or(FrameTime { stream_s: 0.0, wall: Utc::now() });
         self.tracker.finish();
-        self.aliases.clear();
-        let ids: Vec<u64> = self.active.keys().copied().collect();
-        let mut out: Vec<EventOut> = ids.into_iter().filter_map(|id| self.end(id, t)).collect();
-        out.extend(std::mem::take(&mut self.parked).into_iter().filter_map(|mut a| end_message(&self.origin, self.frame, &self.settings, &mut a, t)));
-        out
+        let emitter = Emitter { origin: &self.origin, frame: self.frame, settings: &self.settings };
+        self.chains.finish(t, &emitter)
     }
-}
-
-/// Two boxes of chains reading the same plate are one vehicle: they overlap, or one lies inside the other.
-fn same_place(a: &BBox, b: &BBox) -> bool {
-    a.iou(b) >= identity::SAME_PLATE_IOU || identity::nested(a, b, identity::JOIN_NESTED)
-}
-
-/// The `end` of `a` (nothing for an object never confirmed). Gone while inside a zone: it left when it was
-/// last seen. `a` may live on afterwards (a chain merged into another).
-fn end_message(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSettings, a: &mut Active, t: FrameTime) -> Option<EventOut> {
-    a.leave_zones();
-    a.confirmed.then(|| emit(origin, frame, settings, a, Phase::End, t))
-}
-
-/// Makes the message for one phase of `a`.
-fn emit(origin: &Arc<Origin>, frame: FrameSize, settings: &BuilderSettings, a: &mut Active, phase: Phase, t: FrameTime) -> EventOut {
-    a.seq += 1;
-    let plate = if a.class.carries_plate() { a.plates.result() } else { None };
-    a.published = Published { plate: plate.as_ref().map(|p| (p.text.clone(), p.confidence)), direction: a.direction };
-    if phase == Phase::Update {
-        a.last_update_s = t.stream_s;
-    }
-    let encoded = match (phase, &a.snapshot) {
-        (Phase::End, Some(candidate)) => snapshot::encode(candidate, settings.snapshot.max_bytes).map(|e| (candidate, e)),
-        _ => None,
-    };
-    let (snapshot, jpeg) = match encoded {
-        Some((candidate, e)) => (
-            Some(SnapshotInfo {
-                bytes: e.jpeg.len(),
-                width: e.width,
-                height: e.height,
-                object_box: e.object_box,
-                frame_region: candidate.frame_region,
-                taken_at: candidate.taken_at,
-                sha256: e.sha256,
-            }),
-            Some(e.jpeg),
-        ),
-        None => (None, None),
-    };
-    let event = ObjectEvent {
-        origin: origin.clone(),
-        id: a.event_id.clone(),
-        seq: a.seq,
-        class: a.class,
-        phase,
-        track_id: a.track_id,
-        started_at: a.first_wall,
-        ended_at: (phase == Phase::End).then_some(a.last_wall),
-        at: t.wall,
-        direction: a.direction,
-        crossings: a.crossings.clone(),
-        zones: a.visits.clone(),
-        score: a.best_score,
-        bbox: a.last_box,
-        frame,
-        plate,
-        snapshot,
-        from_plate: a.from_plate,
-        merged_into: a.merged_into.clone(),
-    };
-    EventOut { event, snapshot: jpeg }
-}
-
-impl Active {
-    /// Closes the open zone visits: it left them when it was last seen.
-    fn leave_zones(&mut self) {
-        for open in self.in_zone.iter_mut() {
-            if let Some(visit) = open.take().and_then(|v| self.visits.get_mut(v)) {
-                visit.left_at = Some(self.last_wall);
-                visit.dwell_s = seconds(self.last_wall - visit.entered_at);
-            }
-        }
-    }
-
-    /// Goes on from where `newer` (a new track of the same vehicle) is: its line sides, its open zone
-    /// visits (this one's were left when it was last seen), its box; and takes what it saw.
-    fn take_over(&mut self, mut newer: Active) {
-        self.lines = std::mem::take(&mut newer.lines);
-        self.leave_zones();
-        let offset = self.visits.len();
-        self.in_zone = newer.in_zone.iter().map(|v| v.map(|i| i + offset)).collect();
-        self.visits.append(&mut newer.visits);
-        self.last_box = newer.last_box;
-        self.moved = newer.moved;
-        self.absorb(newer);
-    }
-
-    /// Takes in what another track of the same vehicle saw.
-    fn absorb(&mut self, other: Active) {
-        self.plates.absorb(other.plates);
-        self.best_score = self.best_score.max(other.best_score);
-        if other.last_seen_s > self.last_seen_s {
-            self.last_seen_s = other.last_seen_s;
-            self.last_wall = other.last_wall;
-        }
-        self.first_wall = self.first_wall.min(other.first_wall);
-        for c in other.crossings {
-            if !self.crossings.iter().any(|k| k.line == c.line) {
-                self.direction = Some(c.direction);
-                self.crossings.push(c);
-            }
-        }
-        self.crossings.sort_by_key(|c| c.at);
-        self.visits.extend(other.visits.into_iter().filter(|v| v.left_at.is_some()));
-        if other.snapshot.as_ref().is_some_and(|o| self.snapshot.as_ref().is_none_or(|s| o.quality > s.quality)) {
-            self.snapshot = other.snapshot;
-        }
-        self.from_plate |= other.from_plate;
-    }
-
-    /// Whether the plate or direction differs from what was last published (plate: new text, or
-    /// confidence up by 0.05 or more).
-    fn changed(&self) -> bool {
-        let plate = self.plates.result();
-        let plate_changed = match (&self.published.plate, &plate) {
-            (None, Some(_)) => true,
-            (Some((text, conf)), Some(p)) => *text != p.text || p.confidence >= conf + 0.05,
-            _ => false,
-        };
-        plate_changed || self.published.direction != self.direction
-    }
-}
-
-fn seconds(d: chrono::TimeDelta) -> f64 {
-    d.num_milliseconds() as f64 / 1000.0
 }
 
 /// Plates per vehicle detection (after [`identity::consolidate`], every plate names its vehicle).

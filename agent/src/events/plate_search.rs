@@ -1,4 +1,6 @@
-//! When a followed vehicle is searched for its plate again.
+//! The plate-search policy: on each frame the detector runs on, which vehicles the plate chain searches
+//! and whether it searches the whole frame too. [`PlateSearch`] decides it for a camera ([`PlateFocus`]);
+//! the detector threads ([`crate::inference::PlateChain`]) carry it out.
 //!
 //! Design: the plate chain is the most expensive stage of a busy camera (a detector run on every vehicle
 //! crop, then the reader), and most of its runs find nothing new: a vehicle seen from the side, a plate too
@@ -6,12 +8,19 @@
 //! analysed frame while that pays: when it is new, and while its reads are confident. Each search that finds
 //! no confident read doubles the wait before the next one, up to [`MAX_GAP`] frames. The wait starts over
 //! when the vehicle's box has grown by half since the schedule last started (it came closer, so its plate
-//! has more pixels) or a search reads it confidently. Settling (enough agreeing confident reads) ends the
-//! searches for good; that is decided by the builder from the votes.
+//! has more pixels) or a search reads it confidently. Settling (at least `settle_reads` agreeing confident
+//! reads) ends the searches for good. In the `auto` plate mode the whole frame is also searched, coarsely,
+//! every [`FRAME_SEARCH_EVERY_S`] while something moves or is followed, and on a moving frame where the
+//! detector finds nothing: a vehicle too close for the detector still shows a large plate.
 
-use models::BBox;
+use edge_config::PlateMode;
+use models::plates::FrameSearch;
+use models::{BBox, Detection};
 
 use super::identity::DUPLICATE_IOU;
+use super::voting::PlateVotes;
+use crate::motion::Decision;
+use crate::tracking::TrackerSettings;
 
 /// Searches on consecutive frames before waiting starts (a new vehicle, or one that came closer).
 pub const FREE_SEARCHES: u32 = 3;
@@ -21,6 +30,111 @@ pub const MAX_GAP: u32 = 8;
 pub const CONFIDENT_READ: f32 = 0.9;
 /// The schedule starts over when the box's area grows by this factor.
 const CLOSER: f32 = 1.5;
+/// In `auto` plate mode, the whole frame is searched for plates at least this often (seconds, counted on
+/// frames the detector runs on), even when vehicles are detected.
+pub const FRAME_SEARCH_EVERY_S: f64 = 2.0;
+
+/// One camera's plate-search policy.
+#[derive(Debug, Clone)]
+pub struct PlateSearch {
+    mode: PlateMode,
+    /// A vehicle's plate is settled after this many agreeing confident reads (0: never).
+    settle_reads: u32,
+    /// Vehicles narrower than this (pixels) carry no readable plate.
+    min_vehicle_width: f32,
+    /// Stream time of the last whole-frame search (`auto`).
+    last_frame_search_s: Option<f64>,
+}
+
+impl PlateSearch {
+    pub fn new(mode: PlateMode, settle_reads: u32, min_vehicle_width: f32) -> Self {
+        Self { mode, settle_reads, min_vehicle_width, last_frame_search_s: None }
+    }
+
+    /// Where the camera looks for plates.
+    pub fn mode(&self) -> PlateMode {
+        self.mode
+    }
+
+    /// What the plate chain searches on the frame at `stream_s` that the detector runs on for `decision`,
+    /// the builder knowing what it knows up to the frame before.
+    pub fn focus(&mut self, builder: &super::EventBuilder, decision: Decision, stream_s: f64) -> PlateFocus {
+        PlateFocus { targets: builder.plate_targets(self.settle_reads), min_vehicle_width: self.min_vehicle_width, whole_frame: self.whole_frame(decision, stream_s) }
+    }
+
+    /// Whether the frame gets a whole-frame search (only in the `auto` plate mode): every
+    /// [`FRAME_SEARCH_EVERY_S`] while something moves or is followed, and on a moving frame in which the
+    /// detector finds nothing at all (a person or a vehicle it names explains the motion). A keep-alive look
+    /// at a still scene gets none.
+    fn whole_frame(&mut self, decision: Decision, stream_s: f64) -> WholeFrame {
+        if self.mode != PlateMode::Auto || matches!(decision, Decision::KeepAlive | Decision::Skip) {
+            return WholeFrame::No;
+        }
+        if self.last_frame_search_s.is_none_or(|t| stream_s < t || stream_s - t >= FRAME_SEARCH_EVERY_S) {
+            self.last_frame_search_s = Some(stream_s);
+            return WholeFrame::Search;
+        }
+        match decision {
+            Decision::Motion | Decision::Always => WholeFrame::IfNothingDetected,
+            _ => WholeFrame::No,
+        }
+    }
+}
+
+/// Which vehicles of a frame the plate chain searches: those the event builder's [`PlateTargets`] want
+/// (not a followed vehicle whose plate is settled or whose search waits, nor a detection no track takes),
+/// and not those too narrow to carry a readable plate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlateFocus {
+    /// `None`: every vehicle wide enough.
+    pub targets: Option<PlateTargets>,
+    pub min_vehicle_width: f32,
+    /// In `auto` plate mode, whether the whole frame is searched too (with the coarse detector).
+    pub whole_frame: WholeFrame,
+}
+
+/// Whether the plate chain searches the whole frame besides the vehicles (`auto` plate mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WholeFrame {
+    #[default]
+    No,
+    Search,
+    /// Only if the detector found no object at all in the frame.
+    IfNothingDetected,
+}
+
+impl PlateFocus {
+    /// Splits vehicle detections (indices into `detections`) into those searched and those left out.
+    pub fn split(&self, detections: &[Detection], vehicles: Vec<usize>) -> (Vec<usize>, Vec<usize>) {
+        let (wide, mut left): (Vec<usize>, Vec<usize>) = vehicles.into_iter().partition(|&i| detections[i].bbox.width() >= self.min_vehicle_width);
+        let Some(targets) = &self.targets else { return (wide, left) };
+        let chosen = targets.select(&wide.iter().map(|&i| (detections[i].bbox, detections[i].score)).collect::<Vec<_>>());
+        let mut searched = Vec::with_capacity(wide.len());
+        for (i, wanted) in wide.into_iter().zip(chosen) {
+            if wanted { &mut searched } else { &mut left }.push(i);
+        }
+        (searched, left)
+    }
+
+    /// How the whole frame is searched in plate mode `plates`; `detected`, whether the detector reported
+    /// any object in it.
+    pub fn frame_search(&self, plates: PlateMode, detected: bool) -> FrameSearch {
+        match plates {
+            PlateMode::Frame => FrameSearch::Fine,
+            PlateMode::Auto if self.whole_frame == WholeFrame::Search => FrameSearch::Coarse,
+            PlateMode::Auto if self.whole_frame == WholeFrame::IfNothingDetected && !detected => FrameSearch::Coarse,
+            PlateMode::Auto | PlateMode::Vehicles | PlateMode::Off => FrameSearch::Off,
+        }
+    }
+}
+
+/// A vehicle the builder follows, as the plate search sees it.
+pub struct Followed<'a> {
+    pub last_box: BBox,
+    pub confirmed: bool,
+    pub schedule: &'a PlateSchedule,
+    pub votes: &'a PlateVotes,
+}
 
 /// Which vehicles of the next frame the plate chain searches, as the event builder sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +152,27 @@ pub struct PlateTargets {
 impl PlateTargets {
     /// A followed vehicle's last box overlaps its next detection at least this much.
     const SAME_VEHICLE_IOU: f32 = 0.3;
+
+    /// The targets of the next frame (`settle_reads` 0: every vehicle, `None`). They leave out the
+    /// followed vehicles whose plate is settled — at least `settle_reads` reads agree with the voted text,
+    /// which is at least [`CONFIDENT_READ`] — and, to favour the vehicles that are new or read confidently,
+    /// those whose [`PlateSchedule`] says to wait. A detection that no followed vehicle's box covers is
+    /// searched only if it can start a track (`tracker`'s scores).
+    pub fn collect<'a>(followed: impl Iterator<Item = Followed<'a>>, settle_reads: u32, tracker: &TrackerSettings) -> Option<Self> {
+        if settle_reads == 0 {
+            return None;
+        }
+        let mut targets = Self { skip: Vec::new(), due: Vec::new(), new_track_score: tracker.new_track_score };
+        for f in followed {
+            let settled = || f.votes.len() >= settle_reads as usize && f.votes.result().is_some_and(|p| p.reads >= settle_reads && p.confidence >= CONFIDENT_READ);
+            if f.schedule.waiting() || settled() {
+                targets.skip.push(f.last_box);
+            } else {
+                targets.due.push((f.last_box, if f.confirmed { tracker.low_score } else { tracker.high_score }));
+            }
+        }
+        Some(targets)
+    }
 
     /// Which of a frame's vehicle detections (box, score) the plate chain searches: for each followed
     /// vehicle due for a search, the detection its track can take that overlaps its last box most (a

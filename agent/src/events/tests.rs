@@ -2,6 +2,9 @@
 
 use super::*;
 use models::plates::{PlateColour, PlateRows};
+use models::{BBox, ObjectClass};
+
+use super::geometry::Direction;
 
 type Event = ObjectEvent;
 

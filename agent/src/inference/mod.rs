@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use edge_config::{ExecutionProvider, Models, PlateMode};
-use models::plates::{FrameSearch, PlateModelPaths, PlateRead, PlateRecognizer, RecognizerSettings};
+use models::plates::{PlateModelPaths, PlateRead, PlateRecognizer, RecognizerSettings};
 use models::{coco_class_id, Detection, ModelError, Provider, SessionOptions, Yolox, YoloxSettings};
 
-use crate::events::plate_search::PlateTargets;
+use crate::events::plate_search::PlateFocus;
 use crate::source::Frame;
 
 /// Why a frame could not be analysed.
@@ -57,42 +57,6 @@ impl Analysed {
     }
 }
 
-/// Which vehicles of a frame the plate chain searches: those the event builder's [`PlateTargets`] want
-/// (not a followed vehicle whose plate is settled or whose search waits, nor a detection no track takes),
-/// and not those too narrow to carry a readable plate.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PlateFocus {
-    /// `None`: every vehicle wide enough.
-    pub targets: Option<PlateTargets>,
-    pub min_vehicle_width: f32,
-    /// In `auto` plate mode, whether the whole frame is searched too (with the coarse detector).
-    pub whole_frame: WholeFrame,
-}
-
-/// Whether the plate chain searches the whole frame besides the vehicles (`auto` plate mode).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum WholeFrame {
-    #[default]
-    No,
-    Search,
-    /// Only if the detector found no object at all in the frame.
-    IfNothingDetected,
-}
-
-impl PlateFocus {
-    /// Splits vehicle detections (indices into `detections`) into those searched and those left out.
-    fn split(&self, detections: &[Detection], vehicles: Vec<usize>) -> (Vec<usize>, Vec<usize>) {
-        let (wide, mut left): (Vec<usize>, Vec<usize>) = vehicles.into_iter().partition(|&i| detections[i].bbox.width() >= self.min_vehicle_width);
-        let Some(targets) = &self.targets else { return (wide, left) };
-        let chosen = targets.select(&wide.iter().map(|&i| (detections[i].bbox, detections[i].score)).collect::<Vec<_>>());
-        let mut searched = Vec::with_capacity(wide.len());
-        for (i, wanted) in wide.into_iter().zip(chosen) {
-            if wanted { &mut searched } else { &mut left }.push(i);
-        }
-        (searched, left)
-    }
-}
-
 struct Job {
     frame: Frame,
     plates: PlateMode,
@@ -123,6 +87,11 @@ pub struct Detector {
 #[derive(Clone)]
 pub struct DetectorHandle {
     jobs: Sender<Job>,
+}
+
+/// CPU cores to use for inference: the machine's, at most 4.
+pub fn cpu_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
 }
 
 /// Translates the config's detector settings to the adapter's.
@@ -206,13 +175,7 @@ impl PlateChain {
         let (carriers, left) = focus.split(detections, vehicles);
         analysed.plate_searches_skipped = left.len() as u32;
         let regions: Vec<_> = carriers.iter().map(|&i| detections[i].bbox).collect();
-        // `auto` looks for a vehicle too close for the detector: its plate is large, the coarse search finds it.
-        let search = match plates {
-            PlateMode::Frame => FrameSearch::Fine,
-            PlateMode::Auto if focus.whole_frame == WholeFrame::Search => FrameSearch::Coarse,
-            PlateMode::Auto if focus.whole_frame == WholeFrame::IfNothingDetected && !detections.iter().any(reported) => FrameSearch::Coarse,
-            PlateMode::Auto | PlateMode::Vehicles | PlateMode::Off => FrameSearch::Off,
-        };
+        let search = focus.frame_search(plates, detections.iter().any(reported));
         match self.recognizer.recognize(&view, &regions, search) {
             Ok(r) => {
                 analysed.plates = r.plates;

@@ -19,6 +19,7 @@
 //! closed and opened again: [`Outbox::reopen`] does that, and the writer calls it before each retry. Readers
 //! see [`Fault::Closed`] while it is closed.
 
+mod record;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 pub use crate::store::Fault;
 use crate::store::Store;
 
+pub use record::{DeadLetter, Kind, Message};
 pub use writer::{OutboxHandle, OutboxWriter, Rejected, StopReport, Ticket, TicketState, WriterCounters};
 
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
@@ -61,91 +63,6 @@ impl OutboxError {
             OutboxError::Store { fault, .. } => Some(*fault),
             OutboxError::Stopped | OutboxError::NoAnswer(_) => None,
         }
-    }
-}
-
-/// What a message is (for stats and logs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Event,
-    Snapshot,
-    Alert,
-    /// The result of a command from the platform.
-    Result,
-    /// A period's flow counts.
-    Counts,
-    /// An alert disposed of.
-    Disposition,
-}
-
-impl Kind {
-    fn code(self) -> u8 {
-        match self {
-            Kind::Event => 1,
-            Kind::Snapshot => 2,
-            Kind::Alert => 3,
-            Kind::Result => 4,
-            Kind::Counts => 5,
-            Kind::Disposition => 6,
-        }
-    }
-
-    fn from_code(c: u8) -> Option<Self> {
-        match c {
-            1 => Some(Kind::Event),
-            2 => Some(Kind::Snapshot),
-            3 => Some(Kind::Alert),
-            4 => Some(Kind::Result),
-            5 => Some(Kind::Counts),
-            6 => Some(Kind::Disposition),
-            _ => None,
-        }
-    }
-}
-
-/// One message waiting for the broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub kind: Kind,
-    pub topic: String,
-    pub payload: Vec<u8>,
-    /// Milliseconds since the Unix epoch when the message was made.
-    pub created_ms: u64,
-}
-
-impl Message {
-    pub fn new(kind: Kind, topic: String, payload: Vec<u8>) -> Self {
-        Self { kind, topic, payload, created_ms: now_ms() }
-    }
-
-    /// `[version][kind][created_ms: u64 LE][topic_len: u16 LE][topic][payload]`.
-    fn encode(&self) -> Vec<u8> {
-        let topic = self.topic.as_bytes();
-        let topic_len = topic.len().min(u16::MAX as usize);
-        let mut out = Vec::with_capacity(12 + topic_len + self.payload.len());
-        out.push(RECORD_VERSION);
-        out.push(self.kind.code());
-        out.extend_from_slice(&self.created_ms.to_le_bytes());
-        out.extend_from_slice(&(topic_len as u16).to_le_bytes());
-        out.extend_from_slice(&topic[..topic_len]);
-        out.extend_from_slice(&self.payload);
-        out
-    }
-
-    fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() < 12 || bytes[0] != RECORD_VERSION {
-            return None;
-        }
-        let kind = Kind::from_code(bytes[1])?;
-        let created_ms = u64::from_le_bytes(bytes[2..10].try_into().ok()?);
-        let topic_len = u16::from_le_bytes(bytes[10..12].try_into().ok()?) as usize;
-        let topic = std::str::from_utf8(bytes.get(12..12 + topic_len)?).ok()?.to_string();
-        Some(Self { kind, topic, payload: bytes[12 + topic_len..].to_vec(), created_ms })
-    }
-
-    /// Bytes this message takes in the store (for the size bound).
-    pub fn stored_len(&self) -> u64 {
-        12 + self.topic.len() as u64 + self.payload.len() as u64
     }
 }
 
@@ -184,36 +101,6 @@ pub struct OutboxStats {
     /// Dead letters kept now, and moved aside since the outbox was created.
     pub dead_letters: u64,
     pub dead_letters_total: u64,
-}
-
-/// A message moved aside because it can never be delivered as it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub key: u64,
-    pub reason: String,
-    /// When it was moved aside, milliseconds since the epoch.
-    pub dead_at_ms: u64,
-    pub message: Message,
-}
-
-impl DeadLetter {
-    fn encode(&self) -> Vec<u8> {
-        let reason = &self.reason.as_bytes()[..self.reason.len().min(1024)];
-        let mut out = Vec::with_capacity(10 + reason.len() + 12 + self.message.topic.len() + self.message.payload.len());
-        out.extend_from_slice(&self.dead_at_ms.to_le_bytes());
-        out.extend_from_slice(&(reason.len() as u16).to_le_bytes());
-        out.extend_from_slice(reason);
-        out.extend_from_slice(&self.message.encode());
-        out
-    }
-
-    fn decode(key: u64, bytes: &[u8]) -> Option<Self> {
-        let dead_at_ms = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
-        let len = u16::from_le_bytes(bytes.get(8..10)?.try_into().ok()?) as usize;
-        let reason = String::from_utf8_lossy(bytes.get(10..10 + len)?).into_owned();
-        let message = Message::decode(bytes.get(10 + len..)?)?;
-        Some(Self { key, reason, dead_at_ms, message })
-    }
 }
 
 /// The store itself. Cheap to share (`Arc`); reads never block the writer.
@@ -462,101 +349,4 @@ pub struct Committed {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ROOMY: Bounds = Bounds { max_bytes: 1 << 30, ..Bounds::UNLIMITED };
-
-    #[test]
-    fn records_round_trip() {
-        let m = Message { kind: Kind::Snapshot, topic: "a/b/c".into(), payload: vec![0, 1, 2, 255], created_ms: 1234 };
-        assert_eq!(Message::decode(&m.encode()), Some(m));
-        assert_eq!(Message::decode(&[9, 1, 0]), None);
-    }
-
-    #[test]
-    fn messages_come_back_in_order_and_acks_delete_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("outbox.redb")).unwrap();
-        let msgs: Vec<Message> = (0..5).map(|i| Message::new(Kind::Event, format!("t/{i}"), vec![i as u8; 10])).collect();
-        let Committed { keys, evicted, .. } = outbox.commit(&msgs, &[], &[], ROOMY).unwrap();
-        assert_eq!((keys.len(), evicted), (5, 0));
-        let read: Vec<String> = outbox.read_after(0, 10, usize::MAX).unwrap().into_iter().map(|(_, m)| m.topic).collect();
-        assert_eq!(read, ["t/0", "t/1", "t/2", "t/3", "t/4"]);
-        outbox.commit(&[], &keys[..2], &[], ROOMY).unwrap();
-        assert_eq!(outbox.keys().unwrap(), &keys[2..]);
-        assert_eq!(outbox.read_after(keys[2], 10, usize::MAX).unwrap().len(), 2);
-        let s = outbox.stats().unwrap();
-        assert_eq!(s.depth, 3);
-        assert_eq!(s.bytes, 3 * msgs[0].stored_len());
-    }
-
-    #[test]
-    fn survives_reopening_and_keeps_counting_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("outbox.redb");
-        let first = {
-            let outbox = Outbox::open(&path).unwrap();
-            outbox.commit(&[Message::new(Kind::Event, "x".into(), b"one".to_vec())], &[], &[], ROOMY).unwrap().keys
-        };
-        let outbox = Outbox::open(&path).unwrap();
-        let second = outbox.commit(&[Message::new(Kind::Event, "x".into(), b"two".to_vec())], &[], &[], ROOMY).unwrap().keys;
-        assert!(second[0] > first[0]);
-        assert_eq!(outbox.read_after(0, 10, usize::MAX).unwrap().len(), 2);
-    }
-
-    #[test]
-    fn the_oldest_are_evicted_beyond_the_size_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("outbox.redb")).unwrap();
-        let msgs: Vec<Message> = (0..10).map(|i| Message::new(Kind::Event, "t".into(), vec![i as u8; 1000])).collect();
-        let bound = Bounds { max_bytes: 5 * msgs[0].stored_len(), ..Bounds::UNLIMITED };
-        let Committed { keys, evicted, .. } = outbox.commit(&msgs, &[], &[], bound).unwrap();
-        assert_eq!(evicted, 5);
-        assert_eq!(outbox.keys().unwrap(), &keys[5..]);
-        assert_eq!(outbox.stats().unwrap().evicted_total, 5);
-    }
-
-    #[test]
-    fn messages_older_than_the_age_bound_are_evicted() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("outbox.redb")).unwrap();
-        let mut old = Message::new(Kind::Event, "t".into(), b"old".to_vec());
-        old.created_ms -= 10_000;
-        let new = Message::new(Kind::Event, "t".into(), b"new".to_vec());
-        let evicted = outbox.commit(&[old, new], &[], &[], Bounds { max_age_ms: 5_000, ..Bounds::UNLIMITED }).unwrap().evicted;
-        assert_eq!(evicted, 1);
-        assert_eq!(outbox.read_after(0, 10, usize::MAX).unwrap()[0].1.payload, b"new");
-    }
-
-    #[test]
-    fn snapshots_older_than_their_retention_are_expired_wherever_they_are() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("o.redb")).unwrap();
-        let at = |kind, created_ms| Message { kind, topic: "t".into(), payload: vec![0; 10], created_ms };
-        let now = now_ms();
-        let old = now - 10_000;
-        outbox.commit(&[at(Kind::Event, old), at(Kind::Snapshot, old), at(Kind::Event, old), at(Kind::Snapshot, now)], &[], &[], ROOMY).unwrap();
-        assert_eq!(outbox.expire_snapshots(now - 5_000).unwrap(), 1);
-        let kinds: Vec<Kind> = outbox.read_after(0, 10, 1 << 20).unwrap().into_iter().map(|(_, m)| m.kind).collect();
-        assert_eq!(kinds, [Kind::Event, Kind::Event, Kind::Snapshot], "old events stay, the recent snapshot stays");
-        assert_eq!(outbox.stats().unwrap().evicted_total, 1);
-    }
-
-    #[test]
-    fn a_dead_letter_leaves_the_queue_with_its_reason_and_the_rest_stay_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("o.redb")).unwrap();
-        let msgs: Vec<Message> = (0..3).map(|i| Message::new(Kind::Event, format!("t/{i}"), vec![i as u8; 10])).collect();
-        let keys = outbox.commit(&msgs, &[], &[], ROOMY).unwrap().keys;
-        let moved = outbox.commit(&[], &[], &[(keys[1], "the broker refused it".into()), (999, "not there".into())], ROOMY).unwrap();
-        assert_eq!(moved.dead_lettered, 1, "a key no longer queued is not a dead letter");
-        let topics: Vec<String> = outbox.read_after(0, 10, usize::MAX).unwrap().into_iter().map(|(_, m)| m.topic).collect();
-        assert_eq!(topics, ["t/0", "t/2"]);
-        let letters = outbox.dead_letters(10).unwrap();
-        assert_eq!(letters.len(), 1);
-        assert_eq!((letters[0].key, letters[0].reason.as_str(), letters[0].message.topic.as_str()), (keys[1], "the broker refused it", "t/1"));
-        let stats = outbox.stats().unwrap();
-        assert_eq!((stats.depth, stats.bytes, stats.dead_letters, stats.dead_letters_total), (2, 2 * msgs[0].stored_len(), 1, 1));
-    }
-}
+mod tests;

@@ -57,7 +57,7 @@ impl SourceSettings {
             max_frame_width,
             mode,
             transport: RtspTransport::Tcp,
-            latency_ms: edge_config::default_rtsp_latency_ms(),
+            latency_ms: edge_config::DEFAULT_RTSP_LATENCY_MS,
             decoder: DecoderChoice::Auto,
         }
     }

@@ -2,6 +2,9 @@
 //! offline mode, the same detector threads), printing JSON lines on stdout. Problems with one input are
 //! reported on stderr naming the file, and the others are still analysed; the exit code is 1 if any failed.
 
+mod inputs;
+mod output;
+
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,14 +16,18 @@ use anyhow::Context;
 use clap::Args;
 use edge_config::{CameraUrl, Models, PlateMode};
 use models::BgrImage;
-use serde::Serialize;
 
+use crate::events::plate_search::{PlateFocus, PlateSearch};
 use crate::events::{BuilderSettings, EventBuilder, EventOut, FrameTime};
-use crate::inference::{Analysed, Detector, DetectorHandle, InferenceError, Pending, PlateChain, PlateFocus};
-use crate::motion::{Decision, DetectGate, Look};
+use crate::frame_loop::{FrameLoop, Turn};
+use crate::inference::{Analysed, Detector, DetectorHandle, InferenceError, Pending, PlateChain};
+use crate::motion::{DetectGate, Look};
 use crate::payload::round3;
 use crate::source::{self, Frame, Mode, Next, Pipeline, SourceSettings};
 use crate::stats::{CameraRecord, CameraState};
+use inputs::{expand, Kind};
+use output::{print_analysed, print_event};
+pub use output::{CropLine, LineSource, ObjectLine, PlateLine};
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
@@ -34,10 +41,10 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub json: bool,
     /// Frames per second to analyse in videos.
-    #[arg(long, default_value_t = edge_config::default_detect_fps(), value_name = "FPS")]
+    #[arg(long, default_value_t = edge_config::DEFAULT_DETECT_FPS, value_name = "FPS")]
     pub detect_fps: f64,
     /// Scale video frames wider than this down before analysis (0: native size).
-    #[arg(long, default_value_t = edge_config::default_max_frame_width(), value_name = "PX")]
+    #[arg(long, default_value_t = edge_config::DEFAULT_MAX_FRAME_WIDTH, value_name = "PX")]
     pub max_frame_width: u32,
     /// Where to look for licence plates: `auto` (vehicles, and the whole frame when no vehicle is detected
     /// and every 2 s), `vehicles`, `frame` (whole image, plus vehicles) or `off`. Default: `frame` for
@@ -91,121 +98,6 @@ fn parse_plate_mode(s: &str) -> Result<PlateMode, String> {
     }
 }
 
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
-const VIDEO_EXTENSIONS: &[&str] = &["mp4", "mkv", "mov", "avi", "ts", "m2ts", "h264", "264", "h265", "265", "hevc", "webm", "flv", "mjpeg", "mjpg", "ogv"];
-
-/// Where an output line comes from: its kind, the file and, for videos, the frame.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct LineSource<'a> {
-    /// `object` or `plate`.
-    pub kind: &'static str,
-    pub file: &'a str,
-    /// Frame number within the analysed frames (videos only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub frame: Option<u64>,
-    /// Stream time of the frame in milliseconds (videos only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pts_ms: Option<u64>,
-    pub width: u32,
-    pub height: u32,
-}
-
-/// One object found in an image or a video frame.
-#[derive(Debug, Serialize)]
-pub struct ObjectLine<'a> {
-    #[serde(flatten)]
-    pub source: LineSource<'a>,
-    pub label: &'static str,
-    pub class_id: usize,
-    pub score: f32,
-    #[serde(rename = "box")]
-    pub bbox: [f32; 4],
-}
-
-/// One plate read in an image or a video frame.
-#[derive(Debug, Serialize)]
-pub struct PlateLine<'a> {
-    #[serde(flatten)]
-    pub source: LineSource<'a>,
-    /// The plate number.
-    pub plate: &'a str,
-    pub confidence: f32,
-    pub min_char_confidence: f32,
-    pub char_confidences: Vec<f32>,
-    pub color: &'static str,
-    pub rows: u8,
-    pub layout: &'static str,
-    /// Corners in image pixels: top-left, top-right, bottom-right, bottom-left.
-    pub corners: [[f32; 2]; 4],
-    #[serde(rename = "box")]
-    pub bbox: [f32; 4],
-    /// Box of the vehicle the plate was found on, if any.
-    pub vehicle_box: Option<[f32; 4]>,
-}
-
-/// `--plate-crops` output.
-#[derive(Debug, Serialize)]
-pub struct CropLine<'a> {
-    pub file: &'a str,
-    /// The plate number, or `null` when the image did not read as a plate.
-    pub plate: Option<&'a str>,
-    pub confidence: Option<f32>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Image,
-    Video,
-}
-
-fn kind_of(path: &Path) -> Option<Kind> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-        Some(Kind::Image)
-    } else if VIDEO_EXTENSIONS.contains(&ext.as_str()) {
-        Some(Kind::Video)
-    } else {
-        None
-    }
-}
-
-/// Expands directories (recursively, sorted); files named explicitly are kept whatever their extension.
-fn expand(paths: &[PathBuf], failures: &mut Vec<String>) -> Vec<(PathBuf, Kind)> {
-    let mut out = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut found = Vec::new();
-            walk(path, &mut found, failures);
-            found.sort();
-            out.extend(found.into_iter().filter_map(|p| kind_of(&p).map(|k| (p, k))));
-        } else if path.exists() {
-            // Unknown extensions are tried as video: GStreamer detects the container from the content.
-            out.push((path.clone(), kind_of(path).unwrap_or(Kind::Video)));
-        } else {
-            failures.push(format!("{}: no such file or directory", path.display()));
-        }
-    }
-    out
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, failures: &mut Vec<String>) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            failures.push(format!("{}: {e}", dir.display()));
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, out, failures);
-        } else {
-            out.push(path);
-        }
-    }
-}
-
 /// What a video is analysed with: the events settings and, when a camera is chosen, its geometry.
 struct VideoSetup {
     site: edge_config::Site,
@@ -247,7 +139,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     // Overlapping frames, as the daemon: one detector session per core with one thread each, working on
     // the frames ahead while this thread runs the plate chain and the events. One frame at a time: one
     // session, each model on every core.
-    let cores = edge_config::cpu_cores();
+    let cores = crate::inference::cpu_cores();
     let sessions = if overlap { cores } else { 1 };
     if !overlap {
         models.intra_threads = models.intra_threads.max(cores);
@@ -335,20 +227,26 @@ struct Engine {
 }
 
 impl Engine {
+    /// Starts the detector on a frame read ahead, before its turn: what the plate chain searches is not
+    /// known yet, so the chain waits for [`Engine::finish`] (with the frames overlapping it runs here).
+    fn start_ahead(&self, frame: Frame) -> Result<Pending, InferenceError> {
+        self.detector.submit(frame, PlateMode::Off, PlateFocus::default())
+    }
+
     /// Starts the detector on `frame`, with the plate chain after it on the detector thread unless the chain
-    /// runs here (then `focus` is asked for in [`Engine::finish`]).
-    fn start(&self, frame: Frame, plates: PlateMode, focus: impl FnOnce() -> PlateFocus) -> Result<Pending, InferenceError> {
+    /// runs here.
+    fn start(&self, frame: Frame, plates: PlateMode, focus: &PlateFocus) -> Result<Pending, InferenceError> {
         match self.chain {
-            Some(_) => self.detector.submit(frame, PlateMode::Off, PlateFocus::default()),
-            None => self.detector.submit(frame, plates, focus()),
+            Some(_) => self.start_ahead(frame),
+            None => self.detector.submit(frame, plates, focus.clone()),
         }
     }
 
     /// Waits for the detector, then runs the plate chain when it runs here.
-    fn finish(&mut self, pending: Pending, plates: PlateMode, focus: impl FnOnce() -> PlateFocus) -> Result<Analysed, InferenceError> {
+    fn finish(&mut self, pending: Pending, plates: PlateMode, focus: &PlateFocus) -> Result<Analysed, InferenceError> {
         let mut analysed = pending.wait()?;
         if let Some(chain) = self.chain.as_mut() {
-            chain.search(&mut analysed, plates, &focus());
+            chain.search(&mut analysed, plates, focus);
         }
         Ok(analysed)
     }
@@ -356,8 +254,8 @@ impl Engine {
 
 fn analyse_image(path: &Path, engine: &mut Engine, plates: PlateMode) -> anyhow::Result<Analysed> {
     let image = BgrImage::open(path)?;
-    let pending = engine.start(Frame::from_image(image), plates, PlateFocus::default)?;
-    Ok(engine.finish(pending, plates, PlateFocus::default)?)
+    let pending = engine.start(Frame::from_image(image), plates, &PlateFocus::default())?;
+    Ok(engine.finish(pending, plates, &PlateFocus::default())?)
 }
 
 /// `--plate-crops`: every image is a rectified plate; read them in batches.
@@ -416,6 +314,8 @@ enum VideoLine<'a> {
     Event(&'a crate::payload::Event),
 }
 
+/// A video through the daemon's per-frame path ([`FrameLoop`]), driven from a file: frames are read ahead
+/// and, with the frames overlapping, the detector starts on those the loop expects to analyse.
 fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &mut Engine, mut each: impl FnMut(VideoLine<'_>)) -> anyhow::Result<()> {
     let absolute = std::fs::canonicalize(path).with_context(|| "cannot resolve path")?;
     let uri = url::Url::from_file_path(&absolute).map_err(|_| anyhow::anyhow!("cannot make a file URI"))?;
@@ -427,11 +327,7 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
         decoder: camera.map_or(edge_config::DecoderChoice::Auto, |c| c.decoder),
         ..SourceSettings::new(camera_id.clone(), CameraUrl::new(uri.as_str()), detect_fps, camera.map_or(args.max_frame_width, |c| c.max_frame_width), Mode::Offline)
     };
-    let origin = crate::topics::Origin { site: setup.site.clone(), camera: camera_id };
-    let mut builder_settings = BuilderSettings::from_config(&setup.events, detect_fps);
-    builder_settings.snapshots = args.snapshots.is_some();
-    let (lines, zones) = camera.map_or((&[][..], &[][..]), |c| (&c.lines[..], &c.zones[..]));
-    let mut builder = EventBuilder::new(origin, builder_settings, lines, zones);
+    let mut frames = frame_loop(args, setup, plate_mode, detect_fps, camera_id);
     let started = chrono::Utc::now();
     let emit = |outs: Vec<EventOut>, each: &mut dyn FnMut(VideoLine<'_>)| -> anyhow::Result<()> {
         for out in outs {
@@ -446,16 +342,12 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
         Ok(())
     };
 
-    let motion = edge_config::Motion { enabled: args.motion.unwrap_or(camera.is_none_or(|c| c.motion.enabled)), ..camera.map(|c| c.motion.clone()).unwrap_or_default() };
-    let mut gate = DetectGate::new(&motion);
-    let settle_reads = args.plate_settle.unwrap_or(setup.plates.settle_reads);
-    let min_vehicle_width = setup.plates.min_vehicle_width_px as f32;
     let record = Arc::new(CameraRecord::new("analyze", detect_fps, CameraState::Connecting));
     let mut pipeline = Pipeline::open(settings, record).map_err(|e| anyhow::anyhow!(e.message))?;
     let mut idle = Duration::ZERO;
-    // Frames read ahead. The gate decides each frame once the frames before it are finished (plates,
-    // events), as the daemon does; with the frames overlapping, the detector has meanwhile started on those
-    // it will probably analyse.
+    // Frames read ahead. Each frame's turn comes once the frames before it are finished (plates, events),
+    // as in the daemon; with the frames overlapping, the detector has meanwhile started on those it will
+    // probably analyse.
     let lookahead = if engine.overlap { 2 * engine.sessions + 1 } else { 1 };
     let mut window: VecDeque<Ahead> = VecDeque::with_capacity(lookahead);
     let mut ended = false;
@@ -465,14 +357,13 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
                 Next::Frame(frame) => {
                     idle = Duration::ZERO;
                     let stream_s = frame.pts.map_or(frame.seq as f64 / detect_fps, |p| p.as_secs_f64());
-                    let look = gate.look(frame.view().ok().as_ref());
-                    // The guess takes the objects followed now (some may be gone by then) and counts from the
-                    // last frame started ahead. A frame the gate then skips is dropped unused; one it runs on
-                    // that was not guessed (an object that appeared in a frame ahead, then stood still)
-                    // starts late. Either way the results are the same.
+                    let look = frames.look(&frame);
+                    // Counted from the last frame started ahead. A frame the loop then skips is dropped unused;
+                    // one it runs on that was not expected (an object that appeared in a frame ahead, then
+                    // stood still) starts late. Either way the results are the same.
                     let planned = window.iter().rev().find(|a| a.frame.started()).map(|a| a.stream_s);
-                    let frame = if engine.overlap && gate.would_decide(look, stream_s, builder.active() > 0, planned) != Decision::Skip {
-                        AheadFrame::Started(engine.detector.submit(frame, PlateMode::Off, PlateFocus::default())?)
+                    let frame = if engine.overlap && frames.likely_analysed(look, stream_s, planned) {
+                        AheadFrame::Started(engine.start_ahead(frame)?)
                     } else {
                         AheadFrame::Waiting(frame)
                     };
@@ -494,30 +385,39 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
             }
             continue;
         };
-        let decision = gate.decide_on(look, stream_s, builder.active() > 0);
-        let run = decision != Decision::Skip;
-        each(VideoLine::Sampled { analysed: run, dropped_ahead: !run && frame.started() });
-        if !run {
+        let Turn::Analyse(focus) = frames.turn(look, stream_s) else {
+            each(VideoLine::Sampled { analysed: false, dropped_ahead: frame.started() });
             continue;
-        }
-        // Which vehicles to search for plates, from what the builder knows up to the frame before.
-        let focus = |builder: &EventBuilder, gate: &mut DetectGate| PlateFocus {
-            targets: builder.plate_targets(settle_reads),
-            min_vehicle_width,
-            whole_frame: gate.whole_frame(plate_mode, decision, stream_s),
         };
+        each(VideoLine::Sampled { analysed: true, dropped_ahead: false });
         let pending = match frame {
             AheadFrame::Started(pending) => pending,
-            AheadFrame::Waiting(frame) => engine.start(frame, plate_mode, || focus(&builder, &mut gate))?,
+            AheadFrame::Waiting(frame) => engine.start(frame, plate_mode, &focus)?,
         };
-        let analysed = engine.finish(pending, plate_mode, || focus(&builder, &mut gate))?;
+        let analysed = engine.finish(pending, plate_mode, &focus)?;
         each(VideoLine::Frame(&analysed));
         let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);
-        let outs = builder.observe(&analysed.input(FrameTime { stream_s, wall }));
-        emit(outs, &mut each)?;
+        let observed = frames.observe(&analysed, FrameTime { stream_s, wall });
+        emit(observed.gap, &mut each)?;
+        emit(observed.events, &mut each)?;
     }
-    let outs = builder.finish();
+    let outs = frames.finish();
     emit(outs, &mut each)
+}
+
+/// The per-frame path for a video: the camera's lines, zones, motion gating and plate search where a
+/// camera applies, the command line's choices over them.
+fn frame_loop(args: &AnalyzeArgs, setup: &VideoSetup, plate_mode: PlateMode, detect_fps: f64, camera_id: String) -> FrameLoop {
+    let camera = setup.camera.as_ref();
+    let origin = crate::topics::Origin { site: setup.site.clone(), camera: camera_id };
+    let mut builder_settings = BuilderSettings::from_config(&setup.events, detect_fps);
+    builder_settings.snapshots = args.snapshots.is_some();
+    let (lines, zones) = camera.map_or((&[][..], &[][..]), |c| (&c.lines[..], &c.zones[..]));
+    let builder = EventBuilder::new(origin, builder_settings, lines, zones);
+    let motion = edge_config::Motion { enabled: args.motion.unwrap_or(camera.is_none_or(|c| c.motion.enabled)), ..camera.map(|c| c.motion.clone()).unwrap_or_default() };
+    let settle_reads = args.plate_settle.unwrap_or(setup.plates.settle_reads);
+    let search = PlateSearch::new(plate_mode, settle_reads, setup.plates.min_vehicle_width_px as f32);
+    FrameLoop::new(DetectGate::new(&motion), search, builder)
 }
 
 /// A video frame read ahead: what the motion stage saw, and the frame, or the detector's work on it.
@@ -538,51 +438,5 @@ enum AheadFrame {
 impl AheadFrame {
     fn started(&self) -> bool {
         matches!(self, AheadFrame::Started(_))
-    }
-}
-
-fn print_event(out: &mut impl Write, file: &str, e: &crate::payload::Event, json: bool) {
-    let _ = if json {
-        serde_json::to_string(e).map(|s| writeln!(out, "{s}"))
-    } else {
-        let direction = e.direction.map_or("-", |d| d.as_str());
-        let plate = e.plate.as_ref().map_or_else(|| "-".to_string(), |p| format!("{} ({} of {} reads)", p.text, p.reads, p.votes));
-        Ok(writeln!(out, "{file}: {:?} {} #{} {} direction {direction} plate {plate}", e.phase, e.label, e.track_id, &e.id[..8]))
-    };
-}
-
-fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, analysed: &Analysed, json: bool) {
-    let pts_ms = frame.and(analysed.frame.pts.map(|p| p.as_millis() as u64));
-    let source = |kind| LineSource { kind, file, frame, pts_ms, width: analysed.frame.width(), height: analysed.frame.height() };
-    let at = frame.map(|f| format!(" frame {f}")).unwrap_or_default();
-    for d in analysed.reported() {
-        let line = ObjectLine { source: source("object"), label: d.label(), class_id: d.class_id(), score: round3(d.score), bbox: d.bbox.to_array() };
-        let _ = if json {
-            serde_json::to_string(&line).map(|s| writeln!(out, "{s}"))
-        } else {
-            let b = line.bbox;
-            Ok(writeln!(out, "{file}{at}: {} {:.2} [{:.1}, {:.1}, {:.1}, {:.1}]", d.label(), d.score, b[0], b[1], b[2], b[3]))
-        };
-    }
-    for p in &analysed.plates {
-        let round = |v: f32| (v * 10.0).round() / 10.0;
-        let line = PlateLine {
-            source: source("plate"),
-            plate: &p.text,
-            confidence: round3(p.confidence),
-            min_char_confidence: round3(p.min_char_confidence),
-            char_confidences: p.char_confidences.iter().map(|c| round3(*c)).collect(),
-            color: p.colour.as_str(),
-            rows: p.rows.count(),
-            layout: p.layout,
-            corners: p.corners.map(|(x, y)| [round(x), round(y)]),
-            bbox: p.bbox.to_array(),
-            vehicle_box: p.region.and_then(|i| analysed.detections.get(i)).map(|d| d.bbox.to_array()),
-        };
-        let _ = if json {
-            serde_json::to_string(&line).map(|s| writeln!(out, "{s}"))
-        } else {
-            Ok(writeln!(out, "{file}{at}: plate {} ({}, {} row(s)) {:.2}, weakest character {:.2}", p.text, line.color, line.rows, p.confidence, p.min_char_confidence))
-        };
     }
 }

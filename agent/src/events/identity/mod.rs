@@ -9,15 +9,19 @@
 //! - **Plate-led detection** (also [`consolidate`]): a plate read that no vehicle box covers starts a
 //!   vehicle of its own, with a box estimated from the plate ([`vehicle_from_plate`]); its chain says it was
 //!   started from a plate.
-//! - **After tracking** (in the builder): a track that is confirmed lying inside a vehicle already followed
+//! - **After tracking** ([`Chains`]): a track that is confirmed lying inside a vehicle already followed
 //!   joins that vehicle's chain instead of starting one; chains that read the same plate while they overlap
 //!   are merged (the younger one ends with `merged_into`); a vehicle with a plate that stood still and was
 //!   then lost inside the frame is remembered for `events.plate_memory_secs`, and a vehicle reading the
 //!   same plate where it stood in that time continues its passing (its `end` waits for the memory to run
 //!   out).
 
+mod chains;
+
 use models::plates::{PlateColour, PlateRead, PlateRows};
 use models::{BBox, Detection, ObjectClass};
+
+pub(super) use chains::Chains;
 
 /// A box lying at least this much inside another (share of its own area) is part of it.
 pub const NESTED: f32 = 0.8;
