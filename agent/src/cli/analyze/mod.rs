@@ -321,13 +321,12 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
     let uri = url::Url::from_file_path(&absolute).map_err(|_| anyhow::anyhow!("cannot make a file URI"))?;
     let camera = setup.camera.as_ref();
     let detect_fps = camera.map_or(args.detect_fps, |c| c.detect_fps);
-    let plate_mode = args.plates.or(camera.map(|c| c.plates)).unwrap_or_default();
     let camera_id = camera.map_or_else(|| "analyze".to_string(), |c| c.id.clone());
     let settings = SourceSettings {
         decoder: camera.map_or(edge_config::DecoderChoice::Auto, |c| c.decoder),
         ..SourceSettings::new(camera_id.clone(), CameraUrl::new(uri.as_str()), detect_fps, camera.map_or(args.max_frame_width, |c| c.max_frame_width), Mode::Offline)
     };
-    let mut frames = frame_loop(args, setup, plate_mode, detect_fps, camera_id);
+    let mut frames = frame_loop(args, setup, detect_fps, camera_id);
     let started = chrono::Utc::now();
     let emit = |outs: Vec<EventOut>, each: &mut dyn FnMut(VideoLine<'_>)| -> anyhow::Result<()> {
         for out in outs {
@@ -392,9 +391,9 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
         each(VideoLine::Sampled { analysed: true, dropped_ahead: false });
         let pending = match frame {
             AheadFrame::Started(pending) => pending,
-            AheadFrame::Waiting(frame) => engine.start(frame, plate_mode, &focus)?,
+            AheadFrame::Waiting(frame) => engine.start(frame, frames.plates(), &focus)?,
         };
-        let analysed = engine.finish(pending, plate_mode, &focus)?;
+        let analysed = engine.finish(pending, frames.plates(), &focus)?;
         each(VideoLine::Frame(&analysed));
         let wall = started + chrono::Duration::milliseconds((stream_s * 1000.0) as i64);
         let observed = frames.observe(&analysed, FrameTime { stream_s, wall });
@@ -407,8 +406,9 @@ fn analyse_video(path: &Path, args: &AnalyzeArgs, setup: &VideoSetup, engine: &m
 
 /// The per-frame path for a video: the camera's lines, zones, motion gating and plate search where a
 /// camera applies, the command line's choices over them.
-fn frame_loop(args: &AnalyzeArgs, setup: &VideoSetup, plate_mode: PlateMode, detect_fps: f64, camera_id: String) -> FrameLoop {
+fn frame_loop(args: &AnalyzeArgs, setup: &VideoSetup, detect_fps: f64, camera_id: String) -> FrameLoop {
     let camera = setup.camera.as_ref();
+    let plate_mode = args.plates.or(camera.map(|c| c.plates)).unwrap_or_default();
     let origin = crate::topics::Origin { site: setup.site.clone(), camera: camera_id };
     let mut builder_settings = BuilderSettings::from_config(&setup.events, detect_fps);
     builder_settings.snapshots = args.snapshots.is_some();
