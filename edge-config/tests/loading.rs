@@ -1,6 +1,6 @@
 //! Loading and validating whole configuration files.
 
-use edge_config::{load_file, parse_str, ExecutionProvider, Issue};
+use edge_config::{load_file, parse_str, Direction, ExecutionProvider, Issue, ObjectKind, RuleKind};
 
 const GOOD: &str = r#"
 [site]
@@ -223,8 +223,38 @@ fn no_cameras_is_valid_for_a_fresh_install_and_rules_are_checked() {
     );
     let issues = parse_str(&text).unwrap_err();
     let p = paths(&issues);
-    for want in ["rules[0].plates[0]", "rules[0].tolerance", "rules[1].from", "rules[2].zone", "rules[3]"] {
+    for want in ["rules[0].plates[0]", "rules[0].tolerance", "rules[1].from", "rules[2].zone", "rules[3].bogus"] {
         assert!(p.contains(&want), "{want} missing from {issues:?}");
+    }
+}
+
+#[test]
+fn rule_values_are_parsed_into_types_once_and_each_bad_one_is_named_at_its_key() {
+    let good = format!(
+        "{SITE}[[rules]]\nid = \"n\"\nkind = \"after_hours\"\nfrom = \"22:30\"\nto = \"06:00\"\ntypes = [\"vehicle\"]\ndirection = \"in\"\n\
+         [[rules]]\nid = \"w\"\nkind = \"watch_list\"\nentries = [{{ plate = \"苏ED51712\", until = \"2027-01-15T07:00:00+08:00\" }}]\n"
+    );
+    let config = parse_str(&good).unwrap();
+    let RuleKind::AfterHours { from, to, types, direction } = &config.rules[0].kind else { panic!("{:?}", config.rules[0]) };
+    assert_eq!((from.minutes(), to.minutes(), types.as_slice(), *direction), (22 * 60 + 30, 6 * 60, &[ObjectKind::Vehicle][..], Some(Direction::In)));
+    assert_eq!(from.to_string(), "22:30");
+    let RuleKind::WatchList { entries, .. } = &config.rules[1].kind else { panic!("{:?}", config.rules[1]) };
+    assert_eq!(entries[0].until.map(|u| u.to_rfc3339()).as_deref(), Some("2027-01-14T23:00:00+00:00"));
+
+    let bad = [
+        ("from = \"22:30\"", "from = \"7:00\"", "rules[0].from", "\"7:00\" is not a time of day HH:MM"),
+        ("types = [\"vehicle\"]", "types = [\"bike\"]", "rules[0].types[0]", "`bike`"),
+        ("direction = \"in\"", "direction = \"up\"", "rules[0].direction", "`up`"),
+        ("2027-01-15T07:00:00+08:00", "15 Jan 2027", "rules[1].entries[0].until", "not an RFC 3339 time"),
+        ("direction = \"in\"", "direction = \"in\"\nzone = \"square\"", "rules[0]", "unknown field `zone` for kind `after_hours`"),
+        ("to = \"06:00\"\n", "", "rules[0]", "missing field `to`"),
+        ("to = \"06:00\"", "to = \"22:30\"", "rules[0].to", "empty"),
+    ];
+    for (from, to, path, words) in bad {
+        let text = good.replacen(from, to, 1);
+        assert_ne!(text, good, "{from} not found");
+        let issues = parse_str(&text).unwrap_err();
+        assert!(issues.iter().any(|i| i.path == path && i.message.contains(words)), "{path} {words:?} not in {issues:?}");
     }
 }
 

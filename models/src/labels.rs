@@ -89,32 +89,7 @@ pub fn coco_class_id(label: &str) -> Option<usize> {
     COCO_LABELS.iter().position(|l| *l == label)
 }
 
-/// What an object is to a checkpoint: the two kinds that events, rules and payloads distinguish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ObjectKind {
-    Person,
-    /// Anything on wheels (and every other detector class the agent is configured to keep).
-    Vehicle,
-}
-
-impl ObjectKind {
-    /// `person` or `vehicle`, as in payloads and rule settings.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectKind::Person => "person",
-            ObjectKind::Vehicle => "vehicle",
-        }
-    }
-
-    /// The kind named `person` or `vehicle`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "person" => Some(ObjectKind::Person),
-            "vehicle" => Some(ObjectKind::Vehicle),
-            _ => None,
-        }
-    }
-}
+pub use edge_config::ObjectKind;
 
 /// A detector class: the COCO class id, with its label, its [`ObjectKind`] and what the agent does with it.
 /// The one place that knows which labels carry plates and which may be confused with each other.
@@ -195,6 +170,5 @@ mod tests {
         assert_eq!(ObjectClass::BUS.track_group(), ObjectClass::CAR.track_group());
         assert_ne!(ObjectClass::BICYCLE.track_group(), ObjectClass::CAR.track_group());
         assert_eq!(ObjectClass::from_id(80), None);
-        assert_eq!(ObjectKind::parse("vehicle"), Some(ObjectKind::Vehicle));
     }
 }

@@ -307,7 +307,7 @@ fn entry_untils(doc: &Document) -> Vec<DateTime<Utc>> {
             _ => None,
         })
         .flatten()
-        .filter_map(|e| e.until.as_deref().and_then(|u| DateTime::parse_from_rfc3339(u).ok()).map(|u| u.with_timezone(&Utc)))
+        .filter_map(|e| e.until)
         .collect()
 }
 

@@ -8,26 +8,11 @@
 //! the configured in-side.
 
 use edge_config::{Line, Zone};
-use serde::Serialize;
 
 pub type Point = (f64, f64);
 
-/// Crossing direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    In,
-    Out,
-}
-
-impl Direction {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Direction::In => "in",
-            Direction::Out => "out",
-        }
-    }
-}
+/// Crossing direction (the rules' `direction` key is the same type).
+pub use edge_config::Direction;
 
 /// A line in pixels.
 #[derive(Debug, Clone, PartialEq)]

@@ -150,28 +150,21 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// Compiles validated rules. Disabled rules are left out; a value validation would have rejected (an
-    /// after-hours time that is not `HH:MM`, an unknown type or direction) leaves that rule out too, with a
-    /// warning, so one bad rule never stops the others.
+    /// Compiles validated rules; disabled rules are left out. Values were parsed into their types when the
+    /// rules were loaded, so compiling cannot fail.
     pub fn compile(rules: &[Rule]) -> Self {
         Self::compile_with(rules, &[])
     }
 
     /// Like [`RuleSet::compile`], with the provenance of each rule (missing entries: local rules).
     pub fn compile_with(rules: &[Rule], provenance: &[Option<Provenance>]) -> Self {
-        let active = rules.iter().enumerate().filter(|(_, r)| r.enabled).filter_map(|(i, r)| match compile_check(&r.kind) {
-            Ok(check) => Some(ActiveRule {
-                id: r.id.clone(),
-                severity: r.severity,
-                cameras: r.cameras.clone(),
-                cooldown_secs: r.cooldown_secs,
-                check,
-                provenance: provenance.get(i).cloned().flatten(),
-            }),
-            Err(reason) => {
-                tracing::warn!(rule = %r.id, reason, "rule not applied");
-                None
-            }
+        let active = rules.iter().enumerate().filter(|(_, r)| r.enabled).map(|(i, r)| ActiveRule {
+            id: r.id.clone(),
+            severity: r.severity,
+            cameras: r.cameras.clone(),
+            cooldown_secs: r.cooldown_secs,
+            check: compile_check(&r.kind),
+            provenance: provenance.get(i).cloned().flatten(),
         });
         Self { source: rules.to_vec(), provenance: provenance.to_vec(), rules: active.collect() }
     }
@@ -195,33 +188,17 @@ impl RuleSet {
     }
 }
 
-fn compile_check(kind: &RuleKind) -> Result<Check, String> {
-    Ok(match kind {
+fn compile_check(kind: &RuleKind) -> Check {
+    match kind {
         RuleKind::WatchList { plates, entries, tolerance } => {
-            let mut listed: Vec<Listed> = plates.iter().map(|p| Listed { plate: normalise_plate(p), until: None, reason: None }).collect();
-            for e in entries {
-                let until = match &e.until {
-                    None => None,
-                    Some(u) => Some(DateTime::parse_from_rfc3339(u).map_err(|_| format!("{u:?} is not an RFC 3339 time"))?.with_timezone(&Utc)),
-                };
-                listed.push(Listed { plate: normalise_plate(&e.plate), until, reason: e.reason.clone() });
-            }
-            Check::WatchList { plates: WatchIndex::new(listed, *tolerance), tolerance: *tolerance }
+            let plates = plates.iter().map(|p| Listed { plate: normalise_plate(p), until: None, reason: None });
+            let entries = entries.iter().map(|e| Listed { plate: normalise_plate(&e.plate), until: e.until, reason: e.reason.clone() });
+            Check::WatchList { plates: WatchIndex::new(plates.chain(entries).collect(), *tolerance), tolerance: *tolerance }
         }
         RuleKind::KeyRegion { prefixes } => Check::KeyRegion { prefixes: prefixes.iter().map(|p| normalise_plate(p)).collect() },
         RuleKind::Crowding { zone, min_people, min_secs } => Check::Crowding { zone: zone.clone(), min_people: *min_people, min_secs: *min_secs },
-        RuleKind::AfterHours { from, to, types, direction } => {
-            let clock = |t: &str| edge_config::parse_clock(t).ok_or_else(|| format!("{t:?} is not a time of day HH:MM"));
-            let kinds = types.iter().map(|t| ObjectKind::parse(t).ok_or_else(|| format!("{t:?}: expected \"person\" or \"vehicle\""))).collect::<Result<_, _>>()?;
-            let direction = match direction.as_deref() {
-                None => None,
-                Some("in") => Some(Direction::In),
-                Some("out") => Some(Direction::Out),
-                Some(d) => return Err(format!("{d:?}: expected \"in\" or \"out\"")),
-            };
-            Check::AfterHours { from: clock(from)?, to: clock(to)?, kinds, direction }
-        }
-    })
+        RuleKind::AfterHours { from, to, types, direction } => Check::AfterHours { from: from.minutes(), to: to.minutes(), kinds: types.clone(), direction: *direction },
+    }
 }
 
 /// How a read matched a listed plate.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::events::{FrameSize, ObjectEvent, Phase};
-use edge_config::{Rule, RuleKind, Severity};
+use edge_config::{ClockTime, Rule, RuleKind, Severity};
 use models::plates::PlateColour;
 use models::BBox;
 
@@ -18,6 +18,10 @@ fn origin(camera: &str) -> Arc<Origin> {
 /// Memory of camera `gate`.
 fn gate() -> CameraRules {
     CameraRules::new(origin("gate"))
+}
+
+fn clock(text: &str) -> ClockTime {
+    ClockTime::parse(text).expect("a time of day HH:MM")
 }
 
 fn compiled(rules: &[Rule]) -> RuleSet {
@@ -116,7 +120,7 @@ fn after_hours_window_passes_midnight_and_filters_type_and_direction() {
     assert!(!in_window(NOON, 22 * 60, 6 * 60));
     assert!(in_window(NOON, 9 * 60, 17 * 60));
 
-    let rules = vec![rule("night", RuleKind::AfterHours { from: "22:00".into(), to: "06:00".into(), types: vec!["person".into()], direction: None })];
+    let rules = vec![rule("night", RuleKind::AfterHours { from: clock("22:00"), to: clock("06:00"), types: vec![ObjectKind::Person], direction: None })];
     let mut cam = gate();
     assert!(cam.on_event(&compiled(&rules), &event("p1", Phase::New, "person", None, None), at(0, NOON)).is_empty(), "daytime");
     assert!(cam.on_event(&compiled(&rules), &event("v1", Phase::New, "vehicle", None, None), at(0, 23 * 60)).is_empty(), "vehicles not selected");
@@ -127,7 +131,7 @@ fn after_hours_window_passes_midnight_and_filters_type_and_direction() {
     assert!(cam.on_event(&compiled(&rules), &event("p2", Phase::Update, "person", None, Some(Direction::In)), at(1, 23 * 60)).is_empty());
     assert_eq!(cam.on_event(&compiled(&rules), &event("p3", Phase::New, "person", None, None), at(2, 23 * 60)).len(), 1);
 
-    let inbound = vec![rule("night-in", RuleKind::AfterHours { from: "22:00".into(), to: "06:00".into(), types: vec![], direction: Some("in".into()) })];
+    let inbound = vec![rule("night-in", RuleKind::AfterHours { from: clock("22:00"), to: clock("06:00"), types: vec![], direction: Some(Direction::In) })];
     let mut cam = gate();
     assert!(cam.on_event(&compiled(&inbound), &event("v2", Phase::New, "vehicle", Some("苏ED51712"), None), at(0, 60)).is_empty(), "direction unknown yet");
     assert!(cam.on_event(&compiled(&inbound), &event("v2", Phase::Update, "vehicle", Some("苏ED51712"), Some(Direction::Out)), at(1, 60)).is_empty());
@@ -173,12 +177,11 @@ fn disabled_rules_and_zero_cooldown() {
 }
 
 #[test]
-fn rules_are_compiled_once_and_a_value_validation_would_reject_leaves_only_that_rule_out() {
-    let good = rule("night", RuleKind::AfterHours { from: "22:30".into(), to: "06:00".into(), types: vec!["vehicle".into()], direction: Some("out".into()) });
-    let bad = rule("broken", RuleKind::AfterHours { from: "25:00".into(), to: "06:00".into(), types: vec![], direction: None });
+fn rules_are_compiled_once_and_disabled_ones_are_left_out() {
+    let good = rule("night", RuleKind::AfterHours { from: clock("22:30"), to: clock("06:00"), types: vec![ObjectKind::Vehicle], direction: Some(Direction::Out) });
     let mut off = rule("off", RuleKind::KeyRegion { prefixes: vec!["鄂 a".into()] });
     off.enabled = false;
-    let set = compiled(&[good, bad, off, rule("region", RuleKind::KeyRegion { prefixes: vec!["鄂 a".into()] })]);
+    let set = compiled(&[good, off, rule("region", RuleKind::KeyRegion { prefixes: vec!["鄂 a".into()] })]);
     let ids: Vec<&str> = set.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["night", "region"]);
     assert_eq!(set.iter().next().map(|r| &r.check), Some(&Check::AfterHours { from: 22 * 60 + 30, to: 6 * 60, kinds: vec![ObjectKind::Vehicle], direction: Some(Direction::Out) }));
@@ -192,7 +195,11 @@ fn rules_are_compiled_once_and_a_value_validation_would_reject_leaves_only_that_
 
 #[test]
 fn expired_watch_list_entries_stop_matching_and_listed_reasons_reach_the_alert() {
-    let entry = |plate: &str, until: &str, reason: &str| edge_config::WatchEntry { plate: plate.into(), until: Some(until.into()), reason: Some(reason.into()) };
+    let entry = |plate: &str, until: &str, reason: &str| edge_config::WatchEntry {
+        plate: plate.into(),
+        until: DateTime::parse_from_rfc3339(until).ok().map(|t| t.with_timezone(&Utc)),
+        reason: Some(reason.into()),
+    };
     let rules = vec![rule(
         "wanted",
         RuleKind::WatchList {

@@ -23,7 +23,7 @@ pub use control::{Control, Reports};
 pub use events::Events;
 pub use models::{Detector, ExecutionProvider, Models, Plates};
 pub use mqtt::{Mqtt, MqttTls, DEFAULT_TOPIC_PREFIX};
-pub use rules::{Rule, RuleKind, Severity, WatchEntry};
+pub use rules::{ClockTime, Direction, ObjectKind, Rule, RuleKind, Severity, WatchEntry};
 pub use storage::Storage;
 pub use web::{Metrics, Outcome, Web};
 
