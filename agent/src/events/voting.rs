@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use models::plates::{is_valid_plate, PlateColour, PlateRead, PlateRows};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Most readings kept per track (the earliest are dropped after that).
 const MAX_READS: usize = 64;
@@ -25,7 +25,7 @@ struct Reading {
 }
 
 /// The voted plate of a track.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VotedPlate {
     pub text: String,
     pub confidence: f32,

@@ -1,20 +1,17 @@
 //! `{prefix}/{site}/{camera}/events`: the wire form of [`ObjectEvent`].
 
-use std::borrow::Cow;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{round2, round3, timestamp, Grid, EVENT_SCHEMA};
 use crate::events::geometry::Direction;
 use crate::events::voting::VotedPlate;
 use crate::events::{self, FrameSize, ObjectEvent, Phase};
 use crate::topics::Topics;
-use models::ObjectKind;
 
 /// `{prefix}/{site}/{camera}/events` (QoS 1): one message per phase of one object passing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    pub schema: Cow<'static, str>,
+    pub schema: &'static str,
     /// UUIDv7, the same for every phase of one object. Consumers deduplicate on (`id`, `seq`).
     pub id: String,
     /// Phase number within the event: 1 for `new`, then one more per message.
@@ -24,10 +21,10 @@ pub struct Event {
     pub camera: String,
     /// `person` or `vehicle`.
     #[serde(rename = "type")]
-    pub kind: ObjectKind,
+    pub kind: &'static str,
     pub phase: Phase,
     /// Detector label: person, bicycle, car, motorcycle, bus, truck.
-    pub label: Cow<'static, str>,
+    pub label: &'static str,
     /// Tracker id, unique per camera while the agent runs.
     pub track_id: u64,
     /// When the object was first seen.
@@ -53,7 +50,7 @@ pub struct Event {
     /// `plate` when the chain was started from a plate that no vehicle box covered (a vehicle too close to
     /// the camera for the detector); absent for chains started by the detector.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_from: Option<Cow<'static, str>>,
+    pub started_from: Option<&'static str>,
     /// On an `end` only: this chain turned out to be the same vehicle as the chain with this id (same
     /// plate, same place, same time), which carries on. It is not a passing of its own.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,7 +58,7 @@ pub struct Event {
 }
 
 /// One crossing of a configured line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Crossing {
     pub line: String,
     pub direction: Direction,
@@ -69,7 +66,7 @@ pub struct Crossing {
 }
 
 /// One stay in a configured zone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ZoneVisit {
     pub id: String,
     pub entered_at: String,
@@ -79,7 +76,7 @@ pub struct ZoneVisit {
 }
 
 /// Where an event's snapshot is and what it shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SnapshotRef {
     /// The event id; the JPEG is published on `{prefix}/{site}/{camera}/snapshots/{id}`.
     pub id: String,
@@ -89,7 +86,7 @@ pub struct SnapshotRef {
     /// Local file (offline analysis with `--snapshots DIR`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    pub content_type: Cow<'static, str>,
+    pub content_type: &'static str,
     pub bytes: usize,
     pub width: u32,
     pub height: u32,
@@ -106,15 +103,15 @@ impl Event {
     /// The wire form of `e`; with `topics` (the agent publishes to MQTT) its snapshot names the topic it goes to.
     pub fn new(e: &ObjectEvent, topics: Option<&Topics>) -> Self {
         Self {
-            schema: EVENT_SCHEMA.into(),
+            schema: EVENT_SCHEMA,
             id: e.id.clone(),
             seq: e.seq,
             site: e.origin.site.path(),
             grid: Grid::from(&e.origin.site),
             camera: e.origin.camera.clone(),
-            kind: e.kind(),
+            kind: e.kind().as_str(),
             phase: e.phase,
-            label: e.class.label().into(),
+            label: e.class.label(),
             track_id: e.track_id,
             started_at: timestamp(e.started_at),
             ended_at: e.ended_at.map(timestamp),
@@ -130,7 +127,7 @@ impl Event {
                 id: e.id.clone(),
                 topic: topics.map(|t| t.snapshot(e.camera(), &e.id)),
                 file: None,
-                content_type: "image/jpeg".into(),
+                content_type: "image/jpeg",
                 bytes: s.bytes,
                 width: s.width,
                 height: s.height,
@@ -139,7 +136,7 @@ impl Event {
                 taken_at: timestamp(s.taken_at),
                 sha256: s.sha256.clone(),
             }),
-            started_from: e.from_plate.then_some("plate".into()),
+            started_from: e.from_plate.then_some("plate"),
             merged_into: e.merged_into.clone(),
         }
     }

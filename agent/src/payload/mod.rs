@@ -6,7 +6,7 @@ mod disposition;
 mod event;
 
 use edge_config::Site;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use crate::events::{FrameSize, Phase};
 pub use alert::{Alert, AlertMatch, AlertPlate};
@@ -31,7 +31,7 @@ pub fn now() -> String {
 }
 
 /// The five grid levels, as fields.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Grid {
     pub city: String,
     pub district: String,
