@@ -197,7 +197,7 @@ fn rules_are_compiled_once_and_disabled_ones_are_left_out() {
 fn expired_watch_list_entries_stop_matching_and_listed_reasons_reach_the_alert() {
     let entry = |plate: &str, until: &str, reason: &str| edge_config::WatchEntry {
         plate: plate.into(),
-        until: DateTime::parse_from_rfc3339(until).ok().map(|t| t.with_timezone(&Utc)),
+        until: Some(DateTime::parse_from_rfc3339(until).expect("an RFC 3339 time").with_timezone(&Utc)),
         reason: Some(reason.into()),
     };
     let rules = vec![rule(
