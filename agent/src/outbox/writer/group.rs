@@ -189,9 +189,13 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Publishes what is held because the disk cannot take it: while commits fail, everything held; otherwise
+    /// none (a group waiting the few milliseconds for its commit is not held, and must not show as such on
+    /// the desk, in the status or in the gauge).
     fn publish_held(&self) {
-        self.counters.held_messages.store(self.held_messages, Ordering::Relaxed);
-        self.counters.held_bytes.store(self.held_bytes, Ordering::Relaxed);
+        let (messages, bytes) = if self.failing.is_some() { (self.held_messages, self.held_bytes) } else { (0, 0) };
+        self.counters.held_messages.store(messages, Ordering::Relaxed);
+        self.counters.held_bytes.store(bytes, Ordering::Relaxed);
     }
 
     fn expire_snapshots(&self) {
@@ -294,6 +298,7 @@ impl<'a> Writer<'a> {
                 self.counters.set_failure(Some(StoreFailure { fault, reason: e.to_string(), since_ms }));
             }
         }
+        self.publish_held();
     }
 
     /// Stopping with messages that could not be committed: they are lost; say how many.
