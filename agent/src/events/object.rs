@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use models::{BBox, ObjectClass, ObjectKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::geometry::Direction;
 use super::voting::VotedPlate;
 use crate::topics::Origin;
 
 /// Phase of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// The object was confirmed (seen in enough frames in a row).
@@ -24,7 +24,7 @@ pub enum Phase {
 }
 
 /// Size of the analysed frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrameSize {
     pub width: u32,
     pub height: u32,

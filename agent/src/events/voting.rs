@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use models::plates::{is_valid_plate, PlateColour, PlateRead, PlateRows};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Most readings kept per track (the earliest are dropped after that).
 const MAX_READS: usize = 64;
@@ -24,18 +24,26 @@ struct Reading {
     rows: PlateRows,
 }
 
-/// The voted plate of a track.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The voted plate of a track. Read back from a log, a line written before `min_char_confidence`, `rows`
+/// and `votes` were added gets 0, one row and 0 votes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VotedPlate {
     pub text: String,
     pub confidence: f32,
+    #[serde(default)]
     pub min_char_confidence: f32,
     pub color: PlateColour,
+    #[serde(default = "one_row")]
     pub rows: u8,
     /// Readings identical to `text`.
     pub reads: u32,
     /// All readings that took part.
+    #[serde(default)]
     pub votes: u32,
+}
+
+fn one_row() -> u8 {
+    1
 }
 
 /// Readings collected for one track.

@@ -1,19 +1,23 @@
 //! `{prefix}/{site}/{camera}/alerts`: the wire form of a rule's [`Finding`].
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use super::{round2, round3, timestamp, Grid, ALERT_SCHEMA};
 use crate::events::geometry::Direction;
 use crate::rules::{Finding, RuleType};
 use crate::topics::Topics;
+use models::ObjectKind;
 
 /// An alert: a rule matched. Published on `{prefix}/{site}/{camera}/alerts` (QoS 1, through the outbox).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alert {
-    pub schema: &'static str,
+    pub schema: Cow<'static, str>,
     /// UUIDv7 of this alert.
     pub id: String,
     pub site: String,
+    #[serde(default)]
     pub grid: Grid,
     pub camera: String,
     pub ts: String,
@@ -22,15 +26,15 @@ pub struct Alert {
     /// `watch_list`, `key_region`, `crowding` or `after_hours`.
     pub kind: RuleType,
     /// `info`, `warning` or `critical`.
-    pub severity: &'static str,
+    pub severity: Cow<'static, str>,
     /// The event that triggered it (for crowding, the person present longest).
     pub event_id: Option<String>,
     /// Every event involved (crowding: the people in the zone).
     pub event_ids: Vec<String>,
     /// `person` or `vehicle`.
     #[serde(rename = "type")]
-    pub object_type: Option<&'static str>,
-    pub label: Option<&'static str>,
+    pub object_type: Option<ObjectKind>,
+    pub label: Option<Cow<'static, str>>,
     pub direction: Option<Direction>,
     pub plate: Option<AlertPlate>,
     /// Watch list: the listed plate matched, and how.
@@ -48,19 +52,19 @@ pub struct Alert {
     pub reason: Option<String>,
     /// Rules from the platform's policy: the grid level and the document version.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub level: Option<&'static str>,
+    pub level: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertPlate {
     pub text: String,
     pub confidence: f32,
     pub color: models::plates::PlateColour,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertMatch {
     /// The plate as listed.
     pub entry: String,
@@ -73,7 +77,7 @@ impl Alert {
     /// The wire form of `f`; with `topics` it names the topic of the triggering event's snapshot.
     pub fn new(f: &Finding, topics: Option<&Topics>) -> Self {
         Self {
-            schema: ALERT_SCHEMA,
+            schema: ALERT_SCHEMA.into(),
             id: f.id.clone(),
             site: f.origin.site.path(),
             grid: Grid::from(&f.origin.site),
@@ -81,12 +85,12 @@ impl Alert {
             ts: timestamp(f.at),
             rule: f.rule.clone(),
             kind: f.kind,
-            severity: f.severity.as_str(),
+            severity: f.severity.as_str().into(),
             snapshot_topic: f.event_id.as_deref().zip(topics).map(|(id, t)| t.snapshot(&f.origin.camera, id)),
             event_id: f.event_id.clone(),
             event_ids: f.event_ids.clone(),
-            object_type: f.class.map(|c| c.kind().as_str()),
-            label: f.class.map(|c| c.label()),
+            object_type: f.class.map(|c| c.kind()),
+            label: f.class.map(|c| c.label().into()),
             direction: f.direction,
             plate: f.plate.as_ref().map(|p| AlertPlate { text: p.text.clone(), confidence: round3(p.confidence), color: p.color }),
             matched: f.matched.as_ref().map(|m| AlertMatch { entry: m.entry.clone(), distance: m.distance, position: m.position }),
@@ -95,7 +99,7 @@ impl Alert {
             count: f.count,
             duration_s: f.duration_s.map(round2),
             reason: f.reason.clone(),
-            level: f.provenance.as_ref().map(|p| p.level),
+            level: f.provenance.as_ref().map(|p| p.level.into()),
             policy_version: f.provenance.as_ref().map(|p| p.version),
         }
     }

@@ -1,30 +1,34 @@
 //! `{prefix}/{site}/{camera}/events`: the wire form of [`ObjectEvent`].
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use super::{round2, round3, timestamp, Grid, EVENT_SCHEMA};
 use crate::events::geometry::Direction;
 use crate::events::voting::VotedPlate;
 use crate::events::{self, FrameSize, ObjectEvent, Phase};
 use crate::topics::Topics;
+use models::ObjectKind;
 
 /// `{prefix}/{site}/{camera}/events` (QoS 1): one message per phase of one object passing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
-    pub schema: &'static str,
+    pub schema: Cow<'static, str>,
     /// UUIDv7, the same for every phase of one object. Consumers deduplicate on (`id`, `seq`).
     pub id: String,
     /// Phase number within the event: 1 for `new`, then one more per message.
     pub seq: u32,
     pub site: String,
+    #[serde(default)]
     pub grid: Grid,
     pub camera: String,
     /// `person` or `vehicle`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: ObjectKind,
     pub phase: Phase,
     /// Detector label: person, bicycle, car, motorcycle, bus, truck.
-    pub label: &'static str,
+    pub label: Cow<'static, str>,
     /// Tracker id, unique per camera while the agent runs.
     pub track_id: u64,
     /// When the object was first seen.
@@ -50,7 +54,7 @@ pub struct Event {
     /// `plate` when the chain was started from a plate that no vehicle box covered (a vehicle too close to
     /// the camera for the detector); absent for chains started by the detector.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_from: Option<&'static str>,
+    pub started_from: Option<Cow<'static, str>>,
     /// On an `end` only: this chain turned out to be the same vehicle as the chain with this id (same
     /// plate, same place, same time), which carries on. It is not a passing of its own.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,7 +62,7 @@ pub struct Event {
 }
 
 /// One crossing of a configured line.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Crossing {
     pub line: String,
     pub direction: Direction,
@@ -66,7 +70,7 @@ pub struct Crossing {
 }
 
 /// One stay in a configured zone.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZoneVisit {
     pub id: String,
     pub entered_at: String,
@@ -76,7 +80,7 @@ pub struct ZoneVisit {
 }
 
 /// Where an event's snapshot is and what it shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotRef {
     /// The event id; the JPEG is published on `{prefix}/{site}/{camera}/snapshots/{id}`.
     pub id: String,
@@ -86,7 +90,7 @@ pub struct SnapshotRef {
     /// Local file (offline analysis with `--snapshots DIR`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    pub content_type: &'static str,
+    pub content_type: Cow<'static, str>,
     pub bytes: usize,
     pub width: u32,
     pub height: u32,
@@ -103,15 +107,15 @@ impl Event {
     /// The wire form of `e`; with `topics` (the agent publishes to MQTT) its snapshot names the topic it goes to.
     pub fn new(e: &ObjectEvent, topics: Option<&Topics>) -> Self {
         Self {
-            schema: EVENT_SCHEMA,
+            schema: EVENT_SCHEMA.into(),
             id: e.id.clone(),
             seq: e.seq,
             site: e.origin.site.path(),
             grid: Grid::from(&e.origin.site),
             camera: e.origin.camera.clone(),
-            kind: e.kind().as_str(),
+            kind: e.kind(),
             phase: e.phase,
-            label: e.class.label(),
+            label: e.class.label().into(),
             track_id: e.track_id,
             started_at: timestamp(e.started_at),
             ended_at: e.ended_at.map(timestamp),
@@ -127,7 +131,7 @@ impl Event {
                 id: e.id.clone(),
                 topic: topics.map(|t| t.snapshot(e.camera(), &e.id)),
                 file: None,
-                content_type: "image/jpeg",
+                content_type: "image/jpeg".into(),
                 bytes: s.bytes,
                 width: s.width,
                 height: s.height,
@@ -136,7 +140,7 @@ impl Event {
                 taken_at: timestamp(s.taken_at),
                 sha256: s.sha256.clone(),
             }),
-            started_from: e.from_plate.then_some("plate"),
+            started_from: e.from_plate.then_some("plate".into()),
             merged_into: e.merged_into.clone(),
         }
     }

@@ -6,7 +6,7 @@ mod disposition;
 mod event;
 
 use edge_config::Site;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::events::{FrameSize, Phase};
 pub use alert::{Alert, AlertMatch, AlertPlate};
@@ -30,8 +30,8 @@ pub fn now() -> String {
     timestamp(chrono::Utc::now())
 }
 
-/// The five grid levels, as fields.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// The five grid levels, as fields. Lines logged before the grid was added read back with it empty.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Grid {
     pub city: String,
     pub district: String,

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use edge_config::{Rule, RuleKind, Severity};
 use models::plates::normalise_plate;
 use models::{ObjectClass, ObjectKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::events::geometry::Direction;
 use crate::events::voting::VotedPlate;
@@ -68,7 +68,7 @@ pub struct Listed {
 }
 
 /// The kinds of rule, as alerts name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleType {
     WatchList,

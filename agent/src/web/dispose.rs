@@ -87,7 +87,7 @@ impl Disposer {
         let camera = alert.camera.clone();
         let mut record = AuditRecord::new(AuditAction::Dispose, now);
         record.alert = Some(alert_id.to_string());
-        record.rule = alert.rule.clone();
+        record.rule = Some(alert.rule.clone());
         record.camera = Some(camera.clone());
         record.by = Some(by.to_string());
         record.role = Some(who.role().to_string());
@@ -105,7 +105,7 @@ impl Disposer {
             camera: camera.clone(),
             alert_id: alert_id.to_string(),
             event_id: alert.event_id.clone(),
-            rule: alert.rule.clone(),
+            rule: Some(alert.rule.clone()),
             outcome: outcome.id.clone(),
             outcome_label: outcome.zh.clone(),
             note: note.map(str::to_string),

@@ -5,7 +5,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::audit::{AuditAction, AuditLog, Disposal};
@@ -49,30 +48,16 @@ pub struct AgentNotice {
     pub problems: Vec<String>,
 }
 
-/// What the desk itself reads of an alert — to keep it, sort it and dispose of it — taken from the payload
-/// once, where the item is made (the page gets the whole payload).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct AlertKeys {
-    pub id: String,
-    pub ts: String,
-    pub camera: String,
-    pub rule: Option<String>,
-    pub event_id: Option<String>,
-}
-
-/// One item of the live feed. Events and alerts carry their MQTT payload as published (the page reads the
-/// same fields the platform does).
+/// One item of the live feed. Events and alerts carry their MQTT payload (the page reads the same fields the
+/// platform does); after a restart they are read back from the logs into the same types.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum FeedItem {
     Event {
-        event: Value,
+        event: Box<payload::Event>,
     },
     Alert {
-        alert: Value,
-        #[serde(skip)]
-        keys: AlertKeys,
+        alert: Box<payload::Alert>,
         ack: Option<Ack>,
     },
     Ack {
@@ -90,31 +75,17 @@ pub enum FeedItem {
 }
 
 impl FeedItem {
-    pub fn event(event: &payload::Event) -> Option<Self> {
-        serde_json::to_value(event).ok().map(|event| FeedItem::Event { event })
+    pub fn event(event: &payload::Event) -> Self {
+        FeedItem::Event { event: Box::new(event.clone()) }
     }
 
-    pub fn alert(alert: &payload::Alert) -> Option<Self> {
-        let keys = AlertKeys { id: alert.id.clone(), ts: alert.ts.clone(), camera: alert.camera.clone(), rule: Some(alert.rule.clone()), event_id: alert.event_id.clone() };
-        serde_json::to_value(alert).ok().map(|alert| FeedItem::Alert { alert, keys, ack: None })
-    }
-
-    /// An alert as logged (a line of the alerts log, or any payload of that shape).
-    fn logged_alert(alert: Value, ack: Option<Ack>) -> Self {
-        let keys = AlertKeys::deserialize(&alert).unwrap_or_default();
-        FeedItem::Alert { alert, keys, ack }
-    }
-
-    fn alert_ts(&self) -> String {
-        match self {
-            FeedItem::Alert { keys, .. } => keys.ts.clone(),
-            _ => String::new(),
-        }
+    pub fn alert(alert: &payload::Alert) -> Self {
+        FeedItem::Alert { alert: Box::new(alert.clone()), ack: None }
     }
 
     fn alert_id(&self) -> Option<&str> {
         match self {
-            FeedItem::Alert { keys, .. } if !keys.id.is_empty() => Some(&keys.id),
+            FeedItem::Alert { alert, .. } if !alert.id.is_empty() => Some(&alert.id),
             _ => None,
         }
     }
@@ -190,10 +161,10 @@ impl Feed {
         open
     }
 
-    /// An alert still in memory: what the desk reads of it, and its acknowledgement.
-    pub(super) fn alert(&self, id: &str) -> Option<(AlertKeys, Option<Ack>)> {
+    /// An alert still in memory, and its acknowledgement.
+    pub(super) fn alert(&self, id: &str) -> Option<(Box<payload::Alert>, Option<Ack>)> {
         match self.alerts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-            Some(FeedItem::Alert { keys, ack, .. }) => Some((keys.clone(), ack.clone())),
+            Some(FeedItem::Alert { alert, ack }) => Some((alert.clone(), ack.clone())),
             _ => None,
         }
     }
@@ -201,8 +172,8 @@ impl Feed {
     /// Marks an alert acknowledged in the recent list and tells open pages.
     pub(super) fn acknowledge(&self, id: &str, ack: &Ack) {
         let set = |item: &mut FeedItem| {
-            if let FeedItem::Alert { keys, ack: slot, .. } = item {
-                if keys.id == id {
+            if let FeedItem::Alert { alert, ack: slot } = item {
+                if alert.id == id {
                     *slot = Some(ack.clone());
                 }
             }
@@ -226,17 +197,19 @@ impl Feed {
             .filter_map(|r| Some((r.alert?, Ack { by: r.by.unwrap_or_default(), at: r.at, disposal: r.disposal })))
             .collect();
         let mut items: Vec<(String, FeedItem)> = Vec::new();
+        // A line that does not read as a payload (a torn last line, another schema) is skipped; fields added
+        // to the v1 schema after its first lines were logged read back with their defaults.
         for line in events.recent_lines(now, 2).iter().rev().take(200) {
-            if let Ok(event) = serde_json::from_str::<Value>(line) {
-                items.push((event["ts"].as_str().unwrap_or_default().to_string(), FeedItem::Event { event }));
+            if let Ok(event) = serde_json::from_str::<Box<payload::Event>>(line) {
+                items.push((event.ts.clone(), FeedItem::Event { event }));
             }
         }
         for (i, line) in alerts.recent_lines(now, 7).iter().rev().enumerate() {
-            let Ok(alert) = serde_json::from_str::<Value>(line) else { continue };
-            let ack = alert["id"].as_str().and_then(|id| acks.get(id)).cloned();
-            let item = FeedItem::logged_alert(alert, ack);
+            let Ok(alert) = serde_json::from_str::<Box<payload::Alert>>(line) else { continue };
+            let (ts, ack) = (alert.ts.clone(), acks.get(&alert.id).cloned());
+            let item = FeedItem::Alert { alert, ack };
             if i < 100 {
-                items.push((item.alert_ts(), item));
+                items.push((ts, item));
             } else if let (FeedItem::Alert { ack: None, .. }, Some(id)) = (&item, item.alert_id()) {
                 self.alerts.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), item.clone());
             }
@@ -251,25 +224,54 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+
+    /// An alert as the alerts log holds it: keys the payload may leave out are missing.
+    fn logged_alert(id: &str) -> Box<payload::Alert> {
+        let grid = json!({"city": "a", "district": "b", "town": "c", "village": "d", "checkpoint": "e"});
+        let line = json!({"schema": payload::ALERT_SCHEMA, "id": id, "site": "a/b/c/d/e", "grid": grid, "camera": "gate", "ts": "2026-11-28T08:00:00.000Z",
+            "rule": "r", "kind": "watch_list", "severity": "critical", "event_id": "e1", "event_ids": ["e1"], "type": "vehicle"});
+        serde_json::from_value(line).expect("an alert payload")
+    }
 
     #[test]
     fn items_serialise_with_their_type_tag() {
         let ack = Ack { by: "duty".into(), at: "2026-11-28T08:00:00.000Z".into(), disposal: Disposal::default() };
         let v: Value = serde_json::from_str(&FeedItem::Ack { alert: "a1".into(), ack: ack.clone() }.to_json()).unwrap_or_default();
-        assert_eq!(v, serde_json::json!({"type": "ack", "alert": "a1", "ack": {"by": "duty", "at": "2026-11-28T08:00:00.000Z"}}));
-        let v: Value = serde_json::from_str(&FeedItem::logged_alert(serde_json::json!({"id": "a1"}), None).to_json()).unwrap_or_default();
-        assert_eq!(v, serde_json::json!({"type": "alert", "alert": {"id": "a1"}, "ack": null}));
+        assert_eq!(v, json!({"type": "ack", "alert": "a1", "ack": {"by": "duty", "at": "2026-11-28T08:00:00.000Z"}}));
+        let alert = logged_alert("a1");
+        let v: Value = serde_json::from_str(&FeedItem::alert(&alert).to_json()).unwrap_or_default();
+        assert_eq!(v, json!({"type": "alert", "alert": serde_json::to_value(&alert).unwrap_or_default(), "ack": null}));
+        assert_eq!((v["alert"]["id"].as_str(), v["alert"]["type"].as_str(), v["alert"]["plate"].is_null()), (Some("a1"), Some("vehicle"), true));
         assert_eq!(FeedItem::Resync.to_json(), r#"{"type":"resync"}"#);
+    }
+
+    #[test]
+    fn lines_an_earlier_version_logged_read_back_into_the_payload_types() {
+        // No grid, and a plate without min_char_confidence, rows and votes.
+        let end = json!({"schema": payload::EVENT_SCHEMA, "id": "e1", "seq": 3, "site": "s", "camera": "gate", "type": "vehicle", "phase": "end", "label": "truck",
+            "track_id": 1, "started_at": "t", "ended_at": "t", "ts": "t", "direction": "in", "crossings": [], "zones": [], "score": 0.9, "box": [0, 0, 1, 1],
+            "frame": {"width": 1280, "height": 720}, "plate": {"text": "苏EA0001", "color": "yellow", "confidence": 0.9, "reads": 3}, "snapshot": null});
+        let event: payload::Event = serde_json::from_value(end).expect("an event of an earlier version");
+        let plate = event.plate.expect("its plate");
+        assert_eq!((plate.text.as_str(), plate.rows, plate.reads, plate.votes, event.grid), ("苏EA0001", 1, 3, 0, payload::Grid::default()));
+        let alert = json!({"schema": payload::ALERT_SCHEMA, "id": "a1", "site": "s", "camera": "gate", "ts": "t", "rule": "watched", "kind": "watch_list",
+            "severity": "critical", "event_id": null, "event_ids": [], "type": "vehicle", "label": "car", "direction": "in",
+            "plate": {"text": "苏EA0001", "color": "blue", "confidence": 0.9}});
+        let alert: payload::Alert = serde_json::from_value(alert).expect("an alert of an earlier version");
+        assert_eq!((alert.id.as_str(), alert.camera.as_str(), alert.rule.as_str()), ("a1", "gate", "watched"));
+        // What is not a payload at all still fails, so restore skips it.
+        assert!(serde_json::from_str::<payload::Event>(r#"{"schema": "edge-agent/event/v1", "id": "e1", "se"#).is_err());
     }
 
     #[test]
     fn an_acknowledged_alert_is_marked_in_memory_and_announced() {
         let feed = Feed::new();
         let mut rx = feed.subscribe();
-        feed.publish(FeedItem::logged_alert(serde_json::json!({"id": "a1", "rule": "r"}), None));
+        feed.publish(FeedItem::alert(&logged_alert("a1")));
         let ack = Ack { by: "duty".into(), at: "t".into(), disposal: Disposal::default() };
         feed.acknowledge("a1", &ack);
-        assert_eq!(feed.alert("a1").map(|(_, a)| a), Some(Some(ack)));
+        assert_eq!(feed.alert("a1").map(|(a, ack)| (a.camera, ack)), Some(("gate".to_string(), Some(ack))));
         assert!(matches!(feed.recent().first(), Some(FeedItem::Alert { ack: Some(_), .. })));
         let _ = rx.try_recv();
         let announced = rx.try_recv().map(|t| t.to_string()).unwrap_or_default();

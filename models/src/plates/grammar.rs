@@ -13,7 +13,7 @@
 //! not fit the colour costs [`COLOUR_MISMATCH_PENALTY`] nats, so a clear read can still override a colour
 //! misjudged under bad light.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The 31 province-level characters on civilian plates.
 pub const PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼";
@@ -36,7 +36,7 @@ pub fn normalise(text: &str) -> String {
 }
 
 /// Plate background colour (and with it, the plate type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PlateColour {
     /// Small passenger vehicles.
