@@ -117,7 +117,9 @@ impl PlateVotes {
             (best.chars.iter().collect(), best.confidences.clone())
         };
         let agreeing: Vec<&&Reading> = group.iter().filter(|r| r.chars.iter().copied().eq(text.chars())).collect();
-        let colour = weighted_mode(agreeing.iter().map(|r| (r.colour, r.confidence))).unwrap_or(PlateColour::Blue);
+        // A colour some frames saw beats `unknown` from frames washed out by light.
+        let known = agreeing.iter().filter(|r| r.colour != PlateColour::Unknown).map(|r| (r.colour, r.confidence));
+        let colour = weighted_mode(known).unwrap_or(PlateColour::Unknown);
         let rows = weighted_mode(agreeing.iter().map(|r| (r.rows, r.confidence))).unwrap_or(PlateRows::Single);
         let geo = (confidences.iter().map(|c| c.max(1e-6).ln()).sum::<f32>() / confidences.len().max(1) as f32).exp();
         Some(VotedPlate {

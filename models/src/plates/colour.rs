@@ -38,6 +38,9 @@ pub struct PixelFacts {
     /// Median saturation and value (0–255, as OpenCV's HSV) of the background pixels.
     pub background_saturation: f32,
     pub background_value: f32,
+    /// Median hue of the background pixels, 0–180 as OpenCV's HSV (blue ≈ 105–125, green ≈ 45–85, yellow
+    /// ≈ 15–35).
+    pub background_hue: f32,
 }
 
 impl PixelFacts {
@@ -50,12 +53,24 @@ fn gray(px: &[u8]) -> u8 {
     ((px[2] as u32 * 299 + px[1] as u32 * 587 + px[0] as u32 * 114 + 500) / 1000) as u8
 }
 
-/// Saturation and value as OpenCV computes them for 8-bit images.
-fn sat_val(px: &[u8]) -> (u8, u8) {
-    let max = px[0].max(px[1]).max(px[2]);
-    let min = px[0].min(px[1]).min(px[2]);
-    let s = if max == 0 { 0 } else { ((max - min) as u32 * 255 / max as u32) as u8 };
-    (s, max)
+/// Hue, saturation and value as OpenCV computes them for 8-bit BGR images (hue 0–180).
+fn hsv(px: &[u8]) -> (u8, u8, u8) {
+    let (b, g, r) = (px[0] as i32, px[1] as i32, px[2] as i32);
+    let max = b.max(g).max(r);
+    let min = b.min(g).min(r);
+    let s = if max == 0 { 0 } else { ((max - min) * 255 / max) as u8 };
+    let d = (max - min).max(1) as f32;
+    let h = if max == min {
+        0.0
+    } else if max == r {
+        60.0 * (g - b) as f32 / d
+    } else if max == g {
+        120.0 + 60.0 * (b - r) as f32 / d
+    } else {
+        240.0 + 60.0 * (r - g) as f32 / d
+    };
+    let h = if h < 0.0 { h + 360.0 } else { h };
+    (((h / 2.0).round() as u32 % 180) as u8, s, max as u8)
 }
 
 fn otsu(hist: &[u32; 256]) -> u8 {
@@ -108,7 +123,7 @@ pub fn pixel_facts(plate: &BgrView<'_>) -> PixelFacts {
     let bright: u32 = hist[t as usize + 1..].iter().sum::<u32>().min(total);
     let bright_fraction = if total == 0 { 0.5 } else { bright as f32 / total as f32 };
     let light_text = bright_fraction < 0.5;
-    let (mut sats, mut vals) = (Vec::new(), Vec::new());
+    let (mut hues, mut sats, mut vals) = (Vec::new(), Vec::new(), Vec::new());
     for y in y0..y1 {
         let row = plate.row(y);
         for x in x0..x1 {
@@ -116,13 +131,14 @@ pub fn pixel_facts(plate: &BgrView<'_>) -> PixelFacts {
             let is_bright = gray(px) > t;
             // Background: the dark side under light text, the bright side under dark text.
             if is_bright != light_text {
-                let (s, v) = sat_val(px);
+                let (h, s, v) = hsv(px);
+                hues.push(h);
                 sats.push(s);
                 vals.push(v);
             }
         }
     }
-    PixelFacts { bright_fraction, background_saturation: median(sats), background_value: median(vals) }
+    PixelFacts { bright_fraction, background_saturation: median(sats), background_value: median(vals), background_hue: median(hues) }
 }
 
 /// The colour classifier model.
@@ -157,17 +173,41 @@ impl ColourClassifier {
     }
 }
 
+/// Background hues (OpenCV's 0–180) that are plainly yellow and plainly green, when the background is
+/// saturated enough for its hue to mean something.
+const YELLOW_HUES: std::ops::RangeInclusive<f32> = 10.0..=35.0;
+const GREEN_HUES: std::ops::RangeInclusive<f32> = 45.0..=90.0;
+const HUE_SATURATION: f32 = 60.0;
+/// A pale background of this hue and at least [`PALE_SATURATION`] is a blue plate washed out by light
+/// (its white characters then no longer stand out as the brighter part), not a white one.
+const BLUE_HUES: std::ops::RangeInclusive<f32> = 95.0..=130.0;
+const PALE_SATURATION: f32 = 20.0;
+
 /// Decides the colour from the pixel facts and, when the hue matters, the classifier's probabilities.
+/// A background whose hue is plain (saturated yellow or green) settles it without the classifier, which
+/// on dirty yellow plates answers green.
 pub fn decide(facts: &PixelFacts, classifier: Option<[f32; 3]>) -> PlateColour {
+    let plain = |hues: &std::ops::RangeInclusive<f32>| facts.background_saturation >= HUE_SATURATION && hues.contains(&facts.background_hue);
     if facts.light_text() {
-        // White characters: blue plate, or black when the background is dark and unsaturated.
+        // White characters: blue plate, green (agricultural, civil aviation), or black when the background
+        // is dark and unsaturated.
         if facts.background_value < 80.0 && facts.background_saturation < 80.0 {
             PlateColour::Black
+        } else if plain(&GREEN_HUES) {
+            PlateColour::Green
         } else {
             PlateColour::Blue
         }
     } else if facts.background_saturation < 50.0 {
-        PlateColour::White
+        if facts.background_saturation >= PALE_SATURATION && BLUE_HUES.contains(&facts.background_hue) {
+            PlateColour::Blue
+        } else {
+            PlateColour::White
+        }
+    } else if plain(&YELLOW_HUES) {
+        PlateColour::Yellow
+    } else if plain(&GREEN_HUES) {
+        PlateColour::Green
     } else {
         match classifier {
             // Dark text is never on a blue plate; choose between green and yellow.
@@ -210,12 +250,29 @@ mod tests {
 
     #[test]
     fn dark_text_uses_the_classifier_for_hue_unless_unsaturated() {
-        let yellow = pixel_facts(&plate([20, 190, 230], [20, 20, 20]).view());
+        // A yellowish background too washed out for its hue to settle it (saturation 55).
+        let yellow = pixel_facts(&plate([180, 205, 230], [20, 20, 20]).view());
         assert!(!yellow.light_text());
         assert_eq!(decide(&yellow, Some([0.0, 0.1, 0.9])), PlateColour::Yellow);
         assert_eq!(decide(&yellow, Some([0.0, 0.9, 0.1])), PlateColour::Green);
         let white = pixel_facts(&plate([235, 235, 235], [20, 20, 20]).view());
         assert_eq!(decide(&white, Some([0.9, 0.0, 0.1])), PlateColour::White);
+        // Pale blue (saturation 32) under glare, the characters no brighter than the background: blue.
+        let washed_out = pixel_facts(&plate([250, 235, 220], [120, 110, 100]).view());
+        assert!(!washed_out.light_text());
+        assert_eq!(decide(&washed_out, None), PlateColour::Blue);
+    }
+
+    #[test]
+    fn a_plain_yellow_or_green_background_settles_the_hue_whatever_the_classifier_says() {
+        let yellow = pixel_facts(&plate([20, 190, 230], [20, 20, 20]).view());
+        assert_eq!(decide(&yellow, Some([0.0, 0.9, 0.1])), PlateColour::Yellow);
+        let green = pixel_facts(&plate([60, 180, 40], [20, 20, 20]).view());
+        assert_eq!(decide(&green, Some([0.0, 0.1, 0.9])), PlateColour::Green);
+        // White characters on dark green: an agricultural or civil-aviation plate, not a blue one.
+        let dark_green = pixel_facts(&plate([50, 110, 20], [235, 235, 235]).view());
+        assert!(dark_green.light_text());
+        assert_eq!(decide(&dark_green, None), PlateColour::Green);
     }
 
     #[test]

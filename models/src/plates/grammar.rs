@@ -1,13 +1,22 @@
 //! What a Chinese licence plate can say (GA 36-2018), as data the decoder can search.
 //!
-//! Every plate starts with a province (or region) character and the issuing authority's letter. Then:
+//! Most plates start with a province (or region) character and the issuing authority's letter. Then:
 //!
 //! | template | characters after province + letter | colours |
 //! |---|---|---|
-//! | standard | 5 letters/digits | blue (small cars), yellow (large vehicles, motorcycles), black, white |
+//! | standard | 5 letters/digits | blue (small cars), yellow (large vehicles, motorcycles; single or double row) |
 //! | with suffix | 4 letters/digits + 学/挂/警/港/澳/领 | yellow (学 learner, 挂 trailer), white (警 police), black (港/澳 cross-border, 领 consulate) |
 //! | new energy, small | D or F + 1 letter/digit + 4 digits | green |
 //! | new energy, large | 5 digits + D or F | green (gradient yellow-green) |
+//!
+//! and the layouts that do not:
+//!
+//! | template | characters | colours |
+//! |---|---|---|
+//! | embassy | 使 + 6 digits | black |
+//! | armed police | WJ + province + 5 letters/digits (the last often a service letter: `WJ粤6788B`) | white, single or double row |
+//! | civil aviation (airside vehicles) | 民航 + 5 letters/digits (`民航B9016`) | green |
+//! | agricultural vehicle | province + 7 digits, double row (`皖19` over `46673`) | green |
 //!
 //! The plate's colour, when known, is a prior over templates rather than a hard rule: a template that does
 //! not fit the colour costs [`COLOUR_MISMATCH_PENALTY`] nats, so a clear read can still override a colour
@@ -24,6 +33,8 @@ pub const DIGITS: &str = "0123456789";
 pub const SUFFIXES: &str = "学挂警港澳领";
 /// Embassy plates start with 使.
 pub const EMBASSY: char = '使';
+/// Civil aviation (airside) plates start with 民航.
+pub const CIVIL_AVIATION: &str = "民航";
 
 /// Log-probability cost of reading a template that does not match the plate's colour.
 pub const COLOUR_MISMATCH_PENALTY: f32 = 4.0;
@@ -49,6 +60,8 @@ pub enum PlateColour {
     White,
     /// Cross-border (Hong Kong/Macau), embassy and consulate vehicles.
     Black,
+    /// The pixels cannot tell: a blue or yellow plate washed out by headlights or infrared looks white.
+    Unknown,
 }
 
 impl PlateColour {
@@ -59,6 +72,7 @@ impl PlateColour {
             PlateColour::Green => "green",
             PlateColour::White => "white",
             PlateColour::Black => "black",
+            PlateColour::Unknown => "unknown",
         }
     }
 }
@@ -108,6 +122,7 @@ pub struct Template {
 pub fn templates() -> Vec<Template> {
     use PlateColour::*;
     use Slot::*;
+    // Issued blue or yellow; black and white here are how those look at night, so they cost nothing.
     let mut out = vec![Template { name: "standard", slots: vec![Province, Letter, Alnum, Alnum, Alnum, Alnum, Alnum], colours: &[Blue, Yellow, Black, White] }];
     for suffix in SUFFIXES.chars() {
         let colours: &'static [PlateColour] = match suffix {
@@ -120,6 +135,9 @@ pub fn templates() -> Vec<Template> {
     out.push(Template { name: "new-energy-small", slots: vec![Province, Letter, NewEnergy, Alnum, Digit, Digit, Digit, Digit], colours: &[Green] });
     out.push(Template { name: "new-energy-large", slots: vec![Province, Letter, Digit, Digit, Digit, Digit, Digit, NewEnergy], colours: &[Green] });
     out.push(Template { name: "embassy", slots: vec![Fixed(EMBASSY), Digit, Digit, Digit, Digit, Digit, Digit], colours: &[Black] });
+    out.push(Template { name: "armed-police", slots: vec![Fixed('W'), Fixed('J'), Province, Alnum, Alnum, Alnum, Alnum, Alnum], colours: &[White] });
+    out.push(Template { name: "civil-aviation", slots: vec![Fixed('民'), Fixed('航'), Alnum, Alnum, Alnum, Alnum, Alnum], colours: &[Green] });
+    out.push(Template { name: "agricultural", slots: vec![Province, Digit, Digit, Digit, Digit, Digit, Digit, Digit], colours: &[Green] });
     out
 }
 
@@ -131,6 +149,7 @@ pub fn alphabet() -> String {
     s.push_str(DIGITS);
     s.push_str(SUFFIXES);
     s.push(EMBASSY);
+    s.push_str(CIVIL_AVIATION);
     s
 }
 
@@ -150,10 +169,13 @@ pub fn is_valid_plate(text: &str) -> bool {
 /// the pixels cannot: the pale top of a new-energy plate looks white, a learner plate under a blue cast
 /// looks blue. A standard plate with white characters is blue: the black standard plates of foreign
 /// companies were withdrawn in 2007 (GA 36-2007), so a dark background there is a blue plate at night or
-/// in shade.
+/// in shade. A standard plate that looks white is not issued in white (white plates are police 警 and
+/// armed police WJ): it is a blue or yellow plate washed out by light, and which one the pixels cannot
+/// say, so it is `Unknown` rather than a guess.
 pub fn issued_colour(text: &str, seen: PlateColour) -> PlateColour {
     match matching_template(text) {
         Some(t) if t.name == "standard" && seen == PlateColour::Black => PlateColour::Blue,
+        Some(t) if t.name == "standard" && seen == PlateColour::White => PlateColour::Unknown,
         Some(t) if t.colours.len() == 1 => t.colours[0],
         _ => seen,
     }
@@ -182,20 +204,23 @@ mod tests {
         assert_eq!(issued_colour("川A572F4", Black), Blue);
         // A standard plate keeps what its pixels say otherwise.
         assert_eq!(issued_colour("湘A97971", Yellow), Yellow);
-        assert_eq!(issued_colour("湘A97971", White), White);
+        assert_eq!(issued_colour("湘A97971", White), Unknown);
+        assert_eq!(issued_colour("WJ粤6788B", Blue), White);
+        assert_eq!(issued_colour("民航B9016", Blue), Green);
+        assert_eq!(issued_colour("皖1946673", Blue), Green);
         assert_eq!(issued_colour("not a plate", Black), Black);
     }
 
     #[test]
     fn real_plate_numbers_are_valid() {
-        for p in ["皖A0C911", "苏ED51712", "粤ZP560港", "京A1234警", "沪AB123学", "鲁B12345F", "使014578", "藏DT5022"] {
+        for p in ["皖A0C911", "苏ED51712", "粤ZP560港", "京A1234警", "沪AB123学", "鲁B12345F", "使014578", "藏DT5022", "WJ粤6788B", "民航B9016", "皖1946673"] {
             assert!(is_valid_plate(p), "{p}");
         }
     }
 
     #[test]
     fn partial_and_foreign_text_is_not() {
-        for p in ["皖A0C91", "A0C911", "皖A0C9111", "皖I0C911", "皖AO0911", "欢迎光临", "皖A12港34", "AB12345", ""] {
+        for p in ["皖A0C91", "A0C911", "皖A0C9111", "皖I0C911", "皖AO0911", "欢迎光临", "皖A12港34", "AB12345", "WJ6788B", "民航B901", "皖194667", ""] {
             assert!(!is_valid_plate(p), "{p}");
         }
     }

@@ -22,7 +22,7 @@ pub use grammar::{is_valid_plate, normalise as normalise_plate, PlateColour};
 pub use reader::{PlateReader, PlateText, ReaderSettings, Rejection};
 use rectify::Point;
 
-use crate::geometry::{nms, BBox};
+use crate::geometry::BBox;
 use crate::image::{BgrImage, BgrView};
 use crate::runtime::SessionOptions;
 use crate::ModelError;
@@ -112,10 +112,13 @@ pub const SINGLE_ROW_SIZE: (u32, u32) = (168, 48);
 pub const DOUBLE_ROW_SIZE: (u32, u32) = (192, 96);
 /// Margin added around the detector's corners: a fraction of the width on each side, and of the height.
 const MARGIN: (f32, f32) = (0.04, 0.10);
+/// The margin of the second look at a plate that did not read: corners a little off (a tilted motorcycle
+/// plate, a far one) cut a character off at the edge.
+const WIDE_MARGIN: (f32, f32) = (0.12, 0.16);
 
 /// Warps a plate upright at `size`, sampling at up to 4x and averaging down so large plates do not alias.
-fn warp(frame: &BgrView<'_>, corners: &[Point; 4], size: (u32, u32)) -> Option<BgrImage> {
-    let quad = rectify::expand_quad(corners, MARGIN.0, MARGIN.1);
+fn warp(frame: &BgrView<'_>, corners: &[Point; 4], size: (u32, u32), margin: (f32, f32)) -> Option<BgrImage> {
+    let quad = rectify::expand_quad(corners, margin.0, margin.1);
     let height = ((quad[3].1 - quad[0].1).abs() + (quad[2].1 - quad[1].1).abs()) / 2.0;
     let k = ((height / size.1 as f32).round() as u32).clamp(1, 4);
     let big = rectify::warp_quad(frame, &quad, size.0 * k, size.1 * k)?;
@@ -173,11 +176,15 @@ impl PlateRecognizer {
 
     /// Rectifies a detected plate and tells its colour. `None` for corners that do not form a plate.
     pub fn rectify(&mut self, frame: &BgrView<'_>, detection: &PlateDetection) -> Result<Option<Rectified>, ModelError> {
+        self.rectify_with(frame, detection, MARGIN)
+    }
+
+    fn rectify_with(&mut self, frame: &BgrView<'_>, detection: &PlateDetection, margin: (f32, f32)) -> Result<Option<Rectified>, ModelError> {
         let size = match detection.rows {
             PlateRows::Single => SINGLE_ROW_SIZE,
             PlateRows::Double => DOUBLE_ROW_SIZE,
         };
-        let Some(upright) = warp(frame, &detection.corners, size) else { return Ok(None) };
+        let Some(upright) = warp(frame, &detection.corners, size, margin) else { return Ok(None) };
         let colour = self.colour_of(&upright.view())?;
         let image = match detection.rows {
             PlateRows::Single => upright,
@@ -231,37 +238,61 @@ impl PlateRecognizer {
                 found.push((d, region));
             }
         }
-        // One plate seen from two overlapping regions (or a region and the whole frame) is read once.
-        let found = nms(found.into_iter().map(|(d, r)| Found(d, r)).collect(), self.settings.detector.nms_iou_threshold);
-
-        let mut rectified = Vec::new();
+        // One plate seen from two overlapping regions (or a region and the whole frame) is read once; its
+        // other views (other corners, another detector) get a second look when the first does not read.
+        // The last view is the best detection again with a wider margin.
+        let mut pending: Vec<(usize, Vec<View>)> = group_views(found, self.settings.detector.nms_iou_threshold).into_iter().map(|views| (0, views)).collect();
         let mut recognition = Recognition::default();
-        for Found(d, region) in found {
-            match self.rectify(frame, &d)? {
-                Some(r) => rectified.push((d, region, r)),
-                None => recognition.rejected.push(RejectedPlate { detection: d, rejection: Rejection::NoLayout }),
+        let mut first_rejection: Vec<Option<RejectedPlate>> = vec![None; pending.len()];
+        while pending.iter().any(|(next, views)| *next < views.len()) {
+            let mut rectified = Vec::new();
+            for (group, (next, views)) in pending.iter_mut().enumerate() {
+                let Some(View { detection: d, region, margin }) = views.get(*next).cloned() else { continue };
+                *next += 1;
+                match self.rectify_with(frame, &d, margin)? {
+                    Some(r) => rectified.push((group, d, region, r)),
+                    None => {
+                        first_rejection[group].get_or_insert(RejectedPlate { detection: d, rejection: Rejection::NoLayout });
+                    }
+                }
+            }
+            let batch: Vec<(BgrView<'_>, Option<PlateColour>)> = rectified.iter().map(|(_, _, _, r)| (r.image.view(), Some(r.colour))).collect();
+            let reads = self.reader.read_batch(&batch)?;
+            for ((group, d, region, r), read) in rectified.into_iter().zip(reads) {
+                let read = read.and_then(|t| match region {
+                    None if r.colour == PlateColour::White && grammar::issued_colour(&t.text, r.colour) == PlateColour::Unknown => Err(Rejection::SignLike { text: t.text }),
+                    _ => Ok(t),
+                });
+                match read {
+                    Ok(t) => {
+                        pending[group].0 = usize::MAX;
+                        first_rejection[group] = None;
+                        recognition.plates.push(PlateRead {
+                            colour: grammar::issued_colour(&t.text, r.colour),
+                            text: t.text,
+                            confidence: t.confidence,
+                            char_confidences: t.char_confidences,
+                            min_char_confidence: t.min_char_confidence,
+                            layout: t.layout,
+                            rows: d.rows,
+                            corners: d.corners,
+                            bbox: d.bbox,
+                            detector_score: d.score,
+                            region,
+                        });
+                    }
+                    Err(rejection) => {
+                        // A sign stays a sign however it is looked at.
+                        if matches!(rejection, Rejection::SignLike { .. }) {
+                            pending[group].0 = usize::MAX;
+                            first_rejection[group] = None;
+                        }
+                        first_rejection[group].get_or_insert(RejectedPlate { detection: d, rejection });
+                    }
+                }
             }
         }
-        let batch: Vec<(BgrView<'_>, Option<PlateColour>)> = rectified.iter().map(|(_, _, r)| (r.image.view(), Some(r.colour))).collect();
-        let reads = self.reader.read_batch(&batch)?;
-        for ((d, region, r), read) in rectified.into_iter().zip(reads) {
-            match read {
-                Ok(t) => recognition.plates.push(PlateRead {
-                    colour: grammar::issued_colour(&t.text, r.colour),
-                    text: t.text,
-                    confidence: t.confidence,
-                    char_confidences: t.char_confidences,
-                    min_char_confidence: t.min_char_confidence,
-                    layout: t.layout,
-                    rows: d.rows,
-                    corners: d.corners,
-                    bbox: d.bbox,
-                    detector_score: d.score,
-                    region,
-                }),
-                Err(rejection) => recognition.rejected.push(RejectedPlate { detection: d, rejection }),
-            }
-        }
+        recognition.rejected = first_rejection.into_iter().flatten().collect();
         recognition.plates = drop_contained(recognition.plates);
         Ok(recognition)
     }
@@ -297,19 +328,36 @@ fn drop_contained(plates: Vec<PlateRead>) -> Vec<PlateRead> {
     plates.into_iter().zip(keep).filter_map(|(p, k)| k.then_some(p)).collect()
 }
 
+/// Most views of one plate read: the best detection and, when it does not read, this many others.
+const MAX_VIEWS: usize = 3;
+
+/// One way of looking at a detected plate: which detection, and how much of its surroundings.
+#[derive(Clone)]
+struct View {
+    detection: PlateDetection,
+    region: Option<usize>,
+    margin: (f32, f32),
+}
+
+/// Groups detections of the same plate (boxes overlapping more than `iou`), each group best first, and
+/// ends each group with its best detection at the wide margin.
+fn group_views(mut found: Vec<(PlateDetection, Option<usize>)>, iou: f32) -> Vec<Vec<View>> {
+    found.sort_by(|a, b| b.0.score.total_cmp(&a.0.score));
+    let mut groups: Vec<Vec<View>> = Vec::new();
+    for (detection, region) in found {
+        let view = View { detection, region, margin: MARGIN };
+        match groups.iter_mut().find(|g| g[0].detection.bbox.iou(&view.detection.bbox) > iou) {
+            Some(g) if g.len() < MAX_VIEWS => g.push(view),
+            Some(_) => {}
+            None => groups.push(vec![view]),
+        }
+    }
+    for g in &mut groups {
+        let wide = View { margin: WIDE_MARGIN, ..g[0].clone() };
+        g.push(wide);
+    }
+    groups
+}
+
 /// The colour and the read (or why not) of one crop.
 pub type CropRead = (PlateColour, Result<PlateText, Rejection>);
-
-struct Found(PlateDetection, Option<usize>);
-
-impl crate::geometry::Scored for Found {
-    fn bbox(&self) -> &BBox {
-        &self.0.bbox
-    }
-    fn score(&self) -> f32 {
-        self.0.score
-    }
-    fn class(&self) -> usize {
-        0
-    }
-}

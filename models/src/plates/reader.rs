@@ -74,6 +74,9 @@ pub enum Rejection {
     Unsure { text: String, min_char_confidence: f32 },
     /// The model reads mostly characters that do not occur on plates (a sign, a banner).
     NotPlateText { foreign_share: f32 },
+    /// A civil layout in dark characters on white, on no vehicle: a parking-space sign or a banner, not a
+    /// plate (a standard plate is never issued in white; see `grammar::issued_colour`).
+    SignLike { text: String },
 }
 
 /// A compiled template: the class ids each slot allows.
