@@ -155,7 +155,8 @@ impl PlateTargets {
 
     /// The targets of the next frame (`settle_reads` 0: every vehicle, `None`). They leave out the
     /// followed vehicles whose plate is settled — at least `settle_reads` reads agree with the voted text,
-    /// which is at least [`CONFIDENT_READ`] — and, to favour the vehicles that are new or read confidently,
+    /// which is at least [`CONFIDENT_READ`] and has no uncertain character (one weak character keeps the
+    /// vehicle searched, however sure the rest) — and, to favour the vehicles that are new or read confidently,
     /// those whose [`PlateSchedule`] says to wait. A detection that no followed vehicle's box covers is
     /// searched only if it can start a track (`tracker`'s scores).
     pub fn collect<'a>(followed: impl Iterator<Item = Followed<'a>>, settle_reads: u32, tracker: &TrackerSettings) -> Option<Self> {
@@ -164,7 +165,10 @@ impl PlateTargets {
         }
         let mut targets = Self { skip: Vec::new(), due: Vec::new(), new_track_score: tracker.new_track_score };
         for f in followed {
-            let settled = || f.votes.len() >= settle_reads as usize && f.votes.result().is_some_and(|p| p.reads >= settle_reads && p.confidence >= CONFIDENT_READ);
+            let settled = || {
+                f.votes.len() >= settle_reads as usize
+                    && f.votes.result().is_some_and(|p| p.reads >= settle_reads && p.confidence >= CONFIDENT_READ && p.uncertain_positions.is_empty())
+            };
             if f.schedule.waiting() || settled() {
                 targets.skip.push(f.last_box);
             } else {

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use models::plates::{is_valid_plate, PlateColour, PlateRead, PlateRows};
+use models::plates::{is_valid_plate, uncertain_positions, PlateColour, PlateRead, PlateRows};
 use serde::{Deserialize, Serialize};
 
 /// Most readings kept per track (the earliest are dropped after that).
@@ -40,6 +40,10 @@ pub struct VotedPlate {
     /// All readings that took part.
     #[serde(default)]
     pub votes: u32,
+    /// Characters (0-based positions) the votes leave uncertain (below `models::plates::UNCERTAIN_BELOW`);
+    /// absent when every character is sure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncertain_positions: Vec<usize>,
 }
 
 fn one_row() -> u8 {
@@ -130,6 +134,7 @@ impl PlateVotes {
             rows: rows.count(),
             reads: agreeing.len() as u32,
             votes: self.readings.len() as u32,
+            uncertain_positions: uncertain_positions(&confidences),
         })
     }
 }

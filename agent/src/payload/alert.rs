@@ -62,6 +62,9 @@ pub struct AlertPlate {
     pub text: String,
     pub confidence: f32,
     pub color: models::plates::PlateColour,
+    /// Characters the read is not sure of (see the event's plate); absent when it is sure of all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncertain_positions: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,7 +95,12 @@ impl Alert {
             object_type: f.class.map(|c| c.kind()),
             label: f.class.map(|c| c.label().into()),
             direction: f.direction,
-            plate: f.plate.as_ref().map(|p| AlertPlate { text: p.text.clone(), confidence: round3(p.confidence), color: p.color }),
+            plate: f.plate.as_ref().map(|p| AlertPlate {
+                text: p.text.clone(),
+                confidence: round3(p.confidence),
+                color: p.color,
+                uncertain_positions: p.uncertain_positions.clone(),
+            }),
             matched: f.matched.as_ref().map(|m| AlertMatch { entry: m.entry.clone(), distance: m.distance, position: m.position }),
             prefix: f.prefix.clone(),
             zone: f.zone.clone(),

@@ -339,6 +339,9 @@ pub struct DetectedPlate {
     pub color: &'static str,
     /// 1 or 2 (double-row yellow plates).
     pub rows: u8,
+    /// Characters (0-based) read with less than `models::plates::UNCERTAIN_BELOW`; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uncertain_positions: Vec<usize>,
     #[serde(rename = "box")]
     pub bbox: [f32; 4],
     /// Top-left, top-right, bottom-right, bottom-left, in frame pixels.
@@ -354,6 +357,7 @@ impl DetectedPlate {
             min_char_confidence: round3(p.min_char_confidence),
             color: p.colour.as_str(),
             rows: p.rows.count(),
+            uncertain_positions: p.uncertain_positions(),
             bbox: p.bbox.to_array(),
             corners: p.corners.map(|(x, y)| [r(x), r(y)]),
         }

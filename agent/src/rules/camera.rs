@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use models::ObjectClass;
 
-use super::{in_window, match_region, normalise_plate, ActiveRule, Check, Finding, Now, RuleSet};
+use super::{in_window, match_region, normalise_plate, trusted, ActiveRule, Check, Finding, Now, RuleSet};
 use crate::events::{ObjectEvent, Phase};
 use crate::topics::Origin;
 
@@ -80,10 +80,12 @@ impl CameraRules {
                 continue;
             }
             let finding = match &rule.check {
-                Check::WatchList { plates, tolerance } => e.plate.as_ref().and_then(|p| plates.find(&p.text, *tolerance, now.utc)).and_then(|(m, listed)| {
-                    let reason = listed.reason.clone();
-                    self.fire(rule, &m.entry, now.utc).then(|| Finding { matched: Some(m), reason, ..self.for_event(rule, e, now) })
-                }),
+                Check::WatchList { plates, tolerance } => {
+                    e.plate.as_ref().and_then(|p| plates.find(&p.text, *tolerance, now.utc).filter(|(m, _)| trusted(m, &p.uncertain_positions))).and_then(|(m, listed)| {
+                        let reason = listed.reason.clone();
+                        self.fire(rule, &m.entry, now.utc).then(|| Finding { matched: Some(m), reason, ..self.for_event(rule, e, now) })
+                    })
+                }
                 Check::KeyRegion { prefixes } => e
                     .plate
                     .as_ref()

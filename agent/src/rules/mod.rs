@@ -212,6 +212,14 @@ pub struct PlateMatch {
     pub position: Option<usize>,
 }
 
+/// Whether a match stands given the read's uncertain characters. An exact match always does. A one-off
+/// match spends the one doubt a read may carry on the differing character, so it stands only when the read
+/// is sure of every other one: a read with an uncertain character elsewhere (a province the crop does not
+/// show, a foreign plate's) is not stretched to a listed plate.
+pub fn trusted(m: &PlateMatch, uncertain_positions: &[usize]) -> bool {
+    m.distance == 0 || uncertain_positions.iter().all(|&u| Some(u) == m.position)
+}
+
 /// Matches `read` against `list`: exact first; with `tolerance` 1, also a read of the same length that
 /// differs in exactly one position. Insertions and deletions never match. A one-off match through the same
 /// index the rules use ([`WatchIndex`]).

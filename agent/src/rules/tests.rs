@@ -46,7 +46,16 @@ fn event(id: &str, phase: Phase, kind: &'static str, plate: Option<&str>, direct
         score: 0.9,
         bbox: BBox::default(),
         frame: FrameSize { width: 1920, height: 1080 },
-        plate: plate.map(|t| VotedPlate { text: t.into(), confidence: 0.95, min_char_confidence: 0.9, color: PlateColour::Blue, rows: 1, reads: 3, votes: 3 }),
+        plate: plate.map(|t| VotedPlate {
+            text: t.into(),
+            confidence: 0.95,
+            min_char_confidence: 0.9,
+            color: PlateColour::Blue,
+            rows: 1,
+            reads: 3,
+            votes: 3,
+            uncertain_positions: vec![],
+        }),
         snapshot: None,
         from_plate: false,
         merged_into: None,
@@ -73,6 +82,28 @@ fn watch_list_matches_exactly_and_with_one_misread_character_only_when_tolerant(
     // An exact match wins over a tolerant one.
     let close = vec!["京PL3N68".to_string(), "京PL3N67".to_string()];
     assert_eq!(match_watch_list("京PL3N67", &close, 1).map(|m| m.distance), Some(0));
+}
+
+#[test]
+fn a_one_off_match_needs_every_other_character_sure() {
+    let rules = vec![rule("stolen", RuleKind::WatchList { plates: vec!["皖L55EBC".into()], entries: vec![], tolerance: 1 })];
+    let with_doubts = |id: &str, text: &str, uncertain: Vec<usize>| {
+        let mut e = event(id, Phase::New, "vehicle", Some(text), None);
+        if let Some(p) = e.plate.as_mut() {
+            p.uncertain_positions = uncertain;
+        }
+        e
+    };
+    // A foreign plate read with a province it does not show (position 0 uncertain) and one more character
+    // off: no alert.
+    assert!(gate().on_event(&compiled(&rules), &with_doubts("e1", "皖LS5EBC", vec![0]), at(0, NOON)).is_empty());
+    // The differing character is the uncertain one: the one tolerated doubt, so it alerts.
+    let found = gate().on_event(&compiled(&rules), &with_doubts("e2", "皖LS5EBC", vec![2]), at(0, NOON));
+    assert_eq!(found.first().and_then(|f| f.matched.as_ref()).map(|m| (m.distance, m.position)), Some((1, Some(2))));
+    // An exact match alerts whatever the doubts.
+    assert_eq!(gate().on_event(&compiled(&rules), &with_doubts("e3", "皖L55EBC", vec![0, 3]), at(0, NOON)).len(), 1);
+    // Sure of every character: the one-off match alerts as before.
+    assert_eq!(gate().on_event(&compiled(&rules), &with_doubts("e4", "皖LS5EBC", vec![]), at(0, NOON)).len(), 1);
 }
 
 #[test]

@@ -74,6 +74,22 @@ pub struct PlateRead {
     pub region: Option<usize>,
 }
 
+/// A character read with less confidence than this is uncertain: a read is still reported, with the
+/// positions of such characters, rather than passed off as sure (the province glyph of a dirty or glared
+/// plate, the small one of an armed-police plate, a foreign plate's invented province).
+pub const UNCERTAIN_BELOW: f32 = 0.5;
+
+/// Positions (0-based, in characters) whose confidence is below [`UNCERTAIN_BELOW`].
+pub fn uncertain_positions(char_confidences: &[f32]) -> Vec<usize> {
+    char_confidences.iter().enumerate().filter(|(_, c)| **c < UNCERTAIN_BELOW).map(|(i, _)| i).collect()
+}
+
+impl PlateRead {
+    pub fn uncertain_positions(&self) -> Vec<usize> {
+        uncertain_positions(&self.char_confidences)
+    }
+}
+
 /// A detected plate that did not read as a plate, with why (for diagnostics and tests).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RejectedPlate {

@@ -45,6 +45,9 @@ pub struct PlateLine<'a> {
     pub confidence: f32,
     pub min_char_confidence: f32,
     pub char_confidences: Vec<f32>,
+    /// Characters (0-based) below `models::plates::UNCERTAIN_BELOW`; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uncertain_positions: Vec<usize>,
     pub color: &'static str,
     pub rows: u8,
     pub layout: &'static str,
@@ -96,6 +99,7 @@ pub fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, anal
             confidence: round3(p.confidence),
             min_char_confidence: round3(p.min_char_confidence),
             char_confidences: p.char_confidences.iter().map(|c| round3(*c)).collect(),
+            uncertain_positions: p.uncertain_positions(),
             color: p.colour.as_str(),
             rows: p.rows.count(),
             layout: p.layout,
@@ -106,7 +110,11 @@ pub fn print_analysed(out: &mut impl Write, file: &str, frame: Option<u64>, anal
         let _ = if json {
             serde_json::to_string(&line).map(|s| writeln!(out, "{s}"))
         } else {
-            Ok(writeln!(out, "{file}{at}: plate {} ({}, {} row(s)) {:.2}, weakest character {:.2}", p.text, line.color, line.rows, p.confidence, p.min_char_confidence))
+            let doubts = match line.uncertain_positions.as_slice() {
+                [] => String::new(),
+                u => format!(", uncertain: {}", u.iter().map(|i| format!("{} ({})", i + 1, p.text.chars().nth(*i).unwrap_or('?'))).collect::<Vec<_>>().join(", ")),
+            };
+            Ok(writeln!(out, "{file}{at}: plate {} ({}, {} row(s)) {:.2}, weakest character {:.2}{doubts}", p.text, line.color, line.rows, p.confidence, p.min_char_confidence))
         };
     }
 }
