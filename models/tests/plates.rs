@@ -102,6 +102,11 @@ fn special_plate_types_read_with_their_colour_from_rendered_crops() {
         ("沪A1234领", white, black, PlateColour::Black),
         ("使014578", white, black, PlateColour::Black),
         ("苏ED51712", [0, 0, 0], [120, 220, 120], PlateColour::Green),
+        // Layouts outside province + letter: armed police (black on white), civil aviation and agricultural
+        // (white on green).
+        ("WJ粤6788B", [0, 0, 0], white, PlateColour::White),
+        ("民航B9016", white, [20, 110, 60], PlateColour::Green),
+        ("皖1946673", white, [20, 110, 60], PlateColour::Green),
     ];
     let mut rec = recognizer();
     for (text, fg, bg, colour) in cases {
