@@ -42,7 +42,7 @@ for input in "$@"; do
       echo "same      $input $flags ($(wc -l < "$WORK/$name.new") lines)"
     else
       echo "DIFFERENT $input $flags"
-      diff "$WORK/$name.old" "$WORK/$name.new" | head -20
+      diff "$WORK/$name.old" "$WORK/$name.new" | head -20 || true
       status=1
     fi
   done

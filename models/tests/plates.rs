@@ -119,6 +119,23 @@ fn special_plate_types_read_with_their_colour_from_rendered_crops() {
 }
 
 #[test]
+fn foreign_plates_get_no_mainland_read_and_no_province() {
+    // UK front and rear, German, Québec and Californian plates as rendered text: Latin letters and digits
+    // with no province glyph. Squeezed into a mainland layout they would need a province the crop does
+    // not show.
+    let (black, white, yellow) = ([10, 10, 10], [245, 245, 245], [250, 210, 0]);
+    let plates: &[(&str, [u8; 3], [u8; 3])] =
+        &[("LS15 EBC", black, yellow), ("KS67 AEA", black, white), ("S TA 5131E", black, white), ("FMA 6383", [20, 40, 120], white), ("VODKAA", [20, 40, 120], white)];
+    let mut rec = recognizer();
+    for (text, fg, bg) in plates {
+        let rgb = testkit::text::render(text, 40.0, *fg, *bg, 6);
+        let img = BgrImage::from_rgb(rgb.width(), rgb.height(), rgb.as_raw()).unwrap();
+        let (_, read) = rec.read_crops(&[img.view()]).unwrap().pop().unwrap();
+        assert!(read.is_err(), "{text} read as {read:?}");
+    }
+}
+
+#[test]
 fn signs_and_text_that_are_not_plates_yield_no_plate() {
     // White on blue and black on yellow look like plates; the rest are everyday roadside text.
     let signs: &[(&str, [u8; 3], [u8; 3])] = &[

@@ -41,6 +41,8 @@ pub struct Alignment {
     pub labels: Vec<usize>,
     /// Highest probability of each label over the frames aligned to it.
     pub confidences: Vec<f32>,
+    /// The frame where each label has that probability.
+    pub frames: Vec<usize>,
     /// Log-probability of the best path.
     pub path_log_prob: f32,
 }
@@ -148,13 +150,17 @@ pub fn best_alignment(probs: &Probs<'_>, slots: &ClassSlots) -> Option<Alignment
     // Backtrack.
     let mut labels = vec![0usize; k_len];
     let mut confidences = vec![0f32; k_len];
+    let mut frames = vec![0usize; k_len];
     let mut state: (bool, usize, usize) = if end_char_v >= end_blank { (true, last, end_char_j) } else { (false, k_len, 0) };
     for t in (0..t_len).rev() {
         let (is_char, k, j) = state;
         if is_char {
             let c = slots[k][j];
             labels[k] = c;
-            confidences[k] = confidences[k].max(probs.p(t, c));
+            if probs.p(t, c) >= confidences[k] {
+                confidences[k] = probs.p(t, c);
+                frames[k] = t;
+            }
             state = match char_from[t * n_chars + offset[k] + j] {
                 From::Stay | From::Start => (true, k, j),
                 From::Blank => (false, k, 0),
@@ -167,7 +173,7 @@ pub fn best_alignment(probs: &Probs<'_>, slots: &ClassSlots) -> Option<Alignment
             };
         }
     }
-    Some(Alignment { labels, confidences, path_log_prob })
+    Some(Alignment { labels, confidences, frames, path_log_prob })
 }
 
 /// An index and its value.

@@ -16,8 +16,8 @@ use ort::environment::Environment;
 use ort::value::TensorRef;
 use serde::Serialize;
 
-use super::ctc::{best_alignment, log_likelihood, ClassSlots, Probs};
-use super::grammar::{alphabet, templates, PlateColour, Template, COLOUR_MISMATCH_PENALTY};
+use super::ctc::{best_alignment, log_likelihood, Alignment, ClassSlots, Probs};
+use super::grammar::{alphabet, templates, PlateColour, Slot, Template, COLOUR_MISMATCH_PENALTY};
 use crate::image::{resize_bilinear, BgrImage, BgrView};
 use crate::runtime::{load_session, Dim, LoadedSession, ResolvedTensors, SessionOptions, TensorContract, TensorSpec};
 use crate::ModelError;
@@ -29,6 +29,8 @@ pub const CONTRACT: TensorContract = TensorContract {
 };
 
 pub const INPUT_H: u32 = 48;
+/// A leading province below this, where the model sees no character, is made up (see `Decoder::decode`).
+const INVENTED_PROVINCE: f32 = 0.1;
 pub const INPUT_W: u32 = 320;
 const DICTIONARY_KEY: &str = "character";
 
@@ -74,6 +76,9 @@ pub enum Rejection {
     Unsure { text: String, min_char_confidence: f32 },
     /// The model reads mostly characters that do not occur on plates (a sign, a banner).
     NotPlateText { foreign_share: f32 },
+    /// The layout starts with a province but the model sees no character where it would stand: a
+    /// foreign plate (`S TA 5131E` would otherwise read `皖ST5131`).
+    NoProvince { text: String, province_confidence: f32 },
     /// A civil layout in dark characters on white, on no vehicle: a parking-space sign or a banner, not a
     /// plate (a standard plate is never issued in white; see `grammar::issued_colour`).
     SignLike { text: String },
@@ -83,6 +88,25 @@ pub enum Rejection {
 struct CompiledTemplate {
     template: Template,
     slots: ClassSlots,
+}
+
+/// The layouts and the plate alphabet as class ids of `classes`; the plate characters `classes` lacks
+/// otherwise.
+fn compile(classes: &[String]) -> Result<(Vec<CompiledTemplate>, Vec<usize>), String> {
+    let index = |c: char| classes.iter().position(|s| s.chars().eq(std::iter::once(c)));
+    let missing: String = alphabet().chars().filter(|c| index(*c).is_none()).collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    let plate_classes: Vec<usize> = alphabet().chars().filter_map(index).collect();
+    let templates = templates()
+        .into_iter()
+        .map(|t| {
+            let slots = t.slots.iter().map(|s| s.chars().into_iter().filter_map(index).collect()).collect();
+            CompiledTemplate { template: t, slots }
+        })
+        .collect();
+    Ok((templates, plate_classes))
 }
 
 /// The loaded reader.
@@ -112,19 +136,7 @@ impl PlateReader {
         if declared > 0 && declared as usize != classes.len() {
             return Err(mismatch(format!("output has {declared} classes, the metadata dictionary gives {} (+ blank and space)", classes.len() - 2)));
         }
-        let index = |c: char| classes.iter().position(|s| s.chars().eq(std::iter::once(c)));
-        let missing: String = alphabet().chars().filter(|c| index(*c).is_none()).collect();
-        if !missing.is_empty() {
-            return Err(mismatch(format!("the dictionary lacks plate characters {missing:?}")));
-        }
-        let plate_classes: Vec<usize> = alphabet().chars().filter_map(index).collect();
-        let templates = templates()
-            .into_iter()
-            .map(|t| {
-                let slots = t.slots.iter().map(|s| s.chars().into_iter().filter_map(index).collect()).collect();
-                CompiledTemplate { template: t, slots }
-            })
-            .collect();
+        let (templates, plate_classes) = compile(&classes).map_err(|missing| mismatch(format!("the dictionary lacks plate characters {missing:?}")))?;
         Ok(Self { loaded, tensors, classes, templates, plate_classes, settings, input: Vec::new() })
     }
 
@@ -227,7 +239,7 @@ impl Decoder<'_> {
         if foreign_share > self.settings.max_foreign_share {
             return Err(Rejection::NotPlateText { foreign_share });
         }
-        let mut best: Option<(f32, &CompiledTemplate, Vec<usize>, Vec<f32>)> = None;
+        let mut best: Option<(f32, &CompiledTemplate, Alignment)> = None;
         for t in self.templates {
             let Some(a) = best_alignment(probs, &t.slots) else { continue };
             let prior = match colour {
@@ -236,14 +248,22 @@ impl Decoder<'_> {
             };
             let score = log_likelihood(probs, &a.labels) + prior;
             if best.as_ref().is_none_or(|(s, ..)| score > *s) {
-                best = Some((score, t, a.labels, a.confidences));
+                best = Some((score, t, a));
             }
         }
-        let (_, template, labels, confidences) = best.ok_or(Rejection::NoLayout)?;
+        let (_, template, Alignment { labels, confidences, frames, .. }) = best.ok_or(Rejection::NoLayout)?;
         let text: String = labels.iter().map(|&c| self.classes[c].as_str()).collect();
         let min = confidences.iter().copied().fold(1.0f32, f32::min);
         if min < self.settings.min_char_confidence {
             return Err(Rejection::Unsure { text, min_char_confidence: min });
+        }
+        // A province the crop does not show is never filled in: when the model sees no character where a
+        // leading province should stand (the blank is likelier than anything) and the province chosen
+        // there is a long shot, the text is a foreign plate's squeezed into a mainland layout. A province
+        // that is there but faint or dirty is read as a look-alike (川 as W or M) or with a weak lead: it
+        // is seen, and reported as uncertain instead.
+        if template.template.slots.first() == Some(&Slot::Province) && confidences[0] < INVENTED_PROVINCE && probs.p(frames[0], 0) >= 0.5 {
+            return Err(Rejection::NoProvince { text, province_confidence: confidences[0] });
         }
         let geo = (confidences.iter().map(|c| c.max(1e-6).ln()).sum::<f32>() / confidences.len() as f32).exp();
         Ok(PlateText { text, confidence: geo, char_confidences: confidences, min_char_confidence: min, layout: template.template.name })
@@ -301,4 +321,78 @@ pub fn stretch_contrast(plate: &BgrView<'_>) -> BgrImage {
     let lut: Vec<u8> = (0..256).map(|v| ((v as f32 - lo) * scale).round().clamp(0.0, 255.0) as u8).collect();
     let data = owned.as_bytes().iter().map(|&v| lut[v as usize]).collect();
     BgrImage::new(owned.width(), owned.height(), data).unwrap_or(owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per-frame probabilities over `classes`: each frame is a list of (character, probability), the rest
+    /// of the frame's mass on the blank (`_`).
+    fn probs(classes: &[String], frames: &[&[(&str, f32)]]) -> Vec<f32> {
+        let mut data = vec![0f32; frames.len() * classes.len()];
+        for (t, frame) in frames.iter().enumerate() {
+            let row = &mut data[t * classes.len()..(t + 1) * classes.len()];
+            for (c, p) in *frame {
+                row[classes.iter().position(|s| s == c).unwrap_or(0)] += p;
+            }
+            row[0] += 1.0 - frame.iter().map(|(_, p)| p).sum::<f32>();
+        }
+        data
+    }
+
+    #[test]
+    fn a_leading_province_the_model_does_not_see_is_not_made_up_but_a_faint_one_is_read_uncertain() {
+        let mut classes = vec![String::new()];
+        classes.extend(alphabet().chars().map(String::from));
+        classes.push(String::new());
+        let (templates, plate_classes) = compile(&classes).unwrap_or_default();
+        let settings = ReaderSettings::default();
+        let decoder = Decoder { classes: &classes, templates: &templates, plate_classes: &plate_classes, settings: &settings };
+        let blank: &[(&str, f32)] = &[];
+        // A German plate, `S TA 5131`: nothing but a few stray letters where a province would stand.
+        let foreign: Vec<&[(&str, f32)]> = vec![
+            blank,
+            &[("皖", 0.05), ("E", 0.06), ("B", 0.06)],
+            blank,
+            &[("S", 0.99)],
+            blank,
+            &[("T", 0.99)],
+            blank,
+            &[("5", 0.99)],
+            blank,
+            &[("1", 0.99)],
+            blank,
+            &[("3", 0.99)],
+            blank,
+            &[("1", 0.99)],
+            blank,
+        ];
+        let data = probs(&classes, &foreign);
+        let read = decoder.decode(&Probs::new(&data, foreign.len(), classes.len()).unwrap(), None);
+        assert!(matches!(&read, Err(Rejection::NoProvince { text, .. }) if text == "皖ST5131"), "{read:?}");
+        // A dirty plate: the model sees a character there (川 taken for a W), so the province is read, and
+        // the read reports it uncertain.
+        let dirty: Vec<&[(&str, f32)]> = vec![
+            blank,
+            &[("W", 0.82), ("川", 0.11)],
+            blank,
+            &[("A", 0.99)],
+            blank,
+            &[("P", 0.99)],
+            blank,
+            &[("L", 0.99)],
+            blank,
+            &[("8", 0.99)],
+            blank,
+            &[("3", 0.99)],
+            blank,
+            &[("5", 0.99)],
+            blank,
+        ];
+        let data = probs(&classes, &dirty);
+        let read = decoder.decode(&Probs::new(&data, dirty.len(), classes.len()).unwrap(), None);
+        let read = read.unwrap_or_else(|r| panic!("{r:?}"));
+        assert_eq!((read.text.as_str(), super::super::uncertain_positions(&read.char_confidences)), ("川APL835", vec![0]));
+    }
 }
