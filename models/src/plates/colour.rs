@@ -47,6 +47,12 @@ impl PixelFacts {
     pub fn light_text(&self) -> bool {
         self.bright_fraction < 0.5
     }
+
+    /// The background's chroma (max − min of its channels, 0–255). On a dark background saturation
+    /// overstates the colour (a few levels of difference over a low maximum): chroma does not.
+    pub fn chroma(&self) -> f32 {
+        self.background_saturation * self.background_value / 255.0
+    }
 }
 
 fn gray(px: &[u8]) -> u8 {
@@ -190,8 +196,8 @@ pub fn decide(facts: &PixelFacts, classifier: Option<[f32; 3]>) -> PlateColour {
     let plain = |hues: &std::ops::RangeInclusive<f32>| facts.background_saturation >= HUE_SATURATION && hues.contains(&facts.background_hue);
     if facts.light_text() {
         // White characters: blue plate, green (agricultural, civil aviation), or black when the background
-        // is dark and unsaturated.
-        if facts.background_value < 80.0 && facts.background_saturation < 80.0 {
+        // is dark and nearly grey.
+        if facts.background_value < 80.0 && facts.chroma() < 25.0 {
             PlateColour::Black
         } else if plain(&GREEN_HUES) {
             PlateColour::Green
@@ -246,6 +252,13 @@ mod tests {
     fn white_text_on_black_is_black() {
         let f = pixel_facts(&plate([30, 30, 30], [230, 230, 230]).view());
         assert_eq!(decide(&f, None), PlateColour::Black);
+        // Black with a violet cast: saturation 99 on a value of 41, but a chroma of 16.
+        let cast = pixel_facts(&plate([41, 25, 30], [230, 230, 230]).view());
+        assert!(cast.background_saturation > 80.0);
+        assert_eq!(decide(&cast, None), PlateColour::Black);
+        // A blue plate in deep shade stays blue (chroma 70).
+        let shade = pixel_facts(&plate([75, 20, 5], [200, 200, 200]).view());
+        assert_eq!(decide(&shade, None), PlateColour::Blue);
     }
 
     #[test]
