@@ -86,6 +86,14 @@ fn reads_the_blue_plate_on_the_orange_car() {
     assert_eq!(texts, vec![("藏DT5022", PlateColour::Blue)], "{r:?}");
 }
 
+/// `text` rendered in `fg` on `bg`, and what the reader makes of it as a plate crop.
+fn read_rendered(rec: &mut PlateRecognizer, text: &str, fg: [u8; 3], bg: [u8; 3]) -> (image::RgbImage, models::plates::CropRead) {
+    let rgb = testkit::text::render(text, 40.0, fg, bg, 6);
+    let img = BgrImage::from_rgb(rgb.width(), rgb.height(), rgb.as_raw()).unwrap();
+    let read = rec.read_crops(&[img.view()]).unwrap().pop().unwrap();
+    (rgb, read)
+}
+
 #[test]
 fn special_plate_types_read_with_their_colour_from_rendered_crops() {
     // No licensed real photo of these types exists in the shared data (its README), so rendered crops are
@@ -110,34 +118,16 @@ fn special_plate_types_read_with_their_colour_from_rendered_crops() {
     ];
     let mut rec = recognizer();
     for (text, fg, bg, colour) in cases {
-        let rgb = testkit::text::render(text, 40.0, *fg, *bg, 6);
-        let img = BgrImage::from_rgb(rgb.width(), rgb.height(), rgb.as_raw()).unwrap();
-        let (got, read) = rec.read_crops(&[img.view()]).unwrap().pop().unwrap();
+        let (_, (got, read)) = read_rendered(&mut rec, text, *fg, *bg);
         assert_eq!(read.map(|t| t.text).as_deref(), Ok(*text), "{text}");
         assert_eq!(got, *colour, "{text}");
     }
 }
 
 #[test]
-fn foreign_plates_get_no_mainland_read_and_no_province() {
-    // UK front and rear, German, Québec and Californian plates as rendered text: Latin letters and digits
-    // with no province glyph. Squeezed into a mainland layout they would need a province the crop does
-    // not show.
-    let (black, white, yellow) = ([10, 10, 10], [245, 245, 245], [250, 210, 0]);
-    let plates: &[(&str, [u8; 3], [u8; 3])] =
-        &[("LS15 EBC", black, yellow), ("KS67 AEA", black, white), ("S TA 5131E", black, white), ("FMA 6383", [20, 40, 120], white), ("VODKAA", [20, 40, 120], white)];
-    let mut rec = recognizer();
-    for (text, fg, bg) in plates {
-        let rgb = testkit::text::render(text, 40.0, *fg, *bg, 6);
-        let img = BgrImage::from_rgb(rgb.width(), rgb.height(), rgb.as_raw()).unwrap();
-        let (_, read) = rec.read_crops(&[img.view()]).unwrap().pop().unwrap();
-        assert!(read.is_err(), "{text} read as {read:?}");
-    }
-}
-
-#[test]
 fn signs_and_text_that_are_not_plates_yield_no_plate() {
-    // White on blue and black on yellow look like plates; the rest are everyday roadside text.
+    // White on blue and black on yellow look like plates; the rest are everyday roadside text and foreign
+    // plates.
     let signs: &[(&str, [u8; 3], [u8; 3])] = &[
         ("欢迎光临小庄村", [255, 255, 255], [20, 60, 180]),
         ("前方学校 减速慢行", [0, 0, 0], [240, 200, 0]),
@@ -151,12 +141,17 @@ fn signs_and_text_that_are_not_plates_yield_no_plate() {
         ("禁止停车", [255, 255, 255], [200, 20, 20]),
         ("STOP", [255, 255, 255], [200, 20, 20]),
         ("小庄村村民委员会", [200, 0, 0], [255, 255, 255]),
+        // Foreign plates (UK rear and front, German, Québec, Californian): squeezed into a mainland layout
+        // they would need a province the crop does not show.
+        ("LS15 EBC", [10, 10, 10], [250, 210, 0]),
+        ("KS67 AEA", [10, 10, 10], [245, 245, 245]),
+        ("S TA 5131E", [10, 10, 10], [245, 245, 245]),
+        ("FMA 6383", [20, 40, 120], [245, 245, 245]),
+        ("VODKAA", [20, 40, 120], [245, 245, 245]),
     ];
     let mut rec = recognizer();
     for (text, fg, bg) in signs {
-        let rgb = testkit::text::render(text, 40.0, *fg, *bg, 6);
-        let img = BgrImage::from_rgb(rgb.width(), rgb.height(), rgb.as_raw()).unwrap();
-        let (_, read) = rec.read_crops(&[img.view()]).unwrap().pop().unwrap();
+        let (rgb, (_, read)) = read_rendered(&mut rec, text, *fg, *bg);
         assert!(read.is_err(), "sign {text:?} read as a plate: {read:?}");
         // And pasted into a street photo, the full chain finds no plate in it either.
         let mut scene = testkit::clips::load_rgb(&testkit::data("scenes/coco_000000001532.jpg"));

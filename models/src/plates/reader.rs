@@ -327,18 +327,24 @@ pub fn stretch_contrast(plate: &BgrView<'_>) -> BgrImage {
 mod tests {
     use super::*;
 
-    /// Per-frame probabilities over `classes`: each frame is a list of (character, probability), the rest
-    /// of the frame's mass on the blank (`_`).
-    fn probs(classes: &[String], frames: &[&[(&str, f32)]]) -> Vec<f32> {
+    /// Per-frame probabilities over `classes` of a plate: a blank frame, `first` (characters and their
+    /// probabilities), a blank, then each character of `rest` at 0.99 followed by a blank; whatever a
+    /// frame leaves goes to the blank.
+    fn probs(classes: &[String], first: &[(&str, f32)], rest: &str) -> (Vec<f32>, usize) {
+        let mut frames: Vec<Vec<(String, f32)>> = vec![vec![], first.iter().map(|(c, p)| (c.to_string(), *p)).collect(), vec![]];
+        for c in rest.chars() {
+            frames.push(vec![(c.to_string(), 0.99)]);
+            frames.push(vec![]);
+        }
         let mut data = vec![0f32; frames.len() * classes.len()];
         for (t, frame) in frames.iter().enumerate() {
             let row = &mut data[t * classes.len()..(t + 1) * classes.len()];
-            for (c, p) in *frame {
+            for (c, p) in frame {
                 row[classes.iter().position(|s| s == c).unwrap_or(0)] += p;
             }
             row[0] += 1.0 - frame.iter().map(|(_, p)| p).sum::<f32>();
         }
-        data
+        (data, frames.len())
     }
 
     #[test]
@@ -349,50 +355,16 @@ mod tests {
         let (templates, plate_classes) = compile(&classes).unwrap_or_default();
         let settings = ReaderSettings::default();
         let decoder = Decoder { classes: &classes, templates: &templates, plate_classes: &plate_classes, settings: &settings };
-        let blank: &[(&str, f32)] = &[];
+        let decode = |first: &[(&str, f32)], rest: &str| {
+            let (data, frames) = probs(&classes, first, rest);
+            decoder.decode(&Probs::new(&data, frames, classes.len()).unwrap(), None)
+        };
         // A German plate, `S TA 5131`: nothing but a few stray letters where a province would stand.
-        let foreign: Vec<&[(&str, f32)]> = vec![
-            blank,
-            &[("皖", 0.05), ("E", 0.06), ("B", 0.06)],
-            blank,
-            &[("S", 0.99)],
-            blank,
-            &[("T", 0.99)],
-            blank,
-            &[("5", 0.99)],
-            blank,
-            &[("1", 0.99)],
-            blank,
-            &[("3", 0.99)],
-            blank,
-            &[("1", 0.99)],
-            blank,
-        ];
-        let data = probs(&classes, &foreign);
-        let read = decoder.decode(&Probs::new(&data, foreign.len(), classes.len()).unwrap(), None);
+        let read = decode(&[("皖", 0.05), ("E", 0.06), ("B", 0.06)], "ST5131");
         assert!(matches!(&read, Err(Rejection::NoProvince { text, .. }) if text == "皖ST5131"), "{read:?}");
         // A dirty plate: the model sees a character there (川 taken for a W), so the province is read, and
         // the read reports it uncertain.
-        let dirty: Vec<&[(&str, f32)]> = vec![
-            blank,
-            &[("W", 0.82), ("川", 0.11)],
-            blank,
-            &[("A", 0.99)],
-            blank,
-            &[("P", 0.99)],
-            blank,
-            &[("L", 0.99)],
-            blank,
-            &[("8", 0.99)],
-            blank,
-            &[("3", 0.99)],
-            blank,
-            &[("5", 0.99)],
-            blank,
-        ];
-        let data = probs(&classes, &dirty);
-        let read = decoder.decode(&Probs::new(&data, dirty.len(), classes.len()).unwrap(), None);
-        let read = read.unwrap_or_else(|r| panic!("{r:?}"));
+        let read = decode(&[("W", 0.82), ("川", 0.11)], "APL835").unwrap_or_else(|r| panic!("{r:?}"));
         assert_eq!((read.text.as_str(), super::super::uncertain_positions(&read.char_confidences)), ("川APL835", vec![0]));
     }
 }
