@@ -131,7 +131,7 @@ impl<Q: Queue> EventSink<Q> {
         match serde_json::to_vec(&wire) {
             Ok(bytes) => {
                 let index = self.push(Kind::Event, self.topics.events(&self.camera), bytes.clone());
-                let item = self.local.feed.as_ref().map(|_| FeedItem::event(&wire)).map(Box::new);
+                let item = self.local.feed.as_ref().map(|_| FeedItem::event(wire)).map(Box::new);
                 self.locals.push(Local { index, what: LocalKind::Line { log: self.local.events.clone(), line: bytes, item, announce: Some(Box::new(out.event)) } });
             }
             Err(err) => tracing::error!(camera = %self.camera, error = %err, "cannot serialise event"),
@@ -156,7 +156,7 @@ impl<Q: Queue> EventSink<Q> {
         tracing::debug!(alert = %alert.id, plate = alert.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"), "alert plate");
         let Ok(bytes) = serde_json::to_vec(&alert) else { return };
         let index = self.push(Kind::Alert, self.topics.alerts(&self.camera), bytes.clone());
-        let item = self.local.feed.as_ref().map(|_| FeedItem::alert(&alert)).map(Box::new);
+        let item = self.local.feed.as_ref().map(|_| FeedItem::alert(alert)).map(Box::new);
         self.locals.push(Local { index, what: LocalKind::Line { log: self.local.alerts.clone(), line: bytes, item, announce: None } });
     }
 

@@ -75,12 +75,12 @@ pub enum FeedItem {
 }
 
 impl FeedItem {
-    pub fn event(event: &payload::Event) -> Self {
-        FeedItem::Event { event: Box::new(event.clone()) }
+    pub fn event(event: impl Into<Box<payload::Event>>) -> Self {
+        FeedItem::Event { event: event.into() }
     }
 
-    pub fn alert(alert: &payload::Alert) -> Self {
-        FeedItem::Alert { alert: Box::new(alert.clone()), ack: None }
+    pub fn alert(alert: impl Into<Box<payload::Alert>>) -> Self {
+        FeedItem::Alert { alert: alert.into(), ack: None }
     }
 
     fn alert_id(&self) -> Option<&str> {
@@ -240,7 +240,7 @@ mod tests {
         let v: Value = serde_json::from_str(&FeedItem::Ack { alert: "a1".into(), ack: ack.clone() }.to_json()).unwrap_or_default();
         assert_eq!(v, json!({"type": "ack", "alert": "a1", "ack": {"by": "duty", "at": "2026-11-28T08:00:00.000Z"}}));
         let alert = logged_alert("a1");
-        let v: Value = serde_json::from_str(&FeedItem::alert(&alert).to_json()).unwrap_or_default();
+        let v: Value = serde_json::from_str(&FeedItem::alert(alert.clone()).to_json()).unwrap_or_default();
         assert_eq!(v, json!({"type": "alert", "alert": serde_json::to_value(&alert).unwrap_or_default(), "ack": null}));
         assert_eq!((v["alert"]["id"].as_str(), v["alert"]["type"].as_str(), v["alert"]["plate"].is_null()), (Some("a1"), Some("vehicle"), true));
         assert_eq!(FeedItem::Resync.to_json(), r#"{"type":"resync"}"#);
@@ -268,7 +268,7 @@ mod tests {
     fn an_acknowledged_alert_is_marked_in_memory_and_announced() {
         let feed = Feed::new();
         let mut rx = feed.subscribe();
-        feed.publish(FeedItem::alert(&logged_alert("a1")));
+        feed.publish(FeedItem::alert(logged_alert("a1")));
         let ack = Ack { by: "duty".into(), at: "t".into(), disposal: Disposal::default() };
         feed.acknowledge("a1", &ack);
         assert_eq!(feed.alert("a1").map(|(a, ack)| (a.camera, ack)), Some(("gate".to_string(), Some(ack))));

@@ -255,36 +255,35 @@ impl PlateRecognizer {
             }
         }
         // One plate seen from two overlapping regions (or a region and the whole frame) is read once; its
-        // other views (other corners, another detector) get a second look when the first does not read.
-        // The last view is the best detection again with a wider margin.
-        let mut pending: Vec<(usize, Vec<View>)> = group_views(found, self.settings.detector.nms_iou_threshold).into_iter().map(|views| (0, views)).collect();
-        let mut recognition = Recognition::default();
-        let mut first_rejection: Vec<Option<RejectedPlate>> = vec![None; pending.len()];
-        while pending.iter().any(|(next, views)| *next < views.len()) {
+        // other views (other corners, another detector, and last the best detection with a wider margin)
+        // get a second look, round by round, while it has not read. Each round reads in one batch.
+        let groups = group_views(found, self.settings.detector.nms_iou_threshold);
+        let mut outcome: Vec<Outcome> = groups.iter().map(|_| Outcome::Open(None)).collect();
+        for round in 0..=MAX_VIEWS {
+            let looks: Vec<(usize, &View)> =
+                groups.iter().enumerate().filter(|(g, _)| matches!(outcome[*g], Outcome::Open(_))).filter_map(|(g, views)| Some((g, views.get(round)?))).collect();
+            if looks.is_empty() {
+                break;
+            }
             let mut rectified = Vec::new();
-            for (group, (next, views)) in pending.iter_mut().enumerate() {
-                let Some(View { detection: d, region, margin }) = views.get(*next).cloned() else { continue };
-                *next += 1;
-                match self.rectify_with(frame, &d, margin)? {
-                    Some(r) => rectified.push((group, d, region, r)),
-                    None => {
-                        first_rejection[group].get_or_insert(RejectedPlate { detection: d, rejection: Rejection::NoLayout });
-                    }
+            for (g, view) in looks {
+                match self.rectify_with(frame, &view.detection, view.margin)? {
+                    Some(r) => rectified.push((g, view, r)),
+                    None => outcome[g].reject(&view.detection, Rejection::NoLayout),
                 }
             }
-            let batch: Vec<(BgrView<'_>, Option<PlateColour>)> = rectified.iter().map(|(_, _, _, r)| (r.image.view(), Some(r.colour))).collect();
+            let batch: Vec<(BgrView<'_>, Option<PlateColour>)> = rectified.iter().map(|(_, _, r)| (r.image.view(), Some(r.colour))).collect();
             let reads = self.reader.read_batch(&batch)?;
-            for ((group, d, region, r), read) in rectified.into_iter().zip(reads) {
-                let read = read.and_then(|t| match region {
-                    None if r.colour == PlateColour::White && grammar::issued_colour(&t.text, r.colour) == PlateColour::Unknown => Err(Rejection::SignLike { text: t.text }),
-                    _ => Ok(t),
-                });
-                match read {
-                    Ok(t) => {
-                        pending[group].0 = usize::MAX;
-                        first_rejection[group] = None;
-                        recognition.plates.push(PlateRead {
-                            colour: grammar::issued_colour(&t.text, r.colour),
+            for ((g, view, r), read) in rectified.into_iter().zip(reads) {
+                let d = &view.detection;
+                match read.map(|t| (grammar::issued_colour(&t.text, r.colour), t)) {
+                    // A civil layout that looks white and lies on no vehicle: a sign, however it is looked at.
+                    Ok((PlateColour::Unknown, t)) if view.region.is_none() && r.colour == PlateColour::White => {
+                        outcome[g] = Outcome::Done(Err(RejectedPlate { detection: d.clone(), rejection: Rejection::SignLike { text: t.text } }));
+                    }
+                    Ok((colour, t)) => {
+                        outcome[g] = Outcome::Done(Ok(PlateRead {
+                            colour,
                             text: t.text,
                             confidence: t.confidence,
                             char_confidences: t.char_confidences,
@@ -294,21 +293,21 @@ impl PlateRecognizer {
                             corners: d.corners,
                             bbox: d.bbox,
                             detector_score: d.score,
-                            region,
-                        });
+                            region: view.region,
+                        }))
                     }
-                    Err(rejection) => {
-                        // A sign stays a sign however it is looked at.
-                        if matches!(rejection, Rejection::SignLike { .. }) {
-                            pending[group].0 = usize::MAX;
-                            first_rejection[group] = None;
-                        }
-                        first_rejection[group].get_or_insert(RejectedPlate { detection: d, rejection });
-                    }
+                    Err(rejection) => outcome[g].reject(d, rejection),
                 }
             }
         }
-        recognition.rejected = first_rejection.into_iter().flatten().collect();
+        let mut recognition = Recognition::default();
+        for o in outcome {
+            match o {
+                Outcome::Done(Ok(plate)) => recognition.plates.push(plate),
+                Outcome::Done(Err(rejected)) | Outcome::Open(Some(rejected)) => recognition.rejected.push(rejected),
+                Outcome::Open(None) => {}
+            }
+        }
         recognition.plates = drop_contained(recognition.plates);
         Ok(recognition)
     }
@@ -346,6 +345,21 @@ fn drop_contained(plates: Vec<PlateRead>) -> Vec<PlateRead> {
 
 /// Most views of one plate read: the best detection and, when it does not read, this many others.
 const MAX_VIEWS: usize = 3;
+
+/// Where the views of one plate stand: still open (with why its first view did not read), or done.
+enum Outcome {
+    Open(Option<RejectedPlate>),
+    Done(Result<PlateRead, RejectedPlate>),
+}
+
+impl Outcome {
+    /// A view did not read: the first such rejection is the one reported if none reads.
+    fn reject(&mut self, detection: &PlateDetection, rejection: Rejection) {
+        if let Outcome::Open(first) = self {
+            first.get_or_insert_with(|| RejectedPlate { detection: detection.clone(), rejection });
+        }
+    }
+}
 
 /// One way of looking at a detected plate: which detection, and how much of its surroundings.
 #[derive(Clone)]

@@ -29,10 +29,10 @@ pub const CONTRACT: TensorContract = TensorContract {
 };
 
 pub const INPUT_H: u32 = 48;
-/// A leading province below this, where the model sees no character, is made up (see `Decoder::decode`).
-const INVENTED_PROVINCE: f32 = 0.1;
 pub const INPUT_W: u32 = 320;
 const DICTIONARY_KEY: &str = "character";
+/// A leading province below this, where the model sees no character, is made up (see `Decoder::decode`).
+const INVENTED_PROVINCE: f32 = 0.1;
 
 /// When a read counts as a plate.
 #[derive(Debug, Clone, PartialEq)]
