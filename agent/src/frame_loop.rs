@@ -13,6 +13,7 @@ use edge_config::PlateMode;
 
 use crate::events::plate_search::{PlateFocus, PlateSearch};
 use crate::events::{EventBuilder, EventOut, FrameTime};
+use crate::health::{CameraHealth, Change};
 use crate::inference::Analysed;
 use crate::motion::{Decision, DetectGate, Look};
 use crate::source::Frame;
@@ -25,6 +26,8 @@ pub struct FrameLoop {
     /// A gap longer than this between two analysed frames (a stream restart, a stall) ends whatever was
     /// in view. `None`: gaps end nothing (a file's own timestamps).
     gap_ends_s: Option<f64>,
+    /// Whether the camera still sees the gate (`None`: not watched).
+    health: Option<CameraHealth>,
 }
 
 /// What becomes of a frame when its turn comes.
@@ -47,13 +50,31 @@ pub struct Observed {
 
 impl FrameLoop {
     pub fn new(gate: DetectGate, search: PlateSearch, builder: EventBuilder) -> Self {
-        Self { gate, search, builder, gap_ends_s: None }
+        Self { gate, search, builder, gap_ends_s: None, health: None }
     }
 
     /// A gap of more than `seconds` between two analysed frames ends every open event.
     pub fn gaps_end_events(mut self, seconds: f64) -> Self {
         self.gap_ends_s = Some(seconds);
         self
+    }
+
+    /// Watches the camera's picture and connection ([`FrameLoop::health_on_frame`]).
+    pub fn with_health(mut self, health: CameraHealth) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// Camera health for a frame that arrived at `stream_s`, before the gate: covered, frozen and moved are
+    /// seen on every frame, analysed or not.
+    pub fn health_on_frame(&mut self, frame: &Frame, stream_s: f64) -> Vec<Change> {
+        let Some(health) = self.health.as_mut() else { return Vec::new() };
+        health.on_frame(frame.view().ok().as_ref(), stream_s)
+    }
+
+    /// Camera health while no frame comes.
+    pub fn health_on_idle(&mut self, stream_s: f64) -> Vec<Change> {
+        self.health.as_mut().map(|h| h.on_idle(stream_s)).unwrap_or_default()
     }
 
     /// Where the camera looks for plates.

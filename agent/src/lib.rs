@@ -11,6 +11,7 @@ pub mod eventlog;
 pub mod events;
 pub mod files;
 pub mod frame_loop;
+pub mod health;
 pub mod history;
 pub mod inference;
 pub mod logging;

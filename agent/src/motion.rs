@@ -221,28 +221,8 @@ impl Grid {
         })
     }
 
-    /// Each cell's mean grey level over a 4×4 lattice of its pixels.
     fn sample(&mut self, frame: &BgrView<'_>) {
-        let step = self.step as usize;
-        let offsets: [usize; 4] = [0, step / 4, step / 2, 3 * step / 4];
-        for r in 0..self.rows {
-            for (k, &dy) in offsets.iter().enumerate() {
-                let row = frame.row((r * step + dy) as u32);
-                for c in 0..self.cols {
-                    let mut sum = 0u32;
-                    for &dx in &offsets {
-                        let p = (c * step + dx) * 3;
-                        // BGR → grey, (B + 2G + R) / 4.
-                        sum += (u32::from(row[p]) + 2 * u32::from(row[p + 1]) + u32::from(row[p + 2])) >> 2;
-                    }
-                    let cell = &mut self.current[r * self.cols + c];
-                    *cell = if k == 0 { sum as f32 } else { *cell + sum as f32 };
-                }
-            }
-        }
-        for v in &mut self.current {
-            *v /= 16.0;
-        }
+        sample_cells(frame, self.step, self.cols, self.rows, &mut self.current);
     }
 
     /// The median of the differences from the background: what the whole picture moved by.
@@ -313,6 +293,31 @@ impl Grid {
             // The light shift is taken up at once everywhere; the rest at the cell's rate.
             self.background[i] += shift + rate * (d - shift);
         }
+    }
+}
+
+/// Each cell's mean grey level over a 4×4 lattice of its pixels: `cols`×`rows` cells of `step` pixels from
+/// the frame's top-left corner (the frame must hold them), into `out`.
+pub(crate) fn sample_cells(frame: &BgrView<'_>, step: u32, cols: usize, rows: usize, out: &mut [f32]) {
+    let step = step as usize;
+    let offsets: [usize; 4] = [0, step / 4, step / 2, 3 * step / 4];
+    for r in 0..rows {
+        for (k, &dy) in offsets.iter().enumerate() {
+            let row = frame.row((r * step + dy) as u32);
+            for c in 0..cols {
+                let mut sum = 0u32;
+                for &dx in &offsets {
+                    let p = (c * step + dx) * 3;
+                    // BGR → grey, (B + 2G + R) / 4.
+                    sum += (u32::from(row[p]) + 2 * u32::from(row[p + 1]) + u32::from(row[p + 2])) >> 2;
+                }
+                let cell = &mut out[r * cols + c];
+                *cell = if k == 0 { sum as f32 } else { *cell + sum as f32 };
+            }
+        }
+    }
+    for v in out.iter_mut().take(rows * cols) {
+        *v /= 16.0;
     }
 }
 

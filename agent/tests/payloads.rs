@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use edge_agent::events::geometry::Direction;
 use edge_agent::events::voting::VotedPlate;
 use edge_agent::payload::{self, AgentInfo, AgentState, CameraStats, CameraStatus, Grid, InferenceMs, LinkStats, OutboxStats};
-use edge_agent::rules::{Finding, PlateMatch, RuleType};
+use edge_agent::rules::{Finding, HealthNote, PlateMatch, RuleType};
 use edge_agent::stats::CameraState;
 use edge_agent::topics::{Origin, Topics};
 use edge_config::{Severity, Site};
@@ -72,6 +72,7 @@ fn alert_payloads_match_the_golden_file() {
         duration_s: None,
         reason: None,
         provenance: None,
+        health: None,
     };
     let crowd = Finding {
         id: "0193d9c0-0000-7000-8000-0000000000a2".into(),
@@ -88,8 +89,22 @@ fn alert_payloads_match_the_golden_file() {
         duration_s: Some(12.3456),
         ..watch.clone()
     };
+    let covered = Finding {
+        id: "0193d9c0-0000-7000-8000-0000000000a3".into(),
+        rule: "camera_covered".into(),
+        kind: RuleType::CameraCovered,
+        severity: Severity::Warning,
+        event_id: None,
+        event_ids: vec![],
+        class: None,
+        direction: None,
+        plate: None,
+        matched: None,
+        health: Some(HealthNote { raised: true, since: at("2026-11-28T07:59:30.000Z"), detail: "97 % of the picture without detail".into() }),
+        ..watch.clone()
+    };
     let mut text = String::new();
-    for f in [&watch, &crowd] {
+    for f in [&watch, &crowd, &covered] {
         let alert = payload::Alert::new(f, Some(&Topics::new("checkpoint", &site())));
         assert_valid("alert.v1.json", &serde_json::to_value(&alert).unwrap());
         text.push_str(&serde_json::to_string(&alert).unwrap());

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::settings::{Camera, Config, Control, Events, Metrics, Models, Mqtt, Reports, Rule, Site, Storage, Web};
+use crate::settings::{Camera, Config, Control, Events, Health, Metrics, Models, Mqtt, Notify, Reports, Rule, Site, Storage, Web};
 use crate::validate::validate_into;
 use crate::{ConfigError, Issue};
 
-const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metrics", "web", "rules", "control", "reports", "cameras"];
+const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metrics", "web", "rules", "control", "reports", "notify", "health", "cameras"];
 
 /// Reads, parses and validates a configuration file. Relative paths inside it are made relative to the
 /// file's directory.
@@ -53,22 +53,10 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
     let web: Option<Web> = optional_section(&table, "web", &mut issues);
     let control: Option<Control> = optional_section(&table, "control", &mut issues);
     let reports: Option<Reports> = optional_section(&table, "reports", &mut issues);
-    let rules: Option<Vec<Option<Rule>>> = match table.get("rules") {
-        None => Some(Vec::new()),
-        Some(toml::Value::Array(items)) => Some(items.iter().enumerate().map(|(i, v)| section(v.clone(), &format!("rules[{i}]"), &mut issues)).collect()),
-        Some(other) => {
-            issues.push(Issue::new("rules", format!("expected an array of tables ([[rules]]), found {}", other.type_str())));
-            None
-        }
-    };
-    let cameras: Option<Vec<Option<Camera>>> = match table.get("cameras") {
-        None => Some(Vec::new()),
-        Some(toml::Value::Array(items)) => Some(items.iter().enumerate().map(|(i, v)| section(v.clone(), &format!("cameras[{i}]"), &mut issues)).collect()),
-        Some(other) => {
-            issues.push(Issue::new("cameras", format!("expected an array of tables ([[cameras]]), found {}", other.type_str())));
-            None
-        }
-    };
+    let rules: Option<Vec<Option<Rule>>> = array_section(&table, "rules", &mut issues);
+    let notify: Option<Vec<Option<Notify>>> = array_section(&table, "notify", &mut issues);
+    let health: Option<Health> = optional_section(&table, "health", &mut issues);
+    let cameras: Option<Vec<Option<Camera>>> = array_section(&table, "cameras", &mut issues);
 
     // Check what did parse, even when something else did not, so one run shows everything.
     let camera_list: Vec<Camera> = cameras.iter().flatten().flatten().cloned().collect();
@@ -83,6 +71,8 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         rules: rules.iter().flatten().flatten().cloned().collect(),
         control: control.clone().unwrap_or_default(),
         reports: reports.clone().unwrap_or_default(),
+        notify: notify.iter().flatten().flatten().cloned().collect(),
+        health: health.clone().unwrap_or_default(),
         cameras: camera_list,
     };
     let mut semantic = Vec::new();
@@ -90,6 +80,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
     // Cameras that failed to parse are missing from `partial`; map the remaining indices back.
     let index_map: Vec<usize> = cameras.iter().flatten().enumerate().filter(|(_, c)| c.is_some()).map(|(i, _)| i).collect();
     let rule_map: Vec<usize> = rules.iter().flatten().enumerate().filter(|(_, r)| r.is_some()).map(|(i, _)| i).collect();
+    let notify_map: Vec<usize> = notify.iter().flatten().enumerate().filter(|(_, n)| n.is_some()).map(|(i, _)| i).collect();
     for mut issue in semantic {
         if site.is_none() && issue.path.starts_with("site") {
             continue;
@@ -100,18 +91,31 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         if rules.is_none() && issue.path == "rules" {
             continue;
         }
-        for (list, map) in [("cameras", &index_map), ("rules", &rule_map)] {
+        for (list, map) in [("cameras", &index_map), ("rules", &rule_map), ("notify", &notify_map)] {
             issue.path = remap_index(&issue.path, list, map);
             issue.message = remap_index(&issue.message, list, map);
         }
         issues.push(issue);
     }
 
-    match (issues.is_empty(), site, mqtt, models, storage, events, metrics, web, control, reports, rules.is_some()) {
-        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics), Some(web), Some(control), Some(reports), true) => {
-            Ok(Config { site, mqtt, models, storage, events, metrics, web, rules: partial.rules, control, reports, cameras: partial.cameras })
+    let complete = rules.is_some() && notify.is_some() && health.is_some();
+    match (issues.is_empty() && complete, site, mqtt, models, storage, events, metrics, web, control, reports) {
+        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics), Some(web), Some(control), Some(reports)) => {
+            Ok(Config { site, mqtt, models, storage, events, metrics, web, rules: partial.rules, control, reports, notify: partial.notify, health: partial.health, cameras: partial.cameras })
         }
         _ => Err(issues),
+    }
+}
+
+/// An array of tables (`[[rules]]`), each parsed on its own so one bad entry does not hide the next.
+fn array_section<T: DeserializeOwned>(table: &toml::Table, name: &str, issues: &mut Vec<Issue>) -> Option<Vec<Option<T>>> {
+    match table.get(name) {
+        None => Some(Vec::new()),
+        Some(toml::Value::Array(items)) => Some(items.iter().enumerate().map(|(i, v)| section(v.clone(), &format!("{name}[{i}]"), issues)).collect()),
+        Some(other) => {
+            issues.push(Issue::new(name, format!("expected an array of tables ([[{name}]]), found {}", other.type_str())));
+            None
+        }
     }
 }
 
@@ -201,6 +205,11 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
     }
     if let Some(lib) = config.models.onnxruntime_library.as_mut() {
         resolve(lib);
+    }
+    for n in &mut config.notify {
+        for p in [n.key_file.as_mut(), n.secret_file.as_mut(), n.ca_file.as_mut()].into_iter().flatten() {
+            resolve(p);
+        }
     }
     if let Some(mqtt) = config.mqtt.as_mut() {
         if let Some(p) = mqtt.password_file.as_mut() {

@@ -132,10 +132,17 @@ pub fn render(spec: &ClipSpec, path: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// Adds the clip's light drift and sensor noise to frame `i` of `frames`. The noise comes from a fixed
-/// table read at a different offset each frame (cheap, and uncorrelated from one frame to the next).
+/// Adds the clip's light drift and sensor noise to frame `i` of `frames`.
 fn disturb(frame: &mut [u8], spec: &ClipSpec, i: u64, frames: u64) {
-    if spec.noise == 0 && spec.drift == 0.0 {
+    let drift = (spec.drift * i as f64 / frames.saturating_sub(1).max(1) as f64).round() as i16;
+    shake(frame, i, spec.noise, drift);
+}
+
+/// Sensor noise of up to ± `noise` on every pixel of frame `i`, and `drift` grey levels on all of them. The
+/// noise comes from a fixed table read at a different offset each frame (cheap, and uncorrelated from one
+/// frame to the next).
+pub fn shake(frame: &mut [u8], i: u64, noise: u8, drift: i16) {
+    if noise == 0 && drift == 0 {
         return;
     }
     const TABLE: usize = 1 << 16;
@@ -152,8 +159,7 @@ fn disturb(frame: &mut [u8], spec: &ClipSpec, i: u64, frames: u64) {
             .collect()
     });
     let offset = (i.wrapping_mul(7919) as usize) % TABLE;
-    let drift = (spec.drift * i as f64 / frames.saturating_sub(1).max(1) as f64).round() as i16;
-    let amplitude = i16::from(spec.noise);
+    let amplitude = i16::from(noise);
     for (k, p) in frame.iter_mut().enumerate() {
         let n = table[(offset + k) % TABLE] * amplitude / 1000;
         *p = (i16::from(*p) + drift + n).clamp(0, 255) as u8;

@@ -59,12 +59,26 @@ pub struct CameraWorker<A: Analyse = DetectorHandle, Q: Queue = OutboxHandle> {
     pub camera_rules: CameraRules,
     pub sink: EventSink<Q>,
     pub detections: Option<DetectionsOut>,
+    /// Severity of camera health alerts.
+    pub health_severity: edge_config::Severity,
+}
+
+impl<A: Analyse, Q: Queue> crate::source::FrameHandler for CameraWorker<A, Q> {
+    fn frame(&mut self, frame: Frame) {
+        self.process(frame);
+    }
+
+    fn idle(&mut self) {
+        CameraWorker::idle(self);
+    }
 }
 
 impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
     /// Analyses one frame and passes what it completes on.
     pub fn process(&mut self, frame: Frame) {
         let stream_s = self.started.elapsed().as_secs_f64();
+        let changes = self.frames.health_on_frame(&frame, stream_s);
+        self.health_alerts(&changes, stream_s);
         let look = self.frames.look(&frame);
         let Turn::Analyse(focus) = self.frames.turn(look, stream_s) else {
             self.record.counters.frames_gated.fetch_add(1, Ordering::Relaxed);
@@ -96,6 +110,27 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
             self.emit_all(observed.gap, false);
         }
         self.emit_all(observed.events, true);
+    }
+
+    /// No frame for a moment: the camera may be offline; batches committed meanwhile are recorded.
+    pub fn idle(&mut self) {
+        let stream_s = self.started.elapsed().as_secs_f64();
+        let changes = self.frames.health_on_idle(stream_s);
+        self.health_alerts(&changes, stream_s);
+        self.sink.commit();
+    }
+
+    /// Camera health changes become alerts, committed at once.
+    fn health_alerts(&mut self, changes: &[crate::health::Change], stream_s: f64) {
+        if changes.is_empty() {
+            return;
+        }
+        let now = chrono::Utc::now();
+        for change in changes {
+            let finding = rules::Finding::health(self.camera_rules.origin().clone(), change, now, stream_s - change.since_s, self.health_severity);
+            self.sink.alert(&finding);
+        }
+        self.sink.commit();
     }
 
     /// Ends every open event (the camera stopped or had a gap).

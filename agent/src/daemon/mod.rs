@@ -240,6 +240,7 @@ impl Agent {
             cancel: cameras_cancel.clone(),
             counts_period_secs: config.reports.counts_period_secs,
             plate_settle_reads: config.models.plates.settle_reads,
+            health: config.health.clone(),
             plate_min_vehicle_width: config.models.plates.min_vehicle_width_px,
         };
         let mut fleet = Fleet::new(deps, cameras.clone());

@@ -147,6 +147,7 @@ fn harness(script: Script, rules: &[Rule], queue: MemoryQueue) -> Harness {
         camera_rules: CameraRules::new(Arc::new(origin)),
         sink: EventSink::new("gate", topics, queue.clone(), local.clone(), record.clone()),
         detections: None,
+        health_severity: edge_config::Severity::Warning,
     };
     Harness { worker, queue, local, record, _dir: dir }
 }

@@ -17,6 +17,7 @@ use super::STEP_DEADLINE;
 use crate::events::plate_search::PlateSearch;
 use crate::events::{BuilderSettings, EventBuilder};
 use crate::frame_loop::FrameLoop;
+use crate::health::CameraHealth;
 use crate::inference::DetectorHandle;
 use crate::metrics::CameraList;
 use crate::motion::DetectGate;
@@ -53,6 +54,8 @@ pub struct CameraDeps {
     /// `models.plates.settle_reads` and `min_vehicle_width_px`.
     pub plate_settle_reads: u32,
     pub plate_min_vehicle_width: u32,
+    /// Camera health: thresholds, and which cameras are left out.
+    pub health: edge_config::Health,
 }
 
 /// A camera thread and the settings it was started with.
@@ -132,7 +135,7 @@ impl Fleet {
                         link.status_changed();
                     }
                 };
-                source::run_camera(settings, record, cancel, &on_state, |frame| worker.process(frame));
+                source::run_camera(settings, record, cancel, &on_state, &mut worker);
                 worker.stop(CAMERA_COMMIT_WAIT);
             })
             .with_context(|| format!("cannot start thread for camera {}", camera.id))?;
@@ -148,15 +151,20 @@ impl Fleet {
         let plates = if deps.plates_loaded { camera.plates } else { PlateMode::Off };
         let search = PlateSearch::new(plates, deps.plate_settle_reads, deps.plate_min_vehicle_width as f32);
         let detections = deps.link.clone().zip(deps.detections_interval).map(|(link, interval)| DetectionsOut::new(link, interval, deps.site.path()));
+        let mut frames = FrameLoop::new(DetectGate::new(&camera.motion), search, builder).gaps_end_events(events.lost_timeout_secs);
+        if deps.health.enabled && !deps.health.skip_cameras.contains(&camera.id) {
+            frames = frames.with_health(CameraHealth::new(&deps.health, 0.0));
+        }
         CameraWorker {
             record: record.clone(),
             detector: deps.detector.clone(),
-            frames: FrameLoop::new(DetectGate::new(&camera.motion), search, builder).gaps_end_events(events.lost_timeout_secs),
+            frames,
             started: Instant::now(),
             rules: deps.rules.clone(),
             camera_rules: CameraRules::new(Arc::new(origin)),
             sink: EventSink::new(&camera.id, deps.topics.clone(), deps.outbox.clone(), deps.local.clone(), record),
             detections,
+            health_severity: deps.health.severity,
         }
     }
 

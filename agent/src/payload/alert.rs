@@ -55,6 +55,27 @@ pub struct Alert {
     pub level: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<u64>,
+    /// Camera health alerts (`camera_offline`, `camera_frozen`, `camera_covered`, `camera_moved`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<AlertHealth>,
+}
+
+/// A camera health alert: the condition raised, or cleared (the camera recovered).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertHealth {
+    /// `raised` or `cleared`.
+    pub state: HealthState,
+    /// When the condition started (raised) or ended (cleared).
+    pub since: String,
+    /// What was measured.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    Raised,
+    Cleared,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +130,11 @@ impl Alert {
             reason: f.reason.clone(),
             level: f.provenance.as_ref().map(|p| p.level.into()),
             policy_version: f.provenance.as_ref().map(|p| p.version),
+            health: f.health.as_ref().map(|h| AlertHealth {
+                state: if h.raised { HealthState::Raised } else { HealthState::Cleared },
+                since: timestamp(h.since),
+                detail: h.detail.clone(),
+            }),
         }
     }
 }

@@ -9,7 +9,7 @@ use edge_config::Site;
 use serde::{Deserialize, Serialize};
 
 pub use crate::events::{FrameSize, Phase};
-pub use alert::{Alert, AlertMatch, AlertPlate};
+pub use alert::{Alert, AlertHealth, AlertMatch, AlertPlate, HealthState};
 pub use disposition::{Disposition, DispositionSource, DISPOSITION_SCHEMA};
 pub use event::{Crossing, Event, SnapshotRef, ZoneVisit};
 

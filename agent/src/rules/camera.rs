@@ -27,6 +27,11 @@ impl CameraRules {
         Self { origin, cooled: HashMap::new(), alerted: HashSet::new(), crowded_since: HashMap::new() }
     }
 
+    /// The camera (and site) the rules run on.
+    pub fn origin(&self) -> &Arc<Origin> {
+        &self.origin
+    }
+
     /// The rules that apply to this camera.
     fn applicable<'r>(&self, rules: &'r RuleSet) -> impl Iterator<Item = &'r ActiveRule> + use<'r, '_> {
         rules.iter().filter(|r| r.applies_to(&self.origin.camera))
@@ -64,6 +69,7 @@ impl CameraRules {
             duration_s: None,
             reason: None,
             provenance: rule.provenance.clone(),
+            health: None,
         }
     }
 

@@ -75,6 +75,11 @@ pub enum RuleType {
     KeyRegion,
     Crowding,
     AfterHours,
+    /// Camera health ([`crate::health`]): built in, not configured as rules.
+    CameraOffline,
+    CameraFrozen,
+    CameraCovered,
+    CameraMoved,
 }
 
 impl RuleType {
@@ -84,7 +89,16 @@ impl RuleType {
             RuleType::KeyRegion => "key_region",
             RuleType::Crowding => "crowding",
             RuleType::AfterHours => "after_hours",
+            RuleType::CameraOffline => "camera_offline",
+            RuleType::CameraFrozen => "camera_frozen",
+            RuleType::CameraCovered => "camera_covered",
+            RuleType::CameraMoved => "camera_moved",
         }
+    }
+
+    /// Whether it is about the camera itself rather than something it saw.
+    pub fn is_health(self) -> bool {
+        matches!(self, RuleType::CameraOffline | RuleType::CameraFrozen | RuleType::CameraCovered | RuleType::CameraMoved)
     }
 }
 
@@ -288,6 +302,48 @@ pub struct Finding {
     pub reason: Option<String>,
     /// Set for rules from the platform's policy.
     pub provenance: Option<Provenance>,
+    /// Camera health alerts: raised or cleared, since when, and what was measured.
+    pub health: Option<HealthNote>,
+}
+
+/// A camera health alert's own facts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthNote {
+    /// `false`: the camera recovered (the matching "back" message).
+    pub raised: bool,
+    /// When the condition started (raised) or ended (cleared).
+    pub since: DateTime<Utc>,
+    pub detail: String,
+}
+
+impl Finding {
+    /// The alert for a camera health change found at `at`, `ago_s` seconds after the condition started or
+    /// ended.
+    pub fn health(origin: Arc<Origin>, change: &crate::health::Change, at: DateTime<Utc>, ago_s: f64, severity: Severity) -> Self {
+        let kind = change.condition.rule_type();
+        let since = at - chrono::Duration::milliseconds((ago_s.max(0.0) * 1000.0) as i64);
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            at,
+            origin,
+            rule: kind.as_str().to_string(),
+            kind,
+            severity: if change.raised { severity } else { Severity::Info },
+            event_id: None,
+            event_ids: Vec::new(),
+            class: None,
+            direction: None,
+            plate: None,
+            matched: None,
+            prefix: None,
+            zone: None,
+            count: None,
+            duration_s: None,
+            reason: None,
+            provenance: None,
+            health: Some(HealthNote { raised: change.raised, since, detail: change.detail.clone() }),
+        }
+    }
 }
 
 #[cfg(test)]

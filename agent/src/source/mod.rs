@@ -54,9 +54,19 @@ impl SupervisorSettings {
     }
 }
 
-/// Runs a camera until `cancel` fires (or a non-looping file ends), calling `on_frame` for every frame and
-/// `on_state` whenever the camera's state changes. Blocks: run it on a dedicated thread.
-pub fn run_camera(mut settings: SupervisorSettings, record: Arc<CameraRecord>, cancel: CancellationToken, on_state: &(dyn Fn() + Send + Sync), mut on_frame: impl FnMut(Frame)) {
+/// What a camera's frames are handed to.
+pub trait FrameHandler {
+    /// A frame arrived.
+    fn frame(&mut self, frame: Frame);
+    /// No frame for a moment (about every 200 ms while the stream is quiet, every second while the camera
+    /// reconnects): the handler can notice that the camera is gone.
+    fn idle(&mut self) {}
+}
+
+/// Runs a camera until `cancel` fires (or a non-looping file ends), handing `handler` every frame (and the
+/// quiet moments between) and calling `on_state` whenever the camera's state changes. Blocks: run it on a
+/// dedicated thread.
+pub fn run_camera(mut settings: SupervisorSettings, record: Arc<CameraRecord>, cancel: CancellationToken, on_state: &(dyn Fn() + Send + Sync), handler: &mut impl FrameHandler) {
     let camera = settings.source.camera_id.clone();
     let url = settings.source.url.redacted().to_string();
     let is_file = settings.source.url.scheme().as_deref() == Some("file");
@@ -93,9 +103,10 @@ pub fn run_camera(mut settings: SupervisorSettings, record: Arc<CameraRecord>, c
                             }
                             set_state(CameraState::Online, None);
                             last_frame = Some(Instant::now());
-                            on_frame(frame);
+                            handler.frame(frame);
                         }
                         Ok(Next::Timeout) => {
+                            handler.idle();
                             let stall = settings.stall_timeout.unwrap_or_else(|| settings.auto_stall_timeout(pipeline.input_fps()));
                             let limit = if last_frame.is_some() { stall } else { settings.connect_timeout };
                             let stalled = last_frame.unwrap_or(opened).elapsed() > limit;
@@ -151,6 +162,7 @@ pub fn run_camera(mut settings: SupervisorSettings, record: Arc<CameraRecord>, c
         let until = Instant::now() + delay;
         while !cancel.is_cancelled() && Instant::now() < until {
             record.beat();
+            handler.idle();
             sleep_unless_cancelled(until.saturating_duration_since(Instant::now()).min(Duration::from_secs(1)), &cancel);
         }
     }

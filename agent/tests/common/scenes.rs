@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use image::RgbImage;
 use models::plates::rectify::homography;
 use models::BgrImage;
-use testkit::clips::{cached, crop, grey, load_rgb, render, scale, ClipSpec, Codec, Sprite};
+use testkit::clips::{cached, crop, grey, load_rgb, render, render_frames, scale, shake, ClipSpec, Codec, Sprite};
 
 /// The green plate's corners in `hy_test_img.jpg` (from the plate detector).
 const GREEN_PLATE: [(f32, f32); 4] = [(1752.2, 785.9), (1867.1, 741.1), (1868.8, 811.4), (1753.8, 856.8)];
@@ -106,7 +106,12 @@ pub fn car_crossing_with_gap() -> PathBuf {
 /// A village road seen from a gate camera, with nothing on it: sky, a wall with windows, grass verges, the
 /// road with a dashed centre line (edges everywhere, as a real scene has, for compression to flicker on).
 fn empty_road_720p() -> RgbImage {
-    RgbImage::from_fn(1280, 720, |x, y| {
+    empty_road(1280)
+}
+
+/// [`empty_road_720p`], `width` pixels wide (the verge on the right goes on).
+fn empty_road(width: u32) -> RgbImage {
+    RgbImage::from_fn(width, 720, |x, y| {
         let v = match y {
             0..=159 => [150 + (y / 8) as u8, 180 + (y / 10) as u8, 215],
             160..=299 if (x / 60) % 3 == 1 && (y - 160) % 70 > 20 && (y - 160) % 70 < 55 => [60, 70, 85],
@@ -116,6 +121,61 @@ fn empty_road_720p() -> RgbImage {
             _ => [105 + ((x + y) % 7) as u8, 105, 108],
         };
         image::Rgb(v)
+    })
+}
+
+/// What a gate camera shows while something is wrong with it, in [`camera_fault`].
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// The picture stops: the same frame, exactly, over and over.
+    Frozen,
+    /// Black, with the sensor's noise.
+    Black,
+    /// A near-uniform patch (a cloth on the lens) over all but the bottom strip of the view.
+    Covered,
+    /// The camera knocked sideways: the view shifted by a tenth of its width.
+    Shifted,
+}
+
+/// 35 s of the empty road at 720p and 10 fps with sensor noise (±4): normal for 10 s, `fault` from 10 s to
+/// 25 s, then normal again. H.264, except the frozen clip: MJPEG, whose frames are each encoded alone, so a
+/// repeated frame decodes to the same picture, as a hung camera sends it (an H.264 encoder fed one still
+/// picture keeps refining it, frame after frame).
+pub fn camera_fault(fault: Fault) -> PathBuf {
+    let (codec, ext) = if matches!(fault, Fault::Frozen) { (Codec::Mjpeg, "avi") } else { (Codec::H264, "mp4") };
+    cached(&format!("gate_fault_{fault:?}_720p.{ext}").to_lowercase(), |p| {
+        let shift = 128u32;
+        let wide = empty_road(1280 + shift);
+        let view = |x0: u32| crop(&wide, x0, 0, 1280, 720);
+        let (normal, shifted) = (view(0), view(shift));
+        let cloth = RgbImage::from_fn(1280, 720, |x, y| {
+            let v = (62 + x / 160 + y / 180) as u8;
+            image::Rgb(if y < 680 { [v + 8, v, v - 6] } else { normal.get_pixel(x, y).0 })
+        });
+        let black = grey(1280, 720, 10);
+        let (fps, seconds) = (10u32, 35u64);
+        let mut frozen: Option<Vec<u8>> = None;
+        render_frames(1280, 720, fps, seconds * u64::from(fps), codec, p, |i, frame| {
+            let faulty = (100..250).contains(&i);
+            if faulty && matches!(fault, Fault::Frozen) {
+                if let Some(still) = &frozen {
+                    frame.copy_from_slice(still);
+                    return;
+                }
+            }
+            let picture = match fault {
+                _ if !faulty => &normal,
+                Fault::Frozen => &normal,
+                Fault::Black => &black,
+                Fault::Covered => &cloth,
+                Fault::Shifted => &shifted,
+            };
+            frame.copy_from_slice(picture.as_raw());
+            shake(frame, i, if matches!(fault, Fault::Black | Fault::Covered) && faulty { 3 } else { 4 }, 0);
+            if faulty && matches!(fault, Fault::Frozen) {
+                frozen = Some(frame.clone());
+            }
+        })
     })
 }
 

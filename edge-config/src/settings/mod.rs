@@ -10,6 +10,7 @@ mod control;
 mod events;
 mod models;
 mod mqtt;
+mod notify;
 mod rules;
 mod storage;
 mod web;
@@ -23,6 +24,7 @@ pub use control::{Control, Reports};
 pub use events::Events;
 pub use models::{Detector, ExecutionProvider, Models, Plates};
 pub use mqtt::{Mqtt, MqttTls, DEFAULT_TOPIC_PREFIX};
+pub use notify::{Health, Notify, NotifyKind};
 pub use rules::{ClockTime, Direction, ObjectKind, Rule, RuleKind, Severity, WatchEntry};
 pub use storage::Storage;
 pub use web::{Metrics, Outcome, Web};
@@ -60,6 +62,12 @@ pub struct Config {
     /// Reports up the grid: flow counts. *(restart)*
     #[serde(default)]
     pub reports: Reports,
+    /// Work-group notification channels (WeCom, DingTalk, webhook); none unless configured. *(restart)*
+    #[serde(default)]
+    pub notify: Vec<Notify>,
+    /// Camera health alerts: offline, frozen, covered, moved. *(restart)*
+    #[serde(default)]
+    pub health: Health,
     /// The cameras this agent watches.
     #[serde(default)]
     pub cameras: Vec<Camera>,
@@ -112,7 +120,7 @@ impl Config {
     /// restart. Built from an exhaustive destructure, so a new section must be sorted into "reloadable" or
     /// "restart" here before the crate compiles.
     pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
-        let Config { site, mqtt, models, storage, events: _, metrics, web, rules: _, control, reports, cameras: _ } = self;
+        let Config { site, mqtt, models, storage, events: _, metrics, web, rules: _, control, reports, notify, health, cameras: _ } = self;
         let mut changed = Vec::new();
         for (name, differs) in [
             ("site", *site != new.site),
@@ -123,6 +131,8 @@ impl Config {
             ("web", *web != new.web),
             ("control", *control != new.control),
             ("reports", *reports != new.reports),
+            ("notify", *notify != new.notify),
+            ("health", *health != new.health),
         ] {
             if differs {
                 changed.push(name);

@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 
 mod cameras;
+mod notify;
+
+pub use notify::{ALERT_KINDS, RULE_LEVELS};
 
 use crate::settings::{Config, Events, Models, Mqtt, Site, Storage};
 use crate::Issue;
@@ -30,6 +33,7 @@ pub(crate) fn validate_into(config: &Config, issues: &mut Vec<Issue>) {
     validate_web(&config.web, issues);
     validate_rules(config, issues);
     validate_control(&config.control, issues);
+    notify::validate_notify(config, issues);
     let period = config.reports.counts_period_secs;
     if period == 0 || 86_400 % period != 0 {
         issues.push(Issue::new("reports.counts_period_secs", format!("{period}: must divide a day (3600 = hourly, 900 = quarter-hourly)")));

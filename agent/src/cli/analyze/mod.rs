@@ -2,6 +2,7 @@
 //! offline mode, the same detector threads), printing JSON lines on stdout. Problems with one input are
 //! reported on stderr naming the file, and the others are still analysed; the exit code is 1 if any failed.
 
+mod health;
 mod inputs;
 mod output;
 
@@ -78,6 +79,10 @@ pub struct AnalyzeArgs {
     /// (how `analyze` ran before; for comparison). Same results either way.
     #[arg(long, value_parser = parse_on_off, value_name = "on|off")]
     pub pipeline: Option<bool>,
+    /// For videos, run only the camera health check (frozen, covered, moved; the config's `[health]`
+    /// thresholds) and print its alerts, raised and cleared; the detector does not run.
+    #[arg(long)]
+    pub health: bool,
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -104,6 +109,7 @@ struct VideoSetup {
     camera: Option<edge_config::Camera>,
     events: edge_config::Events,
     plates: edge_config::Plates,
+    health: edge_config::Health,
 }
 
 /// Runs the command.
@@ -130,6 +136,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         camera,
         events: config.as_ref().map(|c| c.events.clone()).unwrap_or_default(),
         plates: models.plates.clone(),
+        health: config.as_ref().map(|c| c.health.clone()).unwrap_or_default(),
     };
     if let Some(dir) = &args.snapshots {
         std::fs::create_dir_all(dir).with_context(|| format!("--snapshots {}", dir.display()))?;
@@ -151,6 +158,9 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let inputs = expand(&args.paths, &mut failures);
     for f in &failures {
         eprintln!("error: {f}");
+    }
+    if args.health {
+        return health::run(&inputs, args, &video, failures);
     }
     if args.plate_crops {
         return read_plate_crops(&models, &inputs, failures, args.json);
