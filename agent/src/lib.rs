@@ -17,6 +17,7 @@ pub mod inference;
 pub mod logging;
 pub mod metrics;
 pub mod motion;
+pub mod notify;
 pub mod mqtt;
 pub mod outbox;
 pub mod payload;

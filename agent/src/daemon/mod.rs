@@ -184,6 +184,8 @@ async fn load_detector(config: &Config, signals: &mut Signals) -> anyhow::Result
 /// The running agent: every task and handle, in the order they stop.
 struct Agent {
     notifier: Arc<Notifier>,
+    /// The work-group notification channels: stopped after the cameras.
+    channels: Option<crate::notify::Notifier>,
     fleet: Fleet,
     detector: Detector,
     outbox_writer: OutboxWriter,
@@ -218,13 +220,16 @@ impl Agent {
         let mqtt = start_mqtt(config, &cameras, &outbox, &storage, &mqtt_cancel, inbound)?;
         let link = mqtt.as_ref().map(|(link, _)| link.clone());
         policy.attach(link.clone());
-        let (local, audit) = local_record(config, storage.clone()).await;
+        let (mut local, audit) = local_record(config, storage.clone()).await;
+        let cameras_cancel = CancellationToken::new();
+        let channels = start_notifications(config, &local, &cameras_cancel);
+        local.notify = channels.as_ref().map(|(_, handle)| handle.clone());
+        let channels = channels.map(|(notifier, _)| notifier);
         let mut background = vec![tokio::spawn(reports::apply_retention(
             local.snapshots.clone(),
             vec![local.events.clone(), local.alerts.clone(), local.counts.clone(), audit.log().clone()],
             local.history.clone(),
         ))];
-        let cameras_cancel = CancellationToken::new();
         let Some(handle) = detector.handle() else { bail!("detector stopped before cameras started") };
         let deps = CameraDeps {
             site: config.site.clone(),
@@ -276,7 +281,7 @@ impl Agent {
         let check = metrics::HealthCheck { sources: sources.clone(), mqtt_task: mqtt.as_ref().map(|(_, task)| task.abort_handle()) };
         background.push(tokio::spawn(reports::watchdog(check, notifier.clone())));
         let answered = crate::control::command::Answered::load(&config.storage.state_dir);
-        Ok(Self { notifier, fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, disposer, sources, background, http, http_cancel, cameras_cancel })
+        Ok(Self { notifier, channels, fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, disposer, sources, background, http, http_cancel, cameras_cancel })
     }
 
     /// Says the agent is ready, then reloads on SIGHUP and applies the platform's policy until a stop signal.
@@ -349,7 +354,7 @@ impl Agent {
     /// Stops everything in order: cameras, detector, endpoints, outbox flush, MQTT, outbox writer; each step
     /// within its own deadline and all within [`STOP_DEADLINE`]. Says what was left behind.
     async fn shutdown(self) -> Stopped {
-        let Self { notifier, mut fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, disposer, sources, background, http, http_cancel, cameras_cancel } =
+        let Self { notifier, channels, mut fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, disposer, sources, background, http, http_cancel, cameras_cancel } =
             self;
         let until = Instant::now() + STOP_DEADLINE;
         let left = |step: Duration| until.saturating_duration_since(Instant::now()).min(step);
@@ -361,6 +366,10 @@ impl Agent {
         cameras_cancel.cancel();
         let stuck = fleet.stop_all(left(STEP_DEADLINE)).await;
         drop(fleet);
+        if let Some(channels) = channels {
+            let within = left(Duration::from_secs(3));
+            let _ = tokio::task::spawn_blocking(move || channels.stop(within)).await;
+        }
         if stuck.is_empty() {
             tracing::info!("stopping detector");
             let detector_done = tokio::task::spawn_blocking(move || detector.shutdown());
@@ -411,6 +420,20 @@ impl Agent {
         } else {
             tracing::error!(undelivered = left_undelivered, left_behind = %abandoned.join("; "), "stopped, leaving behind what did not stop in time");
             Stopped::Abandoned
+        }
+    }
+}
+
+/// The notification channels, when any is configured. One that cannot start (a key file missing) is
+/// reported, and the agent runs without notifications rather than not at all.
+fn start_notifications(config: &Config, local: &sink::LocalRecord, cancel: &CancellationToken) -> Option<(crate::notify::Notifier, crate::notify::NotifyHandle)> {
+    let context = crate::notify::Context { checkpoint: config.site.name.clone().unwrap_or_else(|| config.site.checkpoint.clone()), cameras: web::camera_names(config) };
+    let setup = crate::notify::Setup { state_dir: config.storage.state_dir.clone(), context, snapshots: local.snapshots.clone() };
+    match crate::notify::Notifier::start(&config.notify, setup, cancel) {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "notifications cannot start: alerts still go to MQTT and the duty desk");
+            None
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct LocalRecord {
     pub history: Option<Arc<History>>,
     /// The state directory's disk: below its floor new snapshots are refused.
     pub storage: Option<Arc<Storage>>,
+    /// The work-group notification channels, when any is configured.
+    pub notify: Option<crate::notify::NotifyHandle>,
 }
 
 /// One camera's sink.
@@ -86,7 +88,7 @@ struct Local {
 
 enum LocalKind {
     /// A line for a local log (and the duty desk); for events, the journal line and the history index.
-    Line { log: Arc<EventLog>, line: Vec<u8>, item: Option<Box<FeedItem>>, announce: Option<Box<ObjectEvent>> },
+    Line { log: Arc<EventLog>, line: Vec<u8>, item: Option<Box<FeedItem>>, announce: Option<Box<ObjectEvent>>, notify: Option<Box<payload::Alert>> },
     /// The local copy of a snapshot.
     Snapshot { event_id: String, taken_at: DateTime<Utc>, jpeg: Vec<u8> },
 }
@@ -132,7 +134,7 @@ impl<Q: Queue> EventSink<Q> {
             Ok(bytes) => {
                 let index = self.push(Kind::Event, self.topics.events(&self.camera), bytes.clone());
                 let item = self.local.feed.as_ref().map(|_| FeedItem::event(wire)).map(Box::new);
-                self.locals.push(Local { index, what: LocalKind::Line { log: self.local.events.clone(), line: bytes, item, announce: Some(Box::new(out.event)) } });
+                self.locals.push(Local { index, what: LocalKind::Line { log: self.local.events.clone(), line: bytes, item, announce: Some(Box::new(out.event)), notify: None } });
             }
             Err(err) => tracing::error!(camera = %self.camera, error = %err, "cannot serialise event"),
         }
@@ -156,8 +158,9 @@ impl<Q: Queue> EventSink<Q> {
         tracing::debug!(alert = %alert.id, plate = alert.plate.as_ref().map(|p| p.text.as_str()).unwrap_or("-"), "alert plate");
         let Ok(bytes) = serde_json::to_vec(&alert) else { return };
         let index = self.push(Kind::Alert, self.topics.alerts(&self.camera), bytes.clone());
+        let notify = self.local.notify.as_ref().map(|_| Box::new(alert.clone()));
         let item = self.local.feed.as_ref().map(|_| FeedItem::alert(alert)).map(Box::new);
-        self.locals.push(Local { index, what: LocalKind::Line { log: self.local.alerts.clone(), line: bytes, item, announce: None } });
+        self.locals.push(Local { index, what: LocalKind::Line { log: self.local.alerts.clone(), line: bytes, item, announce: None, notify } });
     }
 
     /// Hands this frame's batch to the outbox and records locally what the outbox has committed. Waits a
@@ -249,7 +252,10 @@ impl<Q: Queue> EventSink<Q> {
                         tracing::warn!(camera = %self.camera, event = %event_id, error = %err, "cannot keep the snapshot locally");
                     }
                 }
-                LocalKind::Line { log, line, item, announce } => {
+                LocalKind::Line { log, line, item, announce, notify } => {
+                    if let (Some(channels), Some(alert)) = (&self.local.notify, notify) {
+                        channels.offer(&alert);
+                    }
                     if let Some(e) = &announce {
                         if e.phase == Phase::End && e.merged_into.is_none() {
                             passings.push(line.clone());

@@ -69,6 +69,7 @@ pub async fn local_record(config: &Config, disk: Arc<Storage>) -> (LocalRecord, 
         counts: Arc::new(EventLog::named(&storage.state_dir, "counts", storage.event_log_retention_days)),
         snapshots: SnapshotStore::new(&storage.state_dir, storage.snapshot_retention_days),
         feed: config.web.enabled.then(Feed::new),
+        notify: None,
     };
     let audit = Arc::new(AuditLog::open(&storage.state_dir));
     if let Some(feed) = &local.feed {

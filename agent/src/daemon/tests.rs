@@ -133,6 +133,7 @@ fn harness(script: Script, rules: &[Rule], queue: MemoryQueue) -> Harness {
         feed: Some(Feed::new()),
         history: History::open(&dir.path().join("history.redb")).ok().map(Arc::new),
         storage: None,
+        notify: None,
     };
     let record = Arc::new(CameraRecord::new("gate", 5.0, CameraState::Online));
     // The scripted detector answers every frame: no gating.

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod browser;
+pub mod receiver;
 pub mod scenes;
 
 use std::path::{Path, PathBuf};
