@@ -47,6 +47,19 @@ pub fn environment_issues(config: &Config) -> Vec<Issue> {
             }
         }
     }
+    for (i, n) in config.notify.iter().enumerate().filter(|(_, n)| n.enabled) {
+        let files = [("key_file", n.key_file.as_ref()), ("secret_file", n.secret_file.as_ref()), ("ca_file", n.ca_file.as_ref())];
+        for (key, path) in files.into_iter().filter_map(|(k, p)| p.map(|p| (k, p))) {
+            if let Err(e) = std::fs::File::open(path) {
+                issues.push(Issue::new(format!("notify[{i}].{key}"), format!("{}: {e}", path.display())));
+            }
+        }
+        for (key, name) in [("key_env", n.key_env.as_ref()), ("secret_env", n.secret_env.as_ref())].into_iter().filter_map(|(k, v)| v.map(|v| (k, v))) {
+            if std::env::var_os(name).is_none() {
+                issues.push(Issue::new(format!("notify[{i}].{key}"), format!("environment variable {name} is not set")));
+            }
+        }
+    }
     for (i, camera) in config.cameras.iter().enumerate() {
         if camera.url.scheme().as_deref() == Some("file") {
             if let Some(path) = file_path(camera.url.expose()) {

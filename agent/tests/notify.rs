@@ -147,3 +147,31 @@ fn a_camera_whose_stream_stops_raises_camera_offline_and_then_back_online() {
     agent.stop_timed();
     assert_eq!(states(&back), ["raised", "cleared"], "{back:?}");
 }
+
+#[test]
+fn check_config_names_each_bad_notify_key_and_says_where_alerts_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = config(
+        dir.path(),
+        None,
+        &[],
+        "[[notify]]\nid = \"town\"\nkind = \"dingtalk\"\nkinds = [\"stolen_car\"]\nquiet_from = \"23:00\"\n\n[[notify]]\nid = \"town\"\nkind = \"webhook\"\nper_minute = 0\n",
+    );
+    let out = common::run(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = common::stderr(&out);
+    for line in [
+        "notify[0].key: missing: the robot's access_token",
+        "notify[0].kinds[0]: \"stolen_car\": expected one of",
+        "notify[0].quiet_from: quiet hours need both",
+        "notify[1].id: \"town\" is already used by notify[0]",
+        "notify[1].url: a webhook needs its url",
+        "notify[1].per_minute: 0 is out of range",
+    ] {
+        assert!(err.contains(line), "{line:?} missing from {err}");
+    }
+    let good = config(dir.path(), None, &[], &wecom(1));
+    let out = common::run(&["check-config", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(common::stdout(&out).contains("note: notify \"village-wecom\" (wecom): the alerts it takes — plates, and for WeCom the pictures — leave the checkpoint for 127.0.0.1"), "{}", common::stdout(&out));
+}

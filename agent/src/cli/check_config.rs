@@ -22,6 +22,13 @@ pub fn run(path: &Path) -> ExitCode {
                     enabled,
                     config.mqtt.as_ref().map_or("off".to_string(), |m| format!("{}:{}", m.host, m.port))
                 );
+                for n in config.notify.iter().filter(|n| n.enabled) {
+                    let host = n.url.as_deref().or(n.kind.default_url()).and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+                    println!("note: notify {:?} ({}): the alerts it takes — plates, and for WeCom the pictures — leave the checkpoint for {host}", n.id, n.kind.as_str());
+                }
+                if config.notify.iter().all(|n| !n.enabled) {
+                    println!("note: no work-group notifications: alerts stay with MQTT and the duty desk");
+                }
                 if config.cameras.is_empty() {
                     println!("note: no cameras configured yet: the agent will run idle until [[cameras]] are added and it is reloaded");
                 }

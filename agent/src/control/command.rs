@@ -32,6 +32,9 @@ pub enum Action {
     /// Record a disposition decided at the platform (`args.alert`, `args.outcome`, optional `args.note`
     /// and `args.by`); the duty desk shows it as disposed by the platform.
     DisposeAlert,
+    /// Silence the work-group notifications for `args.minutes` (0 lifts it): of one rule (`args.rule`),
+    /// one camera (`args.camera`), or all. Alerts still reach MQTT and the duty desk.
+    Mute,
 }
 
 impl Action {
@@ -43,6 +46,7 @@ impl Action {
             Action::Republish => "republish",
             Action::Diagnostics => "diagnostics",
             Action::DisposeAlert => "dispose_alert",
+            Action::Mute => "mute",
         }
     }
 }
@@ -74,6 +78,9 @@ pub struct Command {
     pub outcome: Option<String>,
     pub note: Option<String>,
     pub by: Option<String>,
+    /// `mute`: which rule (all when absent) and for how long.
+    pub rule: Option<String>,
+    pub minutes: Option<u32>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -139,13 +146,14 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Command, (String, 
     // The id names the topic a `snapshot` is published on: it must be one topic level.
     edge_config::check_topic_level(&raw.id).map_err(|why| refuse(format!("id: {why}")))?;
     let action: Action = serde_json::from_value(Value::String(raw.command.clone()))
-        .map_err(|_| refuse(format!("command: unknown command {:?} (snapshot, restart_camera, republish, diagnostics, dispose_alert)", raw.command)))?;
+        .map_err(|_| refuse(format!("command: unknown command {:?} (snapshot, restart_camera, republish, diagnostics, dispose_alert, mute)", raw.command)))?;
     let expires_at = DateTime::parse_from_rfc3339(&raw.expires_at).map_err(|_| refuse(format!("expires_at: {:?} is not an RFC 3339 time", raw.expires_at)))?.with_timezone(&Utc);
     let arg = |k: &str| raw.args.get(k).and_then(Value::as_str).map(str::to_string);
     let (allowed, required): (&[&str], &[&str]) = match action {
         Action::Snapshot | Action::RestartCamera => (&["camera"], &["camera"]),
         Action::DisposeAlert => (&["alert", "outcome", "note", "by"], &["alert", "outcome"]),
         Action::Republish | Action::Diagnostics => (&[], &[]),
+        Action::Mute => (&["rule", "camera", "minutes"], &[]),
     };
     if let Some(k) = raw.args.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(refuse(format!("args.{k}: unknown argument for {}", raw.command)));
@@ -157,7 +165,12 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Command, (String, 
     if let Some(camera) = arg("camera") {
         edge_config::check_camera_id(&camera).map_err(|why| refuse(format!("args.camera: {camera:?} {why}")))?;
     }
-    Ok(Command { id: raw.id, action, camera: arg("camera"), alert: arg("alert"), outcome: arg("outcome"), note: arg("note"), by: arg("by"), expires_at })
+    let minutes = match (action, raw.args.get("minutes")) {
+        (Action::Mute, Some(v)) => Some(v.as_u64().filter(|m| *m <= 1440).ok_or_else(|| refuse(format!("args.minutes: {v}: a whole number of minutes, 0 to 1440")))? as u32),
+        (Action::Mute, None) => return Err(refuse("args.minutes: required (a whole number of minutes, 0 lifts the mute)".into())),
+        _ => None,
+    };
+    Ok(Command { id: raw.id, action, camera: arg("camera"), alert: arg("alert"), outcome: arg("outcome"), note: arg("note"), by: arg("by"), rule: arg("rule"), minutes, expires_at })
 }
 
 /// Results already given, by id, kept across restarts in `{state_dir}/commands.json`.

@@ -93,6 +93,16 @@ async fn run(cmd: &Command, ctx: &mut Context<'_>) -> CommandResult {
         },
         Action::Diagnostics => done("diagnostics".into(), Some(diagnostics(ctx.fleet, outbox, ctx.link, ctx.policy, ctx.started, ctx.storage))),
         Action::DisposeAlert => dispose(cmd, ctx.disposer, site).await,
+        Action::Mute => match &ctx.fleet.deps.local.notify {
+            None => failed("no notification channel is configured".into()),
+            Some(notify) => {
+                let what = format!("{} on {}", cmd.rule.as_deref().unwrap_or("every rule"), cmd.camera.as_deref().unwrap_or("every camera"));
+                match notify.mute(cmd.rule.clone(), cmd.camera.clone(), cmd.minutes.unwrap_or(0)) {
+                    Some(until) => done(format!("notifications of {what} muted"), Some(json!({ "until": crate::payload::timestamp(until) }))),
+                    None => done(format!("notifications of {what} unmuted"), None),
+                }
+            }
+        },
     }
 }
 

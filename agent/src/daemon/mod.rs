@@ -264,6 +264,7 @@ impl Agent {
             started,
             reloads: Arc::new(metrics::ReloadCounters::default()),
             web_guard: config.web.enabled.then(|| Arc::new(web::guard::Guard::new())),
+            notify: local.notify.clone(),
         };
         let http_cancel = CancellationToken::new();
         let disposer = local.feed.clone().map(|feed| {

@@ -45,6 +45,8 @@ pub struct Sources {
     pub reloads: Arc<ReloadCounters>,
     /// The duty desk's sign-in limits, when the desk is served.
     pub web_guard: Option<Arc<crate::web::guard::Guard>>,
+    /// The notification channels, when any is configured.
+    pub notify: Option<crate::notify::NotifyHandle>,
 }
 
 /// Config reloads, for `/metrics`.
