@@ -398,11 +398,9 @@ impl CameraHealth {
         // A uniform picture is covered whether or not it also stands still (a camera that lost its sensor sends
         // the same black frame over and over).
         let (frozen, covered, moved) = (self.frozen && !self.covered, self.covered, self.moved && !self.frozen && !self.covered);
-        for (condition, bad, raise_s) in [
-            (Condition::Frozen, frozen, self.settings.frozen_secs),
-            (Condition::Covered, covered, self.settings.covered_secs),
-            (Condition::Moved, moved, self.settings.moved_secs),
-        ] {
+        for (condition, bad, raise_s) in
+            [(Condition::Frozen, frozen, self.settings.frozen_secs), (Condition::Covered, covered, self.settings.covered_secs), (Condition::Moved, moved, self.settings.moved_secs)]
+        {
             if let Some((raised, since_s)) = self.trackers[condition.index()].update(bad, t, raise_s as f64, self.clear_s()) {
                 changes.push(Change { condition, raised, since_s, detail: self.detail(condition, raised) });
             }

@@ -173,5 +173,9 @@ fn check_config_names_each_bad_notify_key_and_says_where_alerts_go() {
     let good = config(dir.path(), None, &[], &wecom(1));
     let out = common::run(&["check-config", good.to_str().unwrap()]);
     assert!(out.status.success(), "{}", common::stderr(&out));
-    assert!(common::stdout(&out).contains("note: notify \"village-wecom\" (wecom): the alerts it takes — plates, and for WeCom the pictures — leave the checkpoint for 127.0.0.1"), "{}", common::stdout(&out));
+    assert!(
+        common::stdout(&out).contains("note: notify \"village-wecom\" (wecom): the alerts it takes — plates, and for WeCom the pictures — leave the checkpoint for 127.0.0.1"),
+        "{}",
+        common::stdout(&out)
+    );
 }

@@ -100,9 +100,21 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
 
     let complete = rules.is_some() && notify.is_some() && health.is_some();
     match (issues.is_empty() && complete, site, mqtt, models, storage, events, metrics, web, control, reports) {
-        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics), Some(web), Some(control), Some(reports)) => {
-            Ok(Config { site, mqtt, models, storage, events, metrics, web, rules: partial.rules, control, reports, notify: partial.notify, health: partial.health, cameras: partial.cameras })
-        }
+        (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics), Some(web), Some(control), Some(reports)) => Ok(Config {
+            site,
+            mqtt,
+            models,
+            storage,
+            events,
+            metrics,
+            web,
+            rules: partial.rules,
+            control,
+            reports,
+            notify: partial.notify,
+            health: partial.health,
+            cameras: partial.cameras,
+        }),
         _ => Err(issues),
     }
 }

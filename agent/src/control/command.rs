@@ -170,7 +170,18 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Command, (String, 
         (Action::Mute, None) => return Err(refuse("args.minutes: required (a whole number of minutes, 0 lifts the mute)".into())),
         _ => None,
     };
-    Ok(Command { id: raw.id, action, camera: arg("camera"), alert: arg("alert"), outcome: arg("outcome"), note: arg("note"), by: arg("by"), rule: arg("rule"), minutes, expires_at })
+    Ok(Command {
+        id: raw.id,
+        action,
+        camera: arg("camera"),
+        alert: arg("alert"),
+        outcome: arg("outcome"),
+        note: arg("note"),
+        by: arg("by"),
+        rule: arg("rule"),
+        minutes,
+        expires_at,
+    })
 }
 
 /// Results already given, by id, kept across restarts in `{state_dir}/commands.json`.

@@ -282,7 +282,24 @@ impl Agent {
         let check = metrics::HealthCheck { sources: sources.clone(), mqtt_task: mqtt.as_ref().map(|(_, task)| task.abort_handle()) };
         background.push(tokio::spawn(reports::watchdog(check, notifier.clone())));
         let answered = crate::control::command::Answered::load(&config.storage.state_dir);
-        Ok(Self { notifier, channels, fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, disposer, sources, background, http, http_cancel, cameras_cancel })
+        Ok(Self {
+            notifier,
+            channels,
+            fleet,
+            detector,
+            outbox_writer,
+            outbox,
+            mqtt,
+            mqtt_cancel,
+            policy,
+            answered,
+            disposer,
+            sources,
+            background,
+            http,
+            http_cancel,
+            cameras_cancel,
+        })
     }
 
     /// Says the agent is ready, then reloads on SIGHUP and applies the platform's policy until a stop signal.
@@ -355,8 +372,24 @@ impl Agent {
     /// Stops everything in order: cameras, detector, endpoints, outbox flush, MQTT, outbox writer; each step
     /// within its own deadline and all within [`STOP_DEADLINE`]. Says what was left behind.
     async fn shutdown(self) -> Stopped {
-        let Self { notifier, channels, mut fleet, detector, outbox_writer, outbox, mqtt, mqtt_cancel, policy, answered, disposer, sources, background, http, http_cancel, cameras_cancel } =
-            self;
+        let Self {
+            notifier,
+            channels,
+            mut fleet,
+            detector,
+            outbox_writer,
+            outbox,
+            mqtt,
+            mqtt_cancel,
+            policy,
+            answered,
+            disposer,
+            sources,
+            background,
+            http,
+            http_cancel,
+            cameras_cancel,
+        } = self;
         let until = Instant::now() + STOP_DEADLINE;
         let left = |step: Duration| until.saturating_duration_since(Instant::now()).min(step);
         let mut abandoned: Vec<String> = Vec::new();

@@ -254,13 +254,23 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
 /// The notification channels' results and queue.
 fn notifications(out: &mut String, notify: &crate::notify::NotifyHandle) {
     let channels = notify.channels();
-    let mut f = Family::new(out, "edge_agent_notify_requests_total", "counter", "Requests to the notification services, by channel and result (ok, rejected with the service's errcode, rate_limited, failed and retried).");
+    let mut f = Family::new(
+        out,
+        "edge_agent_notify_requests_total",
+        "counter",
+        "Requests to the notification services, by channel and result (ok, rejected with the service's errcode, rate_limited, failed and retried).",
+    );
     for (id, _, s) in &channels {
         for (result, v) in [("ok", &s.sent), ("rejected", &s.rejected), ("rate_limited", &s.rate_limited), ("failed", &s.retried)] {
             f.sample("edge_agent_notify_requests_total", &[("channel", id), ("result", result)], v.load(Ordering::Relaxed) as f64);
         }
     }
-    let mut f = Family::new(out, "edge_agent_notify_alerts_total", "counter", "Alerts by what became of them on each channel: delivered (alone or in a summary), expired (older than max_age_secs), or not queued (quiet hours, cooldown, muted).");
+    let mut f = Family::new(
+        out,
+        "edge_agent_notify_alerts_total",
+        "counter",
+        "Alerts by what became of them on each channel: delivered (alone or in a summary), expired (older than max_age_secs), or not queued (quiet hours, cooldown, muted).",
+    );
     for (id, _, s) in &channels {
         for (what, v) in [("delivered", &s.delivered), ("expired", &s.expired), ("quiet", &s.quiet), ("cooldown", &s.cooled), ("muted", &s.muted)] {
             f.sample("edge_agent_notify_alerts_total", &[("channel", id), ("outcome", what)], v.load(Ordering::Relaxed) as f64);

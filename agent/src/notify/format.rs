@@ -176,7 +176,8 @@ mod tests {
     fn an_alert_reads_with_its_plate_colour_camera_reason_and_level() {
         let ctx = Context { checkpoint: "小庄村东口".into(), cameras: [("gate-in".to_string(), "东口进".to_string())].into() };
         let text = markdown(&alert(), &ctx, None);
-        for part in ["【紧急】布控车辆", "卡口：小庄村东口", "摄像头：东口进", "**京PL3N67** 蓝牌", "方向：进", "原因：被盗车辆", "规则：stolen（乡镇级）"] {
+        for part in ["【紧急】布控车辆", "卡口：小庄村东口", "摄像头：东口进", "**京PL3N67** 蓝牌", "方向：进", "原因：被盗车辆", "规则：stolen（乡镇级）"]
+        {
             assert!(text.contains(part), "{part:?} missing from {text}");
         }
         let many: Vec<Alert> = (0..20).map(|_| alert()).collect();

@@ -298,8 +298,20 @@ impl Notifier {
                 Some(p) => Some(std::fs::read(p).with_context(|| format!("notify {:?}: ca_file {}", channel.settings.id, p.display()))?),
                 None => None,
             };
-            let transport = Transport::new(Duration::from_secs(channel.settings.timeout_secs), ca.as_deref()).map_err(|e| anyhow::anyhow!("notify {:?}: ca_file: {e}", channel.settings.id))?;
-            let worker = Worker { channel: channel.clone(), transport, queue: queue.clone(), setup: setup.clone(), mutes: mutes.clone(), cancel: cancel.clone(), tokens: f64::from(channel.settings.per_minute), refilled: Instant::now(), done: Default::default(), unacked: Vec::new() };
+            let transport =
+                Transport::new(Duration::from_secs(channel.settings.timeout_secs), ca.as_deref()).map_err(|e| anyhow::anyhow!("notify {:?}: ca_file: {e}", channel.settings.id))?;
+            let worker = Worker {
+                channel: channel.clone(),
+                transport,
+                queue: queue.clone(),
+                setup: setup.clone(),
+                mutes: mutes.clone(),
+                cancel: cancel.clone(),
+                tokens: f64::from(channel.settings.per_minute),
+                refilled: Instant::now(),
+                done: Default::default(),
+                unacked: Vec::new(),
+            };
             let name = format!("notify-{}", channel.settings.id);
             threads.push(std::thread::Builder::new().name(name.chars().take(15).collect()).spawn(move || worker.run()).context("cannot start a notification thread")?);
             tracing::info!(channel = %channel.settings.id, kind = channel.settings.kind.as_str(), "notification channel started: alerts it takes leave the checkpoint for this service");
@@ -510,7 +522,9 @@ impl Worker {
                 self.tokens = 0.0;
                 tracing::warn!(channel = %self.channel.settings.id, code, message = %message, "the service says to slow down");
             }
-            Outcome::Rejected { code, message } => tracing::error!(channel = %self.channel.settings.id, code, message = %message, "the service refused the notification: it is not sent again"),
+            Outcome::Rejected { code, message } => {
+                tracing::error!(channel = %self.channel.settings.id, code, message = %message, "the service refused the notification: it is not sent again")
+            }
             Outcome::Failed(e) => tracing::warn!(channel = %self.channel.settings.id, error = %e, "notification not sent; retrying later"),
         }
         outcome

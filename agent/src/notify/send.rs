@@ -29,9 +29,15 @@ pub enum Outcome {
     Ok,
     /// The service refused this message (its `errcode`/`errmsg`, or an HTTP status): sending it again will
     /// not help.
-    Rejected { code: i64, message: String },
+    Rejected {
+        code: i64,
+        message: String,
+    },
     /// The service said to slow down.
-    RateLimited { code: i64, message: String },
+    RateLimited {
+        code: i64,
+        message: String,
+    },
     /// Not answered, or a server error: try again later.
     Failed(String),
 }
@@ -45,8 +51,12 @@ impl Transport {
     pub fn new(timeout: Duration, ca: Option<&[u8]>) -> Result<Self, String> {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(pem) = ca {
-            let certs: Vec<ureq::tls::Certificate<'static>> =
-                ureq::tls::parse_pem(pem).filter_map(|item| match item { Ok(ureq::tls::PemItem::Certificate(c)) => Some(c), _ => None }).collect();
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
             if certs.is_empty() {
                 return Err("no certificate in the CA file".into());
             }

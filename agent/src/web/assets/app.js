@@ -9,6 +9,7 @@ const T = {
     person: "行人", vehicle: "车辆", in: "进村", out: "出村", no_plate: "未识别车牌",
     new: "出现", update: "更新", end: "离开", ack: "处置", acked: "已处置", note: "备注（可选）", platform: "上级平台",
     watch_list: "布控车辆", key_region: "重点地区车辆", crowding: "人员聚集", after_hours: "非值守时段出现",
+    camera_offline: "摄像头离线", camera_frozen: "画面冻结", camera_covered: "画面遮挡", camera_moved: "摄像头移位", recovered: "已恢复", since: "起于",
     critical: "紧急", warning: "注意", info: "提示",
     retention: (d) => `快照和记录保留 ${d} 天，到期自动删除`, new_alert: "新告警",
     people_in: (n, z, s) => `${z} 区域 ${n} 人，持续 ${s} 秒`, one_char: "（一位字符不同）",
@@ -33,6 +34,7 @@ const T = {
     person: "person", vehicle: "vehicle", in: "in", out: "out", no_plate: "plate not read",
     new: "appeared", update: "updated", end: "left", ack: "Dispose", acked: "Disposed", note: "Note (optional)", platform: "platform",
     watch_list: "Watch-list vehicle", key_region: "Key-region vehicle", crowding: "Crowding", after_hours: "After-hours presence",
+    camera_offline: "Camera offline", camera_frozen: "Picture frozen", camera_covered: "Picture covered", camera_moved: "Camera moved", recovered: "recovered", since: "since",
     critical: "critical", warning: "warning", info: "info",
     retention: (d) => `Snapshots and records are kept ${d} days, then deleted`, new_alert: "New alert",
     people_in: (n, z, s) => `${n} people in ${z} for ${s} s`, one_char: " (one character differs)",
@@ -104,6 +106,7 @@ function eventRow(e) {
 
 function alertText(a) {
   if (a.kind === "crowding") return t("people_in", a.count, a.zone, Math.round(a.duration_s));
+  if (a.health) return (a.health.state === "cleared" ? t("recovered") + " · " : "") + `${t("since")} ${when(a.health.since)} · ${a.health.detail}`;
   const parts = [];
   if (a.matched && a.matched.distance === 1) parts.push(a.matched.entry + t("one_char"));
   if (a.prefix) parts.push(a.prefix);
