@@ -134,9 +134,34 @@ pub struct CameraRecord {
     frame_requests: Mutex<Vec<tokio::sync::oneshot::Sender<Vec<u8>>>>,
     /// Flow counts of the open periods.
     pub flow: crate::counts::FlowCounter,
+    /// What camera health has raised and not cleared, for the duty desk.
+    problems: Mutex<Vec<CameraProblem>>,
+}
+
+/// A camera health condition raised now ([`crate::health`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraProblem {
+    /// `camera_offline`, `camera_frozen`, `camera_covered` or `camera_moved`.
+    pub kind: &'static str,
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub detail: String,
 }
 
 impl CameraRecord {
+    /// Camera health raised `kind` (with when it started and what was measured), or cleared it (`None`).
+    pub fn set_problem(&self, kind: &'static str, raised: Option<(chrono::DateTime<chrono::Utc>, String)>) {
+        let mut problems = self.problems.lock().unwrap_or_else(|p| p.into_inner());
+        problems.retain(|p| p.kind != kind);
+        if let Some((since, detail)) = raised {
+            problems.push(CameraProblem { kind, since, detail });
+        }
+    }
+
+    /// The camera health conditions raised now.
+    pub fn problems(&self) -> Vec<CameraProblem> {
+        self.problems.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Counts flow in periods of `secs` (default: an hour).
     pub fn with_counts_period(mut self, secs: u32) -> Self {
         self.flow = crate::counts::FlowCounter::new(secs);
@@ -171,6 +196,7 @@ impl CameraRecord {
             fps_analysed: AtomicU64::new(0),
             frame_requests: Mutex::new(Vec::new()),
             flow: crate::counts::FlowCounter::new(edge_config::Reports::default().counts_period_secs),
+            problems: Mutex::new(Vec::new()),
         }
     }
 

@@ -134,6 +134,7 @@ fn a_camera_whose_stream_stops_raises_camera_offline_and_then_back_online() {
         receiver.port
     );
     let cfg = config(dir.path(), None, &[Cam { id: "gate-in", url: server.url(None), extra: "" }], &extra);
+    assert!(common::users_add(&cfg, "duty", "operator", "village-gate-2026").status.success());
     let mut agent = Agent::start(&cfg);
     agent.wait_log("camera online", 1, Duration::from_secs(60));
     server.kill();
@@ -142,10 +143,21 @@ fn a_camera_whose_stream_stops_raises_camera_offline_and_then_back_online() {
     assert_eq!(states(&raised), ["raised"], "{raised:?}");
     assert_eq!(raised[0].body["kind"], "camera_offline");
     testkit::schemas::assert_valid("alert.v1.json", &raised[0].body);
+    // The duty desk shows the camera as a red tile: what is wrong, since when.
+    let addr = common::web_addr(&agent);
+    let cookie = common::web_login(&addr, "duty", "village-gate-2026");
+    let (status, body) = common::http_get_with(&addr, "/api/cameras", &[&format!("Cookie: {cookie}")]);
+    assert_eq!(status, 200, "{body}");
+    let cameras: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cameras["cameras"][0]["problems"][0]["kind"], "camera_offline", "{body}");
+    assert_eq!(cameras["cameras"][0]["problems"][0]["since"], raised[0].body["health"]["since"], "{body}");
     server.restart(ServerSpec::still(640, 360));
     let back = receiver.wait_for(Duration::from_secs(90), |r| r.len() >= 2);
+    let (_, body) = common::http_get_with(&addr, "/api/cameras", &[&format!("Cookie: {cookie}")]);
     agent.stop_timed();
     assert_eq!(states(&back), ["raised", "cleared"], "{back:?}");
+    let cameras: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(cameras["cameras"][0].get("problems").is_none(), "the tile is still red after the camera came back: {body}");
 }
 
 #[test]

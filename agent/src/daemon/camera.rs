@@ -128,6 +128,8 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
         let now = chrono::Utc::now();
         for change in changes {
             let finding = rules::Finding::health(self.camera_rules.origin().clone(), change, now, stream_s - change.since_s, self.health_severity);
+            let raised = finding.health.as_ref().filter(|h| h.raised).map(|h| (h.since, h.detail.clone()));
+            self.record.set_problem(finding.kind.as_str(), raised);
             self.sink.alert(&finding);
         }
         self.sink.commit();

@@ -51,6 +51,7 @@ fn camera_health(s: &WebState) -> FeedItem {
                 since: crate::payload::timestamp(h.since),
                 last_error: h.last_error,
                 fps: crate::payload::round2(fps),
+                problems: r.problems().into_iter().map(|p| super::feed::CameraProblem { kind: p.kind, since: crate::payload::timestamp(p.since), detail: p.detail }).collect(),
             }
         })
         .collect();

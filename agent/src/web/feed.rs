@@ -32,6 +32,17 @@ pub struct CameraHealth {
     pub since: String,
     pub last_error: Option<String>,
     pub fps: f64,
+    /// Camera health raised now: what is wrong, since when.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<CameraProblem>,
+}
+
+/// One camera health condition, for the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraProblem {
+    pub kind: &'static str,
+    pub since: String,
+    pub detail: String,
 }
 
 /// What duty staff should know about the agent itself (the disk, the link to the platform); sent with

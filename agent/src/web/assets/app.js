@@ -224,7 +224,14 @@ function renderCameras(cams) {
   // Names follow the agent's configuration (a reload may have added or renamed cameras).
   if (state.me) { state.me.cameras = state.me.cameras || {}; for (const c of cams) if (c.name) state.me.cameras[c.id] = c.name; }
   const box = $("cameras");
-  box.replaceChildren(...cams.map((c) => el("span", { class: "cam " + c.state, title: c.last_error || "", "data-camera": c.id }, `${c.name || c.id}: ${t(c.state)}`)));
+  // A camera that is blind (offline, frozen, covered, moved) is a red tile saying what is wrong and since when.
+  const tile = (c) => {
+    const problems = c.problems || [];
+    if (!problems.length) return el("span", { class: "cam " + c.state, title: c.last_error || "", "data-camera": c.id }, `${c.name || c.id}: ${t(c.state)}`);
+    const text = problems.map((p) => `${t(p.kind)}（${t("since")} ${when(p.since)}）`).join("，");
+    return el("span", { class: "cam blind", title: problems.map((p) => p.detail).join("\n"), "data-camera": c.id }, `${c.name || c.id}: ${text}`);
+  };
+  box.replaceChildren(...cams.map(tile));
   for (const sel of [$("f-camera"), $("s-camera")]) {
     for (const c of cams) {
       if (![...sel.options].some((o) => o.value === c.id)) sel.append(el("option", { value: c.id }, c.name || c.id));
