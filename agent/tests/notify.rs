@@ -2,16 +2,19 @@
 //! document them ([`common::receiver`]): an alert on a clip reaches the WeCom group as markdown and its
 //! picture and the DingTalk group signed, after the receiver was down for 20 s; a burst of 30 alerts stays
 //! within 20 requests a minute as one summary; a muted rule sends nothing; a camera whose stream stops
-//! raises `camera_offline`, and "back online" when it returns.
+//! raises `camera_offline`, and "back online" when it returns; the duty desk shows each channel's last
+//! result and mutes a rule; a private gateway is reached over HTTPS with its own CA.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::time::Duration;
 
+use common::browser::Browser;
 use common::receiver::{free_port, Receiver, Request, Rules};
 use common::{config, file_url, Agent, Cam};
 use edge_agent::notify::{Context, Notifier, Setup};
+use testkit::broker::{Broker, Subscriber};
 use testkit::rtsp::{RtspServer, ServerSpec};
 
 fn rules() -> Rules {
@@ -74,8 +77,13 @@ fn alert(i: usize, rule: &str) -> edge_agent::payload::Alert {
 }
 
 fn channel(port: u16) -> (Notifier, edge_agent::notify::NotifyHandle, tempfile::TempDir) {
+    channels(&wecom(port))
+}
+
+/// The channels of `notify` (TOML), running.
+fn channels(notify: &str) -> (Notifier, edge_agent::notify::NotifyHandle, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("[site]\ncity = \"a\"\ndistrict = \"b\"\ntown = \"c\"\nvillage = \"d\"\ncheckpoint = \"e\"\n\n{}", wecom(port));
+    let text = format!("[site]\ncity = \"a\"\ndistrict = \"b\"\ntown = \"c\"\nvillage = \"d\"\ncheckpoint = \"e\"\n\n{notify}");
     let cfg = edge_config::parse_str(&text).unwrap();
     let setup = Setup {
         state_dir: dir.path().to_path_buf(),
@@ -190,4 +198,114 @@ fn check_config_names_each_bad_notify_key_and_says_where_alerts_go() {
         "{}",
         common::stdout(&out)
     );
+}
+
+#[test]
+fn the_desk_shows_each_channels_last_result_and_an_operator_mutes_a_rule_which_stats_report() {
+    let receiver = Receiver::start(0, rules());
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port(), "checkpoint/#");
+    let dir = tempfile::tempdir().unwrap();
+    // The DingTalk channel has the wrong secret: the service refuses it with its own code.
+    let extra = format!(
+        "[[rules]]\nid = \"stolen\"\nkind = \"watch_list\"\nplates = [\"苏ED51712\"]\nseverity = \"critical\"\n\n{}[[notify]]\nid = \"town-dingtalk\"\nkind = \"dingtalk\"\nurl = \"http://127.0.0.1:{}/robot/send\"\nkey = \"dingtalk-token\"\nsecret = \"SECwrong\"\n",
+        wecom(receiver.port),
+        receiver.port
+    );
+    let clip = common::scenes::car_crossing(true);
+    let cfg = config(dir.path(), Some(broker.port()), &[Cam { id: "gate-in", url: file_url(&clip), extra: "" }], &extra);
+    assert!(common::users_add(&cfg, "duty", "operator", "village-gate-2026").status.success());
+    assert!(common::users_add(&cfg, "watcher", "viewer", "village-view-2026").status.success());
+    let mut agent = Agent::start(&cfg);
+    let addr = common::web_addr(&agent);
+    let browser = Browser::start(1024, 768);
+    browser.sign_in(&addr, "duty", "village-gate-2026");
+    // Refreshed with the cameras' health every 5 s.
+    browser.wait_for(
+        "the WeCom channel sending and the DingTalk channel refused, with the service's code",
+        Duration::from_secs(120),
+        "const ok = document.querySelector('[data-channel=\"village-wecom\"]'); const bad = document.querySelector('[data-channel=\"town-dingtalk\"]');\
+         return !document.getElementById('notify').hidden && ok && ok.dataset.outcome === 'ok' && ok.textContent.includes('发送正常') && !ok.classList.contains('bad')\
+           && bad && bad.dataset.outcome === 'rejected' && bad.classList.contains('bad') && bad.textContent.includes('被拒收') && bad.title.includes('310000')",
+    );
+    // The operator mutes the rule for an hour on every camera.
+    browser.wait_for("the rule in the mute form", Duration::from_secs(10), "return [...document.getElementById('m-rule').options].some((o) => o.value === 'stolen')");
+    browser.eval("document.getElementById('m-rule').value = 'stolen'; document.getElementById('m-minutes').value = '60';");
+    browser.click("#m-go");
+    browser.wait_for(
+        "the mute on the page",
+        Duration::from_secs(10),
+        "const m = document.querySelector('.muted[data-rule=\"stolen\"]'); return m && m.dataset.camera === '' && m.textContent.includes('已静音') && m.textContent.includes('全部摄像头')",
+    );
+    // The stats message carries the channels' counters and the mute.
+    let stats = sub.wait_for(Duration::from_secs(20), "stats with the mute", |m| m.topic.ends_with("/stats") && m.json()["notify"]["mutes"][0]["rule"] == "stolen");
+    let stats = stats.json();
+    testkit::schemas::assert_valid("stats.v1.json", &stats);
+    let channels = stats["notify"]["channels"].as_array().unwrap();
+    let wecom = channels.iter().find(|c| c["id"] == "village-wecom").unwrap();
+    let dingtalk = channels.iter().find(|c| c["id"] == "town-dingtalk").unwrap();
+    assert!(wecom["ok_total"].as_u64().unwrap() >= 1 && wecom["delivered_total"] == 1, "{wecom}");
+    assert_eq!((&dingtalk["rejected_total"], &dingtalk["delivered_total"]), (&1.into(), &0.into()), "{dingtalk}");
+    assert_eq!(dingtalk["last"]["code"], 310_000, "{dingtalk}");
+    // A viewer may look but not mute; the operator's mute is in the audit log.
+    let viewer = common::web_login(&addr, "watcher", "village-view-2026");
+    let refused = common::http_raw(&addr, "POST", "/api/notify/mute", &[&format!("Cookie: {viewer}"), "Content-Type: application/json"], r#"{"minutes": 60}"#);
+    assert!(refused.starts_with("HTTP/1.1 403") && refused.contains("only operators mute"), "{refused}");
+    // An unmute from the page lifts it.
+    browser.click(".muted[data-rule=\"stolen\"] button");
+    browser.wait_for("the mute gone", Duration::from_secs(10), "return document.querySelector('.muted') === null");
+    agent.stop_timed();
+    let audit: String = walk(&dir.path().join("state")).iter().filter(|p| p.to_string_lossy().contains("audit")).map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
+    let mutes: Vec<&str> = audit.lines().filter(|l| l.contains("\"action\":\"mute\"")).collect();
+    assert_eq!(mutes.len(), 2, "{audit}");
+    assert!(mutes[0].contains("\"rule\":\"stolen\"") && mutes[0].contains("\"count\":60") && mutes[0].contains("\"by\":\"duty\""), "{}", mutes[0]);
+    assert!(mutes[1].contains("\"count\":0"), "{}", mutes[1]);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_private_gateway_is_reached_over_https_with_its_own_ca_and_the_webhook_is_signed() {
+    let certs = tempfile::tempdir().unwrap();
+    let tls = testkit::tls::generate(certs.path());
+    let receiver = Receiver::start_tls(rules(), &tls.server_cert, &tls.server_key);
+    let url = format!("https://127.0.0.1:{}/alerts", receiver.port);
+    // The same gateway without its CA: the system's roots do not know the certificate.
+    let (notifier, handle, _dir) = channels(&format!(
+        "[[notify]]\nid = \"gateway\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"gateway-secret\"\nca_file = \"{}\"\n\n[[notify]]\nid = \"untrusted\"\nkind = \"webhook\"\nurl = \"{url}\"\n",
+        tls.ca.display()
+    ));
+    handle.offer(&alert(1, "stolen"));
+    let all = receiver.wait_for(Duration::from_secs(20), |r| !r.is_empty());
+    std::thread::sleep(Duration::from_secs(3));
+    let report = handle.report();
+    notifier.stop(Duration::from_secs(5));
+    assert_eq!(receiver.requests().len(), 1, "{all:?}");
+    let request = &all[0];
+    // The alert payload as on MQTT.
+    assert_eq!((&request.body["schema"], &request.body["id"]), (&"edge-agent/alert/v1".into(), &"0193d9c0-0000-7000-8000-000000000001".into()));
+    // X-Edge-Agent-Signature: sha256=HEX(HMAC-SHA256(secret, timestamp + "." + body)).
+    let ts = request.header("x-edge-agent-timestamp").unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(b"gateway-secret").unwrap();
+    hmac::Mac::update(&mut mac, format!("{ts}.").as_bytes());
+    hmac::Mac::update(&mut mac, &request.raw);
+    assert_eq!(request.header("x-edge-agent-signature"), Some(format!("sha256={}", hex::encode(hmac::Mac::finalize(mac).into_bytes())).as_str()));
+    let gateway = report.channels.iter().find(|c| c.id == "gateway").unwrap();
+    let untrusted = report.channels.iter().find(|c| c.id == "untrusted").unwrap();
+    assert_eq!((gateway.ok_total, gateway.delivered_total), (1, 1));
+    assert!(untrusted.ok_total == 0 && untrusted.failed_total >= 1, "{untrusted:?}");
+    let last = untrusted.last.as_ref().unwrap();
+    assert_eq!(last.outcome, "failed");
+    assert!(last.message.as_deref().unwrap_or("").to_lowercase().contains("certificate"), "{last:?}");
 }

@@ -32,6 +32,25 @@ fn at(text: &str) -> DateTime<Utc> {
 }
 
 /// Compares with the golden file, or writes it with `UPDATE_GOLDEN=1`.
+fn notify_channel(id: &str, kind: edge_config::NotifyKind, ok: u64, last: Option<edge_agent::notify::LastReport>) -> edge_agent::notify::ChannelReport {
+    let last = last.or(Some(edge_agent::notify::LastReport { at: "2026-11-28T08:00:52.004Z".into(), outcome: "ok", code: None, message: None }));
+    edge_agent::notify::ChannelReport {
+        id: id.into(),
+        kind,
+        ok_total: ok,
+        rejected_total: u64::from(kind == edge_config::NotifyKind::Dingtalk),
+        rate_limited_total: 0,
+        failed_total: 2,
+        delivered_total: ok.saturating_sub(4),
+        summaries_total: 1,
+        expired_total: 0,
+        quiet_total: 0,
+        cooldown_total: 1,
+        muted_total: 0,
+        last,
+    }
+}
+
 fn assert_golden(name: &str, text: &str) {
     let path = testkit::workspace_dir().join("agent/tests/golden").join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -204,6 +223,19 @@ fn stats_payload_matches_the_golden_file() {
             snapshots_refused_total: 4,
             snapshots_deleted_total: 1_207,
             log_days_deleted_total: 2,
+        }),
+        notify: Some(edge_agent::notify::NotifyReport {
+            channels: vec![
+                notify_channel("village-wecom", edge_config::NotifyKind::Wecom, 14, None),
+                notify_channel(
+                    "town-dingtalk",
+                    edge_config::NotifyKind::Dingtalk,
+                    3,
+                    Some(edge_agent::notify::LastReport { at: "2026-11-28T08:00:41.512Z".into(), outcome: "rejected", code: Some(310_000), message: Some("sign not match".into()) }),
+                ),
+            ],
+            waiting: 1,
+            mutes: vec![edge_agent::notify::MuteReport { rule: Some("after-hours".into()), camera: None, until: "2026-11-28T09:00:00.000Z".into() }],
         }),
     };
     let value = serde_json::to_value(&stats).unwrap();

@@ -56,6 +56,7 @@ pub async fn publish_stats(
     detector: DetectorInfo,
     interval: Duration,
     started: Instant,
+    notify: Option<crate::notify::NotifyHandle>,
 ) {
     let mut previous: HashMap<String, CounterSnapshot> = HashMap::new();
     let mut last_tick = Instant::now();
@@ -112,6 +113,7 @@ pub async fn publish_stats(
             },
             cameras,
             storage: Some(payload::StorageStats::from(&*storage)),
+            notify: notify.as_ref().map(crate::notify::NotifyHandle::report),
         };
         previous = now;
         if let Ok(bytes) = serde_json::to_vec(&stats) {

@@ -131,6 +131,7 @@ pub fn start_reports(
                 detector.clone(),
                 interval,
                 started,
+                local.notify.clone(),
             )));
         }
     }
@@ -177,6 +178,7 @@ pub async fn start_endpoints(
             history: local.history.clone(),
             storage: local.storage.clone(),
             health: Some(sources.health.clone()),
+            notify: local.notify.clone(),
         };
         let tls = w.tls_cert_file.clone().zip(w.tls_key_file.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };

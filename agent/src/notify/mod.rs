@@ -100,6 +100,53 @@ impl ChannelStats {
     }
 }
 
+/// A channel's counters and last result as the `stats` message and the duty desk show them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChannelReport {
+    pub id: String,
+    pub kind: NotifyKind,
+    /// Requests by result: accepted, refused for good, "too fast", failed and retried.
+    pub ok_total: u64,
+    pub rejected_total: u64,
+    pub rate_limited_total: u64,
+    pub failed_total: u64,
+    /// Alerts delivered (alone or in one of `summaries_total` summaries), dropped as too old, or not
+    /// queued (quiet hours, cooldown, muted).
+    pub delivered_total: u64,
+    pub summaries_total: u64,
+    pub expired_total: u64,
+    pub quiet_total: u64,
+    pub cooldown_total: u64,
+    pub muted_total: u64,
+    /// The last request: when, how it ended and, when not ok, the service's `errcode` and `errmsg`.
+    pub last: Option<LastReport>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastReport {
+    pub at: String,
+    pub outcome: &'static str,
+    pub code: Option<i64>,
+    pub message: Option<String>,
+}
+
+/// A mute in force, for the reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MuteReport {
+    pub rule: Option<String>,
+    pub camera: Option<String>,
+    pub until: String,
+}
+
+/// Every channel, the queue and the mutes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotifyReport {
+    pub channels: Vec<ChannelReport>,
+    /// Notifications waiting in their queue, all channels.
+    pub waiting: u64,
+    pub mutes: Vec<MuteReport>,
+}
+
 /// A mute: alerts of `rule` (or every rule) from `camera` (or every camera) are not notified until `until`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mute {
@@ -230,6 +277,35 @@ impl NotifyHandle {
     /// Each channel's id, kind and counters.
     pub fn channels(&self) -> Vec<(String, NotifyKind, Arc<ChannelStats>)> {
         self.channels.iter().map(|c| (c.settings.id.clone(), c.settings.kind, c.stats.clone())).collect()
+    }
+
+    /// The channels' counters and last results, the queue and the mutes.
+    pub fn report(&self) -> NotifyReport {
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let channels = self
+            .channels
+            .iter()
+            .map(|c| {
+                let s = &c.stats;
+                ChannelReport {
+                    id: c.settings.id.clone(),
+                    kind: c.settings.kind,
+                    ok_total: load(&s.sent),
+                    rejected_total: load(&s.rejected),
+                    rate_limited_total: load(&s.rate_limited),
+                    failed_total: load(&s.retried),
+                    delivered_total: load(&s.delivered),
+                    summaries_total: load(&s.summaries),
+                    expired_total: load(&s.expired),
+                    quiet_total: load(&s.quiet),
+                    cooldown_total: load(&s.cooled),
+                    muted_total: load(&s.muted),
+                    last: s.last().map(|l| LastReport { at: crate::payload::timestamp(l.at), outcome: l.outcome, code: l.code, message: l.message }),
+                }
+            })
+            .collect();
+        let mutes = self.mutes().into_iter().map(|m| MuteReport { rule: m.rule, camera: m.camera, until: crate::payload::timestamp(m.until) }).collect();
+        NotifyReport { channels, waiting: self.waiting(), mutes }
     }
 
     /// Notifications waiting, over all channels.
@@ -568,6 +644,17 @@ impl Worker {
         self.request(&url, body, &headers)
     }
 
+    /// Whether a request is settled: `Ok(true)` accepted, `Ok(false)` refused for good, or what to do
+    /// before trying it again.
+    fn settled(&self, outcome: Outcome) -> Result<bool, Step> {
+        match outcome {
+            Outcome::Ok => Ok(true),
+            Outcome::Rejected { .. } => Ok(false),
+            Outcome::RateLimited { .. } => Err(Step::Wait(self.time_for(1.0))),
+            Outcome::Failed(_) => Err(Step::Retry),
+        }
+    }
+
     fn send_one(&mut self, w: Waiting, picture: Option<Vec<u8>>) -> Step {
         let ctx = &self.setup.context;
         let body = match self.channel.settings.kind {
@@ -578,10 +665,15 @@ impl Worker {
             }
             NotifyKind::Wecom => self.text_body("", &format::markdown(&w.alert, ctx, None)),
         };
-        match self.post(&body) {
-            Outcome::Ok | Outcome::Rejected { .. } => {}
-            Outcome::RateLimited { .. } => return Step::Wait(self.time_for(1.0)),
-            Outcome::Failed(_) => return Step::Retry,
+        let outcome = self.post(&body);
+        match self.settled(outcome) {
+            Err(step) => return step,
+            // Refused for good (counted as rejected): neither sent again nor followed by the picture.
+            Ok(false) => {
+                self.ack(vec![w.key]);
+                return Step::Done;
+            }
+            Ok(true) => {}
         }
         self.channel.stats.delivered.fetch_add(1, Ordering::Relaxed);
         if let Some(jpeg) = picture.and_then(|j| send::fit_jpeg(&j, send::WECOM_IMAGE_MAX_BYTES)) {
@@ -602,14 +694,16 @@ impl Worker {
                 self.text_body(&format!("{} 条告警", alerts.len()), &text)
             }
         };
-        match self.post(&body) {
-            Outcome::Ok | Outcome::Rejected { .. } => {}
-            Outcome::RateLimited { .. } => return Step::Wait(self.time_for(1.0)),
-            Outcome::Failed(_) => return Step::Retry,
+        let outcome = self.post(&body);
+        match self.settled(outcome) {
+            Err(step) => return step,
+            Ok(false) => {}
+            Ok(true) => {
+                self.channel.stats.summaries.fetch_add(1, Ordering::Relaxed);
+                self.channel.stats.delivered.fetch_add(alerts.len() as u64, Ordering::Relaxed);
+                tracing::info!(channel = %self.channel.settings.id, alerts = alerts.len(), "a burst of alerts sent as one summary");
+            }
         }
-        self.channel.stats.summaries.fetch_add(1, Ordering::Relaxed);
-        self.channel.stats.delivered.fetch_add(alerts.len() as u64, Ordering::Relaxed);
-        tracing::info!(channel = %self.channel.settings.id, alerts = alerts.len(), "a burst of alerts sent as one summary");
         self.ack(waiting.into_iter().map(|w| w.key).collect());
         Step::Done
     }

@@ -74,12 +74,20 @@ impl Transport {
         }
         let mut response = match request.send(body) {
             Ok(r) => r,
-            Err(e) => return Outcome::Failed(e.to_string()),
+            Err(e) => return Outcome::Failed(without_query(&e.to_string(), url)),
         };
         let status = response.status().as_u16();
         let mut text = String::new();
         let _ = response.body_mut().as_reader().take(64 << 10).read_to_string(&mut text);
         answer(status, &text)
+    }
+}
+
+/// `message` without the query of `url` (it holds the key or token), should an error quote the address.
+fn without_query(message: &str, url: &str) -> String {
+    match url.split_once('?') {
+        Some((_, query)) if !query.is_empty() => message.replace(query, "…"),
+        _ => message.to_string(),
     }
 }
 
@@ -167,6 +175,32 @@ mod tests {
         assert!(matches!(answer(503, "busy"), Outcome::Failed(_)));
         assert!(matches!(answer(404, "no"), Outcome::Rejected { code: 404, .. }));
         assert_eq!(answer(204, ""), Outcome::Ok);
+    }
+
+    #[test]
+    fn an_error_quoting_the_address_loses_its_key() {
+        let url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=SECRET-KEY";
+        assert_eq!(without_query(&format!("connection failed: {url}"), url), "connection failed: https://qyapi.weixin.qq.com/cgi-bin/webhook/send?…");
+    }
+
+    #[test]
+    fn a_picture_over_the_limit_is_scaled_down_until_it_fits() {
+        // Noise compresses badly: a 1600×1200 picture of it at quality 100 is several megabytes.
+        let mut seed = 7u32;
+        let img = image::RgbImage::from_fn(1600, 1200, |_, _| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            image::Rgb([(seed >> 24) as u8, (seed >> 16) as u8, (seed >> 8) as u8])
+        });
+        let mut big = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut big, 100).encode_image(&img).unwrap();
+        assert!(big.len() > WECOM_IMAGE_MAX_BYTES, "the test picture is only {} bytes", big.len());
+        let fitted = fit_jpeg(&big, WECOM_IMAGE_MAX_BYTES).unwrap();
+        assert!(fitted.len() <= WECOM_IMAGE_MAX_BYTES && fitted.starts_with(&[0xFF, 0xD8]));
+        let small = image::load_from_memory(&fitted).unwrap();
+        assert!(small.width() < 1600 && small.height() < 1200, "not scaled down: {}x{}", small.width(), small.height());
+        // A picture within the limit is sent as it is.
+        assert_eq!(fit_jpeg(&fitted, WECOM_IMAGE_MAX_BYTES).unwrap(), fitted);
+        assert!(fit_jpeg(b"not a jpeg", 4).is_none());
     }
 
     #[test]

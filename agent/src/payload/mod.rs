@@ -183,6 +183,9 @@ pub struct Stats {
     /// The state directory's disk and what its floor made the agent do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageStats>,
+    /// The work-group notification channels, when any is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::notify::NotifyReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -52,6 +52,9 @@ pub enum AuditAction {
     SetUpLocked,
     UserAdded,
     UserRemoved,
+    /// An operator muted the work-group notifications of `rule` (or all) from `camera` (or all) for
+    /// `count` minutes (0: lifted the mute), from the duty desk.
+    Mute,
     RoleChanged,
     PasswordChanged,
 }

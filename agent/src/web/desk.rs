@@ -55,7 +55,7 @@ fn camera_health(s: &WebState) -> FeedItem {
             }
         })
         .collect();
-    FeedItem::Cameras { cameras, agent: agent_notice(s) }
+    FeedItem::Cameras { cameras, agent: agent_notice(s), notify: s.notify.as_ref().map(crate::notify::NotifyHandle::report) }
 }
 
 /// The disk and the link to the platform, for the page.
@@ -128,6 +128,52 @@ pub(super) async fn ack(State(s): State<WebState>, SignedIn(session): SignedIn, 
         Err(e @ DisposeError::Audit) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
     }
+}
+
+/// What an operator asks for: notifications of `rule` (or every rule) from `camera` (or every camera)
+/// silenced for `minutes` (0 lifts that mute).
+#[derive(serde::Deserialize)]
+pub(super) struct MuteBody {
+    #[serde(default)]
+    rule: Option<String>,
+    #[serde(default)]
+    camera: Option<String>,
+    minutes: u32,
+}
+
+/// The longest mute from the desk, as from the platform: a day.
+const MUTE_MAX_MINUTES: u32 = 1440;
+
+pub(super) async fn mute(State(s): State<WebState>, SignedIn(session): SignedIn, body: Option<Json<MuteBody>>) -> Response {
+    let bad = |status, error: String| (status, Json(json!({ "error": error }))).into_response();
+    if session.role != Role::Operator {
+        return bad(StatusCode::FORBIDDEN, "only operators mute notifications".into());
+    }
+    let Some(notify) = &s.notify else { return bad(StatusCode::NOT_FOUND, "no notification channel is configured".into()) };
+    let Some(Json(body)) = body else { return bad(StatusCode::BAD_REQUEST, "expected {\"minutes\": 0-1440, \"rule\": ..., \"camera\": ...}".into()) };
+    if body.minutes > MUTE_MAX_MINUTES {
+        return bad(StatusCode::BAD_REQUEST, format!("minutes: {} is more than a day ({MUTE_MAX_MINUTES})", body.minutes));
+    }
+    let known = s.camera_names.read().unwrap_or_else(|p| p.into_inner()).contains_key(body.camera.as_deref().unwrap_or_default());
+    if body.camera.is_some() && !known {
+        return bad(StatusCode::BAD_REQUEST, format!("camera: {:?} is not a camera of this checkpoint", body.camera.unwrap_or_default()));
+    }
+    let rule = body.rule.filter(|r| !r.is_empty());
+    if rule.as_ref().is_some_and(|r| r.len() > 64 || r.chars().any(char::is_control)) {
+        return bad(StatusCode::BAD_REQUEST, "rule: not a rule id".into());
+    }
+    let mut record = AuditRecord::new(AuditAction::Mute, chrono::Utc::now());
+    record.rule = rule.clone();
+    record.camera = body.camera.clone();
+    record.count = Some(u64::from(body.minutes));
+    record.by = Some(session.user.clone());
+    record.role = Some(session.role.as_str().to_string());
+    let log = s.audit.clone();
+    if !matches!(tokio::task::spawn_blocking(move || log.append(record)).await, Ok(Ok(_))) {
+        return bad(StatusCode::INTERNAL_SERVER_ERROR, "the audit log cannot be written: nothing was muted".into());
+    }
+    let until = notify.mute(rule, body.camera, body.minutes);
+    Json(json!({ "until": until.map(crate::payload::timestamp), "notify": notify.report() })).into_response()
 }
 
 pub(super) async fn audit(State(s): State<WebState>, _: SignedIn) -> Response {

@@ -80,6 +80,9 @@ pub enum FeedItem {
         /// The agent itself, when known.
         #[serde(skip_serializing_if = "Option::is_none")]
         agent: Option<AgentNotice>,
+        /// The notification channels' last results and the mutes, when any channel is configured.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        notify: Option<crate::notify::NotifyReport>,
     },
     /// The page missed items and must reload the recent list.
     Resync,

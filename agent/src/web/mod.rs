@@ -105,6 +105,8 @@ pub struct WebState {
     /// The state directory's disk and the agent's latest health verdict, for the page's notice line.
     pub storage: Option<Arc<crate::storage::Storage>>,
     pub health: Option<Arc<Mutex<crate::metrics::Health>>>,
+    /// The work-group notification channels, when configured: their results on the page, and mutes.
+    pub notify: Option<crate::notify::NotifyHandle>,
 }
 
 /// Every cookie a request carries, as (name, value).
@@ -286,6 +288,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/alerts/{id}/ack", post(desk::ack))
         .route("/api/alerts/{id}/dispose", post(desk::ack))
         .route("/api/audit", get(desk::audit))
+        .route("/api/notify/mute", post(desk::mute))
         .route("/api/counts", get(reports::counts))
         .route("/api/history", get(reports::history))
         .route("/snapshots/{id}", get(desk::snapshot))

@@ -1,9 +1,11 @@
 //! A local HTTP receiver standing in for the WeCom and DingTalk group robots and a webhook: it checks each
 //! request the way the services document it and answers as they do (`{"errcode":0,"errmsg":"ok"}`, their
-//! own error codes for a bad signature, a bad image and too many messages a minute).
+//! own error codes for a bad signature, a bad image and too many messages a minute); over HTTP, or HTTPS
+//! with a certificate of the test CA like a private gateway.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +14,7 @@ use hmac::{Hmac, Mac};
 use md5::Digest as _;
 use serde_json::Value;
 use sha2::Sha256;
+use tokio_rustls::rustls;
 
 /// One request as received, with what the receiver made of it.
 #[derive(Debug, Clone)]
@@ -20,12 +23,18 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// The body as sent.
+    pub raw: Vec<u8>,
     pub at: Instant,
     /// The receiver's answer: 0 when it accepted the request, else the service's error code.
     pub errcode: i64,
 }
 
 impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
     pub fn query(&self, key: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
@@ -100,49 +109,82 @@ fn judge(rules: &Rules, path: &str, query: &[(String, String)], body: &Value, re
     }
 }
 
+/// Reads one request from `stream`, judges it and answers.
+fn serve<S: Read + Write>(stream: S, rules: &Rules, seen: &Mutex<Vec<Request>>) -> Option<S> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.trim().split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let length: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let raw = body;
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    let mut all = seen.lock().unwrap();
+    let minute_ago = Instant::now() - Duration::from_secs(60);
+    let recent = all.iter().filter(|r: &&Request| r.path == path && r.at > minute_ago && r.errcode == 0).count();
+    let errcode = judge(rules, path, &query, &body, recent);
+    all.push(Request { path: path.to_string(), query, headers, body, raw, at: Instant::now(), errcode });
+    drop(all);
+    let answer = format!("{{\"errcode\":{errcode},\"errmsg\":\"{}\"}}", if errcode == 0 { "ok" } else { "refused by the test receiver" });
+    let mut stream = reader.into_inner();
+    write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len()).ok()?;
+    stream.flush().ok()?;
+    Some(stream)
+}
+
 impl Receiver {
     /// Listens on `port` (0: a free one).
     pub fn start(port: u16, rules: Rules) -> Self {
+        Self::listen(port, rules, None)
+    }
+
+    /// Listens over HTTPS with the certificate and key (PEM files), as a private gateway would.
+    pub fn start_tls(rules: Rules, cert: &Path, key: &Path) -> Self {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<_, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config =
+            rustls::ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_no_client_auth().with_single_cert(certs, key).unwrap();
+        Self::listen(0, rules, Some(Arc::new(config)))
+    }
+
+    fn listen(port: u16, rules: Rules, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
         let seen = requests.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
+                let Ok(stream) = stream else { continue };
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let mut headers = Vec::new();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                        break;
+                match &tls {
+                    None => {
+                        serve(stream, &rules, &seen);
                     }
-                    if let Some((k, v)) = h.trim().split_once(':') {
-                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    Some(config) => {
+                        // A client that does not trust the certificate gives up in the handshake: nothing is recorded.
+                        let Ok(conn) = rustls::ServerConnection::new(config.clone()) else { continue };
+                        if let Some(mut tls) = serve(rustls::StreamOwned::new(conn, stream), &rules, &seen) {
+                            tls.conn.send_close_notify();
+                            let _ = tls.flush();
+                        }
                     }
                 }
-                let length: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-                let query: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let mut all = seen.lock().unwrap();
-                let minute_ago = Instant::now() - Duration::from_secs(60);
-                let recent = all.iter().filter(|r: &&Request| r.path == path && r.at > minute_ago && r.errcode == 0).count();
-                let errcode = judge(&rules, path, &query, &body, recent);
-                all.push(Request { path: path.to_string(), query, headers, body, at: Instant::now(), errcode });
-                drop(all);
-                let answer = format!("{{\"errcode\":{errcode},\"errmsg\":\"{}\"}}", if errcode == 0 { "ok" } else { "refused by the test receiver" });
-                let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
             }
         });
         Self { port, requests }

@@ -26,6 +26,9 @@ const T = {
     held: (n) => `${n} 条记录暂存内存，磁盘恢复后自动写入并补传`,
     uplink_disconnected: "未连接上级平台：记录已保存在本机，恢复后自动补传",
     uplink_stalled: "上报受阻：上级平台未确认接收，请联系平台运维",
+    notify: "群通知", sent_ok: "发送正常", sent_rejected: "被拒收", sent_rate_limited: "发送过快，稍后补发", sent_failed: "发送失败，重试中", not_sent: "尚未发送",
+    waiting: (n) => `${n} 条待发送`, mute: "静音", unmute: "解除", every_rule: "全部规则", every_camera: "全部摄像头", minutes: "分钟",
+    muted_until: (r, c, u) => `已静音：${r} · ${c}，至 ${u}`,
   },
   en: {
     title: "Checkpoint duty desk", live: "Live connection", sound_on: "Sound: on", sound_off: "Sound: off", logout: "Sign out",
@@ -51,6 +54,9 @@ const T = {
     held: (n) => `${n} record(s) held in memory, written and sent when the disk recovers`,
     uplink_disconnected: "Not connected to the platform: records are kept here and sent when it is back",
     uplink_stalled: "Reports stalled: the platform is not acknowledging them; tell its operators",
+    notify: "Work groups", sent_ok: "sending", sent_rejected: "refused", sent_rate_limited: "too fast, sent later", sent_failed: "failing, retrying", not_sent: "nothing sent yet",
+    waiting: (n) => `${n} waiting`, mute: "Mute", unmute: "Unmute", every_rule: "every rule", every_camera: "every camera", minutes: "minutes",
+    muted_until: (r, c, u) => `Muted: ${r} · ${c} until ${u}`,
   },
 };
 
@@ -202,6 +208,7 @@ function handle(item, live) {
     if (item.event.snapshot) refreshAlertSnapshots(item.event.id);
   } else if (item.type === "alert") {
     state.items.push(item);
+    addOption($("m-rule"), item.alert.rule, item.alert.rule);
     place(alertRow(item));
     if (live) cue(item.alert); else showOpen();
   } else if (item.type === "ack") {
@@ -214,6 +221,7 @@ function handle(item, live) {
   } else if (item.type === "cameras") {
     renderCameras(item.cameras);
     renderNotice(item.agent);
+    renderNotify(item.notify);
   } else if (item.type === "resync") {
     loadRecent();
   }
@@ -232,11 +240,39 @@ function renderCameras(cams) {
     return el("span", { class: "cam blind", title: problems.map((p) => p.detail).join("\n"), "data-camera": c.id }, `${c.name || c.id}: ${text}`);
   };
   box.replaceChildren(...cams.map(tile));
-  for (const sel of [$("f-camera"), $("s-camera")]) {
-    for (const c of cams) {
-      if (![...sel.options].some((o) => o.value === c.id)) sel.append(el("option", { value: c.id }, c.name || c.id));
-    }
-  }
+  for (const sel of [$("f-camera"), $("s-camera"), $("m-camera")]) for (const c of cams) addOption(sel, c.id, c.name || c.id);
+}
+
+function addOption(sel, value, label) {
+  if (![...sel.options].some((o) => o.value === value)) sel.append(el("option", { value }, label));
+}
+
+// The work-group channels: each one's last result (red when the service refused it or cannot be reached),
+// the mutes in force, and for operators a form to mute a rule or a camera for a while.
+function renderNotify(n) {
+  const box = $("notify");
+  box.hidden = !n;
+  if (!n) return;
+  const chan = (c) => {
+    const last = c.last;
+    const bad = last && (last.outcome === "rejected" || last.outcome === "failed");
+    const text = last ? `${t("sent_" + last.outcome)} ${when(last.at)}` : t("not_sent");
+    const why = last && last.outcome !== "ok" ? [last.code, last.message].filter((x) => x != null).join(" ") : "";
+    return el("span", { class: "chan" + (bad ? " bad" : ""), title: why, "data-channel": c.id, "data-outcome": last ? last.outcome : "" }, `${c.id}: ${text}`);
+  };
+  const chans = n.channels.map(chan);
+  if (n.waiting > 0) chans.push(el("span", { class: "chan waiting" }, t("waiting", n.waiting)));
+  $("notify-channels").replaceChildren(...chans);
+  const operator = state.me && state.me.role === "operator";
+  $("notify-mutes").replaceChildren(...n.mutes.map((m) => el("span", { class: "muted", "data-rule": m.rule || "", "data-camera": m.camera || "" },
+    t("muted_until", m.rule ? t(m.rule) : t("every_rule"), m.camera ? camName(m.camera) : t("every_camera"), when(m.until)), " ",
+    operator ? el("button", { type: "button", class: "unmute", onclick: () => mute(m.rule, m.camera, 0) }, t("unmute")) : null)));
+  $("mute-form").hidden = !operator;
+}
+
+async function mute(rule, camera, minutes) {
+  const r = await fetch("/api/notify/mute", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ rule: rule || null, camera: camera || null, minutes }) });
+  if (r.ok) renderNotify((await r.json()).notify);
 }
 
 // The agent itself: a full or failing disk, the link to the platform. Hidden while all is well.
@@ -396,6 +432,8 @@ async function start() {
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(false); });
   $("s-more").addEventListener("click", () => search(true));
   for (const f of ["f-camera", "f-type"]) $(f).addEventListener("change", () => { for (const li of $("feed").children) li.hidden = !visible(li); });
+  for (const k of ["camera_offline", "camera_frozen", "camera_covered", "camera_moved"]) addOption($("m-rule"), k, t(k));
+  $("mute-form").addEventListener("submit", (e) => { e.preventDefault(); mute($("m-rule").value, $("m-camera").value, Number($("m-minutes").value)); });
   $("show-audit").addEventListener("click", () => { $("audit").hidden = !$("audit").hidden; if (!$("audit").hidden) loadAudit(); });
   await loadRecent();
   connect();
