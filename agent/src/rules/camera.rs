@@ -50,27 +50,7 @@ impl CameraRules {
     }
 
     fn finding(&self, rule: &ActiveRule, now: Now) -> Finding {
-        Finding {
-            id: uuid::Uuid::now_v7().to_string(),
-            at: now.utc,
-            origin: self.origin.clone(),
-            rule: rule.id.clone(),
-            kind: rule.kind(),
-            severity: rule.severity,
-            event_id: None,
-            event_ids: Vec::new(),
-            class: None,
-            direction: None,
-            plate: None,
-            matched: None,
-            prefix: None,
-            zone: None,
-            count: None,
-            duration_s: None,
-            reason: None,
-            provenance: rule.provenance.clone(),
-            health: None,
-        }
+        Finding { provenance: rule.provenance.clone(), ..Finding::new(self.origin.clone(), rule.id.clone(), rule.kind(), rule.severity, now.utc) }
     }
 
     fn for_event(&self, rule: &ActiveRule, e: &ObjectEvent, now: Now) -> Finding {

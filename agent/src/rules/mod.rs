@@ -317,18 +317,15 @@ pub struct HealthNote {
 }
 
 impl Finding {
-    /// The alert for a camera health change found at `at`, `ago_s` seconds after the condition started or
-    /// ended.
-    pub fn health(origin: Arc<Origin>, change: &crate::health::Change, at: DateTime<Utc>, ago_s: f64, severity: Severity) -> Self {
-        let kind = change.condition.rule_type();
-        let since = at - chrono::Duration::milliseconds((ago_s.max(0.0) * 1000.0) as i64);
+    /// A finding of `rule` with nothing about an event, a plate or a zone yet (a new id).
+    pub fn new(origin: Arc<Origin>, rule: String, kind: RuleType, severity: Severity, at: DateTime<Utc>) -> Self {
         Self {
             id: uuid::Uuid::now_v7().to_string(),
             at,
             origin,
-            rule: kind.as_str().to_string(),
+            rule,
             kind,
-            severity: if change.raised { severity } else { Severity::Info },
+            severity,
             event_id: None,
             event_ids: Vec::new(),
             class: None,
@@ -341,7 +338,18 @@ impl Finding {
             duration_s: None,
             reason: None,
             provenance: None,
+            health: None,
+        }
+    }
+
+    /// The alert for a camera health change found at `at`, `ago_s` seconds after the condition started or
+    /// ended.
+    pub fn health(origin: Arc<Origin>, change: &crate::health::Change, at: DateTime<Utc>, ago_s: f64, severity: Severity) -> Self {
+        let kind = change.condition.rule_type();
+        let since = at - chrono::Duration::milliseconds((ago_s.max(0.0) * 1000.0) as i64);
+        Self {
             health: Some(HealthNote { raised: change.raised, since, detail: change.detail.clone() }),
+            ..Self::new(origin, kind.as_str().to_string(), kind, if change.raised { severity } else { Severity::Info }, at)
         }
     }
 }
