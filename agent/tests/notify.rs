@@ -247,6 +247,10 @@ fn the_desk_shows_each_channels_last_result_and_an_operator_mutes_a_rule_which_s
     assert!(wecom["ok_total"].as_u64().unwrap() >= 1 && wecom["delivered_total"] == 1, "{wecom}");
     assert_eq!((&dingtalk["rejected_total"], &dingtalk["delivered_total"]), (&1.into(), &0.into()), "{dingtalk}");
     assert_eq!(dingtalk["last"]["code"], 310_000, "{dingtalk}");
+    // /metrics counts the same.
+    let (_, page) = common::http_get(&agent.metrics_addr(), "/metrics");
+    assert_eq!(common::metric(&page, "edge_agent_notify_requests_total{channel=\"town-dingtalk\",result=\"rejected\"}"), Some(1.0), "{page}");
+    assert_eq!(common::metric(&page, "edge_agent_notify_alerts_total{channel=\"village-wecom\",outcome=\"delivered\"}"), Some(1.0), "{page}");
     // A viewer may look but not mute; the operator's mute is in the audit log.
     let viewer = common::web_login(&addr, "watcher", "village-view-2026");
     let refused = common::http_raw(&addr, "POST", "/api/notify/mute", &[&format!("Cookie: {viewer}"), "Content-Type: application/json"], r#"{"minutes": 60}"#);

@@ -251,18 +251,18 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
     out
 }
 
-/// The notification channels' results and queue.
+/// The notification channels' results and queue, from the same report as the `stats` message.
 fn notifications(out: &mut String, notify: &crate::notify::NotifyHandle) {
-    let channels = notify.channels();
+    let report = notify.report();
     let mut f = Family::new(
         out,
         "edge_agent_notify_requests_total",
         "counter",
         "Requests to the notification services, by channel and result (ok, rejected with the service's errcode, rate_limited, failed and retried).",
     );
-    for (id, _, s) in &channels {
-        for (result, v) in [("ok", &s.sent), ("rejected", &s.rejected), ("rate_limited", &s.rate_limited), ("failed", &s.retried)] {
-            f.sample("edge_agent_notify_requests_total", &[("channel", id), ("result", result)], v.load(Ordering::Relaxed) as f64);
+    for c in &report.channels {
+        for (result, v) in [("ok", c.ok_total), ("rejected", c.rejected_total), ("rate_limited", c.rate_limited_total), ("failed", c.failed_total)] {
+            f.sample("edge_agent_notify_requests_total", &[("channel", &c.id), ("result", result)], v as f64);
         }
     }
     let mut f = Family::new(
@@ -271,16 +271,16 @@ fn notifications(out: &mut String, notify: &crate::notify::NotifyHandle) {
         "counter",
         "Alerts by what became of them on each channel: delivered (alone or in a summary), expired (older than max_age_secs), or not queued (quiet hours, cooldown, muted).",
     );
-    for (id, _, s) in &channels {
-        for (what, v) in [("delivered", &s.delivered), ("expired", &s.expired), ("quiet", &s.quiet), ("cooldown", &s.cooled), ("muted", &s.muted)] {
-            f.sample("edge_agent_notify_alerts_total", &[("channel", id), ("outcome", what)], v.load(Ordering::Relaxed) as f64);
+    for c in &report.channels {
+        for (what, v) in [("delivered", c.delivered_total), ("expired", c.expired_total), ("quiet", c.quiet_total), ("cooldown", c.cooldown_total), ("muted", c.muted_total)] {
+            f.sample("edge_agent_notify_alerts_total", &[("channel", &c.id), ("outcome", what)], v as f64);
         }
     }
     let mut f = Family::new(out, "edge_agent_notify_summaries_total", "counter", "Bursts sent as one summary message.");
-    for (id, _, s) in &channels {
-        f.sample("edge_agent_notify_summaries_total", &[("channel", id)], s.summaries.load(Ordering::Relaxed) as f64);
+    for c in &report.channels {
+        f.sample("edge_agent_notify_summaries_total", &[("channel", &c.id)], c.summaries_total as f64);
     }
-    Family::new(out, "edge_agent_notify_waiting", "gauge", "Notifications waiting in their queue, all channels.").sample("edge_agent_notify_waiting", &[], notify.waiting() as f64);
+    Family::new(out, "edge_agent_notify_waiting", "gauge", "Notifications waiting in their queue, all channels.").sample("edge_agent_notify_waiting", &[], report.waiting as f64);
 }
 
 #[cfg(test)]

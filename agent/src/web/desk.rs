@@ -154,9 +154,8 @@ pub(super) async fn mute(State(s): State<WebState>, SignedIn(session): SignedIn,
     if body.minutes > MUTE_MAX_MINUTES {
         return bad(StatusCode::BAD_REQUEST, format!("minutes: {} is more than a day ({MUTE_MAX_MINUTES})", body.minutes));
     }
-    let known = s.camera_names.read().unwrap_or_else(|p| p.into_inner()).contains_key(body.camera.as_deref().unwrap_or_default());
-    if body.camera.is_some() && !known {
-        return bad(StatusCode::BAD_REQUEST, format!("camera: {:?} is not a camera of this checkpoint", body.camera.unwrap_or_default()));
+    if let Some(camera) = body.camera.as_deref().filter(|c| !s.camera_names.read().unwrap_or_else(|p| p.into_inner()).contains_key(*c)) {
+        return bad(StatusCode::BAD_REQUEST, format!("camera: {camera:?} is not a camera of this checkpoint"));
     }
     let rule = body.rule.filter(|r| !r.is_empty());
     if rule.as_ref().is_some_and(|r| r.len() > 64 || r.chars().any(char::is_control)) {
