@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod checks;
 pub mod cli;
+pub mod clips;
 pub mod control;
 pub mod counts;
 pub mod daemon;

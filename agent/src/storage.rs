@@ -97,6 +97,8 @@ pub struct Storage {
 /// What the agent may delete to stay above the floor.
 pub struct Reclaimable {
     pub snapshots: SnapshotStore,
+    /// Kept clips: the first to go (the largest files, and each event keeps its snapshot).
+    pub clips: Option<crate::clips::ClipsHandle>,
     /// The local logs whose oldest days may go (events, alerts, counts), with the history index built
     /// from the first.
     pub logs: Vec<Arc<EventLog>>,
@@ -191,11 +193,21 @@ impl Storage {
         code != before
     }
 
-    /// Deletes the oldest local snapshots, then the oldest log days, until a quarter of the floor above it
+    /// Deletes the oldest clips, then the oldest local snapshots, then the oldest log days, until a quarter of the floor above it
     /// (or nothing more may go); returns the free bytes then.
     fn reclaim(&self, r: &Reclaimable, mut free: u64, now: DateTime<Utc>) -> u64 {
         let target = self.min_free_bytes + (self.min_free_bytes / 4).max(1 << 20);
         let measure = |fallback: u64| free_bytes(&self.dir).unwrap_or(fallback);
+        if let Some(clips) = &r.clips {
+            let (files, bytes) = clips.store().delete_oldest(target.saturating_sub(free));
+            if files > 0 {
+                tracing::warn!(files, mb = bytes >> 20, free_mb = free >> 20, floor_mb = self.min_free_bytes >> 20, "storage below its floor: deleted the oldest clips");
+                free = measure(free + bytes);
+            }
+        }
+        if free >= target {
+            return free;
+        }
         match r.snapshots.delete_oldest(target.saturating_sub(free)) {
             Ok((0, _)) => {}
             Ok((files, bytes)) => {
@@ -251,7 +263,7 @@ mod tests {
             snapshots.save(id, at, &vec![0u8; 1 << 20]).unwrap();
             events.append(at, b"{}").unwrap();
         }
-        let reclaimable = Reclaimable { snapshots: snapshots.clone(), logs: vec![events.clone()], history: None };
+        let reclaimable = Reclaimable { snapshots: snapshots.clone(), clips: None, logs: vec![events.clone()], history: None };
         // A floor above what this disk can ever have free: everything that may go goes, then it is full.
         let writer = Arc::new(WriterCounters::default());
         let storage = Storage::new(dir.path(), u64::MAX / 4, writer.clone());

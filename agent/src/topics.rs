@@ -111,6 +111,16 @@ impl Topics {
     pub fn snapshot(&self, camera: &str, event_id: &str) -> String {
         format!("{}/{camera}/snapshots/{event_id}", self.base)
     }
+
+    /// `{prefix}/{site}/{camera}/clips`: a clip kept (QoS 1, through the outbox).
+    pub fn clips(&self, camera: &str) -> String {
+        format!("{}/{camera}/clips", self.base)
+    }
+
+    /// `{prefix}/{site}/{camera}/clips/{clip}/{n}`: chunk `n` (from 0) of a clip the platform asked for.
+    pub fn clip_chunk(&self, camera: &str, clip: &str, n: usize) -> String {
+        format!("{}/{camera}/clips/{clip}/{n}", self.base)
+    }
 }
 
 #[cfg(test)]

@@ -237,8 +237,54 @@ fn stats_payload_matches_the_golden_file() {
             waiting: 1,
             mutes: vec![edge_agent::notify::MuteReport { rule: Some("after-hours".into()), camera: None, until: "2026-11-28T09:00:00.000Z".into() }],
         }),
+        clips: Some(edge_agent::clips::ClipsReport {
+            kept_total: 12,
+            failed_total: 0,
+            refused_total: 1,
+            unavailable_total: 2,
+            deleted_total: 3,
+            waiting: 1,
+            bytes: 21_504_000,
+            count: 9,
+            cameras: vec![
+                edge_agent::clips::RingReport { camera: "gate-in".into(), state: "recording", reason: None, ring_bytes: 3_145_728, ring_fragments: 6 },
+                edge_agent::clips::RingReport {
+                    camera: "side-door".into(),
+                    state: "unavailable",
+                    reason: Some("the camera sends MJPEG, which would have to be encoded again to be kept".into()),
+                    ring_bytes: 0,
+                    ring_fragments: 0,
+                },
+            ],
+        }),
     };
     let value = serde_json::to_value(&stats).unwrap();
     assert_valid("stats.v1.json", &value);
     assert_golden("stats.json", &format!("{}\n", serde_json::to_string(&stats).unwrap()));
+}
+
+#[test]
+fn clip_messages_match_their_schema() {
+    let clip = payload::Clip {
+        schema: payload::CLIP_SCHEMA.into(),
+        id: "0193a5f0-7c1e-7b3a-9f00-5d2c6e8a1b01".into(),
+        site: "xining/chengzhong/nanchuan/xiaozhuang/east-gate".into(),
+        grid: payload::Grid { city: "xining".into(), district: "chengzhong".into(), town: "nanchuan".into(), village: "xiaozhuang".into(), checkpoint: "east-gate".into() },
+        camera: "gate-in".into(),
+        event_id: Some("0193a5f0-7c1e-7b3a-9f00-5d2c6e8a1b01".into()),
+        alert_ids: vec!["0193a5f0-8000-7b3a-9f00-5d2c6e8a1b02".into()],
+        started_at: "2026-11-28T08:00:31.960Z".into(),
+        ended_at: "2026-11-28T08:00:47.980Z".into(),
+        duration_s: 16.02,
+        bytes: 3_412_006,
+        sha256: "6fe12a937a2ade8191a94f4b842bef066010ba0b4540994ec954da76a120cd0d".into(),
+        content_type: "video/mp4".into(),
+        codec: "h264".into(),
+        pre_capture_s: 5,
+        post_capture_s: 5,
+        ts: "2026-11-28T08:00:48.611Z".into(),
+    };
+    let value = serde_json::to_value(&clip).unwrap();
+    assert_valid("clip.v1.json", &value);
+    assert_golden("clip.json", &format!("{}\n", serde_json::to_string(&clip).unwrap()));
 }

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::settings::{Camera, Config, Control, Events, Health, Metrics, Models, Mqtt, Notify, Reports, Rule, Site, Storage, Web};
+use crate::settings::{Camera, Clips, Config, Control, Events, Health, Metrics, Models, Mqtt, Notify, Reports, Rule, Site, Storage, Web};
 use crate::validate::validate_into;
 use crate::{ConfigError, Issue};
 
-const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metrics", "web", "rules", "control", "reports", "notify", "health", "cameras"];
+const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metrics", "web", "rules", "control", "reports", "notify", "health", "clips", "cameras"];
 
 /// Reads, parses and validates a configuration file. Relative paths inside it are made relative to the
 /// file's directory.
@@ -56,6 +56,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
     let rules: Option<Vec<Option<Rule>>> = array_section(&table, "rules", &mut issues);
     let notify: Option<Vec<Option<Notify>>> = array_section(&table, "notify", &mut issues);
     let health: Option<Health> = optional_section(&table, "health", &mut issues);
+    let clips: Option<Clips> = optional_section(&table, "clips", &mut issues);
     let cameras: Option<Vec<Option<Camera>>> = array_section(&table, "cameras", &mut issues);
 
     // Check what did parse, even when something else did not, so one run shows everything.
@@ -73,6 +74,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         reports: reports.clone().unwrap_or_default(),
         notify: notify.iter().flatten().flatten().cloned().collect(),
         health: health.clone().unwrap_or_default(),
+        clips: clips.clone().unwrap_or_default(),
         cameras: camera_list,
     };
     let mut semantic = Vec::new();
@@ -98,7 +100,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         issues.push(issue);
     }
 
-    let complete = rules.is_some() && notify.is_some() && health.is_some();
+    let complete = rules.is_some() && notify.is_some() && health.is_some() && clips.is_some();
     match (issues.is_empty() && complete, site, mqtt, models, storage, events, metrics, web, control, reports) {
         (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics), Some(web), Some(control), Some(reports)) => Ok(Config {
             site,
@@ -113,6 +115,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
             reports,
             notify: partial.notify,
             health: partial.health,
+            clips: partial.clips,
             cameras: partial.cameras,
         }),
         _ => Err(issues),
@@ -212,7 +215,7 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
     };
     resolve(&mut config.models.dir);
     resolve(&mut config.storage.state_dir);
-    for p in [config.web.users_file.as_mut(), config.web.tls_cert_file.as_mut(), config.web.tls_key_file.as_mut()].into_iter().flatten() {
+    for p in [config.web.users_file.as_mut(), config.web.tls_cert_file.as_mut(), config.web.tls_key_file.as_mut(), config.clips.ring_dir.as_mut()].into_iter().flatten() {
         resolve(p);
     }
     if let Some(lib) = config.models.onnxruntime_library.as_mut() {

@@ -35,6 +35,9 @@ pub enum Action {
     /// Silence the work-group notifications for `args.minutes` (0 lifts it): of one rule (`args.rule`),
     /// one camera (`args.camera`), or all. Alerts still reach MQTT and the duty desk.
     Mute,
+    /// Send a kept clip (`args.clip`, the id its `clips` message gave) through the outbox in chunks on
+    /// `{prefix}/{site}/{camera}/clips/{clip}/{n}`; the result says how many and the whole file's SHA-256.
+    Clip,
 }
 
 impl Action {
@@ -47,6 +50,7 @@ impl Action {
             Action::Diagnostics => "diagnostics",
             Action::DisposeAlert => "dispose_alert",
             Action::Mute => "mute",
+            Action::Clip => "clip",
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct Command {
     /// `mute`: which rule (all when absent) and for how long.
     pub rule: Option<String>,
     pub minutes: Option<u32>,
+    /// `clip`: which clip.
+    pub clip: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -146,7 +152,7 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Command, (String, 
     // The id names the topic a `snapshot` is published on: it must be one topic level.
     edge_config::check_topic_level(&raw.id).map_err(|why| refuse(format!("id: {why}")))?;
     let action: Action = serde_json::from_value(Value::String(raw.command.clone()))
-        .map_err(|_| refuse(format!("command: unknown command {:?} (snapshot, restart_camera, republish, diagnostics, dispose_alert, mute)", raw.command)))?;
+        .map_err(|_| refuse(format!("command: unknown command {:?} (snapshot, restart_camera, republish, diagnostics, dispose_alert, mute, clip)", raw.command)))?;
     let expires_at = DateTime::parse_from_rfc3339(&raw.expires_at).map_err(|_| refuse(format!("expires_at: {:?} is not an RFC 3339 time", raw.expires_at)))?.with_timezone(&Utc);
     let arg = |k: &str| raw.args.get(k).and_then(Value::as_str).map(str::to_string);
     let (allowed, required): (&[&str], &[&str]) = match action {
@@ -154,12 +160,17 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Command, (String, 
         Action::DisposeAlert => (&["alert", "outcome", "note", "by"], &["alert", "outcome"]),
         Action::Republish | Action::Diagnostics => (&[], &[]),
         Action::Mute => (&["rule", "camera", "minutes"], &[]),
+        Action::Clip => (&["clip"], &["clip"]),
     };
     if let Some(k) = raw.args.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(refuse(format!("args.{k}: unknown argument for {}", raw.command)));
     }
     if let Some(k) = required.iter().find(|k| arg(k).is_none()) {
         return Err(refuse(format!("args.{k}: required (a string)")));
+    }
+    // A clip id is a topic level of its chunks' topics.
+    if let Some(clip) = arg("clip") {
+        edge_config::check_topic_level(&clip).map_err(|why| refuse(format!("args.clip: {why}")))?;
     }
     // A camera id is a topic level of the snapshot's topic.
     if let Some(camera) = arg("camera") {
@@ -180,6 +191,7 @@ pub fn parse(bytes: &[u8], trusted_keys: &[String]) -> Result<Command, (String, 
         by: arg("by"),
         rule: arg("rule"),
         minutes,
+        clip: arg("clip"),
         expires_at,
     })
 }

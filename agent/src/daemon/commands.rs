@@ -93,6 +93,16 @@ async fn run(cmd: &Command, ctx: &mut Context<'_>) -> CommandResult {
         },
         Action::Diagnostics => done("diagnostics".into(), Some(diagnostics(ctx.fleet, outbox, ctx.link, ctx.policy, ctx.started, ctx.storage))),
         Action::DisposeAlert => dispose(cmd, ctx.disposer, site).await,
+        Action::Clip => match &ctx.fleet.deps.local.clips {
+            None => failed("clips are off (clips.enabled)".into()),
+            Some(clips) => {
+                let id = cmd.clip.as_deref().unwrap_or_default();
+                match clips.send(id, outbox, topics) {
+                    Ok(data) => done(format!("clip {id} queued in {} chunk(s)", data["chunks"]), Some(data)),
+                    Err(why) => failed(why),
+                }
+            }
+        },
         Action::Mute => match &ctx.fleet.deps.local.notify {
             None => failed("no notification channel is configured".into()),
             Some(notify) => {

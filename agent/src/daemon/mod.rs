@@ -50,7 +50,7 @@ use crate::systemd::Notifier;
 use crate::topics::Topics;
 use crate::web;
 use signals::{Signal, Signals};
-use startup::{local_record, open_outbox, start_endpoints, start_mqtt, start_reports};
+use startup::{local_record, open_outbox, start_clips, start_endpoints, start_mqtt, start_reports};
 use topology::{CameraDeps, Fleet};
 
 /// Time each shutdown step (and a camera stopped on reload) may take before the daemon moves on and says
@@ -224,6 +224,7 @@ impl Agent {
         let cameras_cancel = CancellationToken::new();
         let channels = start_notifications(config, &local, &cameras_cancel);
         local.notify = channels.as_ref().map(|(_, handle)| handle.clone());
+        local.clips = start_clips(config, &outbox, &Topics::new(config.topic_prefix(), &config.site), &local);
         let channels = channels.map(|(notifier, _)| notifier);
         let mut background = vec![tokio::spawn(reports::apply_retention(
             local.snapshots.clone(),
@@ -265,6 +266,7 @@ impl Agent {
             reloads: Arc::new(metrics::ReloadCounters::default()),
             web_guard: config.web.enabled.then(|| Arc::new(web::guard::Guard::new())),
             notify: local.notify.clone(),
+            clips: local.clips.clone(),
         };
         let http_cancel = CancellationToken::new();
         let disposer = local.feed.clone().map(|feed| {

@@ -57,6 +57,7 @@ pub async fn publish_stats(
     interval: Duration,
     started: Instant,
     notify: Option<crate::notify::NotifyHandle>,
+    clips: Option<crate::clips::ClipsHandle>,
 ) {
     let mut previous: HashMap<String, CounterSnapshot> = HashMap::new();
     let mut last_tick = Instant::now();
@@ -114,6 +115,7 @@ pub async fn publish_stats(
             cameras,
             storage: Some(payload::StorageStats::from(&*storage)),
             notify: notify.as_ref().map(crate::notify::NotifyHandle::report),
+            clips: clips.as_ref().map(crate::clips::ClipsHandle::report),
         };
         previous = now;
         if let Ok(bytes) = serde_json::to_vec(&stats) {

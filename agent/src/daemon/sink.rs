@@ -61,6 +61,8 @@ pub struct LocalRecord {
     pub storage: Option<Arc<Storage>>,
     /// The work-group notification channels, when any is configured.
     pub notify: Option<crate::notify::NotifyHandle>,
+    /// Event clips, when on.
+    pub clips: Option<crate::clips::ClipsHandle>,
 }
 
 /// One camera's sink.
@@ -124,6 +126,7 @@ impl<Q: Queue> EventSink<Q> {
         }
         let e = &out.event;
         self.record.flow.on_event(e);
+        self.note_clip(e);
         // The snapshot goes first so it is delivered before the event that references it.
         if let (Some(jpeg), Some(info)) = (out.snapshot, &e.snapshot) {
             let index = self.push(Kind::Snapshot, self.topics.snapshot(&self.camera, &e.id), jpeg.clone());
@@ -140,9 +143,28 @@ impl<Q: Queue> EventSink<Q> {
         }
     }
 
+    /// The clip thread hears when an object starts and ends (it keeps the ring's video of it until then).
+    fn note_clip(&self, e: &ObjectEvent) {
+        let Some(clips) = &self.local.clips else { return };
+        let (camera, event) = (self.camera.clone(), e.id.clone());
+        match (e.phase, e.ended_at) {
+            (Phase::New, _) => clips.note(crate::clips::Note::Started { camera, event, at: e.started_at }),
+            (Phase::End, Some(at)) => clips.note(crate::clips::Note::Ended { camera, event, at, merged: e.merged_into.is_some() }),
+            _ => {}
+        }
+    }
+
     /// An alert goes to the outbox (then MQTT), the local alert log and the duty desk.
     pub fn alert(&mut self, finding: &Finding) {
         let alert = payload::Alert::new(finding, Some(&self.topics));
+        if let Some(clips) = &self.local.clips {
+            let camera = self.camera.clone();
+            match (&finding.event_id, &finding.health) {
+                (Some(event), _) => clips.note(crate::clips::Note::Alert { camera, event: event.clone(), alert: alert.id.clone() }),
+                (None, None) => clips.note(crate::clips::Note::Around { camera, alert: alert.id.clone(), at: finding.at }),
+                (None, Some(_)) => {}
+            }
+        }
         self.record.flow.on_alert(finding.at);
         tracing::warn!(
             camera = %self.camera,

@@ -70,6 +70,7 @@ pub async fn local_record(config: &Config, disk: Arc<Storage>) -> (LocalRecord, 
         snapshots: SnapshotStore::new(&storage.state_dir, storage.snapshot_retention_days),
         feed: config.web.enabled.then(Feed::new),
         notify: None,
+        clips: None,
     };
     let audit = Arc::new(AuditLog::open(&storage.state_dir));
     if let Some(feed) = &local.feed {
@@ -105,6 +106,22 @@ async fn open_history(state_dir: &std::path::Path, log: Arc<EventLog>) -> Option
     }
 }
 
+/// The clip thread, when clips are on; without it (its directory cannot be made) the agent runs on without
+/// clips.
+pub fn start_clips(config: &Config, outbox: &OutboxHandle, topics: &crate::topics::Topics, local: &LocalRecord) -> Option<crate::clips::ClipsHandle> {
+    if !config.clips.enabled {
+        return None;
+    }
+    let out = crate::clips::Outputs { outbox: outbox.clone(), topics: topics.clone(), site: config.site.clone(), feed: local.feed.clone(), storage: local.storage.clone() };
+    match crate::clips::ClipsHandle::start(config.clips.clone(), &config.storage.state_dir, out) {
+        Ok(clips) => Some(clips),
+        Err(e) => {
+            tracing::error!(error = %e, "clips unavailable: the agent runs without them");
+            None
+        }
+    }
+}
+
 /// The `stats` messages (with a broker), the frame-rate gauges and the storage floor.
 pub fn start_reports(
     config: &Config,
@@ -117,8 +134,12 @@ pub fn start_reports(
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![tokio::spawn(reports::sample_rates(cameras.clone()))];
     if let Some(storage) = &local.storage {
-        let reclaimable =
-            Reclaimable { snapshots: local.snapshots.clone(), logs: vec![local.events.clone(), local.alerts.clone(), local.counts.clone()], history: local.history.clone() };
+        let reclaimable = Reclaimable {
+            snapshots: local.snapshots.clone(),
+            clips: local.clips.clone(),
+            logs: vec![local.events.clone(), local.alerts.clone(), local.counts.clone()],
+            history: local.history.clone(),
+        };
         tasks.push(tokio::spawn(reports::maintain_storage(storage.clone(), Arc::new(reclaimable), link.cloned())));
         if let (Some(link), Some(settings)) = (link, &config.mqtt) {
             let interval = Duration::from_secs(settings.stats_interval_secs);
@@ -132,6 +153,7 @@ pub fn start_reports(
                 interval,
                 started,
                 local.notify.clone(),
+                local.clips.clone(),
             )));
         }
     }
@@ -179,6 +201,7 @@ pub async fn start_endpoints(
             storage: local.storage.clone(),
             health: Some(sources.health.clone()),
             notify: local.notify.clone(),
+            clips: local.clips.clone(),
         };
         let tls = w.tls_cert_file.clone().zip(w.tls_key_file.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };

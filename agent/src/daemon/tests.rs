@@ -134,6 +134,7 @@ fn harness(script: Script, rules: &[Rule], queue: MemoryQueue) -> Harness {
         history: History::open(&dir.path().join("history.redb")).ok().map(Arc::new),
         storage: None,
         notify: None,
+        clips: None,
     };
     let record = Arc::new(CameraRecord::new("gate", 5.0, CameraState::Online));
     // The scripted detector answers every frame: no gating.

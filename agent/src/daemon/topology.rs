@@ -125,7 +125,8 @@ impl Fleet {
             return Ok(running);
         }
         let mut worker = self.worker(camera, events, record.clone());
-        let settings = supervisor_settings(camera);
+        let mut settings = supervisor_settings(camera);
+        settings.source.clips = self.deps.local.clips.as_ref().and_then(|c| c.ring(&camera.id));
         let notify = self.deps.link.clone();
         let thread = std::thread::Builder::new()
             .name(format!("cam-{}", camera.id))

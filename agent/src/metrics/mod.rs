@@ -47,6 +47,7 @@ pub struct Sources {
     pub web_guard: Option<Arc<crate::web::guard::Guard>>,
     /// The notification channels, when any is configured.
     pub notify: Option<crate::notify::NotifyHandle>,
+    pub clips: Option<crate::clips::ClipsHandle>,
 }
 
 /// Config reloads, for `/metrics`.

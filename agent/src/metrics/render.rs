@@ -248,7 +248,37 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
     if let Some(notify) = &sources.notify {
         notifications(&mut out, notify);
     }
+    if let Some(clips) = &sources.clips {
+        clip_metrics(&mut out, clips);
+    }
     out
+}
+
+/// Clips kept and not, and each camera's recorder, from the same report as the `stats` message.
+fn clip_metrics(out: &mut String, clips: &crate::clips::ClipsHandle) {
+    let r = clips.report();
+    let mut f = Family::new(
+        out,
+        "edge_agent_clips_total",
+        "counter",
+        "Clips wanted, by what became of them: kept, failed (no video for the time, a remux error), refused (the disk below its floor), unavailable (the camera has no recorder).",
+    );
+    for (result, v) in [("kept", r.kept_total), ("failed", r.failed_total), ("refused", r.refused_total), ("unavailable", r.unavailable_total)] {
+        f.sample("edge_agent_clips_total", &[("result", result)], v as f64);
+    }
+    let single = |out: &mut String, name: &str, kind: &str, help: &str, value: f64| Family::new(out, name, kind, help).sample(name, &[], value);
+    single(out, "edge_agent_clips_deleted_total", "counter", "Clips deleted by retention (days, clips.max_mb) or the storage floor.", r.deleted_total as f64);
+    single(out, "edge_agent_clips_bytes", "gauge", "Bytes the kept clips take (at the last retention sweep, plus what was kept since).", r.bytes as f64);
+    let dropped = crate::clips::recorder::DROPPED.load(Ordering::Relaxed) as f64;
+    single(out, "edge_agent_clip_recorder_dropped_total", "counter", "Video buffers the recorders dropped because the disk was slower than the cameras.", dropped);
+    let mut f = Family::new(out, "edge_agent_clip_recorder", "gauge", "1 for each camera's recorder state (waiting, recording, unavailable, failed).");
+    for c in &r.cameras {
+        f.sample("edge_agent_clip_recorder", &[("camera", &c.camera), ("state", c.state)], 1.0);
+    }
+    let mut f = Family::new(out, "edge_agent_clip_ring_bytes", "gauge", "Bytes each camera's pre-capture ring holds.");
+    for c in &r.cameras {
+        f.sample("edge_agent_clip_ring_bytes", &[("camera", &c.camera)], c.ring_bytes as f64);
+    }
 }
 
 /// The notification channels' results and queue, from the same report as the `stats` message.

@@ -15,6 +15,8 @@ pub enum Kind {
     Counts,
     /// An alert disposed of.
     Disposition,
+    /// A clip kept, or a chunk of one the platform asked for.
+    Clip,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
             Kind::Result => 4,
             Kind::Counts => 5,
             Kind::Disposition => 6,
+            Kind::Clip => 7,
         }
     }
 
@@ -37,6 +40,7 @@ impl Kind {
             4 => Some(Kind::Result),
             5 => Some(Kind::Counts),
             6 => Some(Kind::Disposition),
+            7 => Some(Kind::Clip),
             _ => None,
         }
     }

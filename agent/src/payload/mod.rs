@@ -2,6 +2,7 @@
 //! tests validate real payloads against it. Timestamps are RFC 3339 UTC with milliseconds.
 
 mod alert;
+mod clip;
 mod disposition;
 mod event;
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::events::{FrameSize, Phase};
 pub use alert::{Alert, AlertHealth, AlertMatch, AlertPlate, HealthState};
+pub use clip::{Clip, CLIP_SCHEMA};
 pub use disposition::{Disposition, DispositionSource, DISPOSITION_SCHEMA};
 pub use event::{Crossing, Event, SnapshotRef, ZoneVisit};
 
@@ -186,6 +188,9 @@ pub struct Stats {
     /// The work-group notification channels, when any is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notify: Option<crate::notify::NotifyReport>,
+    /// Event clips, when on: what was kept, refused and deleted, and each camera's recorder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clips: Option<crate::clips::ClipsReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]

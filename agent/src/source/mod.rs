@@ -2,7 +2,7 @@
 //! ([`run_camera`]): reconnects with capped exponential back-off and jitter, restarts stalled streams, and
 //! reports the camera's state. One camera's failure never touches another: each runs on its own thread.
 
-mod decoder;
+pub(crate) mod decoder;
 mod gate;
 pub mod pipeline;
 

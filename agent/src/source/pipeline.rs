@@ -45,6 +45,8 @@ pub struct SourceSettings {
     pub transport: RtspTransport,
     pub latency_ms: u32,
     pub decoder: DecoderChoice,
+    /// Where the compressed stream is recorded for clips, when they are on.
+    pub clips: Option<Arc<crate::clips::ClipRing>>,
 }
 
 impl SourceSettings {
@@ -59,6 +61,7 @@ impl SourceSettings {
             transport: RtspTransport::Tcp,
             latency_ms: edge_config::DEFAULT_RTSP_LATENCY_MS,
             decoder: DecoderChoice::Auto,
+            clips: None,
         }
     }
 }
@@ -156,6 +159,8 @@ pub struct Pipeline {
     seq: u64,
     /// The stream's frame rate ×1000, once the decoder announced it (0 = unknown or variable).
     input_fps: Arc<AtomicU64>,
+    /// The clip recorder on the decoder's input; stopped (its last fragment finished) after the pipeline.
+    tap: Option<crate::clips::recorder::Tap>,
 }
 
 /// Elements every pipeline needs, with the Debian package that provides each.
@@ -239,13 +244,14 @@ impl Pipeline {
         });
 
         decoder::note_choice(&pipeline, record.clone(), settings.camera_id.clone());
+        let tap = settings.clips.clone().map(|ring| crate::clips::recorder::tap(&pipeline, ring));
         let input_fps = Arc::new(AtomicU64::new(0));
         if let Some(pad) = convert.static_pad("sink") {
             gate::install(&pad, RateGate::new(settings.detect_fps), record, input_fps.clone());
         }
 
         let bus = pipeline.bus().ok_or_else(|| fail(FailureKind::Other, "pipeline has no bus".into()))?;
-        let this = Self { settings, pipeline, appsink, bus, seq: 0, input_fps };
+        let this = Self { settings, pipeline, appsink, bus, seq: 0, input_fps, tap };
         if this.pipeline.set_state(gst::State::Playing).is_err() {
             // The reason is on the bus; surface it.
             return Err(this.bus_error().unwrap_or_else(|| this.error(FailureKind::Other, "pipeline refused to start".into())));
@@ -341,6 +347,11 @@ impl Pipeline {
         let (width, height) = (info.width(), info.height());
         BgrView::new(width, height, stride, mapped.as_slice()).map_err(|e| self.error(FailureKind::Other, format!("frame buffer does not match its caps: {e}")))?;
         self.seq += 1;
+        if self.seq == 1 {
+            if let Some(tap) = &self.tap {
+                tap.on_frames();
+            }
+        }
         Ok(Next::Frame(Frame { seq: self.seq, pts, arrived: std::time::Instant::now(), width, height, stride, pixels: Pixels::Gst(mapped) }))
     }
 

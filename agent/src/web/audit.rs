@@ -55,6 +55,8 @@ pub enum AuditAction {
     /// An operator muted the work-group notifications of `rule` (or all) from `camera` (or all) for
     /// `count` minutes (0: lifted the mute), from the duty desk.
     Mute,
+    /// Someone watched a clip (`clip`; `alert`: the first alert it shows).
+    ClipViewed,
     RoleChanged,
     PasswordChanged,
 }
@@ -69,6 +71,8 @@ pub struct AuditRecord {
     pub rule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub camera: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<String>,
     /// Who did it (for account changes: the account).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
@@ -95,6 +99,7 @@ impl AuditRecord {
             alert: None,
             rule: None,
             camera: None,
+            clip: None,
             by: None,
             role: None,
             address: None,

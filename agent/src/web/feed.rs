@@ -1,5 +1,5 @@
 //! The duty desk's live feed: what camera threads publish and every open page receives, as typed items
-//! serialised here and nowhere else (`{"type": "event" | "alert" | "ack" | "cameras" | "resync", ...}`).
+//! serialised here and nowhere else (`{"type": "event" | "alert" | "ack" | "cameras" | "clip" | "resync", ...}`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -83,6 +83,10 @@ pub enum FeedItem {
         /// The notification channels' last results and the mutes, when any channel is configured.
         #[serde(skip_serializing_if = "Option::is_none")]
         notify: Option<crate::notify::NotifyReport>,
+    },
+    /// A clip was kept (its `clips` payload).
+    Clip {
+        clip: Box<payload::Clip>,
     },
     /// The page missed items and must reload the recent list.
     Resync,

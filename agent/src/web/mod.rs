@@ -12,6 +12,7 @@
 
 pub mod audit;
 mod auth;
+mod clips;
 mod desk;
 pub mod device;
 pub mod dispose;
@@ -107,6 +108,8 @@ pub struct WebState {
     pub health: Option<Arc<Mutex<crate::metrics::Health>>>,
     /// The work-group notification channels, when configured: their results on the page, and mutes.
     pub notify: Option<crate::notify::NotifyHandle>,
+    /// Kept clips, when clips are on.
+    pub clips: Option<crate::clips::ClipsHandle>,
 }
 
 /// Every cookie a request carries, as (name, value).
@@ -292,6 +295,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/counts", get(reports::counts))
         .route("/api/history", get(reports::history))
         .route("/snapshots/{id}", get(desk::snapshot))
+        .route("/clips/{id}", get(clips::clip))
         .layer(policy)
         .with_state(state)
 }

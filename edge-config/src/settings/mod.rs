@@ -6,6 +6,7 @@
 //! Reload: fields marked *(restart)* are read once at start; everything else is applied on `SIGHUP`.
 
 mod camera;
+mod clips;
 mod control;
 mod events;
 mod models;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use camera::{
     Camera, DecoderChoice, Line, Motion, PlateMode, RtspTransport, Zone, DEFAULT_DETECT_FPS, DEFAULT_MAX_FRAME_WIDTH, DEFAULT_RTSP_LATENCY_MS, SUPPORTED_URL_SCHEMES,
 };
+pub use clips::{ClipKeep, Clips};
 pub use control::{Control, Reports};
 pub use events::Events;
 pub use models::{Detector, ExecutionProvider, Models, Plates};
@@ -68,6 +70,9 @@ pub struct Config {
     /// Camera health alerts: offline, frozen, covered, moved. *(restart)*
     #[serde(default)]
     pub health: Health,
+    /// Event clips: the pre-capture ring and the clips cut from it. *(restart)*
+    #[serde(default)]
+    pub clips: Clips,
     /// The cameras this agent watches.
     #[serde(default)]
     pub cameras: Vec<Camera>,
@@ -120,7 +125,7 @@ impl Config {
     /// restart. Built from an exhaustive destructure, so a new section must be sorted into "reloadable" or
     /// "restart" here before the crate compiles.
     pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
-        let Config { site, mqtt, models, storage, events: _, metrics, web, rules: _, control, reports, notify, health, cameras: _ } = self;
+        let Config { site, mqtt, models, storage, events: _, metrics, web, rules: _, control, reports, notify, health, clips, cameras: _ } = self;
         let mut changed = Vec::new();
         for (name, differs) in [
             ("site", *site != new.site),
@@ -133,6 +138,7 @@ impl Config {
             ("reports", *reports != new.reports),
             ("notify", *notify != new.notify),
             ("health", *health != new.health),
+            ("clips", *clips != new.clips),
         ] {
             if differs {
                 changed.push(name);

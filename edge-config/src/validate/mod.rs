@@ -34,6 +34,7 @@ pub(crate) fn validate_into(config: &Config, issues: &mut Vec<Issue>) {
     validate_rules(config, issues);
     validate_control(&config.control, issues);
     notify::validate_notify(config, issues);
+    validate_clips(&config.clips, issues);
     let period = config.reports.counts_period_secs;
     if period == 0 || 86_400 % period != 0 {
         issues.push(Issue::new("reports.counts_period_secs", format!("{period}: must divide a day (3600 = hourly, 900 = quarter-hourly)")));
@@ -310,5 +311,25 @@ fn validate_models(models: &Models, issues: &mut Vec<Issue>) {
     }
     if det.labels.is_empty() {
         issues.push(Issue::new("models.detector.labels", "must list at least one label"));
+    }
+}
+
+fn validate_clips(c: &crate::settings::Clips, issues: &mut Vec<Issue>) {
+    for (key, value, range) in [
+        ("clips.pre_capture_secs", c.pre_capture_secs, 0..=60),
+        ("clips.post_capture_secs", c.post_capture_secs, 0..=60),
+        ("clips.fragment_secs", c.fragment_secs, 1..=10),
+        ("clips.retention_days", c.retention_days, 1..=365),
+        ("clips.chunk_kb", c.chunk_kb, 16..=4096),
+    ] {
+        if !range.contains(&value) {
+            issues.push(Issue::new(key, format!("{value} is out of range {}..={}", range.start(), range.end())));
+        }
+    }
+    if c.ring_max_mb < 4 {
+        issues.push(Issue::new("clips.ring_max_mb", format!("{} is below the 4 MiB minimum", c.ring_max_mb)));
+    }
+    if c.max_mb < c.ring_max_mb.min(64) {
+        issues.push(Issue::new("clips.max_mb", format!("{} MiB cannot hold a clip", c.max_mb)));
     }
 }

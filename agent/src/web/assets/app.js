@@ -15,7 +15,7 @@ const T = {
     people_in: (n, z, s) => `${z} 区域 ${n} 人，持续 ${s} 秒`, one_char: "（一位字符不同）",
     online: "在线", connecting: "连接中", stalled: "无画面", unauthorized: "认证失败", unreachable: "无法连接", failed: "故障", ended: "已结束", disabled: "已停用", stopped: "已停止",
     operator: "值班员", viewer: "查看员",
-    car: "小汽车", bus: "公交车", truck: "货车", motorcycle: "摩托车", bicycle: "自行车", no_snapshot: "离开后显示快照",
+    car: "小汽车", bus: "公交车", truck: "货车", motorcycle: "摩托车", bicycle: "自行车", no_snapshot: "离开后显示快照", clip: (s) => `录像 ${s} 秒`,
     level: (l) => ({ city: "市级", district: "区县级", town: "镇级", village: "村级", checkpoint: "卡口级" }[l] || l) + "布控",
     chart: "今日流量", search: "历史查询", plate_q: "车牌（可部分）", kind: "类型", direction: "方向", no_line: "未过线",
     from: "开始时间", to: "结束时间", search_go: "查询", more: "更多", results: (n) => `共 ${n} 条`, search_failed: "查询失败",
@@ -43,7 +43,7 @@ const T = {
     people_in: (n, z, s) => `${n} people in ${z} for ${s} s`, one_char: " (one character differs)",
     online: "online", connecting: "connecting", stalled: "stalled", unauthorized: "unauthorized", unreachable: "unreachable", failed: "failed", ended: "ended", disabled: "disabled", stopped: "stopped",
     operator: "operator", viewer: "viewer",
-    car: "car", bus: "bus", truck: "truck", motorcycle: "motorcycle", bicycle: "bicycle", no_snapshot: "snapshot when it has left",
+    car: "car", bus: "bus", truck: "truck", motorcycle: "motorcycle", bicycle: "bicycle", no_snapshot: "snapshot when it has left", clip: (s) => `clip ${s} s`,
     level: (l) => `${l} policy`,
     chart: "Today's flow", search: "History", plate_q: "Plate (or part)", kind: "Type", direction: "Direction", no_line: "no line crossed",
     from: "From", to: "To", search_go: "Search", more: "More", results: (n) => `${n} found`, search_failed: "Search failed",
@@ -60,7 +60,7 @@ const T = {
   },
 };
 
-const state = { lang: "zh", me: null, items: [], sound: false, audio: null };
+const state = { lang: "zh", me: null, items: [], sound: false, audio: null, clips: {} };
 const $ = (id) => document.getElementById(id);
 const t = (key, ...args) => { const v = T[state.lang][key]; return typeof v === "function" ? v(...args) : (v ?? key); };
 
@@ -110,6 +110,30 @@ function eventRow(e) {
       el("div", { class: "meta" }, `${camName(e.camera)} · ${t(e.label)} · ${when(e.ts)}`)));
 }
 
+// A kept clip plays beside the snapshot of the event (or alert) it shows.
+function clipFor(...ids) {
+  for (const id of ids) if (id && state.clips[id]) return state.clips[id];
+  return null;
+}
+
+function clipPlayer(c) {
+  return el("div", { class: "clip", "data-clip": c.id },
+    el("video", { controls: "", preload: "metadata", playsinline: "", muted: "", src: "/clips/" + c.id + ".mp4" }),
+    el("div", { class: "meta" }, t("clip", Math.round(c.duration_s))));
+}
+
+function addClip(li, c) {
+  if (!li || li.querySelector(`.clip[data-clip="${c.id}"]`)) return;
+  li.querySelector(".body").append(clipPlayer(c));
+}
+
+function onClip(c) {
+  for (const id of [c.id, c.event_id, ...(c.alert_ids || [])]) if (id) state.clips[id] = c;
+  addClip($("ev-" + c.event_id), c);
+  for (const a of c.alert_ids || []) addClip($("al-" + a), c);
+  for (const li of document.querySelectorAll(`li.alert[data-event="${c.event_id}"]`)) addClip(li, c);
+}
+
 function alertText(a) {
   if (a.kind === "crowding") return t("people_in", a.count, a.zone, Math.round(a.duration_s));
   if (a.health) return (a.health.state === "cleared" ? t("recovered") + " · " : "") + `${t("since")} ${when(a.health.since)} · ${a.health.detail}`;
@@ -130,7 +154,9 @@ function alertRow(item) {
     el("div", { class: "head" }, el("span", { class: "tag " + a.severity }, t(a.severity)), el("strong", {}, t(a.kind)), a.plate ? plateTag(a.plate) : null),
     el("div", {}, alertText(a)),
     el("div", { class: "meta" }, `${camName(a.camera)} · ${when(a.ts)} · ${a.rule}`));
-  const li = el("li", { class: "item alert " + a.severity + (item.ack ? " acked" : ""), id: "al-" + a.id, "data-camera": a.camera, "data-kind": "alert" }, img, body);
+  const li = el("li", { class: "item alert " + a.severity + (item.ack ? " acked" : ""), id: "al-" + a.id, "data-camera": a.camera, "data-kind": "alert", "data-event": a.event_id || "" }, img, body);
+  const c = clipFor(a.id, a.event_id);
+  if (c) body.append(clipPlayer(c));
   if (item.ack) {
     const d = item.ack;
     const where = d.source === "platform" ? `（${t("platform")}）` : "";
@@ -204,7 +230,10 @@ function handle(item, live) {
     const li = $("ev-" + item.event.id);
     if (li) li.remove();
   } else if (item.type === "event") {
-    place(eventRow(item.event));
+    const li = eventRow(item.event);
+    const c = clipFor(item.event.id);
+    if (c) addClip(li, c);
+    place(li);
     if (item.event.snapshot) refreshAlertSnapshots(item.event.id);
   } else if (item.type === "alert") {
     state.items.push(item);
@@ -222,6 +251,8 @@ function handle(item, live) {
     renderCameras(item.cameras);
     renderNotice(item.agent);
     renderNotify(item.notify);
+  } else if (item.type === "clip") {
+    onClip(item.clip);
   } else if (item.type === "resync") {
     loadRecent();
   }
