@@ -15,6 +15,7 @@ pub mod frame_loop;
 pub mod health;
 pub mod history;
 pub mod inference;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod motion;

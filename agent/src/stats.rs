@@ -132,6 +132,8 @@ pub struct CameraRecord {
     fps_analysed: AtomicU64,
     /// Asks for the next analysed frame as a JPEG (the `snapshot` command).
     frame_requests: Mutex<Vec<tokio::sync::oneshot::Sender<Vec<u8>>>>,
+    /// The duty desk's live view waiting for the next analysed frame, drawn on ([`crate::live`]).
+    live_requests: Mutex<Vec<tokio::sync::oneshot::Sender<Vec<u8>>>>,
     /// Flow counts of the open periods.
     pub flow: crate::counts::FlowCounter,
     /// What camera health has raised and not cleared, for the duty desk.
@@ -185,6 +187,23 @@ impl CameraRecord {
         }
     }
 
+    /// The next analysed frame with the detections, lines, zones and masks drawn on it (the live view).
+    pub fn request_live(&self) -> tokio::sync::oneshot::Receiver<Vec<u8>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.live_requests.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        rx
+    }
+
+    /// Live views waiting (the camera thread answers them); empty, and nothing drawn, when nobody watches.
+    pub fn take_live_requests(&self) -> Vec<tokio::sync::oneshot::Sender<Vec<u8>>> {
+        let mut requests = self.live_requests.lock().unwrap_or_else(|p| p.into_inner());
+        if requests.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut *requests)
+        }
+    }
+
     pub fn new(id: impl Into<String>, detect_fps: f64, state: CameraState) -> Self {
         Self {
             id: id.into(),
@@ -195,6 +214,7 @@ impl CameraRecord {
             fps_in: AtomicU64::new(0),
             fps_analysed: AtomicU64::new(0),
             frame_requests: Mutex::new(Vec::new()),
+            live_requests: Mutex::new(Vec::new()),
             flow: crate::counts::FlowCounter::new(edge_config::Reports::default().counts_period_secs),
             problems: Mutex::new(Vec::new()),
         }

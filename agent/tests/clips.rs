@@ -266,3 +266,65 @@ fn an_rtsp_camera_is_recorded_and_an_mjpeg_camera_says_why_it_has_no_clips() {
         assert_eq!(clip["camera"], "rtsp-gate");
     }
 }
+
+#[test]
+fn the_desk_plays_an_alerts_clip_and_an_operator_sees_the_live_view_with_the_line_drawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = "loop_file = true\n\n[[cameras.lines]]\nid = \"gate\"\npoints = [[0.0, 0.75], [1.0, 0.75]]\nin_side = [0.5, 0.95]\n";
+    let cams = [Cam { id: "gate", url: file_url(&common::scenes::car_crossing(true)), extra: line }];
+    let cfg = config(dir.path(), None, &cams, &format!("{WATCH_RULE}{}", clip_settings("alerts", "")));
+    assert!(common::users_add(&cfg, "duty", "operator", "village-gate-2026").status.success());
+    assert!(common::users_add(&cfg, "watcher", "viewer", "village-view-2026").status.success());
+    let mut agent = Agent::start(&cfg);
+    let addr = common::web_addr(&agent);
+    let browser = common::browser::Browser::start(1280, 900);
+    browser.sign_in(&addr, "duty", "village-gate-2026");
+
+    // The alert's row gets the clip once it is cut; it plays, for as long as the clip says.
+    let clip_id = browser.wait_for(
+        "the clip under the alert",
+        Duration::from_secs(120),
+        "const v = document.querySelector('li.alert .clip video'); return v ? v.closest('.clip').dataset.clip : null",
+    );
+    let clip_id = clip_id.as_str().unwrap().to_string();
+    let duration = browser.eval_async(
+        "const v = document.querySelector('li.alert .clip video');\
+         const go = () => v.play().then(() => setTimeout(() => done({ duration: v.duration, time: v.currentTime, error: v.error && v.error.code }), 1500), (e) => done({ error: String(e) }));\
+         if (v.readyState >= 1) go(); else v.addEventListener('loadedmetadata', go, { once: true });",
+    );
+    let file = kept_clips(&dir.path().join("state")).into_iter().find(|c| c.0.file_stem().is_some_and(|s| s.to_string_lossy() == clip_id)).expect("the clip's file").0;
+    let record: Value = serde_json::from_slice(&std::fs::read(file.with_extension("json")).unwrap()).unwrap();
+    let expected = record["duration_s"].as_f64().unwrap();
+    assert!(duration["error"].is_null(), "{duration}");
+    assert!((duration["duration"].as_f64().unwrap() - expected).abs() < 0.6, "the player says {duration}, the clip {expected} s");
+    assert!(duration["time"].as_f64().unwrap() > 0.5, "it played: {duration}");
+    browser.save_screenshot("desk-clip.png");
+
+    // The live view: the camera's frame with the counting line across it at 75 % of its height.
+    browser.click("#show-live");
+    browser.wait_for("the live picture", Duration::from_secs(20), "const i = document.getElementById('live-img'); return i.naturalWidth > 0 && i.dataset.camera === 'gate'");
+    let line_colour = browser.eval(
+        "const i = document.getElementById('live-img'); const c = document.createElement('canvas'); c.width = i.naturalWidth; c.height = i.naturalHeight;\
+         const g = c.getContext('2d'); g.drawImage(i, 0, 0); const at = (fy) => Array.from(g.getImageData(Math.round(c.width * 0.1), Math.round(c.height * fy), 1, 1).data.slice(0, 3));\
+         return { size: [c.width, c.height], line: at(0.75), above: at(0.6) };",
+    );
+    assert_eq!(line_colour["size"], serde_json::json!([960, 540]), "{line_colour}");
+    let rgb = |k: &str| line_colour[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect::<Vec<_>>();
+    let (on, off) = (rgb("line"), rgb("above"));
+    assert!(on[0] > 200 && on[1] > 180 && on[2] < 90, "the line is drawn in yellow: {on:?}");
+    assert!(off[2] > 60, "the road above it is not: {off:?}");
+    browser.save_screenshot("desk-live.png");
+
+    // A viewer may watch the clip (and that is on the record) but not the live view.
+    let viewer = common::web_login(&addr, "watcher", "village-view-2026");
+    let (status, _) = common::http_get_with(&addr, "/api/live/gate", &[&format!("Cookie: {viewer}")]);
+    assert_eq!(status, 403);
+    let ranged = common::http_raw(&addr, "GET", &format!("/clips/{clip_id}.mp4"), &[&format!("Cookie: {viewer}"), "Range: bytes=0-99"], "");
+    assert!(ranged.starts_with("HTTP/1.1 206") && ranged.to_ascii_lowercase().contains("content-range: bytes 0-99/"), "{}", &ranged[..ranged.len().min(300)]);
+    let (status, _) = common::http_get(&addr, &format!("/clips/{clip_id}.mp4"));
+    assert_ne!(status, 200, "not without signing in");
+    agent.stop_timed();
+    let audit: String = std::fs::read_dir(dir.path().join("state/audit")).unwrap().flatten().map(|f| std::fs::read_to_string(f.path()).unwrap_or_default()).collect();
+    let views: Vec<&str> = audit.lines().filter(|l| l.contains("\"action\":\"clip_viewed\"") && l.contains(&clip_id)).collect();
+    assert!(views.iter().any(|l| l.contains("\"by\":\"duty\"")) && views.iter().any(|l| l.contains("\"by\":\"watcher\"")), "{audit}");
+}

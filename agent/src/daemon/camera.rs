@@ -61,6 +61,8 @@ pub struct CameraWorker<A: Analyse = DetectorHandle, Q: Queue = OutboxHandle> {
     pub detections: Option<DetectionsOut>,
     /// Severity of camera health alerts.
     pub health_severity: edge_config::Severity,
+    /// The camera's lines, zones and masks, drawn on the live view.
+    pub overlay: crate::live::Overlay,
 }
 
 impl<A: Analyse, Q: Queue> crate::source::FrameHandler for CameraWorker<A, Q> {
@@ -82,7 +84,7 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
         let look = self.frames.look(&frame);
         let Turn::Analyse(focus) = self.frames.turn(look, stream_s) else {
             self.record.counters.frames_gated.fetch_add(1, Ordering::Relaxed);
-            self.answer_frame_requests(&frame);
+            self.answer_frame_requests(&frame, &[], 0.0);
             return;
         };
         self.sink.frame_arrived = Some(frame.arrived);
@@ -104,7 +106,7 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
             self.record.record_plates(analysed.plate_time, analysed.plates.len());
         }
         self.publish_detections(analysed);
-        self.answer_frame_requests(&analysed.frame);
+        self.answer_frame_requests(&analysed.frame, &analysed.detections, analysed.score_threshold);
         let observed = self.frames.observe(analysed, time);
         if !observed.gap.is_empty() {
             self.emit_all(observed.gap, false);
@@ -169,15 +171,23 @@ impl<A: Analyse, Q: Queue> CameraWorker<A, Q> {
         self.sink.commit();
     }
 
-    /// The `snapshot` command: the frame just analysed, as a JPEG.
-    fn answer_frame_requests(&self, frame: &Frame) {
+    /// The `snapshot` command: the frame just analysed, as a JPEG; the live view: the same with what the
+    /// agent sees drawn on it. Nothing is encoded when nobody asks.
+    fn answer_frame_requests(&self, frame: &Frame, detections: &[models::yolox::Detection], min_score: f32) {
         let requests = self.record.take_frame_requests();
-        if requests.is_empty() {
-            return;
+        if !requests.is_empty() {
+            let Some(jpeg) = frame.view().ok().and_then(|v| crate::events::snapshot::frame_jpeg(&v, 1280, 400_000)) else { return };
+            for r in requests {
+                let _ = r.send(jpeg.clone());
+            }
         }
-        let Some(jpeg) = frame.view().ok().and_then(|v| crate::events::snapshot::frame_jpeg(&v, 1280, 400_000)) else { return };
-        for r in requests {
-            let _ = r.send(jpeg.clone());
+        let live = self.record.take_live_requests();
+        if !live.is_empty() {
+            let seen: Vec<crate::live::Seen> = detections.iter().filter(|d| d.score >= min_score).map(|d| crate::live::Seen { bbox: d.bbox, kind: Some(d.class.kind()) }).collect();
+            let Some(jpeg) = frame.view().ok().and_then(|v| crate::live::render(&v, &seen, &self.overlay)) else { return };
+            for r in live {
+                let _ = r.send(jpeg.clone());
+            }
         }
     }
 

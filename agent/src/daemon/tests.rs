@@ -150,6 +150,7 @@ fn harness(script: Script, rules: &[Rule], queue: MemoryQueue) -> Harness {
         sink: EventSink::new("gate", topics, queue.clone(), local.clone(), record.clone()),
         detections: None,
         health_severity: edge_config::Severity::Warning,
+        overlay: Default::default(),
     };
     Harness { worker, queue, local, record, _dir: dir }
 }

@@ -166,6 +166,7 @@ impl Fleet {
             sink: EventSink::new(&camera.id, deps.topics.clone(), deps.outbox.clone(), deps.local.clone(), record),
             detections,
             health_severity: deps.health.severity,
+            overlay: crate::live::Overlay { lines: camera.lines.clone(), zones: camera.zones.clone(), masks: camera.motion.masks.clone() },
         }
     }
 

@@ -195,3 +195,20 @@ pub(super) async fn snapshot(State(s): State<WebState>, _: SignedIn, UrlPath(id)
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
+
+/// How long the live view waits for the camera's next analysed frame.
+const LIVE_WAIT: Duration = Duration::from_secs(5);
+
+/// `/api/live/{camera}`: the camera's next analysed frame with the detections, lines, zones and masks
+/// drawn on it (JPEG), for operators; the page asks for one a second or so while the live view is open.
+pub(super) async fn live(State(s): State<WebState>, SignedIn(session): SignedIn, UrlPath(camera): UrlPath<String>) -> Response {
+    if session.role != Role::Operator {
+        return (StatusCode::FORBIDDEN, Json(json!({"error": "the live view is for operators"}))).into_response();
+    }
+    let record = s.cameras.read().unwrap_or_else(|p| p.into_inner()).iter().find(|r| r.id == camera).cloned();
+    let Some(record) = record else { return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no camera {camera:?}")}))).into_response() };
+    match tokio::time::timeout(LIVE_WAIT, record.request_live()).await {
+        Ok(Ok(jpeg)) => ([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-store")], jpeg).into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": format!("camera {camera} delivered no frame within {} s", LIVE_WAIT.as_secs())}))).into_response(),
+    }
+}

@@ -292,6 +292,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/alerts/{id}/dispose", post(desk::ack))
         .route("/api/audit", get(desk::audit))
         .route("/api/notify/mute", post(desk::mute))
+        .route("/api/live/{camera}", get(desk::live))
         .route("/api/counts", get(reports::counts))
         .route("/api/history", get(reports::history))
         .route("/snapshots/{id}", get(desk::snapshot))

@@ -137,6 +137,11 @@ impl BgrImage {
         &self.data
     }
 
+    /// The pixels, rows of `width * 3` bytes, for drawing on.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+
     pub fn view(&self) -> BgrView<'_> {
         BgrView { width: self.width, height: self.height, stride: self.width as usize * 3, data: &self.data }
     }

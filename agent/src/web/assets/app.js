@@ -17,7 +17,7 @@ const T = {
     operator: "值班员", viewer: "查看员",
     car: "小汽车", bus: "公交车", truck: "货车", motorcycle: "摩托车", bicycle: "自行车", no_snapshot: "离开后显示快照", clip: (s) => `录像 ${s} 秒`,
     level: (l) => ({ city: "市级", district: "区县级", town: "镇级", village: "村级", checkpoint: "卡口级" }[l] || l) + "布控",
-    chart: "今日流量", search: "历史查询", plate_q: "车牌（可部分）", kind: "类型", direction: "方向", no_line: "未过线",
+    chart: "今日流量", live_view: "实时画面", search: "历史查询", plate_q: "车牌（可部分）", kind: "类型", direction: "方向", no_line: "未过线",
     from: "开始时间", to: "结束时间", search_go: "查询", more: "更多", results: (n) => `共 ${n} 条`, search_failed: "查询失败",
     no_picture: "无快照", open_alerts: (n) => `${n} 条告警待处置`, hour: (h) => `${h} 时`,
     totals: (v, vi, vo, p, pi, po, pl, al) => `今日累计：车辆 ${v}（进村 ${vi} / 出村 ${vo}）· 行人 ${p}（进村 ${pi} / 出村 ${po}）· 识别车牌 ${pl} · 告警 ${al}`,
@@ -45,7 +45,7 @@ const T = {
     operator: "operator", viewer: "viewer",
     car: "car", bus: "bus", truck: "truck", motorcycle: "motorcycle", bicycle: "bicycle", no_snapshot: "snapshot when it has left", clip: (s) => `clip ${s} s`,
     level: (l) => `${l} policy`,
-    chart: "Today's flow", search: "History", plate_q: "Plate (or part)", kind: "Type", direction: "Direction", no_line: "no line crossed",
+    chart: "Today's flow", live_view: "Live view", search: "History", plate_q: "Plate (or part)", kind: "Type", direction: "Direction", no_line: "no line crossed",
     from: "From", to: "To", search_go: "Search", more: "More", results: (n) => `${n} found`, search_failed: "Search failed",
     no_picture: "no snapshot", open_alerts: (n) => `${n} alert(s) to dispose of`, hour: (h) => `${h}:00`,
     totals: (v, vi, vo, p, pi, po, pl, al) => `Today: vehicles ${v} (in ${vi} / out ${vo}) · people ${p} (in ${pi} / out ${po}) · plates read ${pl} · alerts ${al}`,
@@ -271,7 +271,7 @@ function renderCameras(cams) {
     return el("span", { class: "cam blind", title: problems.map((p) => p.detail).join("\n"), "data-camera": c.id }, `${c.name || c.id}: ${text}`);
   };
   box.replaceChildren(...cams.map(tile));
-  for (const sel of [$("f-camera"), $("s-camera"), $("m-camera")]) for (const c of cams) addOption(sel, c.id, c.name || c.id);
+  for (const sel of [$("f-camera"), $("s-camera"), $("m-camera"), $("l-camera")]) for (const c of cams) addOption(sel, c.id, c.name || c.id);
 }
 
 function addOption(sel, value, label) {
@@ -445,6 +445,38 @@ function connect() {
   };
 }
 
+// The live view: the camera's latest analysed frame with what the agent sees drawn on it, about one a
+// second while the panel is open (and nothing asked for, or drawn, while it is closed).
+async function liveLoop() {
+  if (state.liveRunning) return;
+  state.liveRunning = true;
+  while (!$("live").hidden) {
+    const cam = $("l-camera").value;
+    if (cam) {
+      const url = "/api/live/" + encodeURIComponent(cam);
+      const loaded = await new Promise((ok) => {
+        const probe = new Image();
+        probe.onload = () => ok(probe);
+        probe.onerror = () => ok(null);
+        probe.src = url + "?t=" + Date.now();
+      });
+      if (loaded) {
+        // The picture just loaded takes the old one's place (setting its address again would fetch again).
+        Object.assign(loaded, { id: "live-img", className: "live", alt: "" });
+        loaded.dataset.camera = cam;
+        $("live-img").replaceWith(loaded);
+        $("live-error").textContent = "";
+      } else {
+        // Ask again for the reason, in words.
+        const r = await fetch(url).catch(() => null);
+        $("live-error").textContent = r && !r.ok ? ((await r.json().catch(() => ({}))).error || r.statusText) : "";
+      }
+    }
+    await new Promise((ok) => setTimeout(ok, 700));
+  }
+  state.liveRunning = false;
+}
+
 async function start() {
   const r = await fetch("/api/me");
   if (r.status === 401) { location.href = "/login"; return; }
@@ -466,6 +498,8 @@ async function start() {
   for (const k of ["camera_offline", "camera_frozen", "camera_covered", "camera_moved"]) addOption($("m-rule"), k, t(k));
   $("mute-form").addEventListener("submit", (e) => { e.preventDefault(); mute($("m-rule").value, $("m-camera").value, Number($("m-minutes").value)); });
   $("show-audit").addEventListener("click", () => { $("audit").hidden = !$("audit").hidden; if (!$("audit").hidden) loadAudit(); });
+  $("show-live").hidden = state.me.role !== "operator";
+  $("show-live").addEventListener("click", () => { $("live").hidden = !$("live").hidden; if (!$("live").hidden) liveLoop(); });
   await loadRecent();
   connect();
 }
