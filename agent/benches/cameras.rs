@@ -14,6 +14,10 @@
 //! 25 fps over a 60 s window with no restarts, and every stream produced the same passings (type and
 //! plate of each `end` event) as a reference run with gating off.
 //!
+//! Each ladder runs twice: with event clips on (the default; every passing cut into a clip, the worst
+//! case) and off, so the cost of recording is measured against the same streams. `EDGE_BENCH_CLIPS=on` or
+//! `=off` runs one of the two.
+//!
 //! `EDGE_BENCH_MAX_STREAMS` caps the ladders (default 64) and `EDGE_BENCH_MIN_STREAMS` starts them higher; `EDGE_BENCH_ONLY=busy`, `=quiet` or `=decode`
 //! runs one of them; `EDGE_BENCH_CAMERA` adds TOML lines to every camera of the busy ladder (for example
 //! `plates = "vehicles"`).
@@ -45,6 +49,17 @@ const QUIET_WINDOW: Duration = Duration::from_secs(60);
 /// are separate devices in the field, keeps serving when the measured side saturates the CPU.
 const NICENESS: i32 = 10;
 const CHILD_ENV: &str = "EDGE_BENCH_DECODE_ONLY";
+/// Whether the agent records clips in the ladder being climbed.
+static CLIPS_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// The `[clips]` section of the agent's config for the current ladder.
+fn clip_settings() -> &'static str {
+    if CLIPS_ON.load(Ordering::Relaxed) {
+        "[clips]\nkeep = \"passings\"\n\n"
+    } else {
+        "[clips]\nenabled = false\n\n"
+    }
+}
 
 /// What one rung of a ladder measured.
 #[derive(Clone)]
@@ -236,7 +251,7 @@ fn measure(urls: &[String], n: usize, extra: &str, window: Duration, clip: Optio
     let ids: Vec<String> = (1..=n).map(|i| format!("cam{i:02}")).collect();
     let extra = extra.to_string();
     let cams: Vec<common::Cam> = ids.iter().enumerate().map(|(i, id)| common::Cam { id, url: urls[i % urls.len()].clone(), extra: &extra }).collect();
-    let cfg = common::config(dir.path(), Some(broker.port()), &cams, "");
+    let cfg = common::config(dir.path(), Some(broker.port()), &cams, clip_settings());
     let mut agent = common::Agent::start_nice(&cfg, NICENESS);
     let pid = agent.pid() as u32;
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -399,30 +414,41 @@ fn main() {
     let only = std::env::var("EDGE_BENCH_ONLY").unwrap_or_default();
     let runs = |what: &str| only.is_empty() || only == what || (what == "busy" && only == "agent");
     // The agent first: past the decode-only limit the test server can be left wedged (see `climb`).
-    let mut quiet = 0;
-    if runs("quiet") {
-        // Three versions of the stream, their passings 10 s apart, so the cameras' passings do not all fall
-        // on the same instant. The last passing ends at 146 s of the 170 s clip, which started at most 15 s
-        // before the cameras were all up.
-        let clip_s = 153.0;
-        let quiet_clips: Vec<std::path::PathBuf> = [0.0, 10.0, 20.0].into_iter().map(common::scenes::quiet_gate_25fps).collect();
-        println!("quiet gate (a still road with noise and light drift, something passing every 30 s; agent with motion gating, {:?} window):", QUIET_WINDOW);
-        let ladder = rungs(&[8, 16, 24, 32]);
-        let (best, rss) = climb_quiet(&ladder, &quiet_clips, clip_s);
-        quiet = best;
-        if let (Some(first), Some(last)) = (rss.first(), rss.last()) {
-            if last.0 > first.0 {
-                println!("  resident memory per added camera: {:.1} MiB", (last.1 - first.1) / (last.0 - first.0) as f64);
+    let clip_modes: Vec<bool> = match std::env::var("EDGE_BENCH_CLIPS").as_deref() {
+        Ok("on") => vec![true],
+        Ok("off") => vec![false],
+        _ => vec![true, false],
+    };
+    let mut sustained: Vec<(bool, usize, usize)> = Vec::new();
+    for clips_on in clip_modes {
+        CLIPS_ON.store(clips_on, Ordering::Relaxed);
+        println!("== event clips {} ==", if clips_on { "on (every passing kept)" } else { "off" });
+        let mut quiet = 0;
+        if runs("quiet") {
+            // Three versions of the stream, their passings 10 s apart, so the cameras' passings do not all fall
+            // on the same instant. The last passing ends at 146 s of the 170 s clip, which started at most 15 s
+            // before the cameras were all up.
+            let clip_s = 153.0;
+            let quiet_clips: Vec<std::path::PathBuf> = [0.0, 10.0, 20.0].into_iter().map(common::scenes::quiet_gate_25fps).collect();
+            println!("quiet gate (a still road with noise and light drift, something passing every 30 s; agent with motion gating, {:?} window):", QUIET_WINDOW);
+            let ladder = rungs(&[8, 16, 24, 32]);
+            let (best, rss) = climb_quiet(&ladder, &quiet_clips, clip_s);
+            quiet = best;
+            if let (Some(first), Some(last)) = (rss.first(), rss.last()) {
+                if last.0 > first.0 {
+                    println!("  resident memory per added camera: {:.1} MiB", (last.1 - first.1) / (last.0 - first.0) as f64);
+                }
             }
         }
-    }
-    let mut agent = 0;
-    if runs("busy") {
-        println!("agent (edge-agent run, detect_fps {DETECT_FPS}, YOLOX-nano 416, plates on vehicles, events and snapshots):");
-        let ladder = rungs(&[1, 2, 3, 4, 5, 6, 8, 10, 12, 16]);
-        // One server per camera, as cameras are separate devices: a single gst-rtsp-server with one
-        // shared media stops answering when a dozen clients set up sessions at the same instant.
-        agent = climb(&ladder, &clip, |n| n, measure_agent);
+        let mut agent = 0;
+        if runs("busy") {
+            println!("agent (edge-agent run, detect_fps {DETECT_FPS}, YOLOX-nano 416, plates on vehicles, events and snapshots):");
+            let ladder = rungs(&[1, 2, 3, 4, 5, 6, 8, 10, 12, 16]);
+            // One server per camera, as cameras are separate devices: a single gst-rtsp-server with one
+            // shared media stops answering when a dozen clients set up sessions at the same instant.
+            agent = climb(&ladder, &clip, |n| n, measure_agent);
+        }
+        sustained.push((clips_on, agent, quiet));
     }
     let mut ceiling = 0;
     if runs("decode") {
@@ -431,8 +457,15 @@ fn main() {
         ceiling = climb(&ladder, &clip, |_| 1, measure_decode_only);
     }
 
-    println!("sustained: busy gate {agent} streams, quiet gate {quiet} streams, decode-only ceiling {ceiling} streams");
-    if ceiling > 0 {
-        println!("ratios to the decode-only ceiling: busy {:.2}, quiet {:.2}", agent as f64 / ceiling as f64, quiet as f64 / ceiling as f64);
+    for &(clips_on, agent, quiet) in &sustained {
+        let label = if clips_on { "clips on" } else { "clips off" };
+        println!("sustained ({label}): busy gate {agent} streams, quiet gate {quiet} streams, decode-only ceiling {ceiling} streams");
+        if ceiling > 0 {
+            println!("ratios to the decode-only ceiling ({label}): busy {:.2}, quiet {:.2}", agent as f64 / ceiling as f64, quiet as f64 / ceiling as f64);
+        }
+    }
+    if let (Some(on), Some(off)) = (sustained.iter().find(|s| s.0), sustained.iter().find(|s| !s.0)) {
+        let ratio = |a: usize, b: usize| if b > 0 { format!("{:.2}", a as f64 / b as f64) } else { "-".into() };
+        println!("clips on / off: busy {}, quiet {}", ratio(on.1, off.1), ratio(on.2, off.2));
     }
 }
