@@ -6,6 +6,7 @@
 //!
 //! This crate does no network or media I/O and depends on neither tokio, GStreamer nor an MQTT client.
 
+pub mod edit;
 mod load;
 pub mod secret;
 pub mod settings;

@@ -117,7 +117,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<Stopped> {
             tracing::info!("stopped during start-up");
             return Ok(Stopped::Clean);
         };
-        let mut agent = Agent::start(&config, detector).await?;
+        let mut agent = Agent::start(&config, config_path, detector).await?;
         agent.serve(config_path, &config, &mut signals).await;
         exit_on_second_signal(signals);
         Ok(agent.shutdown().await)
@@ -184,6 +184,9 @@ async fn load_detector(config: &Config, signals: &mut Signals) -> anyhow::Result
 /// The running agent: every task and handle, in the order they stop.
 struct Agent {
     notifier: Arc<Notifier>,
+    /// Reloads asked for by the duty desk after it changed the configuration file; answered with whether
+    /// the new configuration applied.
+    reloads: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<bool>>,
     /// The work-group notification channels: stopped after the cameras.
     channels: Option<crate::notify::Notifier>,
     fleet: Fleet,
@@ -208,7 +211,7 @@ struct Agent {
 }
 
 impl Agent {
-    async fn start(config: &Config, detector: Detector) -> anyhow::Result<Self> {
+    async fn start(config: &Config, config_path: &Path, detector: Detector) -> anyhow::Result<Self> {
         let started = Instant::now();
         let cameras: CameraList = Arc::new(RwLock::new(Vec::new()));
         let (outbox_writer, outbox) = open_outbox(config)?;
@@ -279,13 +282,16 @@ impl Agent {
                 outcomes: config.web.outcomes.clone(),
             })
         });
-        let http = start_endpoints(config, &sources, &fleet, &local, disposer.clone(), &http_cancel).await;
+        let (reload_tx, reloads) = tokio::sync::mpsc::channel(4);
+        let setup = web::ConfigAccess { config_file: config_path.to_path_buf(), reload: reload_tx };
+        let http = start_endpoints(config, &sources, &fleet, &local, disposer.clone(), setup, &http_cancel).await;
         let notifier = Arc::new(Notifier::from_env());
         let check = metrics::HealthCheck { sources: sources.clone(), mqtt_task: mqtt.as_ref().map(|(_, task)| task.abort_handle()) };
         background.push(tokio::spawn(reports::watchdog(check, notifier.clone())));
         let answered = crate::control::command::Answered::load(&config.storage.state_dir);
         Ok(Self {
             notifier,
+            reloads,
             channels,
             fleet,
             detector,
@@ -313,8 +319,12 @@ impl Agent {
             tokio::select! {
                 signal = signals.next() => match signal {
                     Signal::Stop => break,
-                    Signal::Reload => self.reload(config_path, config).await,
+                    Signal::Reload => { self.reload(config_path, config).await; }
                 },
+                Some(done) = self.reloads.recv() => {
+                    let applied = self.reload(config_path, config).await;
+                    let _ = done.send(applied);
+                }
                 message = self.policy.next() => match message {
                     policy::FromPlatform::Policy(level, payload) => {
                         if let Some((effective, provenance)) = self.policy.offer(level, &payload) {
@@ -332,7 +342,7 @@ impl Agent {
         }
     }
 
-    async fn reload(&mut self, config_path: &Path, config: &Config) {
+    async fn reload(&mut self, config_path: &Path, config: &Config) -> bool {
         self.notifier.reloading();
         let applied = match topology::read_new(config_path, config) {
             Some(new) => {
@@ -344,6 +354,7 @@ impl Agent {
         let counter = if applied.is_ok() { &self.sources.reloads.ok } else { &self.sources.reloads.rejected };
         counter.fetch_add(1, Ordering::Relaxed);
         self.changed();
+        applied.is_ok()
     }
 
     async fn command(&mut self, config: &Config, payload: &[u8]) {
@@ -376,6 +387,7 @@ impl Agent {
     async fn shutdown(self) -> Stopped {
         let Self {
             notifier,
+            reloads: _,
             channels,
             mut fleet,
             detector,

@@ -168,6 +168,7 @@ pub async fn start_endpoints(
     fleet: &Fleet,
     local: &LocalRecord,
     disposer: Option<Arc<web::Disposer>>,
+    setup: web::ConfigAccess,
     cancel: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
@@ -202,6 +203,7 @@ pub async fn start_endpoints(
             health: Some(sources.health.clone()),
             notify: local.notify.clone(),
             clips: local.clips.clone(),
+            config: Some(setup),
         };
         let tls = w.tls_cert_file.clone().zip(w.tls_key_file.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -57,6 +57,9 @@ pub enum AuditAction {
     Mute,
     /// Someone watched a clip (`clip`; `alert`: the first alert it shows).
     ClipViewed,
+    /// An admin changed the configuration file from the desk (`camera`; `detail`: what changed, camera
+    /// addresses without passwords).
+    ConfigChanged,
     RoleChanged,
     PasswordChanged,
 }
@@ -73,6 +76,8 @@ pub struct AuditRecord {
     pub camera: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Who did it (for account changes: the account).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
@@ -100,6 +105,7 @@ impl AuditRecord {
             rule: None,
             camera: None,
             clip: None,
+            detail: None,
             by: None,
             role: None,
             address: None,

@@ -13,7 +13,6 @@ use axum::Json;
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use super::users::Role;
 use super::{AgentNotice, AuditAction, AuditRecord, CameraHealth, DisposeError, DisposedBy, FeedItem, Session, SignedIn, WebState};
 
 pub(super) async fn me(State(s): State<WebState>, SignedIn(session): SignedIn) -> Response {
@@ -116,7 +115,7 @@ pub(super) struct DisposeBody {
 }
 
 pub(super) async fn ack(State(s): State<WebState>, SignedIn(session): SignedIn, UrlPath(id): UrlPath<String>, body: Option<Json<DisposeBody>>) -> Response {
-    if session.role != Role::Operator {
+    if !session.role.operates() {
         return (StatusCode::FORBIDDEN, Json(json!({"error": "only operators dispose of alerts"}))).into_response();
     }
     let Some(Json(body)) = body else {
@@ -146,7 +145,7 @@ const MUTE_MAX_MINUTES: u32 = 1440;
 
 pub(super) async fn mute(State(s): State<WebState>, SignedIn(session): SignedIn, body: Option<Json<MuteBody>>) -> Response {
     let bad = |status, error: String| (status, Json(json!({ "error": error }))).into_response();
-    if session.role != Role::Operator {
+    if !session.role.operates() {
         return bad(StatusCode::FORBIDDEN, "only operators mute notifications".into());
     }
     let Some(notify) = &s.notify else { return bad(StatusCode::NOT_FOUND, "no notification channel is configured".into()) };
@@ -202,7 +201,7 @@ const LIVE_WAIT: Duration = Duration::from_secs(5);
 /// `/api/live/{camera}`: the camera's next analysed frame with the detections, lines, zones and masks
 /// drawn on it (JPEG), for operators; the page asks for one a second or so while the live view is open.
 pub(super) async fn live(State(s): State<WebState>, SignedIn(session): SignedIn, UrlPath(camera): UrlPath<String>) -> Response {
-    if session.role != Role::Operator {
+    if !session.role.operates() {
         return (StatusCode::FORBIDDEN, Json(json!({"error": "the live view is for operators"}))).into_response();
     }
     let record = s.cameras.read().unwrap_or_else(|p| p.into_inner()).iter().find(|r| r.id == camera).cloned();

@@ -13,6 +13,7 @@
 pub mod audit;
 mod auth;
 mod clips;
+mod configure;
 mod desk;
 pub mod device;
 pub mod dispose;
@@ -72,6 +73,14 @@ pub struct SetupCode {
     failures: u32,
 }
 
+/// What the admin pages change: the configuration file, applied by the daemon's reload.
+#[derive(Clone)]
+pub struct ConfigAccess {
+    pub config_file: std::path::PathBuf,
+    /// Asks the daemon to reload; the answer says whether the new configuration applied.
+    pub reload: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<bool>>,
+}
+
 /// What the web server needs.
 #[derive(Clone)]
 pub struct WebState {
@@ -110,6 +119,8 @@ pub struct WebState {
     pub notify: Option<crate::notify::NotifyHandle>,
     /// Kept clips, when clips are on.
     pub clips: Option<crate::clips::ClipsHandle>,
+    /// The configuration file and the daemon's reload, for admins setting the checkpoint up.
+    pub config: Option<ConfigAccess>,
 }
 
 /// Every cookie a request carries, as (name, value).
@@ -287,12 +298,17 @@ pub fn router(state: WebState) -> Router {
         .route("/api/me", get(desk::me))
         .route("/api/recent", get(desk::recent))
         .route("/api/stream", get(desk::stream))
-        .route("/api/cameras", get(desk::cameras))
+        .route("/api/cameras", get(desk::cameras).post(configure::save_camera))
         .route("/api/alerts/{id}/ack", post(desk::ack))
         .route("/api/alerts/{id}/dispose", post(desk::ack))
         .route("/api/audit", get(desk::audit))
         .route("/api/notify/mute", post(desk::mute))
         .route("/api/live/{camera}", get(desk::live))
+        .route("/api/frame/{camera}", get(configure::frame))
+        .route("/api/config", get(configure::overview))
+        .route("/api/config/cameras/{id}", get(configure::geometry))
+        .route("/api/config/cameras/{id}/geometry", post(configure::set_geometry))
+        .route("/api/cameras/test", post(configure::test))
         .route("/api/counts", get(reports::counts))
         .route("/api/history", get(reports::history))
         .route("/snapshots/{id}", get(desk::snapshot))

@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 pub enum Role {
     /// Sees the feed, the snapshots and the audit log.
     Viewer,
-    /// Also acknowledges alerts.
+    /// Also acknowledges alerts, mutes notifications and watches the live view.
     Operator,
+    /// Also sets the checkpoint up: draws lines, zones and motion masks on the picture, adds and fixes
+    /// cameras. Every change is in the audit log.
+    Admin,
 }
 
 impl Role {
@@ -24,7 +27,13 @@ impl Role {
         match self {
             Role::Viewer => "viewer",
             Role::Operator => "operator",
+            Role::Admin => "admin",
         }
+    }
+
+    /// Whether the role may act on alerts (operators and admins).
+    pub fn operates(self) -> bool {
+        matches!(self, Role::Operator | Role::Admin)
     }
 }
 

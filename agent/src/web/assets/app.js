@@ -14,10 +14,10 @@ const T = {
     retention: (d) => `快照和记录保留 ${d} 天，到期自动删除`, new_alert: "新告警",
     people_in: (n, z, s) => `${z} 区域 ${n} 人，持续 ${s} 秒`, one_char: "（一位字符不同）",
     online: "在线", connecting: "连接中", stalled: "无画面", unauthorized: "认证失败", unreachable: "无法连接", failed: "故障", ended: "已结束", disabled: "已停用", stopped: "已停止",
-    operator: "值班员", viewer: "查看员",
+    operator: "值班员", viewer: "查看员", admin: "管理员",
     car: "小汽车", bus: "公交车", truck: "货车", motorcycle: "摩托车", bicycle: "自行车", no_snapshot: "离开后显示快照", clip: (s) => `录像 ${s} 秒`,
     level: (l) => ({ city: "市级", district: "区县级", town: "镇级", village: "村级", checkpoint: "卡口级" }[l] || l) + "布控",
-    chart: "今日流量", live_view: "实时画面", search: "历史查询", plate_q: "车牌（可部分）", kind: "类型", direction: "方向", no_line: "未过线",
+    chart: "今日流量", live_view: "实时画面", setup: "设置", freeze: "冻结画面", name: "名称", draw_line: "画线", draw_zone: "画区域", draw_mask: "画屏蔽区", finish: "完成", save: "保存", test: "测试", camera_edit: "添加或修改摄像头", line: "线", zone: "区域", mask: "屏蔽区", remove: "删除", hint_line: "点两下画线，再点一下线的进村一侧", hint_in: "点线的进村一侧", hint_poly: "逐点点击，点“完成”结束", saved: "已保存并生效", saved_not_applied: "已保存，但未能生效（见日志）", testing: "正在连接…", test_ok: (c) => `连接成功：${c.codec} ${c.width}×${c.height}${c.fps ? " " + c.fps + " 帧/秒" : ""}`, test_failed: (k, r) => `连接失败（${({ unreachable: "无法连接", unauthorized: "用户名或密码错误", bad_input: "不是可用的视频流", bad_url: "地址格式不对", missing_plugin: "缺少解码组件", hardware_decoder: "硬件解码失败" })[k] || "错误"}）：${r}`, search: "历史查询", plate_q: "车牌（可部分）", kind: "类型", direction: "方向", no_line: "未过线",
     from: "开始时间", to: "结束时间", search_go: "查询", more: "更多", results: (n) => `共 ${n} 条`, search_failed: "查询失败",
     no_picture: "无快照", open_alerts: (n) => `${n} 条告警待处置`, hour: (h) => `${h} 时`,
     totals: (v, vi, vo, p, pi, po, pl, al) => `今日累计：车辆 ${v}（进村 ${vi} / 出村 ${vo}）· 行人 ${p}（进村 ${pi} / 出村 ${po}）· 识别车牌 ${pl} · 告警 ${al}`,
@@ -42,10 +42,10 @@ const T = {
     retention: (d) => `Snapshots and records are kept ${d} days, then deleted`, new_alert: "New alert",
     people_in: (n, z, s) => `${n} people in ${z} for ${s} s`, one_char: " (one character differs)",
     online: "online", connecting: "connecting", stalled: "stalled", unauthorized: "unauthorized", unreachable: "unreachable", failed: "failed", ended: "ended", disabled: "disabled", stopped: "stopped",
-    operator: "operator", viewer: "viewer",
+    operator: "operator", viewer: "viewer", admin: "admin",
     car: "car", bus: "bus", truck: "truck", motorcycle: "motorcycle", bicycle: "bicycle", no_snapshot: "snapshot when it has left", clip: (s) => `clip ${s} s`,
     level: (l) => `${l} policy`,
-    chart: "Today's flow", live_view: "Live view", search: "History", plate_q: "Plate (or part)", kind: "Type", direction: "Direction", no_line: "no line crossed",
+    chart: "Today's flow", live_view: "Live view", setup: "Set-up", freeze: "Freeze frame", name: "Name", draw_line: "Draw line", draw_zone: "Draw zone", draw_mask: "Draw mask", finish: "Finish", save: "Save", test: "Test", camera_edit: "Add or fix a camera", line: "line", zone: "zone", mask: "mask", remove: "Remove", hint_line: "Click twice for the line, then once on its village (in) side", hint_in: "Click the line's village (in) side", hint_poly: "Click each corner, then Finish", saved: "Saved and applied", saved_not_applied: "Saved, but not applied (see the log)", testing: "Connecting…", test_ok: (c) => `Connected: ${c.codec} ${c.width}×${c.height}${c.fps ? " " + c.fps + " fps" : ""}`, test_failed: (k, r) => `Cannot use it (${k}): ${r}`, search: "History", plate_q: "Plate (or part)", kind: "Type", direction: "Direction", no_line: "no line crossed",
     from: "From", to: "To", search_go: "Search", more: "More", results: (n) => `${n} found`, search_failed: "Search failed",
     no_picture: "no snapshot", open_alerts: (n) => `${n} alert(s) to dispose of`, hour: (h) => `${h}:00`,
     totals: (v, vi, vo, p, pi, po, pl, al) => `Today: vehicles ${v} (in ${vi} / out ${vo}) · people ${p} (in ${pi} / out ${po}) · plates read ${pl} · alerts ${al}`,
@@ -162,12 +162,17 @@ function alertRow(item) {
     const where = d.source === "platform" ? `（${t("platform")}）` : "";
     const parts = [outcomeLabel(d.outcome), `${d.by}${where}`, when(d.at), d.note].filter((x) => x);
     body.append(el("div", { class: "acked-by" }, `${t("acked")}: ${parts.join(" · ")}`));
-  } else if (state.me && state.me.role === "operator") {
+  } else if (operates()) {
     const select = el("select", { class: "outcome" }, ...(state.me.outcomes || []).map((o) => el("option", { value: o.id }, state.lang === "zh" ? o.zh : o.en)));
     const note = el("input", { class: "note", maxlength: "200", placeholder: t("note") });
     body.append(el("div", { class: "dispose" }, select, note, el("button", { class: "ack", type: "button", onclick: () => dispose(a.id, select.value, note.value) }, t("ack"))));
   }
   return li;
+}
+
+// Operators and admins act on alerts; admins also set the checkpoint up.
+function operates() {
+  return !!state.me && (state.me.role === "operator" || state.me.role === "admin");
 }
 
 function visible(li) {
@@ -271,7 +276,7 @@ function renderCameras(cams) {
     return el("span", { class: "cam blind", title: problems.map((p) => p.detail).join("\n"), "data-camera": c.id }, `${c.name || c.id}: ${text}`);
   };
   box.replaceChildren(...cams.map(tile));
-  for (const sel of [$("f-camera"), $("s-camera"), $("m-camera"), $("l-camera")]) for (const c of cams) addOption(sel, c.id, c.name || c.id);
+  for (const sel of [$("f-camera"), $("s-camera"), $("m-camera"), $("l-camera"), $("g-camera")]) for (const c of cams) addOption(sel, c.id, c.name || c.id);
 }
 
 function addOption(sel, value, label) {
@@ -294,7 +299,7 @@ function renderNotify(n) {
   const chans = n.channels.map(chan);
   if (n.waiting > 0) chans.push(el("span", { class: "chan waiting" }, t("waiting", n.waiting)));
   $("notify-channels").replaceChildren(...chans);
-  const operator = state.me && state.me.role === "operator";
+  const operator = operates();
   $("notify-mutes").replaceChildren(...n.mutes.map((m) => el("span", { class: "muted", "data-rule": m.rule || "", "data-camera": m.camera || "" },
     t("muted_until", m.rule ? t(m.rule) : t("every_rule"), m.camera ? camName(m.camera) : t("every_camera"), when(m.until)), " ",
     operator ? el("button", { type: "button", class: "unmute", onclick: () => mute(m.rule, m.camera, 0) }, t("unmute")) : null)));
@@ -477,6 +482,133 @@ async function liveLoop() {
   state.liveRunning = false;
 }
 
+// Set-up by sight (admins): lines, zones and masks drawn on a frozen frame, saved to the config file.
+const setup = { version: null, camera: null, geometry: { lines: [], zones: [], masks: [] }, tool: null, draft: [] };
+
+function setupHint(key) { $("g-hint").textContent = key ? t(key) : ""; }
+
+async function loadSetup() {
+  const cam = $("g-camera").value;
+  if (!cam) return;
+  const r = await fetch("/api/config/cameras/" + encodeURIComponent(cam));
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) { $("g-result").textContent = body.error || r.statusText; return; }
+  Object.assign(setup, { version: body.version, camera: cam, geometry: body.geometry, tool: null, draft: [] });
+  $("g-frame").src = "/api/frame/" + encodeURIComponent(cam) + "?t=" + Date.now();
+  renderSetup();
+}
+
+function drawSetup() {
+  const img = $("g-frame"), c = $("g-canvas");
+  c.width = img.clientWidth; c.height = img.clientHeight;
+  const g = c.getContext("2d");
+  g.clearRect(0, 0, c.width, c.height);
+  const px = (p) => [p[0] * c.width, p[1] * c.height];
+  const path = (ps, close) => { g.beginPath(); ps.map(px).forEach(([x, y], i) => (i ? g.lineTo(x, y) : g.moveTo(x, y))); if (close) g.closePath(); g.stroke(); };
+  g.lineWidth = 3;
+  for (const m of setup.geometry.masks) { g.strokeStyle = "#c800c8"; g.fillStyle = "rgba(0,0,0,0.45)"; path(m, true); g.fill(); }
+  for (const z of setup.geometry.zones) { g.strokeStyle = "#00c8ff"; path(z.points, true); }
+  for (const l of setup.geometry.lines) {
+    g.strokeStyle = "#ffe600"; path(l.points, false);
+    g.strokeStyle = "#28dc50"; path([[(l.points[0][0] + l.points[1][0]) / 2, (l.points[0][1] + l.points[1][1]) / 2], l.in_side], false);
+  }
+  if (setup.draft.length) { g.strokeStyle = "#ffffff"; g.setLineDash([6, 4]); path(setup.draft, false); g.setLineDash([]); }
+}
+
+function renderSetup() {
+  const items = $("g-items");
+  items.textContent = "";
+  for (const [kind, list] of [["line", setup.geometry.lines], ["zone", setup.geometry.zones], ["mask", setup.geometry.masks]]) {
+    list.forEach((item, i) => items.append(el("li", { "data-kind": kind, "data-id": item.id || String(i) }, `${t(kind)} ${item.id || i + 1} `,
+      el("button", { type: "button", class: "remove", onclick: () => { list.splice(i, 1); renderSetup(); } }, t("remove")))));
+  }
+  drawSetup();
+}
+
+function onSetupClick(e) {
+  if (!setup.tool) return;
+  const c = $("g-canvas"), r = c.getBoundingClientRect();
+  const p = [Math.min(Math.max((e.clientX - r.left) / r.width, 0), 1), Math.min(Math.max((e.clientY - r.top) / r.height, 0), 1)];
+  const id = $("g-id").value.trim() || setup.tool + (setup.geometry.lines.length + 1);
+  setup.draft.push(p);
+  if (setup.tool === "line" && setup.draft.length === 2) setupHint("hint_in");
+  if (setup.tool === "line" && setup.draft.length === 3) {
+    const [a, b, inSide] = setup.draft;
+    setup.geometry.lines = setup.geometry.lines.filter((l) => l.id !== id);
+    setup.geometry.lines.push({ id, points: [a, b], in_side: inSide });
+    Object.assign(setup, { tool: null, draft: [] });
+    setupHint(null);
+    renderSetup();
+    return;
+  }
+  drawSetup();
+}
+
+function finishPolygon() {
+  if ((setup.tool !== "zone" && setup.tool !== "mask") || setup.draft.length < 3) return;
+  if (setup.tool === "zone") {
+    const id = $("g-id").value.trim() || "zone" + (setup.geometry.zones.length + 1);
+    setup.geometry.zones = setup.geometry.zones.filter((z) => z.id !== id);
+    setup.geometry.zones.push({ id, points: setup.draft });
+  } else setup.geometry.masks.push(setup.draft);
+  Object.assign(setup, { tool: null, draft: [] });
+  setupHint(null);
+  renderSetup();
+}
+
+async function saveSetup() {
+  const r = await fetch(`/api/config/cameras/${encodeURIComponent(setup.camera)}/geometry`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ version: setup.version, ...setup.geometry }),
+  });
+  const body = await r.json().catch(() => ({}));
+  $("g-result").textContent = r.ok ? t(body.applied ? "saved" : "saved_not_applied") : (body.issues || [body.error]).join("；");
+  $("g-result").dataset.ok = r.ok && body.applied ? "1" : "0";
+  if (r.ok) loadSetup();
+}
+
+async function testCamera() {
+  $("c-result").textContent = t("testing");
+  $("c-result").dataset.ok = "";
+  $("c-picture").hidden = true;
+  const r = await fetch("/api/cameras/test", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ url: $("c-url").value }) });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) { $("c-result").textContent = body.error || r.statusText; $("c-result").dataset.ok = "0"; return; }
+  $("c-result").textContent = body.ok ? t("test_ok", body) : t("test_failed", body.kind, body.reason);
+  $("c-result").dataset.ok = body.ok ? "1" : "0";
+  if (body.ok) { $("c-picture").src = body.picture; $("c-picture").hidden = false; }
+}
+
+async function saveCamera(e) {
+  e.preventDefault();
+  const cfg = await (await fetch("/api/config")).json();
+  const r = await fetch("/api/cameras", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ version: cfg.version, id: $("c-id").value.trim(), name: $("c-name").value.trim() || null, url: $("c-url").value.trim() }),
+  });
+  const body = await r.json().catch(() => ({}));
+  $("c-result").textContent = r.ok ? t(body.applied ? "saved" : "saved_not_applied") : (body.issues || [body.error]).join("；");
+  if (r.ok) $("c-url").value = "";
+}
+
+function wireSetup() {
+  $("show-setup").hidden = !(state.me && state.me.role === "admin");
+  $("show-setup").addEventListener("click", () => { $("setup").hidden = !$("setup").hidden; if (!$("setup").hidden) loadSetup(); });
+  $("g-camera").addEventListener("change", loadSetup);
+  $("g-freeze").addEventListener("click", loadSetup);
+  $("g-frame").addEventListener("load", drawSetup);
+  window.addEventListener("resize", drawSetup);
+  $("g-canvas").addEventListener("click", onSetupClick);
+  for (const b of document.querySelectorAll("[data-tool]")) b.addEventListener("click", () => {
+    Object.assign(setup, { tool: b.dataset.tool, draft: [] });
+    setupHint(b.dataset.tool === "line" ? "hint_line" : "hint_poly");
+    drawSetup();
+  });
+  $("g-finish").addEventListener("click", finishPolygon);
+  $("g-save").addEventListener("click", saveSetup);
+  $("c-test").addEventListener("click", testCamera);
+  $("c-form").addEventListener("submit", saveCamera);
+}
+
 async function start() {
   const r = await fetch("/api/me");
   if (r.status === 401) { location.href = "/login"; return; }
@@ -498,8 +630,9 @@ async function start() {
   for (const k of ["camera_offline", "camera_frozen", "camera_covered", "camera_moved"]) addOption($("m-rule"), k, t(k));
   $("mute-form").addEventListener("submit", (e) => { e.preventDefault(); mute($("m-rule").value, $("m-camera").value, Number($("m-minutes").value)); });
   $("show-audit").addEventListener("click", () => { $("audit").hidden = !$("audit").hidden; if (!$("audit").hidden) loadAudit(); });
-  $("show-live").hidden = state.me.role !== "operator";
+  $("show-live").hidden = !operates();
   $("show-live").addEventListener("click", () => { $("live").hidden = !$("live").hidden; if (!$("live").hidden) liveLoop(); });
+  wireSetup();
   await loadRecent();
   connect();
 }
