@@ -131,13 +131,35 @@ pub struct CameraRecord {
     fps_in: AtomicU64,
     fps_analysed: AtomicU64,
     /// Asks for the next analysed frame as a JPEG (the `snapshot` command).
-    frame_requests: Mutex<Vec<tokio::sync::oneshot::Sender<Vec<u8>>>>,
+    frame_requests: JpegRequests,
     /// The duty desk's live view waiting for the next analysed frame, drawn on ([`crate::live`]).
-    live_requests: Mutex<Vec<tokio::sync::oneshot::Sender<Vec<u8>>>>,
+    live_requests: JpegRequests,
     /// Flow counts of the open periods.
     pub flow: crate::counts::FlowCounter,
     /// What camera health has raised and not cleared, for the duty desk.
     problems: Mutex<Vec<CameraProblem>>,
+}
+
+/// Requests for a camera's next frame as a JPEG, answered by its thread.
+#[derive(Debug, Default)]
+struct JpegRequests(Mutex<Vec<tokio::sync::oneshot::Sender<Vec<u8>>>>);
+
+impl JpegRequests {
+    fn ask(&self) -> tokio::sync::oneshot::Receiver<Vec<u8>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        rx
+    }
+
+    /// The requests waiting; nothing is allocated when there are none.
+    fn take(&self) -> Vec<tokio::sync::oneshot::Sender<Vec<u8>>> {
+        let mut requests = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if requests.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut *requests)
+        }
+    }
 }
 
 /// A camera health condition raised now ([`crate::health`]).
@@ -172,36 +194,22 @@ impl CameraRecord {
 
     /// The next analysed frame of this camera, as a JPEG.
     pub fn request_frame(&self) -> tokio::sync::oneshot::Receiver<Vec<u8>> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.frame_requests.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
-        rx
+        self.frame_requests.ask()
     }
 
     /// Requests waiting for a frame (the camera thread answers them).
     pub fn take_frame_requests(&self) -> Vec<tokio::sync::oneshot::Sender<Vec<u8>>> {
-        let mut requests = self.frame_requests.lock().unwrap_or_else(|p| p.into_inner());
-        if requests.is_empty() {
-            Vec::new()
-        } else {
-            std::mem::take(&mut *requests)
-        }
+        self.frame_requests.take()
     }
 
     /// The next analysed frame with the detections, lines, zones and masks drawn on it (the live view).
     pub fn request_live(&self) -> tokio::sync::oneshot::Receiver<Vec<u8>> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.live_requests.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
-        rx
+        self.live_requests.ask()
     }
 
     /// Live views waiting (the camera thread answers them); empty, and nothing drawn, when nobody watches.
     pub fn take_live_requests(&self) -> Vec<tokio::sync::oneshot::Sender<Vec<u8>>> {
-        let mut requests = self.live_requests.lock().unwrap_or_else(|p| p.into_inner());
-        if requests.is_empty() {
-            Vec::new()
-        } else {
-            std::mem::take(&mut *requests)
-        }
+        self.live_requests.take()
     }
 
     pub fn new(id: impl Into<String>, detect_fps: f64, state: CameraState) -> Self {
@@ -213,8 +221,8 @@ impl CameraRecord {
             heartbeat_ms: AtomicU64::new(process_ms()),
             fps_in: AtomicU64::new(0),
             fps_analysed: AtomicU64::new(0),
-            frame_requests: Mutex::new(Vec::new()),
-            live_requests: Mutex::new(Vec::new()),
+            frame_requests: JpegRequests::default(),
+            live_requests: JpegRequests::default(),
             flow: crate::counts::FlowCounter::new(edge_config::Reports::default().counts_period_secs),
             problems: Mutex::new(Vec::new()),
         }

@@ -117,7 +117,9 @@ fn metric(agent: &Agent, name: &str) -> f64 {
 
 fn start(dir: &Path, disk_mb: u64, broker: &Broker) -> (SmallDisk, PathBuf) {
     let disk = SmallDisk::mount(&dir.join("state"), disk_mb);
-    let cfg = config(dir, Some(broker.port()), &[Cam { id: "gate-in", url: file_url(&common::scenes::car_crossing(true)), extra: LINE }], "");
+    // The clip ring on another disk (as on a tmpfs): what fills this one is the outbox's alone.
+    let ring = format!("[clips]\nring_dir = \"{}\"\n", dir.join("ring").display());
+    let cfg = config(dir, Some(broker.port()), &[Cam { id: "gate-in", url: file_url(&common::scenes::car_crossing(true)), extra: LINE }], &ring);
     let text = std::fs::read_to_string(&cfg).unwrap().replace("[storage]\n", "[storage]\nmin_free_mb = 8\n");
     std::fs::write(&cfg, text).unwrap();
     (disk, cfg)
@@ -229,4 +231,31 @@ fn sigterm_with_the_disk_full_stops_within_the_deadline_and_counts_what_it_could
     assert_eq!(code, Some(2), "messages were lost, and the exit status says so:\n{log}");
     assert!(log.contains("outbox stopped with messages it could not write to disk: they are lost"), "{log}");
     assert!(log.contains("left_behind=") && log.contains("the disk would not take"), "{log}");
+}
+
+#[test]
+#[ignore = "needs root: mounts a tmpfs for the clip ring (make test runs it as root)"]
+fn a_full_clip_disk_stops_the_recorder_only_and_it_records_again_when_space_is_back() {
+    assert!(is_root(), "run as root");
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port(), "checkpoint/#");
+    let dir = tempfile::tempdir().unwrap();
+    let ring = SmallDisk::mount(&dir.path().join("ring"), 16);
+    let clips = format!("[clips]\nkeep = \"passings\"\npre_capture_secs = 2\npost_capture_secs = 1\nring_dir = \"{}\"\nring_max_mb = 4\n", dir.path().join("ring").display());
+    let cfg = config(dir.path(), Some(broker.port()), &[Cam { id: "gate-in", url: file_url(&common::scenes::car_crossing(true)), extra: LINE }], &clips);
+    let agent = Agent::start(&cfg);
+    let kept = || metric(&agent, "edge_agent_clips_total{result=\"kept\"}");
+    wait_until(&agent, Duration::from_secs(90), "a first clip", || kept() >= 1.0);
+    // The ring's disk fills up: the recorder fails, and nothing else does.
+    let ballast = ring.fill("ballast");
+    wait_until(&agent, Duration::from_secs(60), "the recorder failed", || metric(&agent, "edge_agent_clip_recorder{camera=\"gate-in\",state=\"failed\"}") == 1.0);
+    let events = received_events(&sub).len();
+    wait_until(&agent, Duration::from_secs(60), "events going on", || received_events(&sub).len() >= events + 4);
+    assert_eq!(healthz(&agent).0, 200, "{:?}", healthz(&agent));
+    // Space again: within its retry interval the recorder records, and clips are cut again.
+    std::fs::remove_file(&ballast).unwrap();
+    wait_until(&agent, Duration::from_secs(60), "recording again", || metric(&agent, "edge_agent_clip_recorder{camera=\"gate-in\",state=\"recording\"}") == 1.0);
+    let before = kept();
+    wait_until(&agent, Duration::from_secs(60), "a clip after the disk was freed", || kept() > before);
+    assert!(agent.log().contains("clip recorder stopped; starting it again shortly"));
 }

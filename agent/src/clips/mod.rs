@@ -172,6 +172,16 @@ impl ClipsHandle {
         }
     }
 
+    /// A camera was removed: its ring goes (clips still waiting for it are not cut).
+    pub fn remove_ring(&self, camera: &str) {
+        let ring = self.shared.rings.lock().unwrap_or_else(|e| e.into_inner()).remove(camera);
+        if let Some(ring) = ring {
+            if let Err(e) = std::fs::remove_dir_all(ring.dir()) {
+                tracing::debug!(camera, error = %e, "the removed camera's ring was already gone");
+            }
+        }
+    }
+
     pub fn note(&self, note: Note) {
         let _ = self.tx.send(note);
     }

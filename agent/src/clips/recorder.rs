@@ -8,8 +8,9 @@
 //! ```
 //!
 //! A tee would do the same inside one pipeline; the tap keeps `uridecodebin` (and its choice of hardware
-//! decoder) as it is, and a recorder that fails (a disk error) stops only itself. The recorder's queue is
-//! bounded and drops (counted) rather than holding the camera up when the disk is slow.
+//! decoder) as it is, and a recorder that fails (a full or failing disk) stops only itself, and starts
+//! again 10 s later at a keyframe. The recorder's queue is bounded and drops (counted) rather than holding
+//! the camera up when the disk is slow.
 //!
 //! Timestamps are rebased to run on across file loops and reconnections, so fragments of one ring always
 //! follow each other. Each fragment's wall-clock start is the time its first keyframe entered the
@@ -33,6 +34,8 @@ const QUEUE_BYTES: u64 = 8 << 20;
 const MAX_STEP: Duration = Duration::from_secs(5);
 /// Spacing given to the first buffer after a new time base.
 const REBASE_STEP: Duration = Duration::from_millis(40);
+/// A recorder that failed (a full or failing disk) is started again after this long, at a keyframe.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Recent keyframes: (recorder time ns, when it arrived), to date the fragments.
 type Keyframes = Arc<Mutex<VecDeque<(u64, DateTime<Utc>)>>>;
@@ -51,6 +54,8 @@ struct Recording {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
     eos: Arc<AtomicBool>,
+    /// Its pipeline posted an error (the disk is full or failing).
+    failed: Arc<AtomicBool>,
 }
 
 /// The probe's state: the recording it feeds and the time base.
@@ -58,8 +63,10 @@ struct Feeder {
     ring: Arc<ClipRing>,
     fragment: Duration,
     recording: Option<Recording>,
-    /// The codec could not be recorded, or the recorder failed: the probe does nothing more.
+    /// The codec cannot be recorded: the probe does nothing more.
     off: bool,
+    /// The recorder failed: started again from the first keyframe after this moment.
+    retry_at: Option<std::time::Instant>,
     /// Added to the stream's timestamps (ns).
     offset: i128,
     last_out: Option<u64>,
@@ -75,6 +82,7 @@ pub fn tap(pipeline: &gst::Pipeline, ring: Arc<ClipRing>) -> Tap {
         fragment: Duration::from_secs(u64::from(ring.fragment_secs.max(1))),
         recording: None,
         off: false,
+        retry_at: None,
         offset: 0,
         last_out: None,
         need_keyframe: true,
@@ -134,9 +142,24 @@ impl Feeder {
         if self.off {
             return;
         }
+        if self.recording.as_ref().is_some_and(|r| r.failed.load(Ordering::SeqCst)) {
+            self.give_up_recording();
+        }
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         if self.recording.is_none() {
+            if self.retry_at.is_some_and(|at| std::time::Instant::now() < at || !keyframe) {
+                return;
+            }
             match self.start(pad) {
-                Ok(r) => self.recording = Some(r),
+                Ok(r) => {
+                    self.recording = Some(r);
+                    self.retry_at = None;
+                }
+                Err(RingStatus::Failed(why)) => {
+                    self.ring.set_status(RingStatus::Failed(why));
+                    self.retry_at = Some(std::time::Instant::now() + RETRY_AFTER);
+                    return;
+                }
                 Err(status) => {
                     self.ring.set_status(status);
                     self.off = true;
@@ -153,7 +176,6 @@ impl Feeder {
             self.offset = base - t;
             self.need_keyframe = true;
         }
-        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         if self.need_keyframe && !keyframe {
             return;
         }
@@ -186,8 +208,21 @@ impl Feeder {
         }
         if r.appsrc.push_buffer(copy).is_err() {
             self.ring.set_status(RingStatus::Failed("the recorder stopped taking video".into()));
-            self.off = true;
+            self.give_up_recording();
         }
+    }
+
+    /// Drops a failed recording (shut down on a thread of its own: this is the camera's streaming thread)
+    /// and schedules a new one; the ring keeps what was recorded before.
+    fn give_up_recording(&mut self) {
+        if let Some(r) = self.recording.take() {
+            let _ = std::thread::Builder::new().name("recorder-stop".into()).spawn(move || {
+                let _ = r.pipeline.set_state(gst::State::Null);
+            });
+        }
+        self.retry_at = Some(std::time::Instant::now() + RETRY_AFTER);
+        self.need_keyframe = true;
+        tracing::info!(camera = %self.ring.camera, retry_s = RETRY_AFTER.as_secs(), "clip recorder stopped; starting it again shortly");
     }
 
     /// Builds and starts the recorder for the stream `pad` carries, or says why it cannot be recorded.
@@ -213,8 +248,9 @@ impl Feeder {
         gst::Element::link_many([appsrc.upcast_ref(), &parse, &sink]).map_err(|e| failed(format!("cannot link the recorder: {e}")))?;
 
         let eos = Arc::new(AtomicBool::new(false));
+        let errored = Arc::new(AtomicBool::new(false));
         let bus = pipeline.bus().ok_or_else(|| failed("the recorder has no bus".into()))?;
-        let (ring, keyframes, seen_eos) = (self.ring.clone(), self.keyframes.clone(), eos.clone());
+        let (ring, keyframes, seen_eos, seen_error) = (self.ring.clone(), self.keyframes.clone(), eos.clone(), errored.clone());
         let open: Mutex<Option<(u64, DateTime<Utc>)>> = Mutex::new(None);
         bus.set_sync_handler(move |_, msg| {
             match msg.view() {
@@ -244,6 +280,7 @@ impl Feeder {
                 gst::MessageView::Error(err) => {
                     ring.set_status(RingStatus::Failed(format!("{} (from {})", err.error(), msg.src().map(|s| s.name().to_string()).unwrap_or_default())));
                     seen_eos.store(true, Ordering::SeqCst);
+                    seen_error.store(true, Ordering::SeqCst);
                 }
                 _ => {}
             }
@@ -251,7 +288,7 @@ impl Feeder {
         });
         pipeline.set_state(gst::State::Playing).map_err(|_| failed("the recorder refused to start".into()))?;
         self.ring.set_status(RingStatus::Recording(codec));
-        Ok(Recording { pipeline, appsrc, eos })
+        Ok(Recording { pipeline, appsrc, eos, failed: errored })
     }
 }
 

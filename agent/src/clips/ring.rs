@@ -26,7 +26,7 @@ pub enum RingStatus {
     Recording(&'static str),
     /// The camera's stream cannot be recorded without re-encoding it (MJPEG, raw video): no clips.
     Unavailable(String),
-    /// The recorder failed (a disk error); it starts again with the next connection.
+    /// The recorder failed (a full or failing disk); it starts again 10 s later.
     Failed(String),
 }
 

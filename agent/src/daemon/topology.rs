@@ -98,11 +98,17 @@ impl Fleet {
                 }
             }
         }
+        let removed: Vec<String> = old.iter().map(|r| r.camera.id.clone()).collect();
         for r in old {
             tracing::info!(camera = %r.camera.id, "camera removed from the config: stopping it");
             to_stop.push(r);
         }
         stop_cameras(to_stop).await;
+        if let Some(clips) = &self.deps.local.clips {
+            for id in &removed {
+                clips.remove_ring(id);
+            }
+        }
         if crate::checks::plates_in_use(config) && !self.deps.plates_loaded {
             tracing::warn!("a camera now reads plates but the plate models were not loaded at start: restart the agent to read plates");
         }

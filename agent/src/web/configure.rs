@@ -57,6 +57,17 @@ async fn read(access: &ConfigAccess) -> Result<String, Response> {
         .ok_or_else(|| refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the configuration file {}", access.config_file.display())))
 }
 
+/// The file as it is now, for an admin whose page read it at `seen` (its version); refused when it changed
+/// since (a hand edit, another page).
+async fn current(s: &WebState, session: &Session, seen: &str) -> Result<(ConfigAccess, String), Response> {
+    let access = admin(s, session).map_err(|(status, why)| refuse(status, why))?.clone();
+    let text = read(&access).await?;
+    if seen != version(&text) {
+        return Err(refuse(StatusCode::CONFLICT, "the configuration file changed since it was loaded here (edited by hand or on another page): load it again"));
+    }
+    Ok((access, text))
+}
+
 /// `GET /api/config/cameras/{id}`: the camera's geometry as the file has it now, and the file's version.
 pub(super) async fn geometry(State(s): State<WebState>, SignedIn(session): SignedIn, UrlPath(id): UrlPath<String>) -> Response {
     let access = match admin(&s, &session) {
@@ -106,8 +117,18 @@ async fn save(s: &WebState, access: &ConfigAccess, session: &Session, mut record
     }
     let path = access.config_file.clone();
     let written = tokio::task::spawn_blocking(move || crate::files::write_atomic(&path, text.as_bytes())).await;
-    if !matches!(written, Ok(Ok(()))) {
-        return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the configuration file {}", access.config_file.display()));
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "cannot write the configuration file {}: {e} (the service needs write access to it and its folder; see the README, \"Setting up by sight\")",
+                    access.config_file.display()
+                ),
+            )
+        }
+        Err(_) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, "the write stopped unexpectedly"),
     }
     let (done, applied) = tokio::sync::oneshot::channel();
     let reloaded = access.reload.send(done).await.is_ok() && matches!(tokio::time::timeout(RELOAD_WAIT, applied).await, Ok(Ok(true)));
@@ -130,18 +151,11 @@ fn edit_refused(e: EditError) -> Response {
 /// `POST /api/config/cameras/{id}/geometry`: the lines, zones and masks drawn, for the file as read at
 /// `version`.
 pub(super) async fn set_geometry(State(s): State<WebState>, SignedIn(session): SignedIn, UrlPath(id): UrlPath<String>, body: Option<Json<GeometryBody>>) -> Response {
-    let access = match admin(&s, &session) {
-        Ok(a) => a.clone(),
-        Err((status, why)) => return refuse(status, why),
-    };
     let Some(Json(body)) = body else { return refuse(StatusCode::BAD_REQUEST, "expected {\"version\": …, \"lines\": […], \"zones\": […], \"masks\": […]}") };
-    let text = match read(&access).await {
-        Ok(t) => t,
+    let (access, text) = match current(&s, &session, &body.version).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    if body.version != version(&text) {
-        return refuse(StatusCode::CONFLICT, "the configuration file changed since it was loaded here (edited by hand or on another page): load it again");
-    }
     let g = &body.geometry;
     let new = match edit::set_geometry(&text, &id, g) {
         Ok(t) => t,
@@ -264,18 +278,11 @@ pub(super) struct CameraBody {
 
 /// `POST /api/cameras`: adds a camera, or (an existing id) sets its address.
 pub(super) async fn save_camera(State(s): State<WebState>, SignedIn(session): SignedIn, body: Option<Json<CameraBody>>) -> Response {
-    let access = match admin(&s, &session) {
-        Ok(a) => a.clone(),
-        Err((status, why)) => return refuse(status, why),
-    };
     let Some(Json(body)) = body else { return refuse(StatusCode::BAD_REQUEST, "expected {\"version\": …, \"id\": …, \"url\": …, \"name\": …}") };
-    let text = match read(&access).await {
-        Ok(t) => t,
+    let (access, text) = match current(&s, &session, &body.version).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    if body.version != version(&text) {
-        return refuse(StatusCode::CONFLICT, "the configuration file changed since it was loaded here (edited by hand or on another page): load it again");
-    }
     let url = body.url.trim();
     let existing = edit::check(&text).map(|c| c.cameras.iter().any(|c| c.id == body.id)).unwrap_or(false);
     let new = if existing { edit::set_camera_url(&text, &body.id, url) } else { edit::add_camera(&text, &body.id, url, body.name.as_deref()) };
