@@ -4,7 +4,7 @@
 //! ```text
 //! camera pipeline: … ─▶ h264parse ─▶[probe]─▶ decoder ─▶ …          (the analysis path, untouched)
 //!                                      │ the same buffers (refcounted, timestamps rebased)
-//! recorder:                          appsrc ─▶ h264parse ─▶ splitmuxsink(mp4mux, max-size-time)
+//! recorder:                          appsrc ─▶ [h264parse] ─▶ splitmuxsink(mp4mux, max-size-time)
 //! ```
 //!
 //! A tee would do the same inside one pipeline; the tap keeps `uridecodebin` (and its choice of hardware
@@ -240,12 +240,22 @@ impl Feeder {
         let pipeline = gst::Pipeline::with_name(&format!("recorder-{}", self.ring.camera));
         let appsrc = gst_app::AppSrc::builder().caps(&caps).format(gst::Format::Time).is_live(true).build();
         appsrc.set_max_bytes(QUEUE_BYTES * 2);
-        let parse = make(parser)?;
         let sink = make("splitmuxsink")?;
         sink.set_property("location", self.ring.next_session());
         sink.set_property("max-size-time", self.fragment.as_nanos() as u64);
-        pipeline.add_many([appsrc.upcast_ref(), &parse, &sink]).map_err(|e| failed(format!("cannot assemble the recorder: {e}")))?;
-        gst::Element::link_many([appsrc.upcast_ref(), &parse, &sink]).map_err(|e| failed(format!("cannot link the recorder: {e}")))?;
+        // What the decoder takes is parsed already; MP4 needs it packaged by access unit with its codec
+        // data (`avc`/`hvc1`), which a demuxer or RTP depayloader usually gives. Only a byte stream goes
+        // through a parser first.
+        let structure = caps.structure(0);
+        let field = |name: &str| structure.and_then(|s| s.get::<String>(name).ok()).unwrap_or_default();
+        let packaged = matches!(field("stream-format").as_str(), "avc" | "avc3" | "hvc1" | "hev1") && field("alignment") == "au";
+        let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast()];
+        if !packaged {
+            chain.push(make(parser)?);
+        }
+        chain.push(sink);
+        pipeline.add_many(&chain).map_err(|e| failed(format!("cannot assemble the recorder: {e}")))?;
+        gst::Element::link_many(&chain).map_err(|e| failed(format!("cannot link the recorder: {e}")))?;
 
         let eos = Arc::new(AtomicBool::new(false));
         let errored = Arc::new(AtomicBool::new(false));
