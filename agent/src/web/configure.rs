@@ -57,11 +57,17 @@ async fn read(access: &ConfigAccess) -> Result<String, Response> {
         .ok_or_else(|| refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the configuration file {}", access.config_file.display())))
 }
 
+/// The configuration access and the file as it is now, for an admin.
+async fn admin_file(s: &WebState, session: &Session) -> Result<(ConfigAccess, String), Response> {
+    let access = admin(s, session).map_err(|(status, why)| refuse(status, why))?.clone();
+    let text = read(&access).await?;
+    Ok((access, text))
+}
+
 /// The file as it is now, for an admin whose page read it at `seen` (its version); refused when it changed
 /// since (a hand edit, another page).
 async fn current(s: &WebState, session: &Session, seen: &str) -> Result<(ConfigAccess, String), Response> {
-    let access = admin(s, session).map_err(|(status, why)| refuse(status, why))?.clone();
-    let text = read(&access).await?;
+    let (access, text) = admin_file(s, session).await?;
     if seen != version(&text) {
         return Err(refuse(StatusCode::CONFLICT, "the configuration file changed since it was loaded here (edited by hand or on another page): load it again"));
     }
@@ -70,12 +76,8 @@ async fn current(s: &WebState, session: &Session, seen: &str) -> Result<(ConfigA
 
 /// `GET /api/config/cameras/{id}`: the camera's geometry as the file has it now, and the file's version.
 pub(super) async fn geometry(State(s): State<WebState>, SignedIn(session): SignedIn, UrlPath(id): UrlPath<String>) -> Response {
-    let access = match admin(&s, &session) {
-        Ok(a) => a,
-        Err((status, why)) => return refuse(status, why),
-    };
-    let text = match read(access).await {
-        Ok(t) => t,
+    let (_, text) = match admin_file(&s, &session).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let config = match edit::check(&text) {
@@ -299,12 +301,8 @@ pub(super) async fn save_camera(State(s): State<WebState>, SignedIn(session): Si
 
 /// `GET /api/config`: the file's version and its cameras (addresses without passwords), for the admin page.
 pub(super) async fn overview(State(s): State<WebState>, SignedIn(session): SignedIn) -> Response {
-    let access = match admin(&s, &session) {
-        Ok(a) => a,
-        Err((status, why)) => return refuse(status, why),
-    };
-    let text = match read(access).await {
-        Ok(t) => t,
+    let (_, text) = match admin_file(&s, &session).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let cameras: Vec<Value> = edit::check(&text).map(|c| c.cameras.iter().map(|c| json!({ "id": c.id, "name": c.name, "url": c.url.redacted() })).collect()).unwrap_or_default();

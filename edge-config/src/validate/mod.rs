@@ -314,18 +314,27 @@ fn validate_models(models: &Models, issues: &mut Vec<Issue>) {
     }
 }
 
-fn validate_clips(c: &crate::settings::Clips, issues: &mut Vec<Issue>) {
-    for (key, value, range) in [
-        ("clips.pre_capture_secs", c.pre_capture_secs, 0..=60),
-        ("clips.post_capture_secs", c.post_capture_secs, 0..=60),
-        ("clips.fragment_secs", c.fragment_secs, 1..=10),
-        ("clips.retention_days", c.retention_days, 1..=365),
-        ("clips.chunk_kb", c.chunk_kb, 16..=4096),
-    ] {
-        if !range.contains(&value) {
-            issues.push(Issue::new(key, format!("{value} is out of range {}..={}", range.start(), range.end())));
+/// Each `(key, value, range)` of section `section` outside its range is an issue.
+pub(crate) fn check_ranges<T: PartialOrd + std::fmt::Display + Copy>(section: &str, items: &[(&str, T, std::ops::RangeInclusive<T>)], issues: &mut Vec<Issue>) {
+    for (key, value, range) in items {
+        if !range.contains(value) {
+            issues.push(Issue::new(format!("{section}.{key}"), format!("{value} is out of range {}..={}", range.start(), range.end())));
         }
     }
+}
+
+fn validate_clips(c: &crate::settings::Clips, issues: &mut Vec<Issue>) {
+    check_ranges(
+        "clips",
+        &[
+            ("pre_capture_secs", c.pre_capture_secs, 0..=60),
+            ("post_capture_secs", c.post_capture_secs, 0..=60),
+            ("fragment_secs", c.fragment_secs, 1..=10),
+            ("retention_days", c.retention_days, 1..=365),
+            ("chunk_kb", c.chunk_kb, 16..=4096),
+        ],
+        issues,
+    );
     if c.ring_max_mb < 4 {
         issues.push(Issue::new("clips.ring_max_mb", format!("{} is below the 4 MiB minimum", c.ring_max_mb)));
     }

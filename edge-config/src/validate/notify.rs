@@ -95,18 +95,18 @@ pub(super) fn validate_notify(config: &Config, issues: &mut Vec<Issue>) {
         }
     }
     let h = &config.health;
-    for (key, value, range) in [
-        ("offline_secs", h.offline_secs, 5..=86_400),
-        ("frozen_secs", h.frozen_secs, 2..=86_400),
-        ("covered_secs", h.covered_secs, 2..=86_400),
-        ("moved_secs", h.moved_secs, 2..=86_400),
-        ("reference_secs", h.reference_secs, 2..=3_600),
-        ("clear_secs", h.clear_secs, 1..=3_600),
-    ] {
-        if !range.contains(&value) {
-            issues.push(Issue::new(format!("health.{key}"), format!("{value} is out of range {}..={}", range.start(), range.end())));
-        }
-    }
+    super::check_ranges(
+        "health",
+        &[
+            ("offline_secs", h.offline_secs, 5..=86_400),
+            ("frozen_secs", h.frozen_secs, 2..=86_400),
+            ("covered_secs", h.covered_secs, 2..=86_400),
+            ("moved_secs", h.moved_secs, 2..=86_400),
+            ("reference_secs", h.reference_secs, 2..=3_600),
+            ("clear_secs", h.clear_secs, 1..=3_600),
+        ],
+        issues,
+    );
     for (j, cam) in h.skip_cameras.iter().enumerate() {
         if !config.cameras.iter().any(|c| &c.id == cam) {
             issues.push(Issue::new(format!("health.skip_cameras[{j}]"), format!("no camera with id {cam:?}")));
