@@ -135,7 +135,7 @@ pub fn render(frame: &BgrView<'_>, seen: &[Seen], overlay: &Overlay) -> Option<V
         let colour = if s.kind == Some(ObjectKind::Person) { PERSON } else { VEHICLE };
         canvas.polygon(&[(x1, y1), (x2, y1), (x2, y2), (x1, y2)], colour, 2);
     }
-    crate::events::snapshot::frame_jpeg(&canvas.image.view(), LIVE_WIDTH, 400_000)
+    crate::events::snapshot::image_jpeg(canvas.image, 400_000)
 }
 
 #[cfg(test)]

@@ -68,12 +68,8 @@ impl SnapshotStore {
             let path = path.to_path_buf();
             move |source| StoreError { path, source }
         };
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok((0, 0)) };
-        let mut days: Vec<(NaiveDate, PathBuf)> =
-            entries.flatten().filter_map(|e| NaiveDate::parse_from_str(&e.file_name().to_string_lossy(), "%Y-%m-%d").ok().map(|d| (d, e.path()))).collect();
-        days.sort();
         let (mut files, mut freed) = (0, 0u64);
-        for (_, day) in days {
+        for (_, day) in crate::files::day_folders(&self.dir) {
             let mut pictures: Vec<PathBuf> = std::fs::read_dir(&day).map_err(err(&day))?.flatten().map(|e| e.path()).collect();
             pictures.sort();
             for picture in pictures {

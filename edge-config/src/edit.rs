@@ -47,6 +47,10 @@ fn camera_table<'a>(doc: &'a mut DocumentMut, camera: &str) -> Result<&'a mut Ta
         .ok_or_else(|| EditError::NoCamera(camera.to_string()))
 }
 
+fn parse(text: &str) -> Result<DocumentMut, EditError> {
+    text.parse().map_err(|e: toml_edit::TomlError| EditError::Syntax(e.to_string()))
+}
+
 /// Checks `text` as `check-config` would.
 pub fn check(text: &str) -> Result<Config, EditError> {
     crate::parse_str(text).map_err(EditError::Invalid)
@@ -54,7 +58,7 @@ pub fn check(text: &str) -> Result<Config, EditError> {
 
 /// `text` with camera `camera`'s lines, zones and motion masks replaced by `g`; checked.
 pub fn set_geometry(text: &str, camera: &str, g: &Geometry) -> Result<String, EditError> {
-    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| EditError::Syntax(e.to_string()))?;
+    let mut doc = parse(text)?;
     let table = camera_table(&mut doc, camera)?;
     let aot = |items: Vec<Table>| {
         let mut a = ArrayOfTables::new();
@@ -140,7 +144,7 @@ pub fn set_geometry(text: &str, camera: &str, g: &Geometry) -> Result<String, Ed
 
 /// `text` with a new camera; checked.
 pub fn add_camera(text: &str, id: &str, url: &str, name: Option<&str>) -> Result<String, EditError> {
-    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| EditError::Syntax(e.to_string()))?;
+    let mut doc = parse(text)?;
     if camera_table(&mut doc, id).is_ok() {
         return Err(EditError::Exists(id.to_string()));
     }
@@ -166,7 +170,7 @@ pub fn add_camera(text: &str, id: &str, url: &str, name: Option<&str>) -> Result
 
 /// `text` with camera `id`'s URL replaced; checked.
 pub fn set_camera_url(text: &str, id: &str, url: &str) -> Result<String, EditError> {
-    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| EditError::Syntax(e.to_string()))?;
+    let mut doc = parse(text)?;
     camera_table(&mut doc, id)?["url"] = value(url);
     let out = doc.to_string();
     check(&out)?;

@@ -14,7 +14,6 @@ pub mod ring;
 pub mod store;
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -22,7 +21,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use edge_config::{ClipKeep, Clips as ClipSettings, Site};
-use sha2::Digest;
 
 use crate::outbox::{Kind, Message, OutboxHandle};
 use crate::payload::{self, Clip, Grid, CLIP_SCHEMA};
@@ -97,6 +95,8 @@ struct Shared {
     waiting: AtomicU64,
     /// Bytes and count of the store at the last sweep (measuring on every report would walk the disk).
     usage: Mutex<(u64, usize)>,
+    storage: Option<Arc<Storage>>,
+    outbox_max_bytes: u64,
 }
 
 /// The clips of every camera; cheap to clone.
@@ -112,7 +112,10 @@ pub struct Outputs {
     pub topics: Topics,
     pub site: Site,
     pub feed: Option<Feed>,
+    /// The state disk's floor: below it no clip is kept or sent.
     pub storage: Option<Arc<Storage>>,
+    /// `storage.outbox_max_bytes`: a clip the platform asks for must leave room for the events.
+    pub outbox_max_bytes: u64,
 }
 
 /// A pending clip.
@@ -140,6 +143,8 @@ impl ClipsHandle {
             counters: ClipCounters::default(),
             waiting: AtomicU64::new(0),
             usage: Mutex::new((0, 0)),
+            storage: out.storage.clone(),
+            outbox_max_bytes: out.outbox_max_bytes,
         });
         let (tx, rx) = mpsc::channel();
         let worker = Worker { shared: shared.clone(), out, pending: HashMap::new() };
@@ -219,18 +224,28 @@ impl ClipsHandle {
         }
     }
 
-    /// The `clip` command: the clip's file through the outbox in chunks on
-    /// `{prefix}/{site}/{camera}/clips/{id}/{n}`. Returns what the result reports.
+    /// The `clip` command: the clip's file through the outbox, as one batch of chunks on
+    /// `{prefix}/{site}/{camera}/clips/{id}/{n}`. Returns what the result reports. Refused while the state
+    /// disk is below its floor, and when the clip would take more than a quarter of the room left in the
+    /// outbox: a clip must never push undelivered events out.
     pub fn send(&self, id: &str, outbox: &OutboxHandle, topics: &Topics) -> Result<serde_json::Value, String> {
         let Some((path, clip)) = self.shared.store.find(id) else { return Err(format!("no clip {id:?} is kept (not recorded, not complete yet, or deleted)")) };
+        if self.shared.storage.as_ref().is_some_and(|s| s.refuses_snapshots()) {
+            return Err("the state disk is below its free-space floor: the clip is not queued (ask again when it has room)".into());
+        }
+        let room = self.shared.outbox_max_bytes.saturating_sub(outbox.outbox().stats().map(|s| s.bytes).unwrap_or(0));
+        if clip.bytes > room / 4 {
+            return Err(format!(
+                "the clip's {} bytes would take more than a quarter of the {room} bytes left in the outbox: not queued, so that no undelivered event is pushed out",
+                clip.bytes
+            ));
+        }
         let bytes = std::fs::read(&path).map_err(|e| format!("cannot read the clip: {e}"))?;
         let chunk = (self.shared.settings.chunk_kb as usize) << 10;
         let chunks = bytes.len().div_ceil(chunk);
-        for (n, part) in bytes.chunks(chunk).enumerate() {
-            outbox
-                .append(Message::new(Kind::Clip, topics.clip_chunk(&clip.camera, id, n), part.to_vec()))
-                .map_err(|r| format!("chunk {n} of {chunks} not queued: {}", r.reason))?;
-        }
+        let messages: Vec<Message> = bytes.chunks(chunk).enumerate().map(|(n, part)| Message::new(Kind::Clip, topics.clip_chunk(&clip.camera, id, n), part.to_vec())).collect();
+        // One batch: every chunk is queued, or none.
+        outbox.append_batch(messages).map_err(|r| format!("the clip's chunks were not queued: {}", r.reason))?;
         tracing::info!(clip = id, chunks, bytes = bytes.len(), "clip queued for the platform");
         Ok(serde_json::json!({
             "topic": format!("{}/{id}", topics.clips(&clip.camera)),
@@ -357,7 +372,7 @@ impl Worker {
     fn cut(&mut self, id: &str, p: &Pending, ring: &ClipRing) {
         let c = &self.shared.counters;
         let to = p.to.unwrap_or(p.from);
-        if self.out.storage.as_ref().is_some_and(|s| s.refuses_snapshots()) {
+        if self.shared.storage.as_ref().is_some_and(|s| s.refuses_snapshots()) {
             c.refused_total.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(camera = %p.camera, clip = id, "clip not kept: the disk is below its free-space floor");
             return;
@@ -377,7 +392,9 @@ impl Worker {
             let joined = cut::join(&paths, codec, &partial);
             let _ = std::fs::remove_file(partial.with_extension("moov"));
             joined?;
-            let (bytes, sha256) = hash(&partial).map_err(|e| format!("cannot read the cut clip: {e}"))?;
+            let read = |e: std::io::Error| format!("cannot read the cut clip: {e}");
+            let bytes = std::fs::metadata(&partial).map_err(read)?.len();
+            let sha256 = models::manifest::sha256_file(&partial).map_err(read)?;
             let clip = Clip {
                 schema: CLIP_SCHEMA.into(),
                 id: id.to_string(),
@@ -440,21 +457,4 @@ impl Worker {
         }
         *self.shared.usage.lock().unwrap_or_else(|e| e.into_inner()) = store.usage();
     }
-}
-
-/// Size and SHA-256 (hex) of a file.
-fn hash(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((total, hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()))
 }

@@ -50,11 +50,7 @@ impl ClipStore {
     }
 
     fn days(&self) -> Vec<(NaiveDate, PathBuf)> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
-        let mut days: Vec<(NaiveDate, PathBuf)> =
-            entries.flatten().filter_map(|e| NaiveDate::parse_from_str(&e.file_name().to_string_lossy(), "%Y-%m-%d").ok().map(|d| (d, e.path()))).collect();
-        days.sort();
-        days
+        crate::files::day_folders(&self.dir)
     }
 
     /// A complete clip: its file and record.

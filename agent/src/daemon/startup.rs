@@ -112,7 +112,14 @@ pub fn start_clips(config: &Config, outbox: &OutboxHandle, topics: &crate::topic
     if !config.clips.enabled {
         return None;
     }
-    let out = crate::clips::Outputs { outbox: outbox.clone(), topics: topics.clone(), site: config.site.clone(), feed: local.feed.clone(), storage: local.storage.clone() };
+    let out = crate::clips::Outputs {
+        outbox: outbox.clone(),
+        topics: topics.clone(),
+        site: config.site.clone(),
+        feed: local.feed.clone(),
+        storage: local.storage.clone(),
+        outbox_max_bytes: config.storage.outbox_max_bytes,
+    };
     match crate::clips::ClipsHandle::start(config.clips.clone(), &config.storage.state_dir, out) {
         Ok(clips) => Some(clips),
         Err(e) => {

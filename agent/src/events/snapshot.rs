@@ -109,9 +109,14 @@ pub fn frame_jpeg(frame: &BgrView<'_>, max_width: u32, max_bytes: usize) -> Opti
     let (w, h) = (frame.width(), frame.height());
     let scale = (max_width as f32 / w.max(1) as f32).min(1.0);
     let (sw, sh) = (((w as f32 * scale) as u32).max(1), ((h as f32 * scale) as u32).max(1));
-    let image = resize_bilinear(frame, sw, sh);
-    let whole = BBox::new(0.0, 0.0, sw as f32, sh as f32);
-    let candidate = Candidate { quality: 0.0, image, object_box: whole, frame_region: BBox::new(0.0, 0.0, w as f32, h as f32), taken_at: chrono::Utc::now() };
+    image_jpeg(resize_bilinear(frame, sw, sh), max_bytes)
+}
+
+/// A picture as it is, as a JPEG of at most `max_bytes` (the live view draws on it first).
+pub fn image_jpeg(image: BgrImage, max_bytes: usize) -> Option<Vec<u8>> {
+    let (w, h) = (image.width() as f32, image.height() as f32);
+    let whole = BBox::new(0.0, 0.0, w, h);
+    let candidate = Candidate { quality: 0.0, image, object_box: whole, frame_region: whole, taken_at: chrono::Utc::now() };
     encode(&candidate, max_bytes).map(|e| e.jpeg)
 }
 

@@ -165,27 +165,14 @@ pub(super) async fn set_geometry(State(s): State<WebState>, SignedIn(session): S
     };
     let mut record = AuditRecord::new(AuditAction::ConfigChanged, chrono::Utc::now());
     record.camera = Some(id.clone());
+    let names = |ids: Vec<&str>| if ids.is_empty() { "-".to_string() } else { ids.join(",") };
     record.detail = Some(format!(
         "geometry: lines {}, zones {}, masks {}",
-        g.lines.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(",").if_empty("-"),
-        g.zones.iter().map(|z| z.id.as_str()).collect::<Vec<_>>().join(",").if_empty("-"),
+        names(g.lines.iter().map(|l| l.id.as_str()).collect()),
+        names(g.zones.iter().map(|z| z.id.as_str()).collect()),
         g.masks.len()
     ));
     save(&s, &access, &session, record, new).await
-}
-
-trait IfEmpty {
-    fn if_empty(self, other: &str) -> String;
-}
-
-impl IfEmpty for String {
-    fn if_empty(self, other: &str) -> String {
-        if self.is_empty() {
-            other.to_string()
-        } else {
-            self
-        }
-    }
 }
 
 #[derive(Deserialize)]
