@@ -12,6 +12,7 @@ pub mod eventlog;
 pub mod events;
 pub mod files;
 pub mod frame_loop;
+pub mod gat1400;
 pub mod health;
 pub mod history;
 pub mod inference;

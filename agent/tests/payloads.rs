@@ -176,6 +176,7 @@ fn status_payload_matches_the_golden_file() {
                 at: "2026-11-28T07:59:40.000Z".into(),
             }),
         }),
+        gat1400: Some("registered"),
     };
     let value = serde_json::to_value(&status).unwrap();
     assert_valid("status.v1.json", &value);
@@ -256,6 +257,20 @@ fn stats_payload_matches_the_golden_file() {
                     ring_fragments: 0,
                 },
             ],
+        }),
+        gat1400: Some(edge_agent::gat1400::Gat1400Report {
+            state: "registered",
+            problem: None,
+            waiting: 2,
+            oldest_age_s: Some(1.25),
+            queued_total: 131,
+            accepted_total: 128,
+            refused_total: 1,
+            evicted_total: 0,
+            not_queued_total: 0,
+            registrations_total: 2,
+            clock_offset_s: Some(-1),
+            last_refusal: Some("330102000011900000010220261128075912345020678: StatusCode 8: PlateColor \"7\" is not a plate colour code".into()),
         }),
     };
     let value = serde_json::to_value(&stats).unwrap();

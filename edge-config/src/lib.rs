@@ -18,7 +18,7 @@ use std::path::PathBuf;
 pub use load::{expand_credentials, load_file, parse_str, CREDENTIALS_PREFIX};
 pub use secret::{CameraUrl, Secret};
 pub use settings::*;
-pub use validate::{check_camera_id, check_topic_level, validate, ALERT_KINDS, RULE_LEVELS};
+pub use validate::{check_camera_id, check_topic_level, is_gat1400_id, validate, ALERT_KINDS, RULE_LEVELS};
 
 /// One problem in a configuration, with the path of the value at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::settings::{Camera, Clips, Config, Control, Events, Health, Metrics, Models, Mqtt, Notify, Reports, Rule, Site, Storage, Web};
+use crate::settings::{Camera, Clips, Config, Control, Events, Gat1400, Health, Metrics, Models, Mqtt, Notify, Reports, Rule, Site, Storage, Web};
 use crate::validate::validate_into;
 use crate::{ConfigError, Issue};
 
-const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metrics", "web", "rules", "control", "reports", "notify", "health", "clips", "cameras"];
+const SECTIONS: &[&str] = &["site", "mqtt", "models", "storage", "events", "metrics", "web", "rules", "control", "reports", "notify", "health", "clips", "gat1400", "cameras"];
 
 /// Reads, parses and validates a configuration file. Relative paths inside it are made relative to the
 /// file's directory.
@@ -57,6 +57,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
     let notify: Option<Vec<Option<Notify>>> = array_section(&table, "notify", &mut issues);
     let health: Option<Health> = optional_section(&table, "health", &mut issues);
     let clips: Option<Clips> = optional_section(&table, "clips", &mut issues);
+    let gat1400: Option<Option<Gat1400>> = optional_section(&table, "gat1400", &mut issues);
     let cameras: Option<Vec<Option<Camera>>> = array_section(&table, "cameras", &mut issues);
 
     // Check what did parse, even when something else did not, so one run shows everything.
@@ -75,6 +76,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         notify: notify.iter().flatten().flatten().cloned().collect(),
         health: health.clone().unwrap_or_default(),
         clips: clips.clone().unwrap_or_default(),
+        gat1400: gat1400.clone().flatten(),
         cameras: camera_list,
     };
     let mut semantic = Vec::new();
@@ -100,7 +102,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
         issues.push(issue);
     }
 
-    let complete = rules.is_some() && notify.is_some() && health.is_some() && clips.is_some();
+    let complete = rules.is_some() && notify.is_some() && health.is_some() && clips.is_some() && gat1400.is_some();
     match (issues.is_empty() && complete, site, mqtt, models, storage, events, metrics, web, control, reports) {
         (true, Some(site), Some(mqtt), Some(models), Some(storage), Some(events), Some(metrics), Some(web), Some(control), Some(reports)) => Ok(Config {
             site,
@@ -116,6 +118,7 @@ pub fn parse_str(text: &str) -> Result<Config, Vec<Issue>> {
             notify: partial.notify,
             health: partial.health,
             clips: partial.clips,
+            gat1400: partial.gat1400,
             cameras: partial.cameras,
         }),
         _ => Err(issues),

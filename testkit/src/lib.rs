@@ -9,6 +9,8 @@
 pub mod broker;
 #[cfg(feature = "media")]
 pub mod clips;
+#[cfg(feature = "gat1400")]
+pub mod gat1400;
 #[cfg(feature = "rtsp")]
 pub mod rtsp;
 #[cfg(feature = "schemas")]

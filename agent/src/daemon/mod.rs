@@ -50,7 +50,7 @@ use crate::systemd::Notifier;
 use crate::topics::Topics;
 use crate::web;
 use signals::{Signal, Signals};
-use startup::{local_record, open_outbox, start_clips, start_endpoints, start_mqtt, start_reports};
+use startup::{local_record, open_outbox, start_clips, start_endpoints, start_gat1400, start_mqtt, start_reports};
 use topology::{CameraDeps, Fleet};
 
 /// Time each shutdown step (and a camera stopped on reload) may take before the daemon moves on and says
@@ -189,6 +189,8 @@ struct Agent {
     reloads: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<bool>>,
     /// The work-group notification channels: stopped after the cameras.
     channels: Option<crate::notify::Notifier>,
+    /// The GA/T 1400 uplink: stopped after the cameras.
+    gat1400: Option<crate::gat1400::Uplink>,
     fleet: Fleet,
     detector: Detector,
     outbox_writer: OutboxWriter,
@@ -220,11 +222,14 @@ impl Agent {
         // The persisted policy applies before any broker connection.
         let (mut policy, inbound) = policy::PolicyLink::load(config);
         let (effective, provenance) = policy.effective();
-        let mqtt = start_mqtt(config, &cameras, &outbox, &storage, &mqtt_cancel, inbound)?;
+        let cameras_cancel = CancellationToken::new();
+        let gat1400 = start_gat1400(config, &cameras_cancel);
+        let mqtt = start_mqtt(config, &cameras, &outbox, &storage, &mqtt_cancel, inbound, gat1400.as_ref().map(|(_, h)| h.clone()))?;
         let link = mqtt.as_ref().map(|(link, _)| link.clone());
         policy.attach(link.clone());
         let (mut local, audit) = local_record(config, storage.clone()).await;
-        let cameras_cancel = CancellationToken::new();
+        local.gat1400 = gat1400.as_ref().map(|(_, h)| h.clone());
+        let gat1400 = gat1400.map(|(uplink, _)| uplink);
         let channels = start_notifications(config, &local, &cameras_cancel);
         local.notify = channels.as_ref().map(|(_, handle)| handle.clone());
         local.clips = start_clips(config, &outbox, &Topics::new(config.topic_prefix(), &config.site), &local);
@@ -270,6 +275,7 @@ impl Agent {
             web_guard: config.web.enabled.then(|| Arc::new(web::guard::Guard::new())),
             notify: local.notify.clone(),
             clips: local.clips.clone(),
+            gat1400: local.gat1400.clone(),
         };
         let http_cancel = CancellationToken::new();
         let disposer = local.feed.clone().map(|feed| {
@@ -293,6 +299,7 @@ impl Agent {
             notifier,
             reloads,
             channels,
+            gat1400,
             fleet,
             detector,
             outbox_writer,
@@ -389,6 +396,7 @@ impl Agent {
             notifier,
             reloads: _,
             channels,
+            gat1400,
             mut fleet,
             detector,
             outbox_writer,
@@ -417,6 +425,10 @@ impl Agent {
         if let Some(channels) = channels {
             let within = left(Duration::from_secs(3));
             let _ = tokio::task::spawn_blocking(move || channels.stop(within)).await;
+        }
+        if let Some(uplink) = gat1400 {
+            let within = left(Duration::from_secs(3));
+            let _ = tokio::task::spawn_blocking(move || uplink.stop(within)).await;
         }
         if stuck.is_empty() {
             tracing::info!("stopping detector");

@@ -20,7 +20,14 @@ use crate::storage::{Reclaimable, Storage};
 use crate::systemd::Notifier;
 
 /// The status payload builder handed to the MQTT task.
-pub fn status_builder(config: &Config, agent: AgentInfo, records: CameraList, storage: Arc<Storage>, outbox: OutboxHandle) -> StatusFn {
+pub fn status_builder(
+    config: &Config,
+    agent: AgentInfo,
+    records: CameraList,
+    storage: Arc<Storage>,
+    outbox: OutboxHandle,
+    gat1400: Option<crate::gat1400::Gat1400Handle>,
+) -> StatusFn {
     let site = config.site.path();
     let grid = Grid::from(&config.site);
     let name = config.site.name.clone();
@@ -41,6 +48,7 @@ pub fn status_builder(config: &Config, agent: AgentInfo, records: CameraList, st
             cameras,
             storage: live.then(|| payload::StorageStatus::from(&storage.report())),
             dead_letters: live.then(|| payload::DeadLetters::of(outbox.outbox())).flatten(),
+            gat1400: gat1400.as_ref().filter(|_| live).map(|g| g.state().as_str()),
         };
         serde_json::to_vec(&status).unwrap_or_default()
     })
@@ -58,6 +66,7 @@ pub async fn publish_stats(
     started: Instant,
     notify: Option<crate::notify::NotifyHandle>,
     clips: Option<crate::clips::ClipsHandle>,
+    gat1400: Option<crate::gat1400::Gat1400Handle>,
 ) {
     let mut previous: HashMap<String, CounterSnapshot> = HashMap::new();
     let mut last_tick = Instant::now();
@@ -116,6 +125,7 @@ pub async fn publish_stats(
             storage: Some(payload::StorageStats::from(&*storage)),
             notify: notify.as_ref().map(crate::notify::NotifyHandle::report),
             clips: clips.as_ref().map(crate::clips::ClipsHandle::report),
+            gat1400: gat1400.as_ref().map(crate::gat1400::Gat1400Handle::report),
         };
         previous = now;
         if let Ok(bytes) = serde_json::to_vec(&stats) {

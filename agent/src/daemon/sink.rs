@@ -63,6 +63,8 @@ pub struct LocalRecord {
     pub notify: Option<crate::notify::NotifyHandle>,
     /// Event clips, when on.
     pub clips: Option<crate::clips::ClipsHandle>,
+    /// The GA/T 1400 uplink, when configured: each passing's `end` becomes a record in its queue.
+    pub gat1400: Option<crate::gat1400::Gat1400Handle>,
 }
 
 /// One camera's sink.
@@ -123,10 +125,14 @@ impl<Q: Queue> EventSink<Q> {
             tracing::debug!(camera = %self.camera, event = %out.event.id, "snapshot not kept: the disk is below its free-space floor");
             out.snapshot = None;
             out.event.snapshot = None;
+            out.extras = crate::events::Extras::default();
         }
         let e = &out.event;
         self.record.flow.on_event(e);
         self.note_clip(e);
+        if let (Some(gat), Phase::End) = (&self.local.gat1400, e.phase) {
+            gat.offer(e, out.snapshot.as_deref(), &out.extras);
+        }
         // The snapshot goes first so it is delivered before the event that references it.
         if let (Some(jpeg), Some(info)) = (out.snapshot, &e.snapshot) {
             let index = self.push(Kind::Snapshot, self.topics.snapshot(&self.camera, &e.id), jpeg.clone());

@@ -47,13 +47,19 @@ pub fn start_mqtt(
     storage: &Arc<Storage>,
     cancel: &CancellationToken,
     inbound: Option<mqtt::Inbound>,
+    gat1400: Option<crate::gat1400::Gat1400Handle>,
 ) -> anyhow::Result<Option<(MqttLink, JoinHandle<()>)>> {
     let Some(settings) = &config.mqtt else {
         tracing::warn!("no [mqtt] section in the config: running standalone, events are kept in the outbox and the local event log");
         return Ok(None);
     };
-    let status = reports::status_builder(config, AgentInfo::current(chrono::Utc::now()), cameras.clone(), storage.clone(), outbox.clone());
-    Ok(Some(mqtt::start(settings, &config.site, status, Some(outbox.clone()), cancel.clone(), Duration::from_secs(5), inbound)?))
+    let status = reports::status_builder(config, AgentInfo::current(chrono::Utc::now()), cameras.clone(), storage.clone(), outbox.clone(), gat1400.clone());
+    let started = mqtt::start(settings, &config.site, status, Some(outbox.clone()), cancel.clone(), Duration::from_secs(5), inbound)?;
+    if let Some(gat) = &gat1400 {
+        let link = started.0.clone();
+        gat.on_change(move || link.status_changed());
+    }
+    Ok(Some(started))
 }
 
 /// The local logs, snapshot store and duty desk feed (refilled from the logs), the storage verdict over
@@ -71,6 +77,7 @@ pub async fn local_record(config: &Config, disk: Arc<Storage>) -> (LocalRecord, 
         feed: config.web.enabled.then(Feed::new),
         notify: None,
         clips: None,
+        gat1400: None,
     };
     let audit = Arc::new(AuditLog::open(&storage.state_dir));
     if let Some(feed) = &local.feed {
@@ -103,6 +110,18 @@ async fn open_history(state_dir: &std::path::Path, log: Arc<EventLog>) -> Option
             None
         }
         Err(_) => None,
+    }
+}
+
+/// The GA/T 1400 uplink, when configured; one that cannot start (its queue cannot be opened, its password
+/// cannot be read) is logged and the agent runs on without it.
+pub fn start_gat1400(config: &Config, cancel: &CancellationToken) -> Option<(crate::gat1400::Uplink, crate::gat1400::Gat1400Handle)> {
+    match crate::gat1400::Uplink::start(config.gat1400.as_ref(), config.storage.state_dir.clone(), cancel) {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "GA/T 1400 uplink unavailable: the agent runs without it");
+            None
+        }
     }
 }
 
@@ -161,6 +180,7 @@ pub fn start_reports(
                 started,
                 local.notify.clone(),
                 local.clips.clone(),
+                local.gat1400.clone(),
             )));
         }
     }

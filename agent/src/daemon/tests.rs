@@ -135,6 +135,7 @@ fn harness(script: Script, rules: &[Rule], queue: MemoryQueue) -> Harness {
         storage: None,
         notify: None,
         clips: None,
+        gat1400: None,
     };
     let record = Arc::new(CameraRecord::new("gate", 5.0, CameraState::Online));
     // The scripted detector answers every frame: no gating.

@@ -154,7 +154,15 @@ impl Fleet {
     fn worker(&self, camera: &Camera, events: &edge_config::Events, record: Arc<CameraRecord>) -> CameraWorker {
         let deps = &self.deps;
         let origin = Origin { site: deps.site.clone(), camera: camera.id.clone() };
-        let builder = EventBuilder::new(origin.clone(), BuilderSettings::from_config(events, camera.detect_fps), &camera.lines, &camera.zones);
+        let mut settings = BuilderSettings::from_config(events, camera.detect_fps);
+        // The GA/T 1400 uplink's records carry the whole frame and the plate besides the snapshot.
+        if let Some(gat) = &deps.local.gat1400 {
+            if let Some((width, max_bytes)) = gat.scene_width() {
+                (settings.snapshot.scene_width, settings.snapshot.scene_max_bytes) = (width, max_bytes);
+            }
+            settings.snapshot.plate_crop = gat.plate_crops();
+        }
+        let builder = EventBuilder::new(origin.clone(), settings, &camera.lines, &camera.zones);
         let plates = if deps.plates_loaded { camera.plates } else { PlateMode::Off };
         let search = PlateSearch::new(plates, deps.plate_settle_reads, deps.plate_min_vehicle_width as f32);
         let detections = deps.link.clone().zip(deps.detections_interval).map(|(link, interval)| DetectionsOut::new(link, interval, deps.site.path()));

@@ -10,7 +10,7 @@ use models::{BBox, BgrView, Detection, ObjectClass};
 
 use super::geometry::{Direction, LineGeom, LineState, ZoneGeom};
 use super::identity;
-use super::object::{Crossing, EventOut, FrameSize, ObjectEvent, Phase, SnapshotInfo, ZoneVisit};
+use super::object::{Crossing, EventOut, Extras, FrameSize, ObjectEvent, Phase, Picture, SnapshotInfo, ZoneVisit};
 use super::plate_search::PlateSchedule;
 use super::snapshot::{self, Candidate, SnapshotSettings};
 use super::voting::PlateVotes;
@@ -167,14 +167,15 @@ impl Active {
     /// Keeps the picture of detection `d` in `view` if it is the best so far (size, score, sharpness, and
     /// how well its plate read).
     pub fn consider_picture(&mut self, view: &BgrView<'_>, d: &Detection, reads: &[&PlateRead], settings: &SnapshotSettings, at: DateTime<Utc>) {
-        let plate_conf = reads.iter().map(|p| p.confidence).fold(None, |m: Option<f32>, c| Some(m.map_or(c, |m| m.max(c))));
+        let best = reads.iter().max_by(|a, b| a.confidence.total_cmp(&b.confidence));
+        let plate_conf = best.map(|p| p.confidence);
         let rough = snapshot::quality(&d.bbox, d.score, 400.0, plate_conf);
         // Sharpness only matters when the candidate could win on it.
         if self.snapshot.as_ref().is_none_or(|c| rough > c.quality) {
             let sharp = view.crop(d.bbox).map_or(0.0, |c| snapshot::sharpness(&c));
             let q = snapshot::quality(&d.bbox, d.score, sharp, plate_conf);
             if self.snapshot.as_ref().is_none_or(|c| q > c.quality) {
-                self.snapshot = snapshot::capture(view, &d.bbox, settings, at, q).or(self.snapshot.take());
+                self.snapshot = snapshot::capture(view, &d.bbox, best.copied(), settings, at, q).or(self.snapshot.take());
             }
         }
     }
@@ -269,6 +270,10 @@ impl Emitter<'_> {
             (Phase::End, Some(candidate)) => snapshot::encode(candidate, self.settings.snapshot.max_bytes).map(|e| (candidate, e)),
             _ => None,
         };
+        let extras = match (phase, &a.snapshot) {
+            (Phase::End, Some(candidate)) => extras(candidate, &self.settings.snapshot),
+            _ => Extras::default(),
+        };
         let (snapshot, jpeg) = match encoded {
             Some((candidate, e)) => (
                 Some(SnapshotInfo {
@@ -305,6 +310,18 @@ impl Emitter<'_> {
             from_plate: a.from_plate,
             merged_into: a.merged_into.clone(),
         };
-        EventOut { event, snapshot: jpeg }
+        EventOut { event, snapshot: jpeg, extras }
     }
 }
+
+/// The scene and plate pictures of `candidate`, encoded.
+fn extras(candidate: &Candidate, settings: &SnapshotSettings) -> Extras {
+    let picture = |e: snapshot::Encoded| Picture { jpeg: e.jpeg, width: e.width, height: e.height, object_box: e.object_box };
+    let scene = candidate.scene.as_ref().and_then(|(image, object_box)| snapshot::encode_image(image, *object_box, settings.scene_max_bytes)).map(picture);
+    let plate =
+        candidate.plate.as_ref().and_then(|image| snapshot::encode_image(image, BBox::new(0.0, 0.0, image.width() as f32, image.height() as f32), PLATE_MAX_BYTES)).map(picture);
+    Extras { scene, plate }
+}
+
+/// Largest JPEG of a plate crop.
+const PLATE_MAX_BYTES: usize = 64 << 10;

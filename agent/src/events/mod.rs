@@ -33,7 +33,7 @@ use crate::tracking::{Observation, TrackEvent, Tracker, TrackerSettings};
 use active::{Active, Emitter};
 use geometry::{LineGeom, ZoneGeom};
 use identity::Chains;
-pub use object::{Crossing, EventOut, FrameSize, ObjectEvent, Phase, SnapshotInfo, ZoneVisit};
+pub use object::{Crossing, EventOut, Extras, FrameSize, ObjectEvent, Phase, Picture, SnapshotInfo, ZoneVisit};
 use plate_search::{Followed, PlateTargets};
 use snapshot::SnapshotSettings;
 
@@ -64,7 +64,14 @@ impl BuilderSettings {
                 ..TrackerSettings::default()
             },
             update_interval_s: events.update_interval_ms as f64 / 1000.0,
-            snapshot: SnapshotSettings { max_width: events.snapshot_max_width, max_bytes: events.snapshot_max_bytes, context: events.snapshot_context },
+            snapshot: SnapshotSettings {
+                max_width: events.snapshot_max_width,
+                max_bytes: events.snapshot_max_bytes,
+                context: events.snapshot_context,
+                scene_width: 0,
+                scene_max_bytes: 0,
+                plate_crop: false,
+            },
             snapshots: true,
             plate_memory_s: events.plate_memory_secs,
         }

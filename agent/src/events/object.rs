@@ -111,9 +111,28 @@ impl ObjectEvent {
     }
 }
 
+/// A JPEG picture and its size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picture {
+    pub jpeg: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    /// The object inside the picture.
+    pub object_box: BBox,
+}
+
+/// Pictures of an `end` besides its snapshot, when the settings ask for them (the GA/T 1400 uplink): the
+/// whole frame, and the plate at full resolution. They travel only to that uplink.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    pub scene: Option<Picture>,
+    pub plate: Option<Picture>,
+}
+
 /// An event, with the snapshot's JPEG bytes when the event carries one.
 #[derive(Debug, Clone)]
 pub struct EventOut {
     pub event: ObjectEvent,
     pub snapshot: Option<Vec<u8>>,
+    pub extras: Extras,
 }

@@ -9,6 +9,7 @@
 use image::codecs::jpeg::JpegEncoder;
 use image::ExtendedColorType;
 use models::image::{resize_bilinear, BgrImage, BgrView};
+use models::plates::PlateRead;
 use models::BBox;
 use sha2::{Digest, Sha256};
 
@@ -19,6 +20,13 @@ pub struct SnapshotSettings {
     pub max_bytes: usize,
     /// Context around the object, as a fraction of its size on each side.
     pub context: f32,
+    /// Besides the snapshot, the whole frame scaled to this width (0: none), for an uplink that asks for
+    /// scene pictures (GA/T 1400).
+    pub scene_width: u32,
+    /// Largest JPEG of the scene picture, bytes.
+    pub scene_max_bytes: usize,
+    /// Besides the snapshot, the best read plate cut from the frame at full resolution.
+    pub plate_crop: bool,
 }
 
 /// The best observation so far.
@@ -31,6 +39,10 @@ pub struct Candidate {
     /// The part of the frame `image` shows, in frame pixels.
     pub frame_region: BBox,
     pub taken_at: chrono::DateTime<chrono::Utc>,
+    /// The whole frame and the object's box in it, when `scene_width` asks for it.
+    pub scene: Option<(BgrImage, BBox)>,
+    /// The plate read in this frame, when `plate_crop` asks for it.
+    pub plate: Option<BgrImage>,
 }
 
 /// Sharpness: variance of the Laplacian of the grey image, on at most 96 rows.
@@ -75,8 +87,16 @@ pub fn quality(bbox: &BBox, score: f32, sharp: f64, plate_confidence: Option<f32
     }
 }
 
-/// Copies `bbox` plus context out of the frame, scaled down to `max_width`.
-pub fn capture(frame: &BgrView<'_>, bbox: &BBox, settings: &SnapshotSettings, taken_at: chrono::DateTime<chrono::Utc>, quality: f64) -> Option<Candidate> {
+/// Copies `bbox` plus context out of the frame, scaled down to `max_width`; with the settings' extras,
+/// also the whole frame and the plate read in this frame.
+pub fn capture(
+    frame: &BgrView<'_>,
+    bbox: &BBox,
+    plate: Option<&PlateRead>,
+    settings: &SnapshotSettings,
+    taken_at: chrono::DateTime<chrono::Utc>,
+    quality: f64,
+) -> Option<Candidate> {
     let region = bbox.expand(settings.context).clamp(frame.width() as f32, frame.height() as f32);
     let crop = frame.crop(region)?;
     let region = BBox::new(region.x1.floor(), region.y1.floor(), region.x1.floor() + crop.width() as f32, region.y1.floor() + crop.height() as f32);
@@ -90,7 +110,34 @@ pub fn capture(frame: &BgrView<'_>, bbox: &BBox, settings: &SnapshotSettings, ta
     };
     let object_box = BBox::new((bbox.x1 - region.x1) * scale, (bbox.y1 - region.y1) * scale, (bbox.x2 - region.x1) * scale, (bbox.y2 - region.y1) * scale)
         .clamp(image.width() as f32, image.height() as f32);
-    Some(Candidate { quality, image, object_box, frame_region: region, taken_at })
+    let scene = (settings.scene_width > 0).then(|| scene(frame, bbox, settings.scene_width));
+    let plate = plate.filter(|_| settings.plate_crop).and_then(|p| plate_crop(frame, p));
+    Some(Candidate { quality, image, object_box, frame_region: region, taken_at, scene, plate })
+}
+
+/// The whole frame at `width` (or its own, when smaller) and `bbox` in it.
+fn scene(frame: &BgrView<'_>, bbox: &BBox, width: u32) -> (BgrImage, BBox) {
+    let scale = (width as f32 / frame.width().max(1) as f32).min(1.0);
+    let (w, h) = (((frame.width() as f32 * scale).round() as u32).max(1), ((frame.height() as f32 * scale).round() as u32).max(1));
+    let image = if scale < 1.0 { resize_bilinear(frame, w, h) } else { frame.to_owned() };
+    let b = BBox::new(bbox.x1 * scale, bbox.y1 * scale, bbox.x2 * scale, bbox.y2 * scale).clamp(w as f32, h as f32);
+    (image, b)
+}
+
+/// Largest plate picture kept, pixels across (a plate read at 1080p is 100–300 pixels wide).
+const PLATE_CROP_MAX_WIDTH: f32 = 480.0;
+
+/// The plate read at `plate` (its corners), made upright by its perspective at its own resolution (at most
+/// [`PLATE_CROP_MAX_WIDTH`] across), with a margin of a twentieth of its size: the plate picture a GA/T
+/// 1400 platform shows beside the vehicle. A plate is 440 mm across and 140 mm (one row) or 220 mm (two
+/// rows) high.
+fn plate_crop(frame: &BgrView<'_>, plate: &PlateRead) -> Option<BgrImage> {
+    let [tl, tr, br, bl] = plate.corners;
+    let len = |a: (f32, f32), b: (f32, f32)| ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt();
+    let width = len(tl, tr).max(len(bl, br)).clamp(32.0, PLATE_CROP_MAX_WIDTH);
+    let height = width * if plate.rows.count() == 2 { 220.0 / 440.0 } else { 140.0 / 440.0 };
+    let corners = models::plates::rectify::expand_quad(&plate.corners, 0.05, 0.05);
+    models::plates::rectify::warp_quad(frame, &corners, (width * 1.1).round() as u32, (height * 1.1).round() as u32)
 }
 
 /// A finished snapshot.
@@ -114,16 +161,20 @@ pub fn frame_jpeg(frame: &BgrView<'_>, max_width: u32, max_bytes: usize) -> Opti
 
 /// A picture as it is, as a JPEG of at most `max_bytes` (the live view draws on it first).
 pub fn image_jpeg(image: BgrImage, max_bytes: usize) -> Option<Vec<u8>> {
-    let (w, h) = (image.width() as f32, image.height() as f32);
-    let whole = BBox::new(0.0, 0.0, w, h);
-    let candidate = Candidate { quality: 0.0, image, object_box: whole, frame_region: whole, taken_at: chrono::Utc::now() };
-    encode(&candidate, max_bytes).map(|e| e.jpeg)
+    let whole = BBox::new(0.0, 0.0, image.width() as f32, image.height() as f32);
+    encode_image(&image, whole, max_bytes).map(|e| e.jpeg)
 }
 
 /// Encodes the candidate as JPEG, lowering quality and then size until it fits `max_bytes`.
 pub fn encode(candidate: &Candidate, max_bytes: usize) -> Option<Encoded> {
-    let mut image = candidate.image.clone();
-    let mut object_box = candidate.object_box;
+    encode_image(&candidate.image, candidate.object_box, max_bytes)
+}
+
+/// Encodes `image` (with `object_box` in it) as JPEG, lowering quality and then size until it fits
+/// `max_bytes`.
+pub fn encode_image(image: &BgrImage, object_box: BBox, max_bytes: usize) -> Option<Encoded> {
+    let mut image = image.clone();
+    let mut object_box = object_box;
     loop {
         let rgb: Vec<u8> = image.as_bytes().chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
         for q in [85u8, 75, 65, 50] {
@@ -177,8 +228,8 @@ mod tests {
     #[test]
     fn capture_keeps_context_and_scales_down() {
         let frame = noise(2000, 1000, 2);
-        let settings = SnapshotSettings { max_width: 400, max_bytes: 100_000, context: 0.25 };
-        let c = capture(&frame.view(), &BBox::new(800.0, 400.0, 1600.0, 800.0), &settings, chrono::Utc::now(), 1.0).unwrap();
+        let settings = SnapshotSettings { max_width: 400, max_bytes: 100_000, context: 0.25, scene_width: 0, scene_max_bytes: 0, plate_crop: false };
+        let c = capture(&frame.view(), &BBox::new(800.0, 400.0, 1600.0, 800.0), None, &settings, chrono::Utc::now(), 1.0).unwrap();
         assert_eq!(c.frame_region, BBox::new(600.0, 300.0, 1800.0, 900.0));
         assert_eq!(c.image.width(), 400);
         assert_eq!(c.image.height(), 200);
@@ -188,11 +239,42 @@ mod tests {
     #[test]
     fn encoding_respects_the_size_limit() {
         let frame = noise(640, 480, 3);
-        let settings = SnapshotSettings { max_width: 640, max_bytes: 20_000, context: 0.0 };
-        let c = capture(&frame.view(), &BBox::new(0.0, 0.0, 640.0, 480.0), &settings, chrono::Utc::now(), 1.0).unwrap();
+        let settings = SnapshotSettings { max_width: 640, max_bytes: 20_000, context: 0.0, scene_width: 0, scene_max_bytes: 0, plate_crop: false };
+        let c = capture(&frame.view(), &BBox::new(0.0, 0.0, 640.0, 480.0), None, &settings, chrono::Utc::now(), 1.0).unwrap();
         let e = encode(&c, 20_000).unwrap();
         assert!(e.jpeg.len() <= 20_000);
         assert!(e.width < 640, "noise does not compress: must have been scaled down");
         assert_eq!(&e.jpeg[..2], &[0xFF, 0xD8]);
+    }
+
+    #[test]
+    fn the_scene_and_the_plate_are_kept_beside_the_snapshot_when_asked_for() {
+        let frame = noise(1920, 1080, 3);
+        let settings = SnapshotSettings { max_width: 400, max_bytes: 100_000, context: 0.25, scene_width: 1280, scene_max_bytes: 400_000, plate_crop: true };
+        // A plate seen at a slant: 140 pixels across, its right side higher.
+        let plate = PlateRead {
+            text: "京PL3N67".into(),
+            confidence: 0.9,
+            char_confidences: vec![],
+            min_char_confidence: 0.9,
+            layout: "civil",
+            colour: models::plates::PlateColour::Blue,
+            rows: models::plates::PlateRows::Single,
+            corners: [(1000.0, 720.0), (1140.0, 700.0), (1140.0, 745.0), (1000.0, 765.0)],
+            bbox: BBox::new(1000.0, 700.0, 1140.0, 765.0),
+            detector_score: 0.9,
+            region: None,
+        };
+        let c = capture(&frame.view(), &BBox::new(800.0, 400.0, 1600.0, 800.0), Some(&plate), &settings, chrono::Utc::now(), 1.0).unwrap();
+        let (scene, b) = c.scene.as_ref().unwrap();
+        assert_eq!((scene.width(), scene.height()), (1280, 720));
+        assert!((b.x1 - 533.3).abs() < 1.0 && (b.x2 - 1066.7).abs() < 1.0, "{b:?}");
+        // The plate upright, as wide as it was seen, a plate's shape.
+        let p = c.plate.as_ref().unwrap();
+        assert_eq!((p.width(), p.height()), (156, 49));
+        // Without the extras, none.
+        let plain = SnapshotSettings { scene_width: 0, plate_crop: false, ..settings };
+        let c = capture(&frame.view(), &BBox::new(800.0, 400.0, 1600.0, 800.0), Some(&plate), &plain, chrono::Utc::now(), 1.0).unwrap();
+        assert!(c.scene.is_none() && c.plate.is_none());
     }
 }

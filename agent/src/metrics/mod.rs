@@ -48,6 +48,8 @@ pub struct Sources {
     /// The notification channels, when any is configured.
     pub notify: Option<crate::notify::NotifyHandle>,
     pub clips: Option<crate::clips::ClipsHandle>,
+    /// The GA/T 1400 uplink, when configured.
+    pub gat1400: Option<crate::gat1400::Gat1400Handle>,
 }
 
 /// Config reloads, for `/metrics`.

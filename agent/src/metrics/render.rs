@@ -251,7 +251,39 @@ pub fn render(sources: &Sources, outbox: &crate::outbox::OutboxStats) -> String 
     if let Some(clips) = &sources.clips {
         clip_metrics(&mut out, clips);
     }
+    if let Some(gat) = &sources.gat1400 {
+        gat1400_metrics(&mut out, gat);
+    }
     out
+}
+
+/// The GA/T 1400 uplink's state, records and queue, from the same report as the `stats` message.
+fn gat1400_metrics(out: &mut String, gat: &crate::gat1400::Gat1400Handle) {
+    let r = gat.report();
+    let mut f = Family::new(out, "edge_agent_gat1400_state", "gauge", "1 for the GA/T 1400 uplink's state (registering, registered, unauthorised, unreachable), 0 for the others.");
+    for state in crate::gat1400::LinkState::ALL {
+        f.sample("edge_agent_gat1400_state", &[("state", state.as_str())], f64::from(u8::from(state.as_str() == r.state)));
+    }
+    let mut f = Family::new(
+        out,
+        "edge_agent_gat1400_records_total",
+        "counter",
+        "GA/T 1400 records by what became of them: queued, accepted (StatusCode 0), refused (dead-lettered with the server's reason), evicted (queue bounds), not_queued.",
+    );
+    for (result, v) in [("queued", r.queued_total), ("accepted", r.accepted_total), ("refused", r.refused_total), ("evicted", r.evicted_total), ("not_queued", r.not_queued_total)]
+    {
+        f.sample("edge_agent_gat1400_records_total", &[("result", result)], v as f64);
+    }
+    let single = |out: &mut String, name: &str, kind: &str, help: &str, value: f64| Family::new(out, name, kind, help).sample(name, &[], value);
+    single(out, "edge_agent_gat1400_waiting", "gauge", "GA/T 1400 records waiting in their queue.", r.waiting as f64);
+    single(out, "edge_agent_gat1400_oldest_age_seconds", "gauge", "Age of the oldest GA/T 1400 record waiting (0 when none).", r.oldest_age_s.unwrap_or(0.0));
+    single(
+        out,
+        "edge_agent_gat1400_registrations_total",
+        "counter",
+        "Successful GA/T 1400 registrations (a re-registration after the server lost the device counts again).",
+        r.registrations_total as f64,
+    );
 }
 
 /// Clips kept and not, and each camera's recorder, from the same report as the `stats` message.

@@ -92,6 +92,10 @@ pub struct Status {
     /// Messages moved aside because they can never be delivered (absent in the last will).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letters: Option<DeadLetters>,
+    /// The GA/T 1400 uplink's state (`registering`, `registered`, `unauthorised`, `unreachable`), when one
+    /// is configured (absent in the last will).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gat1400: Option<&'static str>,
 }
 
 /// The state directory's disk, as the status and stats report it.
@@ -191,6 +195,9 @@ pub struct Stats {
     /// Event clips, when on: what was kept, refused and deleted, and each camera's recorder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clips: Option<crate::clips::ClipsReport>,
+    /// The GA/T 1400 uplink, when configured: its state, queue and records by result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gat1400: Option<crate::gat1400::Gat1400Report>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -9,6 +9,7 @@ mod camera;
 mod clips;
 mod control;
 mod events;
+mod gat1400;
 mod models;
 mod mqtt;
 mod notify;
@@ -24,6 +25,7 @@ pub use camera::{
 pub use clips::{ClipKeep, Clips};
 pub use control::{Control, Reports};
 pub use events::Events;
+pub use gat1400::{Gat1400, Gat1400Camera, Gat1400Image, GAT1400_DIRECTIONS};
 pub use models::{Detector, ExecutionProvider, Models, Plates};
 pub use mqtt::{Mqtt, MqttTls, DEFAULT_TOPIC_PREFIX};
 pub use notify::{Health, Notify, NotifyKind};
@@ -73,6 +75,10 @@ pub struct Config {
     /// Event clips: the pre-capture ring and the clips cut from it. *(restart)*
     #[serde(default)]
     pub clips: Clips,
+    /// A GA/T 1400 (视图库) uplink: pass records with pictures to the platform's own standard; none unless
+    /// configured. *(restart)*
+    #[serde(default)]
+    pub gat1400: Option<Gat1400>,
     /// The cameras this agent watches.
     #[serde(default)]
     pub cameras: Vec<Camera>,
@@ -125,7 +131,7 @@ impl Config {
     /// restart. Built from an exhaustive destructure, so a new section must be sorted into "reloadable" or
     /// "restart" here before the crate compiles.
     pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
-        let Config { site, mqtt, models, storage, events: _, metrics, web, rules: _, control, reports, notify, health, clips, cameras: _ } = self;
+        let Config { site, mqtt, models, storage, events: _, metrics, web, rules: _, control, reports, notify, health, clips, gat1400, cameras: _ } = self;
         let mut changed = Vec::new();
         for (name, differs) in [
             ("site", *site != new.site),
@@ -139,6 +145,7 @@ impl Config {
             ("notify", *notify != new.notify),
             ("health", *health != new.health),
             ("clips", *clips != new.clips),
+            ("gat1400", *gat1400 != new.gat1400),
         ] {
             if differs {
                 changed.push(name);

@@ -35,6 +35,9 @@ pub(crate) fn validate_into(config: &Config, issues: &mut Vec<Issue>) {
     validate_control(&config.control, issues);
     notify::validate_notify(config, issues);
     validate_clips(&config.clips, issues);
+    if let Some(g) = &config.gat1400 {
+        validate_gat1400(g, config, issues);
+    }
     let period = config.reports.counts_period_secs;
     if period == 0 || 86_400 % period != 0 {
         issues.push(Issue::new("reports.counts_period_secs", format!("{period}: must divide a day (3600 = hourly, 900 = quarter-hourly)")));
@@ -340,5 +343,74 @@ fn validate_clips(c: &crate::settings::Clips, issues: &mut Vec<Issue>) {
     }
     if c.max_mb < c.ring_max_mb.min(64) {
         issues.push(Issue::new("clips.max_mb", format!("{} MiB cannot hold a clip", c.max_mb)));
+    }
+}
+
+/// Whether `id` is a GA/T 1400 device or tollgate id: 20 digits.
+pub fn is_gat1400_id(id: &str) -> bool {
+    id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn validate_gat1400(g: &crate::settings::Gat1400, config: &Config, issues: &mut Vec<Issue>) {
+    use crate::settings::GAT1400_DIRECTIONS;
+    match url::Url::parse(&g.server) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            if u.password().is_some() || u.username() != "" || u.query().is_some() {
+                issues.push(Issue::new("gat1400.server", "put no credentials or query in the address: user and password have their own settings"));
+            }
+        }
+        _ => issues.push(Issue::new("gat1400.server", format!("{:?} is not an http:// or https:// address such as http://10.1.2.3:8080", g.server))),
+    }
+    let id_issue = |key: String, id: &str| Issue::new(key, format!("{id:?}: a GA/T 1400 id is 20 digits (area 8, industry 2, type 2, subtype 2, sequence 6)"));
+    if !is_gat1400_id(&g.device_id) {
+        issues.push(id_issue("gat1400.device_id".into(), &g.device_id));
+    }
+    if let Some(t) = g.tollgate_id.as_deref().filter(|t| !is_gat1400_id(t)) {
+        issues.push(id_issue("gat1400.tollgate_id".into(), t));
+    }
+    let passwords = [g.password.is_some(), g.password_file.is_some(), g.password_env.is_some()].iter().filter(|x| **x).count();
+    match passwords {
+        0 => issues.push(Issue::new("gat1400.password", "missing: the password the platform issued for this device; set password_file or password_env")),
+        1 => {}
+        _ => issues.push(Issue::new("gat1400.password", "set only one of password, password_file and password_env")),
+    }
+    let direction = |key: String, code: &str, issues: &mut Vec<Issue>| {
+        if !GAT1400_DIRECTIONS.contains(&code) {
+            issues.push(Issue::new(key, format!("{code:?}: a direction code is 1 to 9 (1 east→west … 9 other)")));
+        }
+    };
+    direction("gat1400.direction_in".into(), &g.direction_in, issues);
+    direction("gat1400.direction_out".into(), &g.direction_out, issues);
+    for (id, c) in &g.cameras {
+        if !config.cameras.iter().any(|k| &k.id == id) {
+            issues.push(Issue::new(format!("gat1400.cameras.{id}"), format!("{id:?} is not a configured camera")));
+        }
+        if let Some(d) = c.device_id.as_deref().filter(|d| !is_gat1400_id(d)) {
+            issues.push(id_issue(format!("gat1400.cameras.{id}.device_id"), d));
+        }
+        for (key, code) in [("direction_in", &c.direction_in), ("direction_out", &c.direction_out)] {
+            if let Some(code) = code {
+                direction(format!("gat1400.cameras.{id}.{key}"), code, issues);
+            }
+        }
+    }
+    if !g.vehicles && !g.people {
+        issues.push(Issue::new("gat1400.vehicles", "neither vehicles nor people: nothing would be uploaded (set enabled = false instead)"));
+    }
+    check_ranges(
+        "gat1400",
+        &[
+            ("keepalive_secs", g.keepalive_secs, 10..=600),
+            ("timeout_secs", g.timeout_secs, 1..=120),
+            ("max_age_hours", g.max_age_hours, 1..=24 * 90),
+            ("queue_max_mb", g.queue_max_mb, 8..=65_536),
+        ],
+        issues,
+    );
+    if !(1..=64).contains(&g.batch) {
+        issues.push(Issue::new("gat1400.batch", format!("{} is out of range 1..=64", g.batch)));
+    }
+    if !(320..=3840).contains(&g.scene_width) {
+        issues.push(Issue::new("gat1400.scene_width", format!("{} is out of range 320..=3840", g.scene_width)));
     }
 }
