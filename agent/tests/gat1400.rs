@@ -169,3 +169,89 @@ fn the_server_down_for_thirty_seconds_and_a_restart_in_between_lose_and_duplicat
     assert_eq!(plates, expected_plates);
     assert!(server.seen().unregisters >= 1, "the agent did not unregister when it stopped:\n{}", agent.log());
 }
+
+#[test]
+fn people_go_as_person_records_with_no_face_field_or_face_picture() {
+    let server = Gat1400Server::start(0, account("s3cret"));
+    let dir = tempfile::tempdir().unwrap();
+    let gat = section_without_cameras(server.port, "s3cret").replace("keepalive_secs = 10\n", "keepalive_secs = 10\nvehicles = false\npeople = true\n");
+    let cfg = config(dir.path(), None, &[Cam { id: "gate-in", url: file_url(&common::scenes::people_walking()), extra: "" }], &gat);
+    let mut agent = Agent::start(&cfg);
+    let seen = server.wait_for(Duration::from_secs(120), |s| s.taken.len() >= 2);
+    agent.stop_timed();
+    assert!(seen.violations.is_empty(), "{:#?}", seen.violations);
+    assert!(seen.taken.len() >= 2, "{} person records", seen.taken.len());
+    for t in &seen.taken {
+        assert_eq!(t.path, "/VIID/Persons");
+        let p = &t.object;
+        assert_eq!(p["PersonID"].as_str().map(str::len), Some(48));
+        assert!(p.as_object().unwrap().keys().all(|k| !k.contains("Face")), "{p}");
+        let images = p["SubImageList"]["SubImageInfoObject"].as_array().unwrap();
+        let types: Vec<&str> = images.iter().map(|i| i["Type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["14", "10"], "scene and person pictures, no face crop");
+        let person = decode(&images[1]);
+        assert!(person.height() > person.width(), "a person's picture stands upright: {}x{}", person.width(), person.height());
+    }
+}
+
+/// A platform that takes connections and never answers (a hung server, a half-open link).
+struct BlackHole {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BlackHole {
+    fn start(port: u16) -> Self {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Self { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_platform_that_never_answers_holds_up_nothing_else_and_gets_the_record_once_it_answers() {
+    let broker = Broker::start();
+    let port = free_port();
+    let hole = BlackHole::start(port);
+    let dir = tempfile::tempdir().unwrap();
+    let gat = section(port, "s3cret").replace("keepalive_secs = 10\n", "keepalive_secs = 10\ntimeout_secs = 2\n");
+    let cfg = config(dir.path(), Some(broker.port()), &[Cam { id: "gate-in", url: file_url(&common::scenes::car_crossing(true)), extra: LINE }], &gat);
+    let events = Subscriber::connect(broker.port(), "checkpoint/+/+/+/+/+/+/events");
+    let status = Subscriber::connect(broker.port(), "checkpoint/+/+/+/+/+/status");
+    let mut agent = Agent::start(&cfg);
+    // MQTT goes on: the passing's end is delivered while the platform hangs.
+    events.wait_for(Duration::from_secs(90), "the end event", |m| serde_json::from_slice::<Value>(&m.payload).is_ok_and(|v| v["phase"] == "end"));
+    status.wait_for(Duration::from_secs(30), "status saying unreachable", |m| serde_json::from_slice::<Value>(&m.payload).is_ok_and(|v| v["gat1400"] == "unreachable"));
+    let page = common::http_get(&agent.metrics_addr(), "/metrics").1;
+    assert!(metric(&page, "edge_agent_gat1400_waiting").unwrap_or(0.0) >= 1.0, "the record is not waiting");
+    assert_eq!(metric(&page, "edge_agent_healthy"), Some(1.0), "a hung platform must not make the agent look stuck");
+    // The platform answers again: the record arrives.
+    drop(hole);
+    let server = Gat1400Server::start(port, account("s3cret"));
+    let seen = server.wait_for(Duration::from_secs(90), |s| !s.taken.is_empty());
+    status.wait_for(Duration::from_secs(30), "status saying registered", |m| serde_json::from_slice::<Value>(&m.payload).is_ok_and(|v| v["gat1400"] == "registered"));
+    agent.stop_timed();
+    assert!(seen.violations.is_empty(), "{:#?}", seen.violations);
+    assert_eq!(seen.taken.len(), 1);
+    assert_eq!(seen.taken[0].object["PlateNo"], "苏ED51712");
+}

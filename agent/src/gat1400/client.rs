@@ -66,20 +66,7 @@ pub fn status_of(object: &Value) -> (String, String) {
 
 impl Client {
     pub fn new(server: &str, device_id: &str, user: &str, password: Secret, timeout: Duration, ca: Option<&[u8]>) -> Result<Self, String> {
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(pem) = ca {
-            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err("no certificate in the CA file".into());
-            }
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
-        }
-        let agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).tls_config(tls.build()).build().into();
+        let agent = crate::notify::http_agent(timeout, ca)?;
         Ok(Self { agent, base: server.trim_end_matches('/').to_string(), device_id: device_id.to_string(), user: user.to_string(), password, nc: 0 })
     }
 

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use edge_config::{Gat1400, Secret};
+use edge_config::Gat1400;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -224,34 +224,15 @@ impl Gat1400Handle {
 
 /// The running uplink: stopped with [`Uplink::stop`].
 pub struct Uplink {
-    thread: Option<std::thread::JoinHandle<()>>,
-    writer: Option<OutboxWriter>,
-    cancel: CancellationToken,
-}
-
-/// Reads the password given inline, in a file (first line) or in the environment.
-fn password(g: &Gat1400) -> anyhow::Result<Secret> {
-    if let Some(s) = &g.password {
-        return Ok(s.clone());
-    }
-    if let Some(path) = &g.password_file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("gat1400.password_file {}", path.display()))?;
-        let line = text.lines().next().unwrap_or("").trim().to_string();
-        anyhow::ensure!(!line.is_empty(), "gat1400.password_file {}: empty", path.display());
-        return Ok(Secret::new(line));
-    }
-    if let Some(name) = &g.password_env {
-        let value = std::env::var(name).map_err(|_| anyhow::anyhow!("gat1400.password_env: environment variable {name} is not set"))?;
-        return Ok(Secret::new(value.trim()));
-    }
-    anyhow::bail!("gat1400.password: missing")
+    senders: crate::outbox::senders::QueueSenders,
 }
 
 impl Uplink {
     /// Opens the record queue in `state_dir` and starts the uplink's thread. `None` when not configured.
     pub fn start(settings: Option<&Gat1400>, state_dir: PathBuf, cancel: &CancellationToken) -> anyhow::Result<Option<(Uplink, Gat1400Handle)>> {
         let Some(g) = settings.filter(|g| g.enabled) else { return Ok(None) };
-        let password = password(g)?;
+        let password = crate::notify::read_secret(g.password.as_ref(), g.password_file.as_deref(), g.password_env.as_deref(), "gat1400.password")?
+            .ok_or_else(|| anyhow::anyhow!("gat1400.password: missing"))?;
         let ca = match &g.ca_file {
             Some(p) => Some(std::fs::read(p).with_context(|| format!("gat1400.ca_file {}", p.display()))?),
             None => None,
@@ -279,24 +260,12 @@ impl Uplink {
         };
         let thread = std::thread::Builder::new().name("gat1400".into()).spawn(move || worker.run()).context("cannot start the GA/T 1400 thread")?;
         tracing::info!(server = %g.server, device = %g.device_id, vehicles = g.vehicles, people = g.people, "GA/T 1400 uplink started: pass records leave the checkpoint for this platform");
-        Ok(Some((Uplink { thread: Some(thread), writer: Some(writer), cancel }, handle)))
+        Ok(Some((Uplink { senders: crate::outbox::senders::QueueSenders::new(vec![thread], writer, cancel) }, handle)))
     }
 
     /// Stops the thread (it unregisters when it can, within a second) and the queue's writer.
-    pub fn stop(mut self, deadline: Duration) {
-        self.cancel.cancel();
-        let until = Instant::now() + deadline;
-        if let Some(t) = self.thread.take() {
-            while !t.is_finished() && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            }
-        }
-        if let Some(w) = self.writer.take() {
-            w.stop(until.saturating_duration_since(Instant::now()).max(Duration::from_millis(500)));
-        }
+    pub fn stop(self, deadline: Duration) {
+        self.senders.stop(deadline);
     }
 }
 

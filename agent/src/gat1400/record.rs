@@ -289,4 +289,59 @@ mod tests {
         assert_eq!(plate_color(PlateColour::Unknown), "99");
         assert_eq!(plate_color(PlateColour::Yellow), "6");
     }
+
+    fn settings(people: bool) -> Gat1400 {
+        let text = format!(
+            "[site]\ncity = \"a\"\ndistrict = \"b\"\ntown = \"c\"\nvillage = \"d\"\ncheckpoint = \"e\"\n\n[gat1400]\nserver = \"http://127.0.0.1:9\"\ndevice_id = \"63010200001190000001\"\npassword = \"x\"\npeople = {people}\ndirection_in = \"3\"\n"
+        );
+        edge_config::parse_str(&text).unwrap().gat1400.unwrap()
+    }
+
+    fn passing(class: ObjectClass) -> ObjectEvent {
+        let at = DateTime::parse_from_rfc3339("2026-11-28T08:00:03Z").unwrap().with_timezone(&Utc);
+        let site = edge_config::parse_str("[site]\ncity = \"a\"\ndistrict = \"b\"\ntown = \"c\"\nvillage = \"d\"\ncheckpoint = \"e\"\n").unwrap().site;
+        ObjectEvent {
+            origin: std::sync::Arc::new(crate::topics::Origin { site, camera: "gate-in".into() }),
+            id: "0193d9c0-0000-7000-8000-000000000001".into(),
+            seq: 3,
+            class,
+            phase: crate::events::Phase::End,
+            track_id: 1,
+            started_at: at - chrono::Duration::seconds(3),
+            ended_at: Some(at),
+            at,
+            direction: Some(Direction::In),
+            crossings: vec![],
+            zones: vec![],
+            score: 0.9,
+            bbox: BBox::new(600.0, 590.0, 1300.0, 990.0),
+            frame: crate::events::FrameSize { width: 1920, height: 1080 },
+            plate: None,
+            snapshot: None,
+            from_plate: false,
+            merged_into: None,
+        }
+    }
+
+    #[test]
+    fn a_person_record_has_no_face_fields_and_a_vehicle_without_plate_says_so() {
+        let extras = Extras::default();
+        let pictures = Pictures { snapshot: None, extras: &extras };
+        let person = build(&settings(true), &passing(ObjectClass::PERSON), &pictures).unwrap();
+        assert_eq!(person.kind, RecordKind::Person);
+        assert_eq!(person.id.len(), 48);
+        assert_eq!(&person.id[41..43], "01");
+        assert_eq!(person.object["SourceID"].as_str().map(str::len), Some(41));
+        assert!(person.object.as_object().unwrap().keys().all(|k| !k.contains("Face")), "{}", person.object);
+        // Without `people`, no person records.
+        assert!(build(&settings(false), &passing(ObjectClass::PERSON), &pictures).is_none());
+        let car = build(&settings(false), &passing(ObjectClass::CAR), &pictures).unwrap();
+        assert_eq!((car.object["HasPlate"].as_str(), car.object["PlateNo"].as_str(), car.object["PlateColor"].as_str()), (Some("0"), Some("无车牌"), Some("99")));
+        assert_eq!(car.object["Direction"], "3");
+        assert_eq!(car.object["LeftTopX"], 600);
+        // The same passing always has the same id.
+        assert_eq!(build(&settings(false), &passing(ObjectClass::CAR), &pictures).unwrap().id, car.id);
+        // A bicycle is neither.
+        assert!(build(&settings(true), &passing(ObjectClass::BICYCLE), &pictures).is_none());
+    }
 }

@@ -27,6 +27,7 @@ use edge_config::{Notify, NotifyKind, Secret};
 use tokio_util::sync::CancellationToken;
 
 pub use format::{kind_label, Context};
+pub(crate) use send::http_agent;
 use send::{Outcome, Transport};
 
 use crate::outbox::{now_ms, Bounds, Kind, Message, Outbox, OutboxHandle, OutboxWriter};
@@ -316,9 +317,7 @@ impl NotifyHandle {
 
 /// The running channels: stopped with [`Notifier::stop`].
 pub struct Notifier {
-    threads: Vec<std::thread::JoinHandle<()>>,
-    writer: Option<OutboxWriter>,
-    cancel: CancellationToken,
+    senders: crate::outbox::senders::QueueSenders,
 }
 
 /// What the channels need besides their settings.
@@ -329,7 +328,7 @@ pub struct Setup {
 }
 
 /// Reads a secret given inline, in a file (first line) or in the environment; `what` names the setting.
-fn read_secret(inline: Option<&Secret>, file: Option<&Path>, env: Option<&str>, what: &str) -> anyhow::Result<Option<Secret>> {
+pub(crate) fn read_secret(inline: Option<&Secret>, file: Option<&Path>, env: Option<&str>, what: &str) -> anyhow::Result<Option<Secret>> {
     if let Some(s) = inline {
         return Ok(Some(s.clone()));
     }
@@ -393,24 +392,12 @@ impl Notifier {
             tracing::info!(channel = %channel.settings.id, kind = channel.settings.kind.as_str(), "notification channel started: alerts it takes leave the checkpoint for this service");
         }
         let handle = NotifyHandle { channels: Arc::new(channels), queue, mutes };
-        Ok(Some((Notifier { threads, writer: Some(writer), cancel }, handle)))
+        Ok(Some((Notifier { senders: crate::outbox::senders::QueueSenders::new(threads, writer, cancel) }, handle)))
     }
 
     /// Stops the channels (a request in flight ends within its timeout) and the queue's writer.
-    pub fn stop(mut self, deadline: Duration) {
-        self.cancel.cancel();
-        let until = Instant::now() + deadline;
-        for t in self.threads.drain(..) {
-            while !t.is_finished() && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            }
-        }
-        if let Some(w) = self.writer.take() {
-            w.stop(until.saturating_duration_since(Instant::now()).max(Duration::from_millis(500)));
-        }
+    pub fn stop(self, deadline: Duration) {
+        self.senders.stop(deadline);
     }
 }
 

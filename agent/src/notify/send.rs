@@ -49,21 +49,7 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(timeout: Duration, ca: Option<&[u8]>) -> Result<Self, String> {
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(pem) = ca {
-            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err("no certificate in the CA file".into());
-            }
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
-        }
-        let agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).tls_config(tls.build()).build().into();
-        Ok(Self { agent })
+        Ok(Self { agent: http_agent(timeout, ca)? })
     }
 
     /// Posts `body` (JSON) to `url` with `headers`; reads the answer as the robots write it.
@@ -81,6 +67,25 @@ impl Transport {
         let _ = response.body_mut().as_reader().take(64 << 10).read_to_string(&mut text);
         answer(status, &text)
     }
+}
+
+/// A blocking HTTP client that answers every status (no status is an error), within `timeout`; with `ca`
+/// (PEM), trusting only those roots (a gateway on a private network).
+pub(crate) fn http_agent(timeout: Duration, ca: Option<&[u8]>) -> Result<ureq::Agent, String> {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(pem) = ca {
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err("no certificate in the CA file".into());
+        }
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+    }
+    Ok(ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).tls_config(tls.build()).build().into())
 }
 
 /// `message` without the query of `url` (it holds the key or token), should an error quote the address.

@@ -20,6 +20,7 @@
 //! see [`Fault::Closed`] while it is closed.
 
 mod record;
+pub mod senders;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
