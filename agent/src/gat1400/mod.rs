@@ -248,16 +248,7 @@ impl Uplink {
         let shared = Shared { state: LinkState::Registering, problem: None, clock_offset_s: None, last_refusal: None };
         let handle = Gat1400Handle { settings: Arc::new(g.clone()), queue, counters: Arc::default(), shared: Arc::new(Mutex::new(shared)), on_change: Arc::default() };
         let cancel = cancel.child_token();
-        let worker = Worker {
-            handle: handle.clone(),
-            client,
-            cancel: cancel.clone(),
-            done: BTreeSet::new(),
-            unacked: Vec::new(),
-            single: 0,
-            registered: false,
-            last_contact: Instant::now(),
-        };
+        let worker = Worker { handle: handle.clone(), client, cancel: cancel.clone(), settled: Default::default(), single: 0, registered: false, last_contact: Instant::now() };
         let thread = std::thread::Builder::new().name("gat1400".into()).spawn(move || worker.run()).context("cannot start the GA/T 1400 thread")?;
         tracing::info!(server = %g.server, device = %g.device_id, vehicles = g.vehicles, people = g.people, "GA/T 1400 uplink started: pass records leave the checkpoint for this platform");
         Ok(Some((Uplink { senders: crate::outbox::senders::QueueSenders::new(vec![thread], writer, cancel) }, handle)))
@@ -274,10 +265,8 @@ struct Worker {
     handle: Gat1400Handle,
     client: client::Client,
     cancel: CancellationToken,
-    /// Keys handed to the writer for deletion and not yet gone from the queue: not sent again.
-    done: BTreeSet<u64>,
-    /// Deletions the writer had no room for: handed over with the next.
-    unacked: Vec<u64>,
+    /// Records settled (accepted, refused): not sent again.
+    settled: crate::outbox::senders::Settled,
     /// Requests left to send one record at a time (after the server refused a whole batch).
     single: usize,
     registered: bool,
@@ -385,7 +374,7 @@ impl Worker {
             let Some(last) = batch.last().map(|(k, _)| *k) else { break };
             after = last;
             for (key, message) in batch {
-                if self.done.contains(&key) {
+                if self.settled.contains(key) {
                     seen.insert(key);
                     continue;
                 }
@@ -408,8 +397,7 @@ impl Worker {
             }
         }
         if out.is_empty() {
-            let unacked = &self.unacked;
-            self.done.retain(|k| seen.contains(k) || unacked.contains(k));
+            self.settled.forget_gone(&seen);
         }
         self.ack(gone);
         out
@@ -417,15 +405,8 @@ impl Worker {
 
     /// Deletes settled records (and never sends them again, even before the deletion commits).
     fn ack(&mut self, keys: Vec<u64>) {
-        self.done.extend(keys.iter().copied());
-        let mut keys = keys;
-        keys.append(&mut self.unacked);
-        if keys.is_empty() {
-            return;
-        }
-        if let Err(keys) = self.handle.queue.ack(keys) {
+        if !self.settled.ack(&self.handle.queue, keys) {
             tracing::warn!("GA/T 1400 queue busy: sent records are deleted later");
-            self.unacked = keys;
         }
     }
 
@@ -434,7 +415,7 @@ impl Worker {
         self.handle.counters.refused.fetch_add(1, Ordering::Relaxed);
         tracing::error!(record = %w.id, reason = %reason, "GA/T 1400: the server refused the record: moved to the dead letters, the next go on");
         self.handle.shared.lock().unwrap_or_else(|p| p.into_inner()).last_refusal = Some(format!("{}: {reason}", w.id));
-        self.done.insert(w.key);
+        self.settled.insert(w.key);
         if let Err((key, reason)) = self.handle.queue.dead_letter(w.key, reason) {
             tracing::warn!(key, reason = %reason, "GA/T 1400 queue busy: the refused record is deleted instead");
             self.ack(vec![key]);

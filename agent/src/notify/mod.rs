@@ -384,8 +384,7 @@ impl Notifier {
                 cancel: cancel.clone(),
                 tokens: f64::from(channel.settings.per_minute),
                 refilled: Instant::now(),
-                done: Default::default(),
-                unacked: Vec::new(),
+                settled: Default::default(),
             };
             let name = format!("notify-{}", channel.settings.id);
             threads.push(std::thread::Builder::new().name(name.chars().take(15).collect()).spawn(move || worker.run()).context("cannot start a notification thread")?);
@@ -412,10 +411,8 @@ struct Worker {
     /// The token bucket: requests that may be made now.
     tokens: f64,
     refilled: Instant,
-    /// Keys handed to the writer for deletion and not yet gone from the queue: not sent again.
-    done: std::collections::BTreeSet<u64>,
-    /// Deletions the writer's queue had no room for: handed over with the next.
-    unacked: Vec<u64>,
+    /// Notifications handled: not sent again.
+    settled: crate::outbox::senders::Settled,
 }
 
 /// A notification waiting in the queue.
@@ -465,7 +462,7 @@ impl Worker {
                 if message.topic != *id {
                     continue;
                 }
-                if self.done.contains(&key) {
+                if self.settled.contains(key) {
                     seen.insert(key);
                     continue;
                 }
@@ -493,8 +490,7 @@ impl Worker {
         }
         // What was deleted since is gone from the queue: forget it.
         if out.len() < BATCH {
-            let unacked = &self.unacked;
-            self.done.retain(|k| seen.contains(k) || unacked.contains(k));
+            self.settled.forget_gone(&seen);
         }
         self.ack(gone);
         out
@@ -502,15 +498,8 @@ impl Worker {
 
     /// Deletes handled notifications (and never sends them again, even before the deletion commits).
     fn ack(&mut self, keys: Vec<u64>) {
-        self.done.extend(keys.iter().copied());
-        let mut keys = keys;
-        keys.append(&mut self.unacked);
-        if keys.is_empty() {
-            return;
-        }
-        if let Err(keys) = self.queue.ack(keys) {
+        if !self.settled.ack(&self.queue, keys) {
             tracing::warn!(channel = %self.channel.settings.id, "notification queue busy: delivered notifications are deleted later");
-            self.unacked = keys;
         }
     }
 

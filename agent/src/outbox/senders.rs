@@ -38,3 +38,47 @@ impl QueueSenders {
         }
     }
 }
+
+/// A sender's settled messages: keys handed to the writer for deletion and not yet gone from the queue
+/// (never sent again, even before the deletion commits), and deletions the writer had no room for (handed
+/// over with the next).
+#[derive(Debug, Default)]
+pub struct Settled {
+    done: std::collections::BTreeSet<u64>,
+    unacked: Vec<u64>,
+}
+
+impl Settled {
+    /// Whether `key` was settled.
+    pub fn contains(&self, key: u64) -> bool {
+        self.done.contains(&key)
+    }
+
+    /// Marks `key` settled without deleting it (a dead letter moves it).
+    pub fn insert(&mut self, key: u64) {
+        self.done.insert(key);
+    }
+
+    /// After a read of the whole queue: forgets the keys it no longer holds (`seen` are those it still did).
+    pub fn forget_gone(&mut self, seen: &std::collections::BTreeSet<u64>) {
+        let unacked = &self.unacked;
+        self.done.retain(|k| seen.contains(k) || unacked.contains(k));
+    }
+
+    /// Deletes `keys` from `queue`; `false` when the writer was busy (they are deleted with the next).
+    pub fn ack(&mut self, queue: &super::OutboxHandle, keys: Vec<u64>) -> bool {
+        self.done.extend(keys.iter().copied());
+        let mut keys = keys;
+        keys.append(&mut self.unacked);
+        if keys.is_empty() {
+            return true;
+        }
+        match queue.ack(keys) {
+            Ok(()) => true,
+            Err(keys) => {
+                self.unacked = keys;
+                false
+            }
+        }
+    }
+}
