@@ -62,6 +62,7 @@ fn a_wrong_password_is_unauthorised_in_the_status_and_retried_slowly() {
     let server = Gat1400Server::start(0, account("right-password"));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), Some(broker.port()), &[], &section_without_cameras(server.port, "wrong-password"));
+    assert!(common::users_add(&cfg, "duty", "operator", "village-gate-2026").status.success());
     let status = Subscriber::connect(broker.port(), "checkpoint/+/+/+/+/+/status");
     let mut agent = Agent::start(&cfg);
     let unauthorised = |m: &testkit::broker::Message| serde_json::from_slice::<Value>(&m.payload).is_ok_and(|v| v["gat1400"] == "unauthorised");
@@ -81,6 +82,17 @@ fn a_wrong_password_is_unauthorised_in_the_status_and_retried_slowly() {
     assert!(later.wait_for(Duration::from_secs(10), "the retained status", unauthorised).retain);
     let page = common::http_get(&agent.metrics_addr(), "/metrics").1;
     assert_eq!(metric(&page, "edge_agent_gat1400_state{state=\"unauthorised\"}"), Some(1.0));
+    // /healthz says the agent needs attention, and the duty desk's banner says why.
+    let (code, health) = common::http_get(&agent.metrics_addr(), "/healthz");
+    assert_eq!(code, 200, "{health}");
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert!(health["problems"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().starts_with("GA/T 1400 uplink unauthorised")), "{health}");
+    let addr = common::web_addr(&agent);
+    let cookie = common::web_login(&addr, "duty", "village-gate-2026");
+    let (_, body) = common::http_get_with(&addr, "/api/cameras", &[&format!("Cookie: {cookie}")]);
+    let desk: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(desk["agent"]["gat1400"], "unauthorised", "{body}");
     agent.stop_timed();
     // The password never reaches the log.
     assert!(!agent.log().contains("wrong-password"), "the password is in the log");

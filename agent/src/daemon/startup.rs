@@ -230,6 +230,7 @@ pub async fn start_endpoints(
             health: Some(sources.health.clone()),
             notify: local.notify.clone(),
             clips: local.clips.clone(),
+            gat1400: local.gat1400.clone(),
             config: Some(setup),
         };
         let tls = w.tls_cert_file.clone().zip(w.tls_key_file.clone());

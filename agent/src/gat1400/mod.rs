@@ -167,6 +167,15 @@ impl Gat1400Handle {
         self.shared.lock().unwrap_or_else(|p| p.into_inner()).state
     }
 
+    /// What is wrong with the uplink, for `/healthz` and the duty desk (degraded: the records wait).
+    pub fn problem(&self) -> Option<String> {
+        let s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        match s.state {
+            LinkState::Registered | LinkState::Registering => None,
+            state => Some(format!("GA/T 1400 uplink {}{}", state.as_str(), s.problem.as_deref().map(|p| format!(": {p}")).unwrap_or_default())),
+        }
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.counters
     }

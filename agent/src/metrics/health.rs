@@ -149,6 +149,9 @@ impl HealthCheck {
                 }
             }
         }
+        if let Some(problem) = self.sources.gat1400.as_ref().and_then(crate::gat1400::Gat1400Handle::problem) {
+            degraded.push(problem);
+        }
         let status = if !stuck.is_empty() {
             HealthStatus::Unhealthy
         } else if !failing.is_empty() {

@@ -62,7 +62,8 @@ fn agent_notice(s: &WebState) -> Option<AgentNotice> {
     let storage = s.storage.as_ref()?.report();
     let health = s.health.as_ref()?.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let problems = health.problems.into_iter().filter(|p| !p.starts_with("camera ")).collect();
-    Some(AgentNotice { storage: storage.state.as_str(), held: storage.held, uplink: health.uplink.as_str(), problems })
+    let gat1400 = s.gat1400.as_ref().map(|g| g.state().as_str());
+    Some(AgentNotice { storage: storage.state.as_str(), held: storage.held, uplink: health.uplink.as_str(), problems, gat1400 })
 }
 
 pub(super) async fn cameras(State(s): State<WebState>, _: SignedIn) -> Response {

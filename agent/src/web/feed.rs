@@ -57,6 +57,8 @@ pub struct AgentNotice {
     pub uplink: &'static str,
     /// The agent's own words for what is wrong (cameras aside), for a tooltip.
     pub problems: Vec<String>,
+    /// The GA/T 1400 uplink's state, when one is configured.
+    pub gat1400: Option<&'static str>,
 }
 
 /// One item of the live feed. Events and alerts carry their MQTT payload (the page reads the same fields the

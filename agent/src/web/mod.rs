@@ -119,6 +119,8 @@ pub struct WebState {
     pub notify: Option<crate::notify::NotifyHandle>,
     /// Kept clips, when clips are on.
     pub clips: Option<crate::clips::ClipsHandle>,
+    /// The GA/T 1400 uplink, when configured: its state on the page's notice line.
+    pub gat1400: Option<crate::gat1400::Gat1400Handle>,
     /// The configuration file and the daemon's reload, for admins setting the checkpoint up.
     pub config: Option<ConfigAccess>,
 }

@@ -26,6 +26,8 @@ const T = {
     held: (n) => `${n} 条记录暂存内存，磁盘恢复后自动写入并补传`,
     uplink_disconnected: "未连接上级平台：记录已保存在本机，恢复后自动补传",
     uplink_stalled: "上报受阻：上级平台未确认接收，请联系平台运维",
+    gat1400_unauthorised: "视图库拒绝本设备的用户名或密码：过车记录保存在本机，请核对 gat1400 设置",
+    gat1400_unreachable: "视图库连不上：过车记录保存在本机，恢复后自动补传",
     notify: "群通知", sent_ok: "发送正常", sent_rejected: "被拒收", sent_rate_limited: "发送过快，稍后补发", sent_failed: "发送失败，重试中", not_sent: "尚未发送",
     waiting: (n) => `${n} 条待发送`, mute: "静音", unmute: "解除", every_rule: "全部规则", every_camera: "全部摄像头", minutes: "分钟",
     muted_until: (r, c, u) => `已静音：${r} · ${c}，至 ${u}`,
@@ -54,6 +56,8 @@ const T = {
     held: (n) => `${n} record(s) held in memory, written and sent when the disk recovers`,
     uplink_disconnected: "Not connected to the platform: records are kept here and sent when it is back",
     uplink_stalled: "Reports stalled: the platform is not acknowledging them; tell its operators",
+    gat1400_unauthorised: "The video image database refuses this device's user or password: pass records are kept here; check the gat1400 settings",
+    gat1400_unreachable: "The video image database cannot be reached: pass records are kept here and sent when it is back",
     notify: "Work groups", sent_ok: "sending", sent_rejected: "refused", sent_rate_limited: "too fast, sent later", sent_failed: "failing, retrying", not_sent: "nothing sent yet",
     waiting: (n) => `${n} waiting`, mute: "Mute", unmute: "Unmute", every_rule: "every rule", every_camera: "every camera", minutes: "minutes",
     muted_until: (r, c, u) => `Muted: ${r} · ${c} until ${u}`,
@@ -321,6 +325,8 @@ function renderNotice(agent) {
   if (agent.held > 0) lines.push([t("held", agent.held), false]);
   if (agent.uplink === "disconnected") lines.push([t("uplink_disconnected"), false]);
   if (agent.uplink === "stalled") lines.push([t("uplink_stalled"), true]);
+  if (agent.gat1400 === "unauthorised") lines.push([t("gat1400_unauthorised"), true]);
+  if (agent.gat1400 === "unreachable") lines.push([t("gat1400_unreachable"), false]);
   box.title = (agent.problems || []).join("\n");
   box.replaceChildren(...lines.map(([text, bad]) => el("p", { class: bad ? "bad" : "", "data-notice": "1" }, text)));
   box.hidden = lines.length === 0;
