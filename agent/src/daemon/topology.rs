@@ -155,12 +155,8 @@ impl Fleet {
         let deps = &self.deps;
         let origin = Origin { site: deps.site.clone(), camera: camera.id.clone() };
         let mut settings = BuilderSettings::from_config(events, camera.detect_fps);
-        // The GA/T 1400 uplink's records carry the whole frame and the plate besides the snapshot.
         if let Some(gat) = &deps.local.gat1400 {
-            if let Some((width, max_bytes)) = gat.scene_width() {
-                (settings.snapshot.scene_width, settings.snapshot.scene_max_bytes) = (width, max_bytes);
-            }
-            settings.snapshot.plate_crop = gat.plate_crops();
+            gat.ask_pictures(&mut settings.snapshot);
         }
         let builder = EventBuilder::new(origin.clone(), settings, &camera.lines, &camera.zones);
         let plates = if deps.plates_loaded { camera.plates } else { PlateMode::Off };

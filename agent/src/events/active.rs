@@ -175,7 +175,10 @@ impl Active {
             let sharp = view.crop(d.bbox).map_or(0.0, |c| snapshot::sharpness(&c));
             let q = snapshot::quality(&d.bbox, d.score, sharp, plate_conf);
             if self.snapshot.as_ref().is_none_or(|c| q > c.quality) {
-                self.snapshot = snapshot::capture(view, &d.bbox, best.copied(), settings, at, q).or(self.snapshot.take());
+                // The whole frame only of the objects an uplink sends.
+                let scene = if self.class.kind() == models::ObjectKind::Person { settings.scene_people } else { settings.scene_vehicles && self.class.carries_plate() };
+                let settings = SnapshotSettings { scene_width: if scene { settings.scene_width } else { 0 }, ..*settings };
+                self.snapshot = snapshot::capture(view, &d.bbox, best.copied(), &settings, at, q).or(self.snapshot.take());
             }
         }
     }

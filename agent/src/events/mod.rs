@@ -70,6 +70,8 @@ impl BuilderSettings {
                 context: events.snapshot_context,
                 scene_width: 0,
                 scene_max_bytes: 0,
+                scene_people: false,
+                scene_vehicles: false,
                 plate_crop: false,
             },
             snapshots: true,

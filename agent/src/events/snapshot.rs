@@ -14,7 +14,7 @@ use models::BBox;
 use sha2::{Digest, Sha256};
 
 /// How snapshots are made.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SnapshotSettings {
     pub max_width: u32,
     pub max_bytes: usize,
@@ -25,6 +25,9 @@ pub struct SnapshotSettings {
     pub scene_width: u32,
     /// Largest JPEG of the scene picture, bytes.
     pub scene_max_bytes: usize,
+    /// Which objects the scene is taken of: people, and vehicles that carry plates (the uplink's records).
+    pub scene_people: bool,
+    pub scene_vehicles: bool,
     /// Besides the snapshot, the best read plate cut from the frame at full resolution.
     pub plate_crop: bool,
 }
@@ -228,7 +231,16 @@ mod tests {
     #[test]
     fn capture_keeps_context_and_scales_down() {
         let frame = noise(2000, 1000, 2);
-        let settings = SnapshotSettings { max_width: 400, max_bytes: 100_000, context: 0.25, scene_width: 0, scene_max_bytes: 0, plate_crop: false };
+        let settings = SnapshotSettings {
+            max_width: 400,
+            max_bytes: 100_000,
+            context: 0.25,
+            scene_width: 0,
+            scene_max_bytes: 0,
+            scene_people: false,
+            scene_vehicles: false,
+            plate_crop: false,
+        };
         let c = capture(&frame.view(), &BBox::new(800.0, 400.0, 1600.0, 800.0), None, &settings, chrono::Utc::now(), 1.0).unwrap();
         assert_eq!(c.frame_region, BBox::new(600.0, 300.0, 1800.0, 900.0));
         assert_eq!(c.image.width(), 400);
@@ -239,7 +251,8 @@ mod tests {
     #[test]
     fn encoding_respects_the_size_limit() {
         let frame = noise(640, 480, 3);
-        let settings = SnapshotSettings { max_width: 640, max_bytes: 20_000, context: 0.0, scene_width: 0, scene_max_bytes: 0, plate_crop: false };
+        let settings =
+            SnapshotSettings { max_width: 640, max_bytes: 20_000, context: 0.0, scene_width: 0, scene_max_bytes: 0, scene_people: false, scene_vehicles: false, plate_crop: false };
         let c = capture(&frame.view(), &BBox::new(0.0, 0.0, 640.0, 480.0), None, &settings, chrono::Utc::now(), 1.0).unwrap();
         let e = encode(&c, 20_000).unwrap();
         assert!(e.jpeg.len() <= 20_000);
@@ -250,7 +263,16 @@ mod tests {
     #[test]
     fn the_scene_and_the_plate_are_kept_beside_the_snapshot_when_asked_for() {
         let frame = noise(1920, 1080, 3);
-        let settings = SnapshotSettings { max_width: 400, max_bytes: 100_000, context: 0.25, scene_width: 1280, scene_max_bytes: 400_000, plate_crop: true };
+        let settings = SnapshotSettings {
+            max_width: 400,
+            max_bytes: 100_000,
+            context: 0.25,
+            scene_width: 1280,
+            scene_max_bytes: 400_000,
+            scene_people: false,
+            scene_vehicles: true,
+            plate_crop: true,
+        };
         // A plate seen at a slant: 140 pixels across, its right side higher.
         let plate = PlateRead {
             text: "京PL3N67".into(),

@@ -18,7 +18,16 @@ fn builder(update_interval_s: f64) -> EventBuilder {
     let settings = BuilderSettings {
         tracker: TrackerSettings { frame_interval_s: 0.2, ..TrackerSettings::default() },
         update_interval_s,
-        snapshot: SnapshotSettings { max_width: 320, max_bytes: 50_000, context: 0.2, scene_width: 0, scene_max_bytes: 0, plate_crop: false },
+        snapshot: SnapshotSettings {
+            max_width: 320,
+            max_bytes: 50_000,
+            context: 0.2,
+            scene_width: 0,
+            scene_max_bytes: 0,
+            scene_people: false,
+            scene_vehicles: false,
+            plate_crop: false,
+        },
         snapshots: false,
         plate_memory_s: 10.0,
     };

@@ -124,7 +124,6 @@ impl Client {
         let body = json!({ "RegisterObject": { "DeviceID": self.device_id } });
         // A registration refused with a status code is the platform not taking this device: as unauthorised.
         self.system("/VIID/System/Register", &body).map_err(|f| match f {
-            Fault::NotRegistered => Fault::Unauthorised("the server answered the registration with 401".into()),
             Fault::Refused(reason) => Fault::Unauthorised(reason),
             f => f,
         })

@@ -79,11 +79,7 @@ pub struct Counters {
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
     pub not_queued: AtomicU64,
-    /// Requests by result.
-    pub requests_ok: AtomicU64,
-    pub requests_failed: AtomicU64,
     pub registrations: AtomicU64,
-    pub keepalives: AtomicU64,
 }
 
 /// What the status and reports show.
@@ -153,14 +149,14 @@ impl Gat1400Handle {
         }
     }
 
-    /// Whether the uplink wants scene pictures, and their width.
-    pub fn scene_width(&self) -> Option<(u32, usize)> {
-        self.settings.wants(edge_config::Gat1400Image::Scene).then_some((self.settings.scene_width, self.settings.scene_max_bytes))
-    }
-
-    /// Whether the uplink wants plate crops.
-    pub fn plate_crops(&self) -> bool {
-        self.settings.vehicles && self.settings.wants(edge_config::Gat1400Image::Plate)
+    /// Asks the event builder for the pictures the records carry besides the snapshot: the whole frame of
+    /// the objects sent, and the plate.
+    pub fn ask_pictures(&self, s: &mut crate::events::snapshot::SnapshotSettings) {
+        let g = &self.settings;
+        if g.wants(edge_config::Gat1400Image::Scene) {
+            (s.scene_width, s.scene_max_bytes, s.scene_people, s.scene_vehicles) = (g.scene_width, g.scene_max_bytes, g.people, g.vehicles);
+        }
+        s.plate_crop = g.vehicles && g.wants(edge_config::Gat1400Image::Plate);
     }
 
     pub fn state(&self) -> LinkState {
@@ -325,9 +321,7 @@ impl Worker {
                     self.sleep(POLL);
                     continue;
                 }
-                self.client.keepalive().inspect(|()| {
-                    self.handle.counters.keepalives.fetch_add(1, Ordering::Relaxed);
-                })
+                self.client.keepalive()
             } else {
                 self.upload(batch)
             };
@@ -342,7 +336,6 @@ impl Worker {
                 }
                 Err(fault) => {
                     // Unreachable (or the keepalive refused): register again once the server answers.
-                    self.handle.counters.requests_failed.fetch_add(1, Ordering::Relaxed);
                     self.handle.set_state(LinkState::Unreachable, Some(fault.to_string()));
                     self.registered = false;
                     self.sleep(retry);
@@ -447,7 +440,6 @@ impl Worker {
                 return Ok(());
             }
             Err(Fault::Refused(reason)) => {
-                self.handle.counters.requests_ok.fetch_add(1, Ordering::Relaxed);
                 if let Some(w) = records.first() {
                     self.refuse(w, reason);
                 }
@@ -455,7 +447,6 @@ impl Worker {
             }
             Err(fault) => return Err(fault),
         };
-        self.handle.counters.requests_ok.fetch_add(1, Ordering::Relaxed);
         if self.handle.state() != LinkState::Registered {
             self.handle.set_state(LinkState::Registered, None);
         }

@@ -10,7 +10,7 @@
 
 use base64::Engine as _;
 use chrono::{DateTime, Local, Utc};
-use edge_config::{Direction, Gat1400, Gat1400Image};
+use edge_config::{Gat1400, Gat1400Image};
 use models::plates::PlateColour;
 use models::{BBox, ObjectClass};
 use serde_json::{json, Value};
@@ -143,11 +143,6 @@ pub fn vehicle_class(class: ObjectClass) -> &'static str {
     }
 }
 
-/// The direction code of a passing (see [`Gat1400::direction_code`]).
-pub fn direction(g: &Gat1400, camera: &str, d: Option<Direction>) -> String {
-    g.direction_code(camera, d).to_string()
-}
-
 /// The pictures a passing has, as the standard types them.
 pub struct Pictures<'a> {
     pub snapshot: Option<(&'a [u8], u32, u32, BBox)>,
@@ -227,7 +222,7 @@ pub fn build(g: &Gat1400, e: &ObjectEvent, pictures: &Pictures<'_>) -> Option<Re
             }
             o.insert("LaneNo".into(), json!(lane.unwrap_or(1)));
             o.insert("PassTime".into(), json!(gat_time(e.crossings.last().map_or(e.started_at, |c| c.at))));
-            o.insert("Direction".into(), json!(direction(g, camera, e.direction)));
+            o.insert("Direction".into(), json!(g.direction_code(camera, e.direction)));
             o.insert("VehicleClass".into(), json!(vehicle_class(e.class)));
             o.insert("VehicleColor".into(), json!("99"));
             match &e.plate {
@@ -261,6 +256,7 @@ pub fn build(g: &Gat1400, e: &ObjectEvent, pictures: &Pictures<'_>) -> Option<Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edge_config::Direction;
 
     #[test]
     fn ids_have_the_standards_lengths_and_parts() {

@@ -404,13 +404,9 @@ fn validate_gat1400(g: &crate::settings::Gat1400, config: &Config, issues: &mut 
             ("timeout_secs", g.timeout_secs, 1..=120),
             ("max_age_hours", g.max_age_hours, 1..=24 * 90),
             ("queue_max_mb", g.queue_max_mb, 8..=65_536),
+            ("batch", g.batch as u64, 1..=64),
+            ("scene_width", u64::from(g.scene_width), 320..=3840),
         ],
         issues,
     );
-    if !(1..=64).contains(&g.batch) {
-        issues.push(Issue::new("gat1400.batch", format!("{} is out of range 1..=64", g.batch)));
-    }
-    if !(320..=3840).contains(&g.scene_width) {
-        issues.push(Issue::new("gat1400.scene_width", format!("{} is out of range 320..=3840", g.scene_width)));
-    }
 }
