@@ -2,7 +2,8 @@
 //! dozen megabytes mounted as the state directory (so these tests need root; `make test` runs them as root,
 //! as CI does). Nothing the agent recorded locally may be missing upstream, passings made during and after
 //! the full disk arrive without a restart, the problem shows in the status, `/healthz` and the duty desk
-//! while it lasts, and a stop with the disk full ends within the deadline.
+//! while it lasts, and a stop with the disk full ends within the deadline; the GA/T 1400 uplink's records
+//! made while the disk is full arrive once it has space again, once each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -258,4 +259,70 @@ fn a_full_clip_disk_stops_the_recorder_only_and_it_records_again_when_space_is_b
     let before = kept();
     wait_until(&agent, Duration::from_secs(60), "a clip after the disk was freed", || kept() > before);
     assert!(agent.log().contains("clip recorder stopped; starting it again shortly"));
+}
+
+/// A `[gat1400]` section for a test server on `port`.
+fn gat1400_section(port: u16) -> String {
+    format!("[gat1400]\nserver = \"http://127.0.0.1:{port}\"\ndevice_id = \"63010200001190000001\"\npassword = \"s3cret\"\nkeepalive_secs = 10\n\n")
+}
+
+fn viid_account() -> testkit::gat1400::Account {
+    testkit::gat1400::Account { device_id: "63010200001190000001".into(), user: "63010200001190000001".into(), password: "s3cret".into(), realm: "viid".into() }
+}
+
+#[test]
+#[ignore = "needs root: mounts a tmpfs as the state directory (make test runs it as root)"]
+fn a_full_disk_delays_gat1400_records_and_loses_none() {
+    use testkit::gat1400::Gat1400Server;
+    assert!(is_root(), "run as root");
+    // The MQTT uplink stays up: what it delivers is the list of passings (the local logs cannot be written
+    // while the disk is full, MQTT gets them afterwards).
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port(), "checkpoint/#");
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&dir.path().join("state"), 64);
+    let server = Gat1400Server::start(0, viid_account());
+    let port = server.port;
+    let extra = format!("[clips]\nring_dir = \"{}\"\n\n{}", dir.path().join("ring").display(), gat1400_section(port));
+    let cfg = config(dir.path(), Some(broker.port()), &[Cam { id: "gate-in", url: file_url(&common::scenes::car_crossing(true)), extra: LINE }], &extra);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("[storage]\n", "[storage]\nmin_free_mb = 8\n");
+    std::fs::write(&cfg, &text).unwrap();
+    let mut agent = Agent::start(&cfg);
+    let first = server.wait_for(Duration::from_secs(90), |s| !s.taken.is_empty());
+    assert!(!first.taken.is_empty(), "no record before the disk filled; log:\n{}", agent.log());
+
+    // The platform goes away and the disk fills to the last byte: records are still made (held in memory
+    // by the queue's writer), the camera goes on.
+    drop(server);
+    let queued = |agent: &Agent| metric(agent, "edge_agent_gat1400_records_total{result=\"queued\"}");
+    let rest = disk.fill("ballast");
+    let before = queued(&agent);
+    wait_until(&agent, Duration::from_secs(90), "records made while the disk is full", || queued(&agent) >= before + 2.0);
+    assert_eq!(metric(&agent, "edge_agent_gat1400_records_total{result=\"not_queued\"}"), 0.0);
+
+    // Space and the platform come back; the camera is taken out (a reload) so the count can settle.
+    std::fs::remove_file(&rest).unwrap();
+    let server = Gat1400Server::start(port, viid_account());
+    let without_camera = text.split("\n[[cameras]]").next().unwrap().to_string();
+    std::fs::write(&cfg, without_camera).unwrap();
+    agent.signal("HUP");
+    agent.wait_log("configuration reloaded", 1, Duration::from_secs(30));
+    wait_until(&agent, Duration::from_secs(120), "both queues delivered", || {
+        metric(&agent, "edge_agent_gat1400_waiting") == 0.0 && metric(&agent, "edge_agent_outbox_depth") == 0.0 && !server.seen().taken.is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let second = server.seen();
+    agent.signal("TERM");
+    assert_eq!(agent.wait(Duration::from_secs(30)), Some(0), "{}", agent.log());
+    // The record queue itself met the full disk, and held what it could not write.
+    assert!(agent.log().lines().any(|l| l.contains("outbox commit failed") && l.contains("gat1400.redb")), "{}", agent.log());
+    assert!(first.violations.is_empty() && second.violations.is_empty(), "{:?} {:?}", first.violations, second.violations);
+
+    // Every passing delivered over MQTT arrived once, by one MotorVehicleID each.
+    let passings: Vec<Value> = received_events(&sub).into_iter().filter(|e| e["phase"] == "end" && e["type"] == "vehicle" && e["merged_into"].is_null()).collect();
+    let taken: Vec<&Value> = first.taken.iter().chain(&second.taken).map(|t| &t.object).collect();
+    let ids: BTreeSet<&str> = taken.iter().map(|o| o["MotorVehicleID"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), passings.len(), "{} distinct records for {} passings", ids.len(), passings.len());
+    assert_eq!(taken.len(), ids.len(), "a record arrived twice");
+    assert!(passings.len() >= 4, "{} passings", passings.len());
 }
