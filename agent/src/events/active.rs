@@ -320,7 +320,14 @@ impl Emitter<'_> {
 /// The scene and plate pictures of `candidate`, encoded.
 fn extras(candidate: &Candidate, settings: &SnapshotSettings) -> Extras {
     let picture = |e: snapshot::Encoded| Picture { jpeg: e.jpeg, width: e.width, height: e.height, object_box: e.object_box };
-    let scene = candidate.scene.as_ref().and_then(|(image, object_box)| snapshot::encode_image(image, *object_box, settings.scene_max_bytes)).map(picture);
+    let scene = candidate
+        .scene
+        .as_ref()
+        .and_then(|(frame, object_box)| {
+            let (image, object_box) = snapshot::scaled_scene(&frame.view(), object_box, settings.scene_width);
+            snapshot::encode_image(&image, object_box, settings.scene_max_bytes)
+        })
+        .map(picture);
     let plate =
         candidate.plate.as_ref().and_then(|image| snapshot::encode_image(image, BBox::new(0.0, 0.0, image.width() as f32, image.height() as f32), PLATE_MAX_BYTES)).map(picture);
     Extras { scene, plate }

@@ -42,7 +42,9 @@ pub struct Candidate {
     /// The part of the frame `image` shows, in frame pixels.
     pub frame_region: BBox,
     pub taken_at: chrono::DateTime<chrono::Utc>,
-    /// The whole frame and the object's box in it, when `scene_width` asks for it.
+    /// The whole frame as analysed and the object's box in it, when `scene_width` asks for it: copied as
+    /// it is (a copy is cheap, a scaling is not) and scaled once, for the picture that wins
+    /// ([`scaled_scene`]).
     pub scene: Option<(BgrImage, BBox)>,
     /// The plate read in this frame, when `plate_crop` asks for it.
     pub plate: Option<BgrImage>,
@@ -113,13 +115,13 @@ pub fn capture(
     };
     let object_box = BBox::new((bbox.x1 - region.x1) * scale, (bbox.y1 - region.y1) * scale, (bbox.x2 - region.x1) * scale, (bbox.y2 - region.y1) * scale)
         .clamp(image.width() as f32, image.height() as f32);
-    let scene = (settings.scene_width > 0).then(|| scene(frame, bbox, settings.scene_width));
+    let scene = (settings.scene_width > 0).then(|| (frame.to_owned(), *bbox));
     let plate = plate.filter(|_| settings.plate_crop).and_then(|p| plate_crop(frame, p));
     Some(Candidate { quality, image, object_box, frame_region: region, taken_at, scene, plate })
 }
 
 /// The whole frame at `width` (or its own, when smaller) and `bbox` in it.
-fn scene(frame: &BgrView<'_>, bbox: &BBox, width: u32) -> (BgrImage, BBox) {
+pub fn scaled_scene(frame: &BgrView<'_>, bbox: &BBox, width: u32) -> (BgrImage, BBox) {
     let scale = (width as f32 / frame.width().max(1) as f32).min(1.0);
     let (w, h) = (((frame.width() as f32 * scale).round() as u32).max(1), ((frame.height() as f32 * scale).round() as u32).max(1));
     let image = if scale < 1.0 { resize_bilinear(frame, w, h) } else { frame.to_owned() };
@@ -288,7 +290,8 @@ mod tests {
             region: None,
         };
         let c = capture(&frame.view(), &BBox::new(800.0, 400.0, 1600.0, 800.0), Some(&plate), &settings, chrono::Utc::now(), 1.0).unwrap();
-        let (scene, b) = c.scene.as_ref().unwrap();
+        let (frame_copy, frame_box) = c.scene.as_ref().unwrap();
+        let (scene, b) = scaled_scene(&frame_copy.view(), frame_box, settings.scene_width);
         assert_eq!((scene.width(), scene.height()), (1280, 720));
         assert!((b.x1 - 533.3).abs() < 1.0 && (b.x2 - 1066.7).abs() < 1.0, "{b:?}");
         // The plate upright, as wide as it was seen, a plate's shape.
